@@ -1,0 +1,15 @@
+//! spuff: ephemeral cloud dev VMs in one command, and the async SSH and
+//! provisioning SDK the `spuff` CLI is built on.
+//!
+//! The library never prints; it reports through return values, typed errors
+//! and progress callbacks, and the CLI renders them.
+//!
+//! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
+//!   policies, key/agent authentication, exec, interactive shells.
+//! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
+//! - [`forward`]: local, in-process and remote port forwarding.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
+pub mod forward;
+pub mod sftp;
+pub mod ssh;

@@ -1,0 +1,173 @@
+//! Exec against a real sshd: exit codes, signals, large outputs, stderr kept
+//! apart, stdin, a connection lost mid-command, and the errors users meet.
+
+use std::time::Duration;
+
+use spuff::ssh::{Error, ExecEvent, ExitStatus, RetryPolicy, Session};
+
+use crate::util::{Sshd, free_port};
+
+#[tokio::test]
+async fn exec_should_return_exit_codes_and_keep_stderr_apart() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let out = s.exec("echo out; echo err >&2; exit 7").await.expect("exec");
+    assert_eq!(out.stdout, b"out\n");
+    assert_eq!(out.stderr, b"err\n");
+    assert_eq!(out.status, ExitStatus::Code(7));
+    assert!(s.exec("true").await.expect("true").status.success());
+}
+
+#[tokio::test]
+async fn exec_should_report_the_signal_that_killed_the_command() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let out = s.exec("kill -TERM $$").await.expect("exec");
+    match out.status {
+        ExitStatus::Signal { ref name, .. } => assert_eq!(name, "TERM"),
+        other => panic!("expected a signal, got {other:?}"),
+    }
+    assert_eq!(out.status.shell_code(), 143);
+}
+
+#[tokio::test]
+async fn exec_should_carry_large_outputs_intact() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    // 32 MiB on stdout and 1 MiB on stderr at the same time.
+    let out = s
+        .exec("head -c 33554432 /dev/zero | tr '\\0' 'a'; head -c 1048576 /dev/zero | tr '\\0' 'b' >&2")
+        .await
+        .expect("exec");
+    assert_eq!(out.stdout.len(), 32 * 1024 * 1024);
+    assert!(out.stdout.iter().all(|&b| b == b'a'));
+    assert_eq!(out.stderr.len(), 1024 * 1024);
+    assert!(out.status.success());
+}
+
+#[tokio::test]
+async fn exec_should_stream_output_as_it_arrives() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let mut cmd = s
+        .spawn("echo first; read line; echo \"got $line\"; echo e >&2")
+        .await
+        .expect("spawn");
+    // The first line arrives while the command is still waiting for input.
+    match cmd.next_event().await.expect("event") {
+        Some(ExecEvent::Stdout(b)) => assert_eq!(&b[..], b"first\n"),
+        other => panic!("unexpected {other:?}"),
+    }
+    cmd.write_stdin(b"hello\n").await.expect("stdin");
+    cmd.close_stdin().await.expect("eof");
+    let out = cmd.collect().await.expect("collect");
+    assert_eq!(out.stdout, b"got hello\n");
+    assert_eq!(out.stderr, b"e\n");
+    assert!(out.status.success());
+}
+
+#[tokio::test]
+async fn exec_should_fail_loudly_when_the_connection_is_lost() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let mut cmd = s.spawn("echo started; sleep 30").await.expect("spawn");
+    assert!(matches!(cmd.next_event().await, Ok(Some(ExecEvent::Stdout(_)))));
+    // Kill the server's per-connection processes: the session dies mid-command.
+    sshd.kill_sessions();
+    let res = tokio::time::timeout(Duration::from_secs(60), cmd.wait()).await;
+    match res {
+        Ok(Err(Error::ConnectionLost { .. })) => {}
+        other => panic!("expected ConnectionLost, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn connect_should_explain_a_refused_connection() {
+    let sshd = Sshd::start();
+    let mut cfg = sshd.config();
+    cfg.port = free_port();
+    let err = Session::connect(cfg).await.expect_err("refused");
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains("127.0.0.1") && msg.contains("refused"), "{msg}");
+    assert!(err.hint().expect("hint").contains("nothing listens"));
+}
+
+#[tokio::test]
+async fn connect_should_time_out_on_a_host_that_never_answers() {
+    // A listener that accepts TCP (the kernel does) but never speaks SSH.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let sshd = Sshd::start();
+    let mut cfg = sshd.config();
+    cfg.port = silent.local_addr().expect("addr").port();
+    cfg.connect_timeout = Duration::from_millis(700);
+    let err = Session::connect(cfg).await.expect_err("silent host");
+    assert!(matches!(err, Error::Handshake { .. }), "{err:?}");
+    assert!(err.is_retryable());
+}
+
+#[tokio::test]
+async fn wait_for_login_should_return_the_last_real_error() {
+    let sshd = Sshd::start();
+    let mut cfg = sshd.config();
+    cfg.user = "nosuchuser".into();
+    let policy = RetryPolicy {
+        timeout: Duration::from_secs(2),
+        min_delay: Duration::from_millis(100),
+        max_delay: Duration::from_millis(300),
+    };
+    let err = spuff::ssh::wait_for_login(cfg, &policy).await.expect_err("no such user");
+    match &err {
+        Error::LoginTimeout { attempts, last, .. } => {
+            assert!(*attempts >= 2, "{err}");
+            assert!(matches!(**last, Error::AuthFailed { .. }), "{last:?}");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    assert!(err.to_string().contains("nosuchuser"), "{err}");
+}
+
+#[tokio::test]
+async fn wait_for_login_should_succeed_once_the_server_comes_up() {
+    // Start with nothing listening; bring sshd up half a second later.
+    let sshd = Sshd::start();
+    let cfg = sshd.config();
+    let port = sshd.port;
+    let policy = RetryPolicy {
+        timeout: Duration::from_secs(30),
+        min_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(200),
+    };
+    // Stop it, then restart the same config on the same port shortly after.
+    let config_path = sshd.dir.path().join("sshd_config");
+    drop_listener(&sshd);
+    let restarter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::process::Command::new("/usr/sbin/sshd")
+            .arg("-f")
+            .arg(&config_path)
+            .status()
+            .expect("restart sshd")
+    });
+    let session = spuff::ssh::wait_for_login(cfg, &policy).await.expect("login after restart");
+    assert!(restarter.await.expect("join").success());
+    assert_eq!(session.port(), port);
+    assert!(session.exec("true").await.expect("exec").status.success());
+    // The restarted daemon detached; stop it by its pid file.
+    let pid = std::fs::read_to_string(sshd.dir.path().join("sshd.pid")).expect("pid");
+    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
+}
+
+fn drop_listener(sshd: &Sshd) {
+    let pid = std::fs::read_to_string(sshd.dir.path().join("sshd.pid")).expect("pid file");
+    let st = std::process::Command::new("kill").arg(pid.trim()).status().expect("kill");
+    assert!(st.success());
+    // Wait until the port is closed.
+    for _ in 0..200 {
+        if std::net::TcpStream::connect(("127.0.0.1", sshd.port)).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("sshd did not stop");
+}

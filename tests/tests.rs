@@ -1,0 +1,7 @@
+//! Integration tests: one binary, topic modules, real OpenSSH peers.
+
+mod util;
+
+mod ssh_auth;
+mod ssh_exec;
+mod ssh_host_keys;

@@ -1,0 +1,379 @@
+//! Test harness: a private OpenSSH `sshd` on 127.0.0.1 and a real `ssh-agent`.
+//!
+//! Each [`Sshd`] gets its own temporary directory with fresh host keys, an
+//! sshd_config and an authorized_keys file, listens on a free loopback port and
+//! is stopped by its pid when dropped. Client keys are made once per test
+//! process with the real `ssh-keygen`.
+
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use spuff::ssh::{AuthMethod, Config, HostKeyPolicy, PublicKey};
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// Client keys, generated once per test binary.
+pub struct Keys {
+    pub dir: tempfile::TempDir,
+    pub ed25519: PathBuf,
+    pub rsa: PathBuf,
+    pub encrypted: PathBuf,
+    /// A key that is in no authorized_keys file.
+    pub stranger: PathBuf,
+}
+
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let gen_key = |name: &str, args: &[&str], pass: &str| {
+            let path = dir.path().join(name);
+            run(Command::new("ssh-keygen")
+                .args(args)
+                .args(["-q", "-N", pass, "-C", name, "-f"])
+                .arg(&path));
+            path
+        };
+        Keys {
+            ed25519: gen_key("id_ed25519", &["-t", "ed25519"], ""),
+            rsa: gen_key("id_rsa", &["-t", "rsa", "-b", "2048"], ""),
+            encrypted: gen_key("id_encrypted", &["-t", "ed25519"], PASSPHRASE),
+            stranger: gen_key("id_stranger", &["-t", "ed25519"], ""),
+            dir,
+        }
+    })
+}
+
+pub fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn pub_key(private: &Path) -> PublicKey {
+    let text = std::fs::read_to_string(private.with_extension("pub")).expect("read .pub");
+    PublicKey::from_openssh(text.trim()).expect("parse .pub")
+}
+
+pub fn current_user() -> String {
+    std::env::var("USER")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| run(Command::new("id").arg("-un")).trim().to_string())
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn sshd_binary() -> PathBuf {
+    for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
+        if Path::new(p).exists() {
+            return p.into();
+        }
+    }
+    panic!("OpenSSH sshd not found: install openssh-server (.ci/run does)");
+}
+
+/// A private sshd.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    pub host_key: PublicKey,
+    pub host_key_path: PathBuf,
+    pub user: String,
+    child: Child,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        Self::start_with("")
+    }
+
+    /// Start with extra sshd_config lines. sshd keeps the first value it reads
+    /// for a keyword, so these go first and win over the defaults below.
+    pub fn start_with(extra: &str) -> Sshd {
+        let k = keys();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let host_key_path = d.join("ssh_host_ed25519_key");
+        run(Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&host_key_path));
+        let mut authorized = String::new();
+        for key in [&k.ed25519, &k.rsa, &k.encrypted] {
+            authorized.push_str(&std::fs::read_to_string(key.with_extension("pub")).expect("pub"));
+        }
+        std::fs::write(d.join("authorized_keys"), authorized).expect("authorized_keys");
+        if is_root() {
+            // sshd refuses to start as root without its privilege separation dir.
+            let _ = std::fs::create_dir_all("/run/sshd");
+        }
+        for _attempt in 0..5 {
+            let port = free_port();
+            let config = format!(
+                "{extra}
+Port {port}
+ListenAddress 127.0.0.1
+HostKey {hk}
+PidFile {pid}
+AuthorizedKeysFile {ak}
+StrictModes no
+UsePAM no
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+PermitRootLogin prohibit-password
+AllowAgentForwarding yes
+AllowTcpForwarding yes
+PermitTTY yes
+X11Forwarding no
+AcceptEnv SPUFF_*
+MaxStartups 200:30:400
+MaxSessions 200
+LogLevel VERBOSE
+Subsystem sftp internal-sftp
+",
+                hk = host_key_path.display(),
+                pid = d.join("sshd.pid").display(),
+                ak = d.join("authorized_keys").display(),
+            );
+            let cfg_path = d.join("sshd_config");
+            std::fs::write(&cfg_path, config).expect("sshd_config");
+            let log = std::fs::File::create(d.join("sshd.log")).expect("log");
+            let child = Command::new(sshd_binary())
+                .arg("-D")
+                .arg("-e")
+                .arg("-f")
+                .arg(&cfg_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn sshd");
+            let mut child = child;
+            if wait_listening(&mut child, port) {
+                return Sshd {
+                    host_key: pub_key(&host_key_path),
+                    host_key_path: host_key_path.clone(),
+                    user: current_user(),
+                    port,
+                    child,
+                    dir,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let log = std::fs::read_to_string(d.join("sshd.log")).unwrap_or_default();
+            if !log.contains("Address already in use") {
+                panic!("sshd did not start:\n{log}");
+            }
+        }
+        panic!("sshd could not find a free port");
+    }
+
+    /// SIGKILL every process this sshd forked for connections, as if the VM
+    /// vanished, leaving the listener up.
+    pub fn kill_sessions(&self) {
+        for pid in descendants(self.child.id()) {
+            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
+    }
+
+    /// A client config for this server: pinned host key, the ed25519 key.
+    pub fn config(&self) -> Config {
+        Config {
+            port: self.port,
+            host_keys: HostKeyPolicy::pinned([self.host_key.clone()]),
+            auth: vec![AuthMethod::KeyFile(keys().ed25519.clone())],
+            ..Config::new("127.0.0.1", self.user.clone())
+        }
+    }
+
+    pub async fn connect(&self) -> spuff::ssh::Session {
+        match spuff::ssh::Session::connect(self.config()).await {
+            Ok(s) => s,
+            Err(e) => panic!("connect failed: {e}\n--- sshd log ---\n{}", self.log()),
+        }
+    }
+
+    /// OpenSSH client arguments for the same server (for comparisons).
+    pub fn ssh_args(&self) -> Vec<String> {
+        let kh = self.dir.path().join("client_known_hosts");
+        let _ = std::fs::write(
+            &kh,
+            format!(
+                "[127.0.0.1]:{} {}\n",
+                self.port,
+                self.host_key.to_openssh().expect("openssh")
+            ),
+        );
+        vec![
+            "-p".into(),
+            self.port.to_string(),
+            "-i".into(),
+            keys().ed25519.display().to_string(),
+            "-o".into(),
+            format!("UserKnownHostsFile={}", kh.display()),
+            "-o".into(),
+            "StrictHostKeyChecking=yes".into(),
+            "-o".into(),
+            "IdentitiesOnly=yes".into(),
+            "-o".into(),
+            "BatchMode=yes".into(),
+            "-l".into(),
+            self.user.clone(),
+        ]
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return false;
+        }
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+/// All descendants of `pid`, from /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents = std::collections::HashMap::<u32, Vec<u32>>::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // The command name is in parentheses and may hold spaces; fields follow it.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r)
+            && let Some(ppid) = rest.split_whitespace().nth(1).and_then(|x| x.parse().ok())
+        {
+            parents.entry(ppid).or_default().push(p);
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![pid];
+    while let Some(p) = stack.pop() {
+        for &c in parents.get(&p).into_iter().flatten() {
+            out.push(c);
+            stack.push(c);
+        }
+    }
+    out
+}
+
+pub fn is_root() -> bool {
+    current_user() == "root"
+}
+
+/// A real ssh-agent on a private socket.
+pub struct Agent {
+    pub dir: tempfile::TempDir,
+    pub sock: PathBuf,
+    child: Child,
+}
+
+impl Agent {
+    pub fn start() -> Agent {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sock = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn ssh-agent");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sock.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Agent { dir, sock, child }
+    }
+
+    pub fn add(&self, key: &Path) {
+        run(Command::new("ssh-add")
+            .arg("-q")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.sock));
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest;
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = std::io::Read::read(&mut f, &mut buf).expect("read");
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Write `len` bytes of deterministic, incompressible-looking data.
+pub fn write_pattern_file(path: &Path, len: u64) {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ len;
+    let mut left = len;
+    let mut buf = [0u8; 8192];
+    while left > 0 {
+        for chunk in buf.chunks_mut(8) {
+            // xorshift64*
+            x ^= x >> 12;
+            x ^= x << 25;
+            x ^= x >> 27;
+            let v = x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes();
+            chunk.copy_from_slice(&v[..chunk.len()]);
+        }
+        let n = left.min(buf.len() as u64) as usize;
+        f.write_all(&buf[..n]).expect("write");
+        left -= n as u64;
+    }
+    f.flush().expect("flush");
+}
