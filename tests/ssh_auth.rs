@@ -14,12 +14,20 @@ async fn ed25519_and_rsa_key_files_should_log_in() {
     for key in [&keys().ed25519, &keys().rsa] {
         let mut cfg = sshd.config();
         cfg.auth = vec![AuthMethod::KeyFile(key.clone())];
-        let s = Session::connect(cfg).await.unwrap_or_else(|e| panic!("{}: {e}\n{}", key.display(), sshd.log()));
-        assert_eq!(s.exec("whoami").await.expect("exec").stdout, format!("{}\n", sshd.user).as_bytes());
+        let s = Session::connect(cfg)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}\n{}", key.display(), sshd.log()));
+        assert_eq!(
+            s.exec("whoami").await.expect("exec").stdout,
+            format!("{}\n", sshd.user).as_bytes()
+        );
     }
     // The RSA login used a SHA-2 signature (OpenSSH 8.8+ refuses SHA-1).
     let log = sshd.log();
-    assert!(log.contains("RSA SHA256:") && !log.contains("ssh-rsa SHA1"), "{log}");
+    assert!(
+        log.contains("RSA SHA256:") && !log.contains("ssh-rsa SHA1"),
+        "{log}"
+    );
 }
 
 #[tokio::test]
@@ -31,9 +39,15 @@ async fn encrypted_key_should_ask_for_the_passphrase_until_right() {
     cfg.auth = vec![AuthMethod::KeyFile(keys().encrypted.clone())];
     cfg.passphrase = Some(Arc::new(move |_path| {
         let n = counter.fetch_add(1, Ordering::SeqCst);
-        Some(if n == 0 { "wrong".to_string() } else { PASSPHRASE.to_string() })
+        Some(if n == 0 {
+            "wrong".to_string()
+        } else {
+            PASSPHRASE.to_string()
+        })
     }));
-    Session::connect(cfg.clone()).await.expect("login with passphrase");
+    Session::connect(cfg.clone())
+        .await
+        .expect("login with passphrase");
     assert_eq!(asked.load(Ordering::SeqCst), 2);
 
     // Declining the prompt is a clear failure, not a hang.
@@ -49,7 +63,9 @@ async fn agent_keys_should_log_in() {
     agent.add(&keys().rsa);
     let mut cfg = sshd.config();
     cfg.auth = vec![AuthMethod::Agent(AgentLocation::Path(agent.sock.clone()))];
-    let s = Session::connect(cfg).await.unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
+    let s = Session::connect(cfg)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", sshd.log()));
     assert!(s.exec("true").await.expect("exec").status.success());
 }
 
@@ -64,7 +80,10 @@ async fn failed_auth_should_list_every_method_and_key_tried() {
         AuthMethod::Agent(AgentLocation::Path(empty_agent.sock.clone())),
     ];
     let err = Session::connect(cfg).await.expect_err("no key accepted");
-    let Error::AuthFailed { tried, remaining, .. } = &err else {
+    let Error::AuthFailed {
+        tried, remaining, ..
+    } = &err
+    else {
         panic!("unexpected {err:?}");
     };
     assert_eq!(tried.len(), 3, "{tried:?}");

@@ -11,7 +11,10 @@ use crate::util::{Sshd, free_port};
 async fn exec_should_return_exit_codes_and_keep_stderr_apart() {
     let sshd = Sshd::start();
     let s = sshd.connect().await;
-    let out = s.exec("echo out; echo err >&2; exit 7").await.expect("exec");
+    let out = s
+        .exec("echo out; echo err >&2; exit 7")
+        .await
+        .expect("exec");
     assert_eq!(out.stdout, b"out\n");
     assert_eq!(out.stderr, b"err\n");
     assert_eq!(out.status, ExitStatus::Code(7));
@@ -71,7 +74,10 @@ async fn exec_should_fail_loudly_when_the_connection_is_lost() {
     let sshd = Sshd::start();
     let s = sshd.connect().await;
     let mut cmd = s.spawn("echo started; sleep 30").await.expect("spawn");
-    assert!(matches!(cmd.next_event().await, Ok(Some(ExecEvent::Stdout(_)))));
+    assert!(matches!(
+        cmd.next_event().await,
+        Ok(Some(ExecEvent::Stdout(_)))
+    ));
     // Kill the server's per-connection processes: the session dies mid-command.
     sshd.kill_sessions();
     let res = tokio::time::timeout(Duration::from_secs(60), cmd.wait()).await;
@@ -89,7 +95,10 @@ async fn connect_should_explain_a_refused_connection() {
     let err = Session::connect(cfg).await.expect_err("refused");
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     let msg = err.to_string();
-    assert!(msg.contains("127.0.0.1") && msg.contains("refused"), "{msg}");
+    assert!(
+        msg.contains("127.0.0.1") && msg.contains("refused"),
+        "{msg}"
+    );
     assert!(err.hint().expect("hint").contains("nothing listens"));
 }
 
@@ -116,7 +125,9 @@ async fn wait_for_login_should_return_the_last_real_error() {
         min_delay: Duration::from_millis(100),
         max_delay: Duration::from_millis(300),
     };
-    let err = spuff::ssh::wait_for_login(cfg, &policy).await.expect_err("no such user");
+    let err = spuff::ssh::wait_for_login(cfg, &policy)
+        .await
+        .expect_err("no such user");
     match &err {
         Error::LoginTimeout { attempts, last, .. } => {
             assert!(*attempts >= 2, "{err}");
@@ -149,7 +160,9 @@ async fn wait_for_login_should_succeed_once_the_server_comes_up() {
             .status()
             .expect("restart sshd")
     });
-    let session = spuff::ssh::wait_for_login(cfg, &policy).await.expect("login after restart");
+    let session = spuff::ssh::wait_for_login(cfg, &policy)
+        .await
+        .expect("login after restart");
     assert!(restarter.await.expect("join").success());
     assert_eq!(session.port(), port);
     assert!(session.exec("true").await.expect("exec").status.success());
@@ -160,7 +173,10 @@ async fn wait_for_login_should_succeed_once_the_server_comes_up() {
 
 fn drop_listener(sshd: &Sshd) {
     let pid = std::fs::read_to_string(sshd.dir.path().join("sshd.pid")).expect("pid file");
-    let st = std::process::Command::new("kill").arg(pid.trim()).status().expect("kill");
+    let st = std::process::Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .expect("kill");
     assert!(st.success());
     // Wait until the port is closed.
     for _ in 0..200 {

@@ -11,16 +11,29 @@ async fn strict_should_accept_a_key_in_known_hosts_and_refuse_an_unknown_host() 
     // Unknown: refused, with the fingerprint to check.
     let mut cfg = sshd.config();
     cfg.host_keys = HostKeyPolicy::strict([kh.clone()]);
-    let err = Session::connect(cfg.clone()).await.expect_err("unknown host");
+    let err = Session::connect(cfg.clone())
+        .await
+        .expect_err("unknown host");
     match &err {
-        Error::HostKeyUnknown { fingerprint: fp, .. } => assert_eq!(fp, &fingerprint(&sshd.host_key)),
+        Error::HostKeyUnknown {
+            fingerprint: fp, ..
+        } => assert_eq!(fp, &fingerprint(&sshd.host_key)),
         other => panic!("unexpected {other:?}"),
     }
     assert!(!err.is_retryable());
     // Known (hashed entry as written by `ssh-keyscan -H`-style tools): accepted.
-    let line = format!("[127.0.0.1]:{} {}\n", sshd.port, sshd.host_key.to_openssh().expect("openssh"));
+    let line = format!(
+        "[127.0.0.1]:{} {}\n",
+        sshd.port,
+        sshd.host_key.to_openssh().expect("openssh")
+    );
     std::fs::write(&kh, line).expect("write kh");
-    crate::util::run(std::process::Command::new("ssh-keygen").arg("-H").arg("-f").arg(&kh));
+    crate::util::run(
+        std::process::Command::new("ssh-keygen")
+            .arg("-H")
+            .arg("-f")
+            .arg(&kh),
+    );
     assert!(std::fs::read_to_string(&kh).expect("kh").starts_with("|1|"));
     let s = Session::connect(cfg).await.expect("known host");
     assert!(s.exec("true").await.expect("exec").status.success());
@@ -35,7 +48,10 @@ async fn accept_new_should_record_the_key_then_refuse_a_changed_one() {
     cfg.host_keys = HostKeyPolicy::accept_new(&kh);
     Session::connect(cfg.clone()).await.expect("first use");
     let recorded = std::fs::read_to_string(&kh).expect("recorded");
-    assert!(recorded.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", sshd.port)), "{recorded}");
+    assert!(
+        recorded.starts_with(&format!("[127.0.0.1]:{} ssh-ed25519 ", sshd.port)),
+        "{recorded}"
+    );
     // OpenSSH's own client accepts the file we wrote.
     let out = std::process::Command::new("ssh-keygen")
         .arg("-F")
@@ -55,14 +71,23 @@ async fn accept_new_should_record_the_key_then_refuse_a_changed_one() {
     let mut cfg2 = other.config();
     cfg2.host_keys = HostKeyPolicy::accept_new(&kh);
     // Make the old entry name the new server's port.
-    let text = std::fs::read_to_string(&kh).expect("kh").replace(&format!("]:{port} "), &format!("]:{} ", other.port));
+    let text = std::fs::read_to_string(&kh)
+        .expect("kh")
+        .replace(&format!("]:{port} "), &format!("]:{} ", other.port));
     std::fs::write(&kh, text).expect("rewrite");
     let err = Session::connect(cfg2).await.expect_err("changed key");
     let msg = err.to_string();
     assert!(matches!(err, Error::HostKeyChanged { .. }), "{err:?}");
-    assert!(msg.contains(&old_fp) && msg.contains(&fingerprint(&other.host_key)), "{msg}");
+    assert!(
+        msg.contains(&old_fp) && msg.contains(&fingerprint(&other.host_key)),
+        "{msg}"
+    );
     assert!(msg.contains(&format!("{}:1", kh.display())), "{msg}");
-    assert_eq!(std::fs::read_to_string(&kh).expect("kh").lines().count(), 1, "nothing new recorded");
+    assert_eq!(
+        std::fs::read_to_string(&kh).expect("kh").lines().count(),
+        1,
+        "nothing new recorded"
+    );
 }
 
 #[tokio::test]
@@ -73,7 +98,11 @@ async fn pinned_should_refuse_any_other_key() {
     cfg.host_keys = HostKeyPolicy::pinned([wrong.clone()]);
     let err = Session::connect(cfg).await.expect_err("wrong pin");
     match err {
-        Error::HostKeyChanged { presented, expected, .. } => {
+        Error::HostKeyChanged {
+            presented,
+            expected,
+            ..
+        } => {
             assert_eq!(presented, fingerprint(&sshd.host_key));
             assert_eq!(expected[0].fingerprint, fingerprint(&wrong));
         }

@@ -5,3 +5,4 @@ mod util;
 mod ssh_auth;
 mod ssh_exec;
 mod ssh_host_keys;
+mod ssh_shell;

@@ -48,7 +48,9 @@ pub(crate) async fn connect_stream(location: &AgentLocation) -> Result<(BoxedAge
 }
 
 /// An agent client at `location`, ready for identity and signing requests.
-pub(crate) async fn connect(location: &AgentLocation) -> Result<(AgentClient<BoxedAgentStream>, String)> {
+pub(crate) async fn connect(
+    location: &AgentLocation,
+) -> Result<(AgentClient<BoxedAgentStream>, String)> {
     let (stream, desc) = connect_stream(location).await?;
     Ok((AgentClient::connect(stream), desc))
 }
@@ -71,7 +73,10 @@ async fn connect_path(path: &std::path::Path) -> Result<BoxedAgentStream> {
 #[cfg(unix)]
 async fn connect_default() -> Result<(BoxedAgentStream, String)> {
     let Some(sock) = std::env::var_os("SSH_AUTH_SOCK").filter(|s| !s.is_empty()) else {
-        return Err(agent_err("SSH_AUTH_SOCK", "not set: no agent is running in this session"));
+        return Err(agent_err(
+            "SSH_AUTH_SOCK",
+            "not set: no agent is running in this session",
+        ));
     };
     let path = PathBuf::from(sock);
     Ok((connect_path(&path).await?, path.display().to_string()))

@@ -66,11 +66,15 @@ pub fn load_private_key(path: &Path, passphrase: Option<&PassphraseFn>) -> Resul
         Err(e) => return Err(err(e.to_string())),
     }
     let Some(ask) = passphrase else {
-        return Err(err("the key is encrypted and no passphrase callback was given".into()));
+        return Err(err(
+            "the key is encrypted and no passphrase callback was given".into(),
+        ));
     };
     for _ in 0..PASSPHRASE_TRIES {
         let Some(pass) = ask(path) else {
-            return Err(err("the key is encrypted and no passphrase was given".into()));
+            return Err(err(
+                "the key is encrypted and no passphrase was given".into()
+            ));
         };
         let pass = zeroize::Zeroizing::new(pass);
         match russh::keys::decode_secret_key(&text, Some(&pass)) {
@@ -108,22 +112,47 @@ pub(crate) async fn authenticate(
                     Err(e) => return Err(e),
                 };
                 let label = format!("key {} ({})", path.display(), describe(key.public_key()));
-                if try_key(handle, user, Arc::new(key), &mut rsa_hash, label, &mut tried, &mut remaining)
-                    .await?
+                if try_key(
+                    handle,
+                    user,
+                    Arc::new(key),
+                    &mut rsa_hash,
+                    label,
+                    &mut tried,
+                    &mut remaining,
+                )
+                .await?
                 {
                     return Ok(());
                 }
             }
             AuthMethod::Key(key) => {
                 let label = format!("key ({})", describe(key.public_key()));
-                if try_key(handle, user, key.clone(), &mut rsa_hash, label, &mut tried, &mut remaining)
-                    .await?
+                if try_key(
+                    handle,
+                    user,
+                    key.clone(),
+                    &mut rsa_hash,
+                    label,
+                    &mut tried,
+                    &mut remaining,
+                )
+                .await?
                 {
                     return Ok(());
                 }
             }
             AuthMethod::Agent(location) => {
-                if try_agent(handle, user, location, &mut rsa_hash, &mut tried, &mut remaining).await? {
+                if try_agent(
+                    handle,
+                    user,
+                    location,
+                    &mut rsa_hash,
+                    &mut tried,
+                    &mut remaining,
+                )
+                .await?
+                {
                     return Ok(());
                 }
             }
@@ -172,7 +201,10 @@ fn outcome(result: &AuthResult, remaining: &mut Vec<String>) -> (bool, String) {
         } => {
             *remaining = remaining_methods.iter().map(String::from).collect();
             if *partial_success {
-                (false, "accepted, but the server wants another method too".into())
+                (
+                    false,
+                    "accepted, but the server wants another method too".into(),
+                )
             } else {
                 (false, "rejected by server".into())
             }

@@ -374,7 +374,10 @@ mod tests {
             }],
         };
         let s = e.to_string();
-        assert!(s.contains("SHA256:new") && s.contains("SHA256:old") && s.contains("/k:3"), "{s}");
+        assert!(
+            s.contains("SHA256:new") && s.contains("SHA256:old") && s.contains("/k:3"),
+            "{s}"
+        );
         assert!(!e.is_retryable());
     }
 

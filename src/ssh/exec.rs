@@ -264,7 +264,9 @@ impl RemoteCommand {
     /// Wait for the command to end, discarding its output.
     pub async fn wait(mut self) -> Result<ExitStatus> {
         while self.next_event().await?.is_some() {}
-        self.status.clone().ok_or_else(|| self.session.lost(&self.operation))
+        self.status
+            .clone()
+            .ok_or_else(|| self.session.lost(&self.operation))
     }
 
     /// Wait for the command to end, keeping all of its output.
@@ -277,7 +279,10 @@ impl RemoteCommand {
                 ExecEvent::Exit(_) => {}
             }
         }
-        let status = self.status.clone().ok_or_else(|| self.session.lost(&self.operation))?;
+        let status = self
+            .status
+            .clone()
+            .ok_or_else(|| self.session.lost(&self.operation))?;
         Ok(ExecOutput {
             stdout,
             stderr,

@@ -99,7 +99,9 @@ impl client::Handler for ClientHandler {
             // Agent forwarding was not asked for: a server that opens an agent
             // channel anyway gets nothing.
             tracing::warn!(host = %self.host, "refused an agent channel we did not ask for");
-            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         reply.accept().await;
@@ -139,8 +141,14 @@ impl client::Handler for ClientHandler {
                 .cloned()
         });
         let Some(tx) = target else {
-            tracing::warn!(connected_address, connected_port, "refused a forwarded connection we did not ask for");
-            reply.reject(russh::ChannelOpenFailure::AdministrativelyProhibited).await;
+            tracing::warn!(
+                connected_address,
+                connected_port,
+                "refused a forwarded connection we did not ask for"
+            );
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         reply.accept().await;
@@ -153,7 +161,10 @@ impl client::Handler for ClientHandler {
         // every other channel on the connection.
         tokio::spawn(async move {
             if tx.send(conn).await.is_err() {
-                tracing::debug!(connected_port, "remote forward closed while a connection arrived");
+                tracing::debug!(
+                    connected_port,
+                    "remote forward closed while a connection arrived"
+                );
             }
         });
         Ok(())

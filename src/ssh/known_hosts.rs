@@ -114,7 +114,10 @@ impl HostKeyPolicy {
     /// Decide about the key `presented` by `host:port`. Records it when the
     /// policy trusts new hosts and none was known. Errors say why it is refused.
     pub fn verify(&self, host: &str, port: u16, presented: &PublicKey) -> Result<()> {
-        if self.pinned.is_empty() && self.check == HostKeyCheck::Strict && self.files().next().is_none() {
+        if self.pinned.is_empty()
+            && self.check == HostKeyCheck::Strict
+            && self.files().next().is_none()
+        {
             return Err(Error::Config(
                 "strict host key checking needs a pinned key or a known_hosts file".into(),
             ));
@@ -237,10 +240,7 @@ fn read_entries(path: &Path, host: &str, port: u16) -> Result<Vec<Entry>> {
             continue;
         }
         match russh::keys::parse_public_key_base64(b64) {
-            Ok(key) => out.push(Entry {
-                line: idx + 1,
-                key,
-            }),
+            Ok(key) => out.push(Entry { line: idx + 1, key }),
             Err(e) => {
                 tracing::warn!(file = %path.display(), line = idx + 1, error = %e, "skipping unreadable known_hosts line");
             }
@@ -298,13 +298,18 @@ fn hashed_match(hashed: &str, name: &str) -> bool {
     let Some((salt, hash)) = hashed.split_once('|') else {
         return false;
     };
-    let (Ok(salt), Ok(hash)) = (BASE64.decode(salt.as_bytes()), BASE64.decode(hash.as_bytes())) else {
+    let (Ok(salt), Ok(hash)) = (
+        BASE64.decode(salt.as_bytes()),
+        BASE64.decode(hash.as_bytes()),
+    ) else {
         return false;
     };
     let Ok(mac) = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(&salt) else {
         return false;
     };
-    mac.chain_update(name.as_bytes()).verify_slice(&hash).is_ok()
+    mac.chain_update(name.as_bytes())
+        .verify_slice(&hash)
+        .is_ok()
 }
 
 fn wildcard_match(pat: &[u8], s: &[u8]) -> bool {
@@ -334,7 +339,8 @@ pub(crate) fn append_entry(path: &Path, host: &str, port: u16, key: &PublicKey) 
     let line = format!(
         "{} {}\n",
         host_pattern_name(host, port),
-        key.to_openssh().map_err(|e| err(std::io::Error::other(e)))?
+        key.to_openssh()
+            .map_err(|e| err(std::io::Error::other(e)))?
     );
     let mut opts = std::fs::OpenOptions::new();
     opts.create(true).append(true);
@@ -378,14 +384,21 @@ mod tests {
         );
         let pol = HostKeyPolicy::strict([p.clone()]);
         pol.verify("10.0.0.1", 2222, &key(ED1)).expect("known key");
-        let err = pol.verify("10.0.0.1", 2222, &key(ED2)).expect_err("changed");
+        let err = pol
+            .verify("10.0.0.1", 2222, &key(ED2))
+            .expect_err("changed");
         match &err {
             Error::HostKeyChanged {
-                presented, expected, ..
+                presented,
+                expected,
+                ..
             } => {
                 assert_eq!(presented, &fingerprint(&key(ED2)));
                 assert_eq!(expected[0].fingerprint, fingerprint(&key(ED1)));
-                assert_eq!(expected[0].source, KeySource::KnownHosts { path: p, line: 4 });
+                assert_eq!(
+                    expected[0].source,
+                    KeySource::KnownHosts { path: p, line: 4 }
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -413,7 +426,11 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             let mode = std::fs::metadata(&rec).expect("meta").permissions().mode();
-            assert_eq!(mode & 0o077, 0, "known_hosts must not be group/world accessible");
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "known_hosts must not be group/world accessible"
+            );
         }
     }
 
@@ -442,7 +459,10 @@ mod tests {
     fn patterns_hashes_negation_and_revocation() {
         assert!(hosts_match("a,b*.example.com", "box1.example.com"));
         assert!(hosts_match("10.0.0.?", "10.0.0.7"));
-        assert!(!hosts_match("*.example.com,!bad.example.com", "bad.example.com"));
+        assert!(!hosts_match(
+            "*.example.com,!bad.example.com",
+            "bad.example.com"
+        ));
         // `ssh-keygen -H` of "localhost" with a fixed salt.
         let salt = [7u8; 20];
         let mac = <hmac::Hmac<sha1::Sha1> as KeyInit>::new_from_slice(&salt)

@@ -54,8 +54,8 @@ pub use russh::keys::{PrivateKey, PublicKey};
 pub use shell::{ShellOptions, TermSize};
 pub use wait::{RetryPolicy, wait_for_login, wait_for_port};
 
-pub(crate) use handler::Shared;
 use handler::ClientHandler;
+pub(crate) use handler::Shared;
 
 /// Everything needed to open a [`Session`].
 ///
@@ -152,12 +152,9 @@ impl Config {
                 })
                 .collect::<Result<Vec<_>>>()?;
             // Keep the protocol extensions russh relies on (strict kex, ext-info).
-            names.extend(
-                preferred
-                    .kex
-                    .iter()
-                    .filter(|n| n.as_ref().starts_with("ext-info") || n.as_ref().starts_with("kex-strict")),
-            );
+            names.extend(preferred.kex.iter().filter(|n| {
+                n.as_ref().starts_with("ext-info") || n.as_ref().starts_with("kex-strict")
+            }));
             preferred.kex = Cow::Owned(names);
         }
         // Offer host key algorithms we already know for this host first, as
@@ -236,7 +233,12 @@ impl Session {
         let russh_config = Arc::new(config.russh_config()?);
         let (host, port) = (config.host.clone(), config.port);
         let addr = (host.as_str(), port);
-        let tcp = match tokio::time::timeout(config.connect_timeout, tokio::net::TcpStream::connect(addr)).await {
+        let tcp = match tokio::time::timeout(
+            config.connect_timeout,
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
             Ok(Ok(s)) => s,
             Ok(Err(source)) => return Err(Error::Connect { host, port, source }),
             Err(_) => {
@@ -257,7 +259,9 @@ impl Session {
         let handshake = client::connect_stream(russh_config, tcp, handler);
         let mut handle = match tokio::time::timeout(config.connect_timeout, handshake).await {
             Ok(Ok(h)) => h,
-            Ok(Err(Error::Protocol(source))) => return Err(Error::Handshake { host, port, source }),
+            Ok(Err(Error::Protocol(source))) => {
+                return Err(Error::Handshake { host, port, source });
+            }
             Ok(Err(e)) => return Err(e),
             Err(_) => {
                 return Err(Error::Handshake {
@@ -344,7 +348,15 @@ impl Session {
     /// An error for a russh failure during `operation`, naming the connection
     /// as lost when it is.
     pub(crate) fn op_error(&self, operation: &str, err: russh::Error) -> Error {
-        if self.is_closed() || matches!(err, russh::Error::SendError | russh::Error::RecvError | russh::Error::HUP | russh::Error::Disconnect) {
+        if self.is_closed()
+            || matches!(
+                err,
+                russh::Error::SendError
+                    | russh::Error::RecvError
+                    | russh::Error::HUP
+                    | russh::Error::Disconnect
+            )
+        {
             return self.lost(operation);
         }
         match err {
@@ -384,7 +396,10 @@ impl Session {
     }
 
     /// Open a session channel for `operation`.
-    pub(crate) async fn open_session_channel(&self, operation: &str) -> Result<russh::Channel<client::Msg>> {
+    pub(crate) async fn open_session_channel(
+        &self,
+        operation: &str,
+    ) -> Result<russh::Channel<client::Msg>> {
         self.inner
             .handle
             .channel_open_session()

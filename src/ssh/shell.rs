@@ -116,7 +116,8 @@ impl Session {
                 .agent_forward(true)
                 .await
                 .map_err(|e| self.op_error("agent forwarding", e))?;
-            self.expect_success(&mut channel, "agent forwarding").await?;
+            self.expect_success(&mut channel, "agent forwarding")
+                .await?;
         }
         for (k, v) in &opts.env {
             channel

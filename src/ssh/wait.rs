@@ -97,7 +97,9 @@ pub async fn wait_for_login(config: Config, policy: &RetryPolicy) -> Result<Sess
         attempts += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         let mut cfg = config.clone();
-        cfg.connect_timeout = cfg.connect_timeout.min(remaining.max(Duration::from_millis(100)));
+        cfg.connect_timeout = cfg
+            .connect_timeout
+            .min(remaining.max(Duration::from_millis(100)));
         let err = match Session::connect(cfg).await {
             Ok(s) => return Ok(s),
             Err(e) if !e.is_retryable() => return Err(e),

@@ -50,7 +50,9 @@ pub fn keys() -> &'static Keys {
 }
 
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\n{}",
@@ -189,7 +191,10 @@ Subsystem sftp internal-sftp
     /// vanished, leaving the listener up.
     pub fn kill_sessions(&self) {
         for pid in descendants(self.child.id()) {
-            let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .status();
         }
     }
 
