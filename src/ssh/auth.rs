@@ -171,25 +171,44 @@ fn describe(key: &PublicKey) -> String {
     format!("{} {}", key.algorithm(), fingerprint(key))
 }
 
-async fn hash_for(
+/// The signature hashes to try for `key`, best first. For RSA that is the
+/// server's preferred SHA-2 variant, then the other one: servers advertise
+/// both in `server-sig-algs` even when `PubkeyAcceptedAlgorithms` allows only
+/// one, and OpenSSH's own client gives up after the first.
+async fn hashes_for(
     handle: &client::Handle<ClientHandler>,
     key: &PublicKey,
     cache: &mut Option<Option<HashAlg>>,
-) -> Result<Option<HashAlg>> {
+) -> Result<Vec<Option<HashAlg>>> {
     if !key.algorithm().is_rsa() {
-        return Ok(None);
+        return Ok(vec![None]);
     }
-    if let Some(h) = *cache {
-        return Ok(h);
-    }
-    let h = match handle.best_supported_rsa_hash().await? {
-        Some(best) => best,
-        // No server-sig-algs extension: an old server; SHA-512 is what any
-        // server from the last decade accepts and SHA-1 is refused by new ones.
-        None => Some(HashAlg::Sha512),
+    let best = match *cache {
+        Some(h) => h,
+        None => {
+            let h = match handle.best_supported_rsa_hash().await? {
+                Some(best) => best,
+                // No server-sig-algs extension: an old server; SHA-512 is what any
+                // server from the last decade accepts and SHA-1 is refused by new ones.
+                None => Some(HashAlg::Sha512),
+            };
+            *cache = Some(h);
+            h
+        }
     };
-    *cache = Some(h);
-    Ok(h)
+    Ok(match best {
+        Some(HashAlg::Sha512) => vec![Some(HashAlg::Sha512), Some(HashAlg::Sha256)],
+        Some(HashAlg::Sha256) => vec![Some(HashAlg::Sha256), Some(HashAlg::Sha512)],
+        other => vec![other],
+    })
+}
+
+fn hash_label(hash: Option<HashAlg>) -> &'static str {
+    match hash {
+        Some(HashAlg::Sha256) => " as rsa-sha2-256",
+        Some(HashAlg::Sha512) => " as rsa-sha2-512",
+        _ => "",
+    }
 }
 
 fn outcome(result: &AuthResult, remaining: &mut Vec<String>) -> (bool, String) {
@@ -221,16 +240,22 @@ async fn try_key(
     tried: &mut Vec<AuthAttempt>,
     remaining: &mut Vec<String>,
 ) -> Result<bool> {
-    let hash = hash_for(handle, key.public_key(), rsa_hash).await?;
-    let res = handle
-        .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
-        .await?;
-    let (ok, text) = outcome(&res, remaining);
-    tried.push(AuthAttempt {
-        method: label,
-        outcome: text,
-    });
-    Ok(ok)
+    let hashes = hashes_for(handle, key.public_key(), rsa_hash).await?;
+    let several = hashes.len() > 1;
+    for hash in hashes {
+        let res = handle
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key.clone(), hash))
+            .await?;
+        let (ok, text) = outcome(&res, remaining);
+        tried.push(AuthAttempt {
+            method: format!("{label}{}", if several { hash_label(hash) } else { "" }),
+            outcome: text,
+        });
+        if ok {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 async fn try_agent(
@@ -280,26 +305,34 @@ async fn try_agent(
             // Certificates are not used for spuff VMs.
             AgentIdentity::Certificate { .. } => continue,
         };
-        let hash = hash_for(handle, &key, rsa_hash).await?;
+        let hashes = hashes_for(handle, &key, rsa_hash).await?;
+        let several = hashes.len() > 1;
         let label = format!("agent key ({}) {comment}", describe(&key));
-        match handle
-            .authenticate_publickey_with(user, key, hash, &mut client)
-            .await
-        {
-            Ok(res) => {
-                let (ok, text) = outcome(&res, remaining);
-                tried.push(AuthAttempt {
-                    method: label.trim_end().to_string(),
-                    outcome: text,
-                });
-                if ok {
-                    return Ok(true);
+        let label = label.trim_end();
+        for hash in hashes {
+            let method = format!("{label}{}", if several { hash_label(hash) } else { "" });
+            match handle
+                .authenticate_publickey_with(user, key.clone(), hash, &mut client)
+                .await
+            {
+                Ok(res) => {
+                    let (ok, text) = outcome(&res, remaining);
+                    tried.push(AuthAttempt {
+                        method,
+                        outcome: text,
+                    });
+                    if ok {
+                        return Ok(true);
+                    }
+                }
+                Err(e) => {
+                    tried.push(AuthAttempt {
+                        method,
+                        outcome: format!("agent could not sign: {e}"),
+                    });
+                    break;
                 }
             }
-            Err(e) => tried.push(AuthAttempt {
-                method: label.trim_end().to_string(),
-                outcome: format!("agent could not sign: {e}"),
-            }),
         }
     }
     Ok(false)
