@@ -23,9 +23,9 @@
 //! ```
 //! use spuff::forward::{LocalForwardSpec, RemoteForwardSpec};
 //!
-//! let l: LocalForwardSpec = "8080:localhost:80".parse().unwrap();
+//! let l: LocalForwardSpec = "8080:localhost:80".parse().expect("address");
 //! assert_eq!(l.bind.to_string(), "127.0.0.1:8080");
-//! let r: RemoteForwardSpec = "0:127.0.0.1:3000".parse().unwrap();
+//! let r: RemoteForwardSpec = "0:127.0.0.1:3000".parse().expect("address");
 //! assert_eq!(r.bind_port, 0);
 //! ```
 
@@ -90,13 +90,21 @@ impl TunnelStream {
 }
 
 impl AsyncRead for TunnelStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for TunnelStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         // russh refuses empty writes; the socket convention is "wrote nothing".
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
@@ -147,12 +155,14 @@ impl Session {
             u32::from(originator_port),
         );
         open.await.map_err(|e| match e {
-            russh::Error::ChannelOpenFailure(reason) if !self.is_closed() => Error::ChannelRefused {
-                host: self.host().to_string(),
-                port: self.port(),
-                operation,
-                reason: open_failure_reason(&reason, host, port),
-            },
+            russh::Error::ChannelOpenFailure(reason) if !self.is_closed() => {
+                Error::ChannelRefused {
+                    host: self.host().to_string(),
+                    port: self.port(),
+                    operation,
+                    reason: open_failure_reason(&reason, host, port),
+                }
+            }
             other => self.op_error(&operation, other),
         })
     }
@@ -163,7 +173,9 @@ fn open_failure_reason(reason: &russh::ChannelOpenFailure, host: &str, port: u16
     let target = host_port(host, port);
     match reason {
         russh::ChannelOpenFailure::ConnectFailed => {
-            format!("the server could not connect to {target} (nothing listening there, or unreachable from the server)")
+            format!(
+                "the server could not connect to {target} (nothing listening there, or unreachable from the server)"
+            )
         }
         russh::ChannelOpenFailure::AdministrativelyProhibited => format!(
             "forwarding to {target} is not allowed by the server (AllowTcpForwarding or PermitOpen in sshd_config)"
@@ -257,7 +269,9 @@ impl std::fmt::Display for ForwardEvent {
                 }
                 Ok(())
             }
-            ForwardEvent::Failed { id, peer, error } => write!(f, "#{id} from {peer} failed: {error}"),
+            ForwardEvent::Failed { id, peer, error } => {
+                write!(f, "#{id} from {peer} failed: {error}")
+            }
         }
     }
 }
@@ -303,7 +317,11 @@ struct Counted<T> {
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let res = Pin::new(&mut self.inner).poll_read(cx, buf);
         let n = buf.filled().len().saturating_sub(before);
@@ -313,7 +331,11 @@ impl<T: AsyncRead + Unpin> AsyncRead for Counted<T> {
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -429,7 +451,12 @@ impl LocalForwardSpec {
 
 impl std::fmt::Display for LocalForwardSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} -> {}", self.bind, host_port(&self.remote_host, self.remote_port))
+        write!(
+            f,
+            "{} -> {}",
+            self.bind,
+            host_port(&self.remote_host, self.remote_port)
+        )
     }
 }
 
@@ -441,7 +468,8 @@ impl FromStr for LocalForwardSpec {
     /// (`[::1]:8080:[fd00::2]:80`); a missing bind address means 127.0.0.1,
     /// and `*` (or an empty one) means every interface.
     fn from_str(s: &str) -> Result<Self> {
-        const SYNTAX: &str = "expected [bind_address:]port:host:hostport, such as 8080:localhost:80";
+        const SYNTAX: &str =
+            "expected [bind_address:]port:host:hostport, such as 8080:localhost:80";
         let fields = split_spec(s, SYNTAX)?;
         let (bind, port, host, hostport) = match fields.as_slice() {
             [port, host, hostport] => (None, port, host, hostport),
@@ -454,7 +482,9 @@ impl FromStr for LocalForwardSpec {
             Some(b) => b.parse::<IpAddr>().map_err(|_| {
                 spec_error(
                     s,
-                    format!("bind address `{b}` is not an IP address (use an IP, `localhost` or `*`)"),
+                    format!(
+                        "bind address `{b}` is not an IP address (use an IP, `localhost` or `*`)"
+                    ),
                 )
             })?,
         };
@@ -536,17 +566,25 @@ impl Session {
     /// [`Error::Forward`] when the local address cannot be listened on (in
     /// use, not permitted).
     pub async fn forward_local(&self, spec: LocalForwardSpec) -> Result<LocalForward> {
-        let listener = TcpListener::bind(spec.bind).await.map_err(|e| Error::Forward {
-            spec: spec.to_string(),
-            reason: format!("cannot listen on {}: {e}", spec.bind),
-        })?;
+        let listener = TcpListener::bind(spec.bind)
+            .await
+            .map_err(|e| Error::Forward {
+                spec: spec.to_string(),
+                reason: format!("cannot listen on {}: {e}", spec.bind),
+            })?;
         let local_addr = listener.local_addr().map_err(|e| Error::Forward {
             spec: spec.to_string(),
             reason: format!("cannot read the listening address: {e}"),
         })?;
         let (events, rx) = EventSink::new();
         let stop = Stop::default();
-        let task = tokio::spawn(run_local(self.clone(), listener, spec.clone(), events, stop.clone()));
+        let task = tokio::spawn(run_local(
+            self.clone(),
+            listener,
+            spec.clone(),
+            events,
+            stop.clone(),
+        ));
         tracing::debug!(%spec, %local_addr, "local forward listening");
         Ok(LocalForward {
             spec,
@@ -558,7 +596,13 @@ impl Session {
     }
 }
 
-async fn run_local(session: Session, listener: TcpListener, spec: LocalForwardSpec, events: EventSink, stop: Stop) {
+async fn run_local(
+    session: Session,
+    listener: TcpListener,
+    spec: LocalForwardSpec,
+    events: EventSink,
+    stop: Stop,
+) {
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
@@ -603,7 +647,12 @@ async fn local_connection(
     let started = Instant::now();
     let peer_text = peer.to_string();
     let originator = peer.ip().to_string();
-    let open = session.open_direct_tcpip(&spec.remote_host, spec.remote_port, &originator, peer.port());
+    let open = session.open_direct_tcpip(
+        &spec.remote_host,
+        spec.remote_port,
+        &originator,
+        peer.port(),
+    );
     let channel = tokio::select! {
         res = open => res,
         () = cancel.cancelled() => return,
@@ -624,7 +673,16 @@ async fn local_connection(
         id,
         peer: peer_text.clone(),
     });
-    relay(tcp, channel.into_stream(), id, peer_text, started, &events, &cancel).await;
+    relay(
+        tcp,
+        channel.into_stream(),
+        id,
+        peer_text,
+        started,
+        &events,
+        &cancel,
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------
@@ -685,7 +743,8 @@ impl FromStr for RemoteForwardSpec {
     /// missing bind address means the server's loopback (`localhost`), and
     /// `*` (or an empty one) every interface.
     fn from_str(s: &str) -> Result<Self> {
-        const SYNTAX: &str = "expected [bind_address:]port:host:hostport, such as 8080:localhost:3000";
+        const SYNTAX: &str =
+            "expected [bind_address:]port:host:hostport, such as 8080:localhost:3000";
         let fields = split_spec(s, SYNTAX)?;
         let (bind, port, host, hostport) = match fields.as_slice() {
             [port, host, hostport] => (None, port, host, hostport),
@@ -818,7 +877,12 @@ async fn cancel_remote(session: &Session, address: &str, port: u16) -> Result<()
         .handle()
         .cancel_tcpip_forward(address, u32::from(port))
         .await
-        .map_err(|e| session.op_error(&format!("cancel remote forward on {}", host_port(address, port)), e))
+        .map_err(|e| {
+            session.op_error(
+                &format!("cancel remote forward on {}", host_port(address, port)),
+                e,
+            )
+        })
 }
 
 impl Session {
@@ -842,13 +906,20 @@ impl Session {
             self.register_remote(&spec, spec.bind_port, tx.clone())?;
         }
         let operation = format!("remote forward on {}", host_port(&address, spec.bind_port));
-        let bound = match self.handle().tcpip_forward(address.as_str(), u32::from(spec.bind_port)).await {
+        let bound = match self
+            .handle()
+            .tcpip_forward(address.as_str(), u32::from(spec.bind_port))
+            .await
+        {
             // A request for a fixed port is answered without the port.
             Ok(_) if spec.bind_port != 0 => spec.bind_port,
             Ok(p) => match u16::try_from(p) {
                 Ok(p) if p != 0 => p,
                 _ => {
-                    let _ = self.handle().cancel_tcpip_forward(address.as_str(), p).await;
+                    let _ = self
+                        .handle()
+                        .cancel_tcpip_forward(address.as_str(), p)
+                        .await;
                     return Err(Error::Forward {
                         spec: spec.to_string(),
                         reason: format!("the server reported an invalid bound port {p}"),
@@ -875,7 +946,10 @@ impl Session {
         if spec.bind_port == 0
             && let Err(e) = self.register_remote(&spec, bound, tx)
         {
-            let _ = self.handle().cancel_tcpip_forward(address.as_str(), u32::from(bound)).await;
+            let _ = self
+                .handle()
+                .cancel_tcpip_forward(address.as_str(), u32::from(bound))
+                .await;
             return Err(e);
         }
         let (events, events_rx) = EventSink::new();
@@ -893,11 +967,20 @@ impl Session {
         })
     }
 
-    fn register_remote(&self, spec: &RemoteForwardSpec, port: u16, tx: mpsc::Sender<ForwardedConnection>) -> Result<()> {
-        let mut map = self.shared().remote_forwards.lock().map_err(|_| Error::Forward {
-            spec: spec.to_string(),
-            reason: "internal state poisoned by an earlier panic".into(),
-        })?;
+    fn register_remote(
+        &self,
+        spec: &RemoteForwardSpec,
+        port: u16,
+        tx: mpsc::Sender<ForwardedConnection>,
+    ) -> Result<()> {
+        let mut map = self
+            .shared()
+            .remote_forwards
+            .lock()
+            .map_err(|_| Error::Forward {
+                spec: spec.to_string(),
+                reason: "internal state poisoned by an earlier panic".into(),
+            })?;
         match map.entry((spec.bind_address.clone(), u32::from(port))) {
             Entry::Occupied(_) => Err(Error::Forward {
                 spec: spec.to_string(),
@@ -949,7 +1032,10 @@ async fn remote_connection(
     cancel: CancellationToken,
 ) {
     let started = Instant::now();
-    let peer = host_port(&conn.originator_address, u16::try_from(conn.originator_port).unwrap_or(0));
+    let peer = host_port(
+        &conn.originator_address,
+        u16::try_from(conn.originator_port).unwrap_or(0),
+    );
     let target = host_port(&spec.local_host, spec.local_port);
     let connect = TcpStream::connect((spec.local_host.as_str(), spec.local_port));
     let tcp = tokio::select! {
@@ -972,7 +1058,10 @@ async fn remote_connection(
         }
     };
     let _ = tcp.set_nodelay(true);
-    events.emit(ForwardEvent::Opened { id, peer: peer.clone() });
+    events.emit(ForwardEvent::Opened {
+        id,
+        peer: peer.clone(),
+    });
     // Here the peer is at the channel's end: what it sends is read from the
     // channel, so the counts swap sides.
     let from_peer = Arc::new(AtomicU64::new(0));
@@ -988,7 +1077,12 @@ async fn remote_connection(
         },
         read: from_peer.clone(),
     };
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut channel, &mut local, COPY_BUFFER, COPY_BUFFER);
+    let copy = tokio::io::copy_bidirectional_with_sizes(
+        &mut channel,
+        &mut local,
+        COPY_BUFFER,
+        COPY_BUFFER,
+    );
     let error = tokio::select! {
         res = copy => res.err(),
         () = cancel.cancelled() => Some(std::io::Error::other("closed by forward shutdown")),
@@ -1072,7 +1166,10 @@ fn parse_host(spec: &str, field: &str) -> Result<String> {
         return Err(spec_error(spec, "host to connect to is missing"));
     }
     if field.contains(char::is_whitespace) || field.contains('/') {
-        return Err(spec_error(spec, format!("`{field}` is not a host name or address")));
+        return Err(spec_error(
+            spec,
+            format!("`{field}` is not a host name or address"),
+        ));
     }
     Ok(field.to_string())
 }
@@ -1099,7 +1196,7 @@ mod tests {
     #[test]
     fn local_spec_should_default_to_loopback() {
         let s = local("8080:localhost:80");
-        assert_eq!(s.bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(s.bind, "127.0.0.1:8080".parse().expect("address"));
         assert_eq!(s.remote_host, "localhost");
         assert_eq!(s.remote_port, 80);
         assert_eq!(s, LocalForwardSpec::new(8080, "localhost", 80));
@@ -1108,12 +1205,18 @@ mod tests {
 
     #[test]
     fn local_spec_should_take_bind_addresses() {
-        assert_eq!(local("0.0.0.0:0:db:5432").bind, "0.0.0.0:0".parse().unwrap());
-        assert_eq!(local("*:81:h:1").bind, "0.0.0.0:81".parse().unwrap());
-        assert_eq!(local(":81:h:1").bind, "0.0.0.0:81".parse().unwrap());
-        assert_eq!(local("localhost:81:h:1").bind, "127.0.0.1:81".parse().unwrap());
+        assert_eq!(
+            local("0.0.0.0:0:db:5432").bind,
+            "0.0.0.0:0".parse().expect("address")
+        );
+        assert_eq!(local("*:81:h:1").bind, "0.0.0.0:81".parse().expect("address"));
+        assert_eq!(local(":81:h:1").bind, "0.0.0.0:81".parse().expect("address"));
+        assert_eq!(
+            local("localhost:81:h:1").bind,
+            "127.0.0.1:81".parse().expect("address")
+        );
         let s = local("[::1]:8080:[fd00::2]:80");
-        assert_eq!(s.bind, "[::1]:8080".parse().unwrap());
+        assert_eq!(s.bind, "[::1]:8080".parse().expect("address"));
         assert_eq!(s.remote_host, "fd00::2");
         assert_eq!(s.to_string(), "[::1]:8080 -> [fd00::2]:80");
         assert_eq!(local("127.0.0.1:7575:127.0.0.1:7575").remote_port, 7575);
@@ -1154,11 +1257,23 @@ mod tests {
 
     #[test]
     fn remote_spec_should_refuse_what_it_does_not_support() {
-        let e = "1080".parse::<RemoteForwardSpec>().err().map(|e| e.to_string()).unwrap_or_default();
+        let e = "1080"
+            .parse::<RemoteForwardSpec>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("SOCKS"), "{e}");
-        let e = "8080:/tmp/sock".parse::<RemoteForwardSpec>().err().map(|e| e.to_string()).unwrap_or_default();
+        let e = "8080:/tmp/sock"
+            .parse::<RemoteForwardSpec>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("not supported"), "{e}");
-        let e = "8080:h:0".parse::<RemoteForwardSpec>().err().map(|e| e.to_string()).unwrap_or_default();
+        let e = "8080:h:0"
+            .parse::<RemoteForwardSpec>()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(e.contains("local port must not be 0"), "{e}");
     }
 
@@ -1172,6 +1287,9 @@ mod tests {
             duration: Duration::from_millis(1500),
             error: None,
         };
-        assert_eq!(e.to_string(), "#3 from 127.0.0.1:5555 closed after 1.5s (10 bytes sent, 20 received)");
+        assert_eq!(
+            e.to_string(),
+            "#3 from 127.0.0.1:5555 closed after 1.5s (10 bytes sent, 20 received)"
+        );
     }
 }

@@ -39,7 +39,9 @@ async fn count_server() -> SocketAddr {
             tokio::spawn(async move {
                 let mut buf = Vec::new();
                 if s.read_to_end(&mut buf).await.is_ok() {
-                    let _ = s.write_all(format!("got {} bytes", buf.len()).as_bytes()).await;
+                    let _ = s
+                        .write_all(format!("got {} bytes", buf.len()).as_bytes())
+                        .await;
                     let _ = s.shutdown().await;
                 }
             });
@@ -85,7 +87,10 @@ async fn tunnel_stream_should_round_trip_megabytes_intact() {
     let sshd = Sshd::start();
     let s = sshd.connect().await;
     let echo = echo_server().await;
-    let stream = s.open_tcp_stream("127.0.0.1", echo.port()).await.expect("open");
+    let stream = s
+        .open_tcp_stream("127.0.0.1", echo.port())
+        .await
+        .expect("open");
     assert_eq!(stream.target(), format!("127.0.0.1:{}", echo.port()));
     let data = pattern(8 * 1024 * 1024, 1);
     let started = Instant::now();
@@ -104,7 +109,10 @@ async fn tunnel_stream_should_keep_working_after_half_close() {
     let sshd = Sshd::start();
     let s = sshd.connect().await;
     let server = count_server().await;
-    let mut stream = s.open_tcp_stream("127.0.0.1", server.port()).await.expect("open");
+    let mut stream = s
+        .open_tcp_stream("127.0.0.1", server.port())
+        .await
+        .expect("open");
     stream.write_all(&[7u8; 100_000]).await.expect("write");
     stream.shutdown().await.expect("eof");
     let mut reply = String::new();
@@ -167,14 +175,20 @@ async fn local_forward_should_carry_50_concurrent_connections() {
     for c in futures::future::join_all(clients).await {
         c.expect("client");
     }
-    eprintln!("50 concurrent connections in {:.2}s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "50 concurrent connections in {:.2}s",
+        started.elapsed().as_secs_f64()
+    );
     fwd.shutdown().await;
     let (mut opened, mut closed, mut bytes) = (0, 0, 0);
     while let Some(e) = events.recv().await {
         match e {
             ForwardEvent::Opened { .. } => opened += 1,
             ForwardEvent::Closed {
-                from_peer, to_peer, error, ..
+                from_peer,
+                to_peer,
+                error,
+                ..
             } => {
                 assert!(error.is_none(), "{error:?}");
                 assert_eq!(from_peer, to_peer);
@@ -194,7 +208,11 @@ async fn local_forward_should_survive_1000_round_trips_on_one_connection() {
     let s = sshd.connect().await;
     let echo = echo_server().await;
     let fwd = s
-        .forward_local(format!("0:127.0.0.1:{}", echo.port()).parse().expect("spec"))
+        .forward_local(
+            format!("0:127.0.0.1:{}", echo.port())
+                .parse()
+                .expect("spec"),
+        )
         .await
         .expect("forward");
     let mut tcp = TcpStream::connect(fwd.local_addr()).await.expect("connect");
@@ -208,7 +226,10 @@ async fn local_forward_should_survive_1000_round_trips_on_one_connection() {
         assert_eq!(&buf[..msg.len()], msg.as_bytes());
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("1000 round trips in {secs:.2}s ({:.0} µs each)", secs * 1000.0);
+    eprintln!(
+        "1000 round trips in {secs:.2}s ({:.0} µs each)",
+        secs * 1000.0
+    );
     drop(tcp);
     fwd.shutdown().await;
 }
@@ -308,7 +329,10 @@ async fn local_forward_should_report_a_refused_target() {
     match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
         Ok(Some(ForwardEvent::Failed { error, .. })) => {
             assert!(matches!(error, Error::ChannelRefused { .. }), "{error}");
-            assert!(error.to_string().contains(&format!("127.0.0.1:{closed}")), "{error}");
+            assert!(
+                error.to_string().contains(&format!("127.0.0.1:{closed}")),
+                "{error}"
+            );
         }
         other => panic!("expected a Failed event, got {other:?}"),
     }
@@ -321,7 +345,10 @@ async fn local_forward_should_fail_when_the_port_is_taken() {
     let s = sshd.connect().await;
     let taken = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = taken.local_addr().expect("addr").port();
-    match s.forward_local(LocalForwardSpec::new(port, "127.0.0.1", 80)).await {
+    match s
+        .forward_local(LocalForwardSpec::new(port, "127.0.0.1", 80))
+        .await
+    {
         Err(e @ Error::Forward { .. }) => assert!(e.to_string().contains("cannot listen"), "{e}"),
         other => panic!("expected Error::Forward, got {other:?}"),
     }
@@ -341,10 +368,16 @@ async fn remote_forward_should_reach_the_local_echo_server() {
     let mut events = fwd.events().expect("events");
     let cmd = format!("bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}; echo hi >&3; head -c 3 <&3'");
     let out = s.exec(&cmd).await.expect("exec");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout, b"hi\n");
     match tokio::time::timeout(Duration::from_secs(10), events.recv()).await {
-        Ok(Some(ForwardEvent::Opened { peer, .. })) => assert!(peer.starts_with("127.0.0.1:"), "{peer}"),
+        Ok(Some(ForwardEvent::Opened { peer, .. })) => {
+            assert!(peer.starts_with("127.0.0.1:"), "{peer}")
+        }
         other => panic!("expected an Opened event, got {other:?}"),
     }
     fwd.shutdown().await.expect("cancel");
@@ -360,7 +393,11 @@ async fn remote_forward_should_listen_on_a_fixed_port() {
     let echo = echo_server().await;
     let port = free_port();
     let fwd = s
-        .forward_remote(format!("127.0.0.1:{port}:127.0.0.1:{}", echo.port()).parse().expect("spec"))
+        .forward_remote(
+            format!("127.0.0.1:{port}:127.0.0.1:{}", echo.port())
+                .parse()
+                .expect("spec"),
+        )
         .await
         .expect("remote forward");
     assert_eq!(fwd.bound_port(), port);
@@ -369,12 +406,19 @@ async fn remote_forward_should_listen_on_a_fixed_port() {
         "for i in 1 2 3 4 5; do (exec 3<>/dev/tcp/127.0.0.1/{port}; printf \"msg$i\" >&3; r=$(head -c 4 <&3); echo \"$r\") & done; wait"
     );
     let out = s.exec(&format!("bash -c '{cmd}'")).await.expect("exec");
-    let mut lines: Vec<_> = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    let mut lines: Vec<_> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
     lines.sort();
     assert_eq!(lines, ["msg1", "msg2", "msg3", "msg4", "msg5"]);
     // The same address and port cannot be forwarded twice on one session.
     let again = s
-        .forward_remote(format!("127.0.0.1:{port}:127.0.0.1:1").parse().expect("spec"))
+        .forward_remote(
+            format!("127.0.0.1:{port}:127.0.0.1:1")
+                .parse()
+                .expect("spec"),
+        )
         .await;
     assert!(matches!(again, Err(Error::Forward { .. })), "{again:?}");
     fwd.shutdown().await.expect("cancel");
@@ -384,20 +428,35 @@ async fn remote_forward_should_listen_on_a_fixed_port() {
 async fn remote_forward_should_be_refused_when_forwarding_is_disabled() {
     let sshd = Sshd::start_with("AllowTcpForwarding no");
     let s = sshd.connect().await;
-    match s.forward_remote(RemoteForwardSpec::new(0, "127.0.0.1", 80)).await {
-        Err(e @ Error::ChannelRefused { .. }) => assert!(e.to_string().contains("remote forward"), "{e}"),
+    match s
+        .forward_remote(RemoteForwardSpec::new(0, "127.0.0.1", 80))
+        .await
+    {
+        Err(e @ Error::ChannelRefused { .. }) => {
+            assert!(e.to_string().contains("remote forward"), "{e}")
+        }
         other => panic!("expected ChannelRefused, got {other:?}"),
     }
 }
 
 #[test]
 fn forward_spec_should_fail_to_parse_with_a_clear_message() {
-    let e = "8080:localhost".parse::<LocalForwardSpec>().expect_err("bad spec");
+    let e = "8080:localhost"
+        .parse::<LocalForwardSpec>()
+        .expect_err("bad spec");
     let msg = e.to_string();
     assert!(msg.contains("`8080:localhost`"), "{msg}");
     assert!(msg.contains("[bind_address:]port:host:hostport"), "{msg}");
-    let e = "abc:localhost:80".parse::<LocalForwardSpec>().expect_err("bad port");
-    assert!(e.to_string().contains("local port `abc` is not a port number"), "{e}");
-    let e = "8080:localhost:99999".parse::<RemoteForwardSpec>().expect_err("bad port");
+    let e = "abc:localhost:80"
+        .parse::<LocalForwardSpec>()
+        .expect_err("bad port");
+    assert!(
+        e.to_string()
+            .contains("local port `abc` is not a port number"),
+        "{e}"
+    );
+    let e = "8080:localhost:99999"
+        .parse::<RemoteForwardSpec>()
+        .expect_err("bad port");
     assert!(e.to_string().contains("local port `99999`"), "{e}");
 }
