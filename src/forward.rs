@@ -604,9 +604,15 @@ async fn run_local(
     stop: Stop,
 ) {
     let mut conns = JoinSet::new();
+    // Nothing tells us when the SSH connection drops; look now and then so a
+    // dead forward stops listening instead of taking connections it cannot
+    // carry.
+    let mut liveness = tokio::time::interval(Duration::from_secs(1));
+    liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = stop.accepting.cancelled() => break,
+            _ = liveness.tick() => {}
             // Reap finished connections as we go so the set stays small.
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
             accepted = listener.accept() => match accepted {
@@ -1209,8 +1215,14 @@ mod tests {
             local("0.0.0.0:0:db:5432").bind,
             "0.0.0.0:0".parse().expect("address")
         );
-        assert_eq!(local("*:81:h:1").bind, "0.0.0.0:81".parse().expect("address"));
-        assert_eq!(local(":81:h:1").bind, "0.0.0.0:81".parse().expect("address"));
+        assert_eq!(
+            local("*:81:h:1").bind,
+            "0.0.0.0:81".parse().expect("address")
+        );
+        assert_eq!(
+            local(":81:h:1").bind,
+            "0.0.0.0:81".parse().expect("address")
+        );
         assert_eq!(
             local("localhost:81:h:1").bind,
             "127.0.0.1:81".parse().expect("address")
