@@ -23,11 +23,14 @@
 //! ```
 //! use spuff::forward::{LocalForwardSpec, RemoteForwardSpec};
 //!
-//! let l: LocalForwardSpec = "8080:localhost:80".parse().expect("address");
+//! let l: LocalForwardSpec = "8080:localhost:80".parse().expect("valid spec");
 //! assert_eq!(l.bind.to_string(), "127.0.0.1:8080");
-//! let r: RemoteForwardSpec = "0:127.0.0.1:3000".parse().expect("address");
+//! let r: RemoteForwardSpec = "0:127.0.0.1:3000".parse().expect("valid spec");
 //! assert_eq!(r.bind_port, 0);
 //! ```
+//!
+//! A running forward holds a clone of its [`Session`], so the SSH connection
+//! stays up for as long as the forward does.
 
 use std::collections::hash_map::Entry;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -348,29 +351,29 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Counted<T> {
     }
 }
 
-/// Copy between the peer's socket and the channel until both directions have
+/// Copy between the peer's side and the far side until both directions have
 /// ended (EOF is passed on each way, so half-closed connections keep working),
 /// or until `cancel` fires, then report the connection closed.
-async fn relay(
-    peer_stream: TcpStream,
-    channel: ChannelStream<Msg>,
+async fn relay<P, F>(
+    peer_side: P,
+    far_side: F,
     id: u64,
     peer: String,
     started: Instant,
     events: &EventSink,
     cancel: &CancellationToken,
-) {
+) where
+    P: AsyncRead + AsyncWrite + Unpin,
+    F: AsyncRead + AsyncWrite + Unpin,
+{
     let from_peer = Arc::new(AtomicU64::new(0));
     let to_peer = Arc::new(AtomicU64::new(0));
     let mut a = Counted {
-        inner: peer_stream,
+        inner: peer_side,
         read: from_peer.clone(),
     };
     let mut b = Counted {
-        inner: TunnelStream {
-            inner: channel,
-            target: String::new(),
-        },
+        inner: far_side,
         read: to_peer.clone(),
     };
     let copy = tokio::io::copy_bidirectional_with_sizes(&mut a, &mut b, COPY_BUFFER, COPY_BUFFER);
@@ -679,16 +682,11 @@ async fn local_connection(
         id,
         peer: peer_text.clone(),
     });
-    relay(
-        tcp,
-        channel.into_stream(),
-        id,
-        peer_text,
-        started,
-        &events,
-        &cancel,
-    )
-    .await;
+    let tunnel = TunnelStream {
+        inner: channel.into_stream(),
+        target: host_port(&spec.remote_host, spec.remote_port),
+    };
+    relay(tcp, tunnel, id, peer_text, started, &events, &cancel).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -1068,39 +1066,12 @@ async fn remote_connection(
         id,
         peer: peer.clone(),
     });
-    // Here the peer is at the channel's end: what it sends is read from the
-    // channel, so the counts swap sides.
-    let from_peer = Arc::new(AtomicU64::new(0));
-    let to_peer = Arc::new(AtomicU64::new(0));
-    let mut local = Counted {
-        inner: tcp,
-        read: to_peer.clone(),
+    // Here the peer is at the channel's end.
+    let tunnel = TunnelStream {
+        inner: conn.channel.into_stream(),
+        target,
     };
-    let mut channel = Counted {
-        inner: TunnelStream {
-            inner: conn.channel.into_stream(),
-            target,
-        },
-        read: from_peer.clone(),
-    };
-    let copy = tokio::io::copy_bidirectional_with_sizes(
-        &mut channel,
-        &mut local,
-        COPY_BUFFER,
-        COPY_BUFFER,
-    );
-    let error = tokio::select! {
-        res = copy => res.err(),
-        () = cancel.cancelled() => Some(std::io::Error::other("closed by forward shutdown")),
-    };
-    events.emit(ForwardEvent::Closed {
-        id,
-        peer,
-        from_peer: from_peer.load(Ordering::Relaxed),
-        to_peer: to_peer.load(Ordering::Relaxed),
-        duration: started.elapsed(),
-        error,
-    });
+    relay(tunnel, tcp, id, peer, started, &events, &cancel).await;
 }
 
 // ---------------------------------------------------------------------------
