@@ -9,7 +9,6 @@
 //! to the same cipher and key exchange, named in the figure.
 
 #[path = "../tests/util/mod.rs"]
-#[allow(dead_code)]
 mod util;
 
 use std::process::{Command, Stdio};

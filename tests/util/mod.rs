@@ -5,7 +5,8 @@
 //! is stopped by its pid when dropped. Client keys are made once per test
 //! process with the real `ssh-keygen`.
 
-#![allow(dead_code, unreachable_pub, missing_docs)]
+#![allow(unreachable_pub, missing_docs)]
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
