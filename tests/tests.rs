@@ -2,6 +2,7 @@
 
 mod util;
 
+mod sftp;
 mod ssh_auth;
 mod ssh_exec;
 mod ssh_host_keys;
