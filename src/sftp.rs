@@ -52,6 +52,9 @@ const MAX_PACKET: u32 = 256 * 1024 + 8 * 1024;
 /// requests queued on a slow link the last one waits for all the others;
 /// a dead connection is caught sooner by SSH keepalives.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most bytes requested and not yet answered, per call. Beyond the SSH
+/// channel window the server just waits, and queued replies cost memory.
+const MAX_BYTES_IN_FLIGHT: u32 = 4 * 1024 * 1024;
 /// Files moved at the same time in tree transfers: small files are dominated
 /// by round trips (open, close, setstat, rename), which overlap this way.
 const FILES_AT_ONCE: usize = 4;
@@ -83,7 +86,9 @@ pub struct TransferOptions {
     /// keep it quick, it runs on the transfer's task.
     pub progress: Option<ProgressFn>,
     /// Most READ/WRITE requests outstanding at once, across all files of the
-    /// call (64). Memory use is about this times the chunk size.
+    /// call (64). Memory use is about this times the chunk size. Further
+    /// capped so that at most 4 MiB is outstanding: more only overflows the
+    /// SSH channel window and was measured to slow downloads down.
     pub max_in_flight: usize,
     /// Bytes per request. `None`: the largest the server allows (OpenSSH
     /// advertises 255 KiB), or 32 KiB when it does not say. Capped to that.
@@ -366,10 +371,11 @@ struct Transfer<'a> {
 }
 
 impl<'a> Transfer<'a> {
-    fn new(opts: &'a TransferOptions, bytes_total: u64, files_total: u64) -> Self {
+    fn new(opts: &'a TransferOptions, chunk: u32, bytes_total: u64, files_total: u64) -> Self {
+        let by_bytes = (MAX_BYTES_IN_FLIGHT / chunk.max(1)).max(4) as usize;
         Transfer {
             opts,
-            permits: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
+            permits: Arc::new(Semaphore::new(opts.max_in_flight.clamp(1, by_bytes))),
             bytes_done: AtomicU64::new(0),
             bytes_total: AtomicU64::new(bytes_total),
             files_done: AtomicU64::new(0),
@@ -526,6 +532,10 @@ impl Sftp {
     fn chunk(&self, opts: &TransferOptions, server_max: u32) -> u32 {
         opts.chunk_size
             .map_or(server_max, |c| c.clamp(512, server_max))
+    }
+
+    fn max_chunk(&self, opts: &TransferOptions) -> u32 {
+        self.chunk(opts, self.inner.read_len.max(self.inner.write_len))
     }
 
     /// Attributes of `path`, following symlinks.
@@ -812,7 +822,7 @@ impl Sftp {
             });
         }
         let attrs = LocalAttrs::of(&meta);
-        let t = Transfer::new(opts, attrs.size, 1);
+        let t = Transfer::new(opts, self.max_chunk(opts), attrs.size, 1);
         self.upload_one(local, remote, attrs, &t).await
     }
 
@@ -950,7 +960,7 @@ impl Sftp {
         local: impl AsRef<Path>,
         opts: &TransferOptions,
     ) -> Result<u64> {
-        let t = Transfer::new(opts, 0, 1);
+        let t = Transfer::new(opts, self.max_chunk(opts), 0, 1);
         self.download_one(remote, local.as_ref(), &t, true).await
     }
 
@@ -1173,7 +1183,7 @@ impl Sftp {
             .iter()
             .filter(|e| matches!(e.kind, LocalKind::File(_)))
             .count() as u64;
-        let t = Transfer::new(opts, bytes_total, files_total);
+        let t = Transfer::new(opts, self.max_chunk(opts), bytes_total, files_total);
         self.mkdir_p(remote_dir).await?;
         let remote_of = |rel: &str| {
             if rel.is_empty() {
@@ -1284,6 +1294,7 @@ impl Sftp {
         let files: Vec<_> = plan.iter().filter(|(_, _, m)| m.is_file()).collect();
         let t = Transfer::new(
             opts,
+            self.max_chunk(opts),
             files.iter().map(|(_, _, m)| m.size).sum(),
             files.len() as u64,
         );
