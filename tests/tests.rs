@@ -3,6 +3,7 @@
 mod util;
 
 mod forward;
+mod sftp;
 mod ssh_auth;
 mod ssh_exec;
 mod ssh_host_keys;

@@ -1,0 +1,417 @@
+//! SFTP against a real OpenSSH sftp server: large files intact and checked on
+//! both sides, trees with modes, mtimes and symlinks, atomic replacement,
+//! progress, and the errors users meet.
+//!
+//! The server runs on this machine, so "remote" paths are in the sshd's
+//! temporary directory and can also be checked with `exec`.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use spuff::sftp::{Progress, TransferOptions};
+use spuff::ssh::{Error, Session};
+
+use crate::util::{Sshd, sha256_file, write_pattern_file};
+
+async fn sh(s: &Session, cmd: &str) -> String {
+    let out = s.exec(cmd).await.expect("exec");
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn remote(sshd: &Sshd, rel: &str) -> String {
+    sshd.dir.path().join(rel).display().to_string()
+}
+
+fn set_mtime(path: &Path, secs: u64) {
+    let f = std::fs::File::options()
+        .write(!path.is_dir())
+        .read(true)
+        .open(path)
+        .expect("open for mtime");
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(secs))
+        .expect("set mtime");
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::symlink_metadata(path)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn mtime(path: &Path) -> u64 {
+    std::fs::metadata(path)
+        .expect("stat")
+        .modified()
+        .expect("mtime")
+        .duration_since(UNIX_EPOCH)
+        .expect("epoch")
+        .as_secs()
+}
+
+#[tokio::test]
+async fn sftp_should_round_trip_a_64_mib_file_intact() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let local = tempfile::tempdir().expect("tempdir");
+    let src = local.path().join("big.bin");
+    let len = 64 * 1024 * 1024;
+    write_pattern_file(&src, len);
+    let want = sha256_file(&src);
+
+    let dst = remote(&sshd, "big.bin");
+    let started = Instant::now();
+    let sent = sftp
+        .upload_file(&src, &dst, &TransferOptions::default())
+        .await
+        .expect("upload");
+    let up = started.elapsed();
+    assert_eq!(sent, len);
+    let remote_sum = sh(&s, &format!("sha256sum {dst}")).await;
+    assert_eq!(remote_sum.split_whitespace().next(), Some(want.as_str()));
+
+    let back = local.path().join("back.bin");
+    let started = Instant::now();
+    let got = sftp
+        .download_file(&dst, &back, &TransferOptions::default())
+        .await
+        .expect("download");
+    let down = started.elapsed();
+    assert_eq!(got, len);
+    assert_eq!(sha256_file(&back), want);
+    let mib = |d: Duration| 64.0 / d.as_secs_f64();
+    eprintln!(
+        "64 MiB: upload {:.0} MiB/s, download {:.0} MiB/s",
+        mib(up),
+        mib(down)
+    );
+}
+
+#[tokio::test]
+async fn sftp_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let local = tempfile::tempdir().expect("tempdir");
+    let tree = local.path().join("tree");
+    let files: [(&str, u32, u64, u64); 4] = [
+        ("secret.txt", 0o600, 1_000_000_000, 10),
+        ("bin/run.sh", 0o755, 1_100_000_000, 3000),
+        ("private/deep/data.csv", 0o640, 1_200_000_000, 300_000),
+        ("empty", 0o644, 1_300_000_000, 0),
+    ];
+    for (rel, m, t, len) in files {
+        let p = tree.join(rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        write_pattern_file(&p, len);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m)).expect("chmod");
+        set_mtime(&p, t);
+    }
+    std::fs::create_dir_all(tree.join("empty_dir")).expect("mkdir");
+    std::os::unix::fs::symlink("bin/run.sh", tree.join("link")).expect("symlink");
+    std::fs::set_permissions(tree.join("private"), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod");
+    for (d, t) in [
+        ("private/deep", 1_400_000_000),
+        ("private", 1_500_000_000),
+        ("empty_dir", 1_600_000_000),
+    ] {
+        set_mtime(&tree.join(d), t);
+    }
+
+    let dst = remote(&sshd, "up/tree");
+    let summary = sftp
+        .upload_dir(&tree, &dst, &TransferOptions::default())
+        .await
+        .expect("upload_dir");
+    assert_eq!(
+        (summary.files, summary.symlinks, summary.bytes),
+        (4, 1, 303_010)
+    );
+    for (rel, m, t, len) in files {
+        let got = sh(&s, &format!("stat -c '%a %Y %s' {dst}/{rel}")).await;
+        assert_eq!(got, format!("{m:o} {t} {len}"), "{rel}");
+        assert_eq!(
+            sha256_file(Path::new(&format!("{dst}/{rel}"))),
+            sha256_file(&tree.join(rel)),
+            "{rel}"
+        );
+    }
+    assert_eq!(
+        sh(&s, &format!("stat -c '%a %Y' {dst}/private")).await,
+        "700 1500000000"
+    );
+    assert_eq!(
+        sh(&s, &format!("stat -c '%Y' {dst}/private/deep")).await,
+        "1400000000"
+    );
+    assert_eq!(
+        sh(&s, &format!("stat -c '%F %Y' {dst}/empty_dir")).await,
+        "directory 1600000000"
+    );
+    assert_eq!(sh(&s, &format!("readlink {dst}/link")).await, "bin/run.sh");
+    // Nothing of the atomic upload's machinery is left behind.
+    assert_eq!(
+        sh(&s, &format!("find {dst} -name '*spuff-tmp*' | wc -l")).await,
+        "0"
+    );
+
+    let back = local.path().join("back");
+    let summary = sftp
+        .download_dir(&dst, &back, &TransferOptions::default())
+        .await
+        .expect("download_dir");
+    assert_eq!(
+        (summary.files, summary.symlinks, summary.bytes),
+        (4, 1, 303_010)
+    );
+    for (rel, m, t, _) in files {
+        let p = back.join(rel);
+        assert_eq!((mode(&p), mtime(&p)), (m, t), "{rel}");
+        assert_eq!(sha256_file(&p), sha256_file(&tree.join(rel)), "{rel}");
+    }
+    assert_eq!(
+        (mode(&back.join("private")), mtime(&back.join("private"))),
+        (0o700, 1_500_000_000)
+    );
+    assert_eq!(mtime(&back.join("empty_dir")), 1_600_000_000);
+    assert!(back.join("empty_dir").is_dir());
+    assert_eq!(
+        std::fs::read_link(back.join("link")).expect("link"),
+        Path::new("bin/run.sh")
+    );
+
+    let names: Vec<String> = sftp
+        .read_dir(&dst)
+        .await
+        .expect("read_dir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(
+        names,
+        ["bin", "empty", "empty_dir", "link", "private", "secret.txt"]
+    );
+}
+
+#[tokio::test]
+async fn mkdir_p_should_create_deep_paths_and_accept_existing_ones() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let deep = remote(&sshd, "a/b/c/d/e/f");
+    sftp.mkdir_p(&deep).await.expect("mkdir_p");
+    assert!(sftp.metadata(&deep).await.expect("stat").is_dir());
+    sftp.mkdir_p(&deep).await.expect("again");
+    sftp.mkdir_p(&format!("{deep}/"))
+        .await
+        .expect("trailing slash");
+
+    let file = remote(&sshd, "a/file");
+    std::fs::write(&file, "x").expect("write");
+    let err = sftp
+        .mkdir_p(&format!("{file}/sub"))
+        .await
+        .expect_err("file in the way");
+    assert!(err.to_string().contains(&file), "{err}");
+}
+
+#[tokio::test]
+async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let local = tempfile::tempdir().expect("tempdir");
+    let opts = TransferOptions::default();
+    let dir = remote(&sshd, "atomic");
+    sftp.mkdir_p(&dir).await.expect("mkdir");
+    let target = format!("{dir}/config");
+    std::fs::write(&target, "old").expect("write");
+
+    // A successful upload replaces the content.
+    let new = local.path().join("new");
+    std::fs::write(&new, "new content").expect("write");
+    sftp.upload_file(&new, &target, &opts)
+        .await
+        .expect("overwrite");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "new content"
+    );
+
+    // A missing local file leaves the target alone.
+    let err = sftp
+        .upload_file(local.path().join("missing"), &target, &opts)
+        .await
+        .expect_err("missing local");
+    assert!(matches!(err, Error::LocalIo { .. }), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "new content"
+    );
+
+    // The final rename fails (a non-empty directory is in the way): the data
+    // was written, but the temporary file must go and the directory stay.
+    let blocker = format!("{dir}/blocker");
+    std::fs::create_dir_all(format!("{blocker}/inside")).expect("mkdir");
+    let big = local.path().join("big");
+    write_pattern_file(&big, 3 * 1024 * 1024);
+    let err = sftp
+        .upload_file(&big, &blocker, &opts)
+        .await
+        .expect_err("rename over a directory");
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                operation: "rename",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains(&blocker), "{err}");
+    assert!(Path::new(&format!("{blocker}/inside")).is_dir());
+    let left = sh(&s, &format!("ls -A {dir}")).await;
+    assert_eq!(
+        left.split_whitespace().collect::<Vec<_>>(),
+        ["blocker", "config"],
+        "{left}"
+    );
+}
+
+#[tokio::test]
+async fn progress_should_grow_monotonically_to_the_total() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let local = tempfile::tempdir().expect("tempdir");
+    let src = local.path().join("f");
+    let len = 3 * 1024 * 1024 + 17;
+    write_pattern_file(&src, len);
+    let seen: Arc<Mutex<Vec<Progress>>> = Arc::default();
+    let sink = seen.clone();
+    let opts = TransferOptions {
+        progress: Some(Arc::new(move |p| sink.lock().expect("lock").push(p))),
+        chunk_size: Some(64 * 1024),
+        max_in_flight: 8,
+        ..TransferOptions::default()
+    };
+    for download in [false, true] {
+        seen.lock().expect("lock").clear();
+        if download {
+            sftp.download_file(&remote(&sshd, "f"), local.path().join("g"), &opts)
+                .await
+                .expect("download");
+        } else {
+            sftp.upload_file(&src, &remote(&sshd, "f"), &opts)
+                .await
+                .expect("upload");
+        }
+        let seen = seen.lock().expect("lock");
+        assert!(seen.len() >= 48, "one report per chunk, got {}", seen.len());
+        assert!(seen.windows(2).all(|w| w[0].bytes_done <= w[1].bytes_done));
+        assert!(
+            seen.iter()
+                .all(|p| p.bytes_total == len && p.files_total == 1)
+        );
+        let last = seen.last().expect("reports");
+        assert_eq!((last.bytes_done, last.files_done), (len, 1));
+        assert!(last.path.ends_with("/f"));
+    }
+}
+
+#[tokio::test]
+async fn sftp_errors_should_name_the_path_and_the_reason() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let local = tempfile::tempdir().expect("tempdir");
+    let opts = TransferOptions::default();
+
+    let missing = remote(&sshd, "nope.txt");
+    let dst = local.path().join("nope.txt");
+    let err = sftp
+        .download_file(&missing, &dst, &opts)
+        .await
+        .expect_err("missing");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&missing) && msg.contains("No such file"),
+        "{msg}"
+    );
+    assert!(!dst.exists());
+    assert_eq!(
+        std::fs::read_dir(local.path()).expect("ls").count(),
+        0,
+        "no temp file left"
+    );
+
+    let src = local.path().join("src");
+    std::fs::write(&src, "data").expect("write");
+    let into_missing = remote(&sshd, "no/such/dir/file");
+    let err = sftp
+        .upload_file(&src, &into_missing, &opts)
+        .await
+        .expect_err("missing dir");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&into_missing) && msg.contains("No such file"),
+        "{msg}"
+    );
+
+    // Root may write nearly anywhere, but not create files in /proc.
+    let err = sftp
+        .upload_file(&src, "/proc/spuff-test", &opts)
+        .await
+        .expect_err("/proc");
+    assert!(err.to_string().contains("/proc/spuff-test"), "{err}");
+
+    let err = sftp.metadata(&missing).await.expect_err("stat");
+    assert!(
+        matches!(
+            err,
+            Error::Sftp {
+                operation: "stat",
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let err = sftp.remove_file(&missing).await.expect_err("remove");
+    assert!(err.to_string().contains("No such file"), "{err}");
+}
+
+#[tokio::test]
+async fn sftp_helpers_should_rename_remove_and_stat() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let (a, b) = (remote(&sshd, "a"), remote(&sshd, "b"));
+    std::fs::write(&a, "aaa").expect("write");
+    std::fs::write(&b, "b").expect("write");
+    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    let m = sftp.metadata(&a).await.expect("stat");
+    assert!(m.is_file());
+    assert_eq!((m.size, m.permissions()), (3, 0o640));
+    assert!(m.modified() <= SystemTime::now());
+    sftp.rename(&a, &b).await.expect("rename over");
+    assert_eq!(std::fs::read_to_string(&b).expect("read"), "aaa");
+    assert!(!sftp.exists(&a).await.expect("exists"));
+    sftp.remove_file(&b).await.expect("remove");
+    assert!(!Path::new(&b).exists());
+    // Clones share the channel and work at the same time.
+    let (x, y) = (sftp.clone(), sftp.clone());
+    let root = sshd.dir.path().display().to_string();
+    let (r1, r2) = tokio::join!(x.read_dir(&root), y.metadata(&root));
+    assert!(!r1.expect("read_dir").is_empty() && r2.expect("stat").is_dir());
+}
