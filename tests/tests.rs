@@ -5,6 +5,7 @@ mod util;
 mod forward;
 mod sftp;
 mod ssh_auth;
+mod ssh_concurrency;
 mod ssh_exec;
 mod ssh_host_keys;
 mod ssh_shell;
