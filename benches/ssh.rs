@@ -162,7 +162,15 @@ fn transfers(rt: &tokio::runtime::Runtime, sshd: &Sshd, work: &std::path::Path) 
         let (up, down) = rt.block_on(async {
             let session = Session::connect(cfg).await.expect("connect");
             let sftp = session.sftp().await.expect("sftp");
-            let opts = TransferOptions::default();
+            // SPUFF_BENCH_CHUNK / SPUFF_BENCH_IN_FLIGHT explore the pipelining settings.
+            let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+            let mut opts = TransferOptions {
+                chunk_size: env_num("SPUFF_BENCH_CHUNK"),
+                ..TransferOptions::default()
+            };
+            if let Some(n) = env_num("SPUFF_BENCH_IN_FLIGHT") {
+                opts.max_in_flight = n as usize;
+            }
             let mut up = Vec::new();
             let mut down = Vec::new();
             for _ in 0..runs {

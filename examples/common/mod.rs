@@ -5,7 +5,7 @@
 use spuff::ssh::{AgentLocation, AuthMethod, Config, HostKeyPolicy};
 
 /// Build a session config from `HOST PORT USER KEY`, trusting new host keys on
-/// first use and remembering them in `spuff-examples-known_hosts` under the
+/// first use and remembering them in `spuff_example_known_hosts` under the
 /// temp dir (a changed key is still refused). The key is tried first, then the
 /// ssh-agent. Returns the config and the remaining arguments.
 pub(crate) fn config_from_args(usage: &str) -> (Config, Vec<String>) {
@@ -18,7 +18,7 @@ pub(crate) fn config_from_args(usage: &str) -> (Config, Vec<String>) {
         eprintln!("bad port {:?}\nusage: {usage}", args[1]);
         std::process::exit(2)
     });
-    let known_hosts = std::env::temp_dir().join("spuff-examples-known_hosts");
+    let known_hosts = std::env::temp_dir().join("spuff_example_known_hosts");
     let config = Config {
         port,
         host_keys: HostKeyPolicy::accept_new(known_hosts),
