@@ -461,12 +461,10 @@ fn forward_spec_should_fail_to_parse_with_a_clear_message() {
     assert!(e.to_string().contains("local port `99999`"), "{e}");
 }
 
-// russh 0.65 re-opens a channel's window when data arrives, not when it is
-// read, so the only brake on an unread channel is its bounded queue, and a
-// full queue blocks russh's session task: every channel on the connection
-// stalls. Kept as a record of the limitation until russh (or our config)
-// changes.
-#[ignore = "russh 0.65: an unread channel stalls the whole session"]
+// Stock russh 0.65 re-opens a channel's window when data arrives, not when it
+// is read, and blocks its session task on a full channel queue: one unread
+// channel stalled every other channel. The vendored, patched russh
+// (vendor/russh/PATCHES.md) gates the window on reads; this is its regression test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tunnel_stream_should_not_stall_the_session_when_unread() {
     let sshd = Sshd::start();
@@ -494,7 +492,22 @@ async fn tunnel_stream_should_not_stall_the_session_when_unread() {
         .expect("session stalled by an unread tunnel")
         .expect("exec");
     assert_eq!(out.stdout, b"alive\n");
-    drop(unread);
+    // Once read, every byte that was held back arrives.
+    let mut unread = unread;
+    let mut total = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = tokio::time::timeout(Duration::from_secs(30), unread.read(&mut buf))
+            .await
+            .expect("data resumes once read")
+            .expect("read");
+        if n == 0 {
+            break;
+        }
+        assert!(buf[..n].iter().all(|&b| b == b'x'));
+        total += n;
+    }
+    assert_eq!(total, 64 << 20);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
