@@ -98,7 +98,10 @@ fn spuff_config(sshd: &Sshd, cipher: &str) -> spuff::ssh::Config {
     cfg.ciphers = vec![cipher.to_string()];
     cfg.kex = vec![KEX.to_string()];
     // SPUFF_BENCH_WINDOW explores the per-channel window size.
-    if let Some(w) = std::env::var("SPUFF_BENCH_WINDOW").ok().and_then(|v| v.parse().ok()) {
+    if let Some(w) = std::env::var("SPUFF_BENCH_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         cfg.window_size = w;
     }
     cfg

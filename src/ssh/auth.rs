@@ -98,50 +98,22 @@ pub(crate) async fn authenticate(
     let mut rsa_hash: Option<Option<HashAlg>> = None;
 
     for method in methods {
-        match method {
-            AuthMethod::KeyFile(path) => {
-                let key = match load_private_key(path, passphrase) {
-                    Ok(k) => k,
-                    Err(Error::KeyLoad { reason, .. }) => {
-                        tried.push(AuthAttempt {
-                            method: format!("key {}", path.display()),
-                            outcome: reason,
-                        });
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-                let label = format!("key {} ({})", path.display(), describe(key.public_key()));
-                if try_key(
-                    handle,
-                    user,
-                    Arc::new(key),
-                    &mut rsa_hash,
-                    label,
-                    &mut tried,
-                    &mut remaining,
-                )
-                .await?
-                {
-                    return Ok(());
+        let (key, label) = match method {
+            AuthMethod::KeyFile(path) => match load_private_key(path, passphrase) {
+                Ok(k) => {
+                    let label = format!("key {} ({})", path.display(), describe(k.public_key()));
+                    (Arc::new(k), label)
                 }
-            }
-            AuthMethod::Key(key) => {
-                let label = format!("key ({})", describe(key.public_key()));
-                if try_key(
-                    handle,
-                    user,
-                    key.clone(),
-                    &mut rsa_hash,
-                    label,
-                    &mut tried,
-                    &mut remaining,
-                )
-                .await?
-                {
-                    return Ok(());
+                Err(Error::KeyLoad { reason, .. }) => {
+                    tried.push(AuthAttempt {
+                        method: format!("key {}", path.display()),
+                        outcome: reason,
+                    });
+                    continue;
                 }
-            }
+                Err(e) => return Err(e),
+            },
+            AuthMethod::Key(key) => (key.clone(), format!("key ({})", describe(key.public_key()))),
             AuthMethod::Agent(location) => {
                 if try_agent(
                     handle,
@@ -155,7 +127,21 @@ pub(crate) async fn authenticate(
                 {
                     return Ok(());
                 }
+                continue;
             }
+        };
+        if try_key(
+            handle,
+            user,
+            key,
+            &mut rsa_hash,
+            label,
+            &mut tried,
+            &mut remaining,
+        )
+        .await?
+        {
+            return Ok(());
         }
     }
     Err(Error::AuthFailed {
