@@ -8,8 +8,13 @@
 //!   policies, key/agent authentication, exec, interactive shells.
 //! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
 //! - [`forward`]: local, in-process and remote port forwarding.
+//! - [`paths`]: where spuff's config, data and known_hosts live on each platform.
+//! - [`location`]: `NAME:path` copy arguments, with Windows drive letters.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod forward;
+pub mod location;
+pub mod paths;
+mod platform;
 pub mod sftp;
 pub mod ssh;

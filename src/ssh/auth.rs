@@ -15,6 +15,7 @@ use russh::keys::{HashAlg, PrivateKey, PrivateKeyWithHashAlg, PublicKey};
 use super::agent::{self, AgentLocation};
 use super::error::{AuthAttempt, Error, Result};
 use super::handler::ClientHandler;
+use super::key_file;
 use super::known_hosts::fingerprint;
 
 /// A way to prove who we are.
@@ -51,14 +52,19 @@ const PASSPHRASE_TRIES: usize = 3;
 
 /// Load a private key file, asking for its passphrase when it is encrypted.
 ///
+/// The file must be safe to use first, as OpenSSH requires: a regular file
+/// and, on Unix, not accessible to group or others (`chmod 600`).
+///
 /// # Errors
-/// [`Error::KeyLoad`] when the file cannot be read or parsed, or the
-/// passphrase is refused or not given.
+/// [`Error::KeyLoad`] when the file is not a regular file, its permissions are
+/// too open, it cannot be read or parsed, or the passphrase is refused or not
+/// given.
 pub fn load_private_key(path: &Path, passphrase: Option<&PassphraseFn>) -> Result<PrivateKey> {
     let err = |reason: String| Error::KeyLoad {
         path: path.to_path_buf(),
         reason,
     };
+    key_file::check(path).map_err(err)?;
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     match russh::keys::decode_secret_key(&text, None) {
         Ok(k) => return Ok(k),

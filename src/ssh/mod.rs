@@ -31,6 +31,7 @@ mod auth;
 mod error;
 mod exec;
 mod handler;
+mod key_file;
 mod known_hosts;
 mod shell;
 mod wait;
@@ -42,9 +43,7 @@ use std::time::Duration;
 use russh::client;
 use russh::keys::Algorithm;
 
-pub use agent::AgentLocation;
-#[cfg(windows)]
-pub use agent::WINDOWS_OPENSSH_AGENT_PIPE;
+pub use agent::{AgentLocation, WINDOWS_OPENSSH_AGENT_PIPE};
 pub use auth::{AuthMethod, PassphraseFn, load_private_key};
 pub use error::{AuthAttempt, Error, ExpectedKey, KeySource, Result};
 pub use exec::{ExecEvent, ExecOutput, ExitStatus, RemoteCommand};
