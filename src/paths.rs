@@ -166,7 +166,7 @@ fn home_in(os: Os, env: Lookup<'_>) -> Result<PathBuf> {
     // which Git for Windows and MSYS set to something else.
     let name = match os {
         Os::Windows => "USERPROFILE",
-        Os::Unix | Os::MacOs => "HOME",
+        Os::Unix | Os::Mac => "HOME",
     };
     var(env, name).ok_or(Error::NotFound {
         what: "home directory",
@@ -189,7 +189,7 @@ fn config_dir_in(os: Os, env: Lookup<'_>) -> Result<PathBuf> {
                 .map_err(|_| not_found("SPUFF_CONFIG_DIR, XDG_CONFIG_HOME or HOME"))?
                 .join(".config"),
         },
-        Os::MacOs => home_in(os, env)
+        Os::Mac => home_in(os, env)
             .map_err(|_| not_found("SPUFF_CONFIG_DIR or HOME"))?
             .join("Library")
             .join("Application Support"),
@@ -213,7 +213,7 @@ fn data_dir_in(os: Os, env: Lookup<'_>) -> Result<PathBuf> {
                 .join(".local")
                 .join("share"),
         },
-        Os::MacOs => home_in(os, env)
+        Os::Mac => home_in(os, env)
             .map_err(|_| not_found("HOME"))?
             .join("Library")
             .join("Application Support"),
@@ -298,8 +298,8 @@ mod tests {
     fn macos_dirs_should_be_in_application_support() {
         let e = env(&[("HOME", "/Users/me"), ("XDG_CONFIG_HOME", "/cfg")]);
         let want = p("/Users/me", &["Library", "Application Support", "spuff"]);
-        assert_eq!(config_dir_in(Os::MacOs, &e), Ok(want.clone()));
-        assert_eq!(data_dir_in(Os::MacOs, &e), Ok(want));
+        assert_eq!(config_dir_in(Os::Mac, &e), Ok(want.clone()));
+        assert_eq!(data_dir_in(Os::Mac, &e), Ok(want));
     }
 
     #[test]
@@ -332,7 +332,7 @@ mod tests {
             ("APPDATA", r"C:\x"),
             ("SPUFF_CONFIG_DIR", "/tmp/spuff-test"),
         ]);
-        for os in [Os::Unix, Os::MacOs, Os::Windows] {
+        for os in [Os::Unix, Os::Mac, Os::Windows] {
             assert_eq!(config_dir_in(os, &e), Ok(PathBuf::from("/tmp/spuff-test")));
         }
         // The data dir is not moved by it.

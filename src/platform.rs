@@ -11,7 +11,7 @@ pub(crate) enum Os {
     /// Linux, the BSDs and other Unix systems that follow XDG.
     Unix,
     /// macOS: Unix, but files go under `~/Library`.
-    MacOs,
+    Mac,
     /// Windows.
     Windows,
 }
@@ -21,7 +21,7 @@ impl Os {
     pub(crate) const CURRENT: Os = if cfg!(windows) {
         Os::Windows
     } else if cfg!(target_os = "macos") {
-        Os::MacOs
+        Os::Mac
     } else {
         Os::Unix
     };

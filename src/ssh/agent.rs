@@ -211,7 +211,7 @@ mod tests {
             [Candidate::AuthSock("/tmp/agent.1".into())]
         );
         assert_eq!(
-            candidates(Os::MacOs, sock("/tmp/agent.1")),
+            candidates(Os::Mac, sock("/tmp/agent.1")),
             [Candidate::AuthSock("/tmp/agent.1".into())]
         );
         assert_eq!(candidates(Os::Unix, None), []);

@@ -32,6 +32,7 @@ pub(crate) fn check(path: &Path) -> Result<(), String> {
 }
 
 /// Why a Unix mode is too open for a private key, if it is.
+#[cfg(any(unix, test))]
 fn mode_problem(mode: u32, path: &Path) -> Option<String> {
     let perms = mode & 0o7777;
     (perms & 0o077 != 0).then(|| {

@@ -224,6 +224,22 @@ impl Session {
 
 /// The local terminal: raw mode and size changes, with the platform
 /// differences kept here.
+///
+/// On Windows spuff sets the console modes itself rather than through
+/// crossterm, because a remote shell needs more than crossterm's raw mode:
+/// keys as VT sequences (`ENABLE_VIRTUAL_TERMINAL_INPUT`), VT output with
+/// xterm's deferred wrap, and Ctrl-C as the byte 0x03 for the remote side
+/// rather than a `CTRL_C_EVENT` that would end spuff
+/// (`ENABLE_PROCESSED_INPUT` off). The modes found at the start are put back
+/// exactly when the guard drops. Stdin is read with `ReadConsoleW` directly:
+/// the standard library's console reader turns Ctrl-Z into end of input (the
+/// DOS convention), which would end the session where a remote shell expects
+/// a suspend.
+///
+/// Every way out of [`Session::shell`] drops the guard: return, error and
+/// panic (unwinding). A process killed outright (Ctrl-Break on Windows, which
+/// raw mode leaves alone as the user's emergency exit, or SIGKILL) cannot
+/// restore anything; the next shell resets the console.
 mod terminal {
     use super::*;
 
@@ -236,10 +252,11 @@ mod terminal {
 
     impl RawMode {
         pub(super) fn enable() -> std::io::Result<RawMode> {
+            #[cfg(not(windows))]
             crossterm::terminal::enable_raw_mode()?;
             Ok(RawMode {
                 #[cfg(windows)]
-                console: windows_console::enable_vt(),
+                console: windows_console::enter_raw(),
             })
         }
     }
@@ -248,6 +265,7 @@ mod terminal {
         fn drop(&mut self) {
             #[cfg(windows)]
             windows_console::restore(&self.console);
+            #[cfg(not(windows))]
             let _ = crossterm::terminal::disable_raw_mode();
             let _ = std::io::stdout().flush();
         }
@@ -256,13 +274,27 @@ mod terminal {
     /// Stdin on a thread of its own: tokio's stdin would keep the runtime
     /// from shutting down while a read is pending after the shell ends.
     pub(super) fn stdin_reader() -> impl AsyncRead + Unpin {
+        #[cfg(windows)]
+        if let Some(mut console) = windows_console::Input::open() {
+            return spawn_reader(move || console.read());
+        }
+        let mut stdin = std::io::stdin();
+        let mut buf = vec![0u8; 8192];
+        spawn_reader(move || {
+            use std::io::Read;
+            stdin.read(&mut buf).map(|n| buf[..n].to_vec())
+        })
+    }
+
+    /// Run `read` on a thread until it returns an error or no bytes (end of
+    /// input), passing what it reads to the returned reader.
+    fn spawn_reader(
+        mut read: impl FnMut() -> std::io::Result<Vec<u8>> + Send + 'static,
+    ) -> ChannelReader {
         let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
         std::thread::spawn(move || {
-            use std::io::Read;
-            let mut stdin = std::io::stdin();
-            let mut buf = vec![0u8; 8192];
             loop {
-                let r = stdin.read(&mut buf).map(|n| buf[..n].to_vec());
+                let r = read();
                 let end = matches!(&r, Ok(v) if v.is_empty()) || r.is_err();
                 if tx.blocking_send(r).is_err() || end {
                     return;
@@ -343,52 +375,268 @@ mod terminal {
         }
     }
 
-    /// crossterm's raw mode leaves `ENABLE_VIRTUAL_TERMINAL_INPUT` off, so
-    /// arrow keys would not arrive as the escape sequences a remote shell
-    /// expects; turn it on (and VT output processing) and put both back after.
+    /// The console mode bits spuff changes and how, as pure functions so they
+    /// are tested on every platform. The values are wincon.h's; on Windows
+    /// they are checked against windows-sys at compile time.
+    #[cfg(any(windows, test))]
+    pub(super) mod console_mode {
+        pub(crate) const ENABLE_PROCESSED_INPUT: u32 = 0x0001;
+        pub(crate) const ENABLE_LINE_INPUT: u32 = 0x0002;
+        pub(crate) const ENABLE_ECHO_INPUT: u32 = 0x0004;
+        pub(crate) const ENABLE_VIRTUAL_TERMINAL_INPUT: u32 = 0x0200;
+        pub(crate) const ENABLE_PROCESSED_OUTPUT: u32 = 0x0001;
+        pub(crate) const ENABLE_VIRTUAL_TERMINAL_PROCESSING: u32 = 0x0004;
+        pub(crate) const DISABLE_NEWLINE_AUTO_RETURN: u32 = 0x0008;
+
+        /// Input for a remote PTY: no line editing or echo (the remote side
+        /// does both), Ctrl-C delivered as 0x03 rather than as a signal to
+        /// spuff, keys as VT sequences. Other bits (mouse, quick edit,
+        /// extended flags) stay as the user had them.
+        pub(crate) fn raw_input(mode: u32) -> u32 {
+            (mode & !(ENABLE_PROCESSED_INPUT | ENABLE_LINE_INPUT | ENABLE_ECHO_INPUT))
+                | ENABLE_VIRTUAL_TERMINAL_INPUT
+        }
+
+        /// Output that interprets the remote side's VT sequences and, when
+        /// `deferred_wrap`, wraps at the last column the way xterm does
+        /// (full-screen programs draw the bottom-right cell without
+        /// scrolling). Consoles before Windows 10 1809 refuse that bit.
+        pub(crate) fn vt_output(mode: u32, deferred_wrap: bool) -> u32 {
+            let mode = mode | ENABLE_PROCESSED_OUTPUT | ENABLE_VIRTUAL_TERMINAL_PROCESSING;
+            if deferred_wrap {
+                mode | DISABLE_NEWLINE_AUTO_RETURN
+            } else {
+                mode
+            }
+        }
+    }
+
+    /// Console input arrives as UTF-16; the remote side wants UTF-8. A
+    /// surrogate pair may be split across two reads, so the high half waits
+    /// for the next read; unpaired surrogates become U+FFFD rather than an
+    /// error that would end the session.
+    #[cfg(any(windows, test))]
+    #[derive(Debug, Default)]
+    pub(super) struct Utf16Decoder {
+        high: Option<u16>,
+    }
+
+    #[cfg(any(windows, test))]
+    impl Utf16Decoder {
+        pub(super) fn push(&mut self, units: &[u16]) -> Vec<u8> {
+            let mut all: Vec<u16> = self.high.take().into_iter().collect();
+            all.extend_from_slice(units);
+            if let Some(&last) = all.last()
+                && (0xD800..=0xDBFF).contains(&last)
+            {
+                self.high = Some(last);
+                all.pop();
+            }
+            char::decode_utf16(all)
+                .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+                .collect::<String>()
+                .into_bytes()
+        }
+    }
+
     #[cfg(windows)]
     mod windows_console {
         use windows_sys::Win32::System::Console::{
-            CONSOLE_MODE, ENABLE_VIRTUAL_TERMINAL_INPUT, ENABLE_VIRTUAL_TERMINAL_PROCESSING,
-            GetConsoleMode, GetStdHandle, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, SetConsoleMode,
+            CONSOLE_MODE, GetConsoleMode, GetStdHandle, ReadConsoleW, STD_INPUT_HANDLE,
+            STD_OUTPUT_HANDLE, SetConsoleMode,
         };
 
+        use super::Utf16Decoder;
+        use super::console_mode::{self, *};
+
+        // The hand-written values in `console_mode` are the real ones.
+        const _: () = {
+            use windows_sys::Win32::System::Console as c;
+            assert!(ENABLE_PROCESSED_INPUT == c::ENABLE_PROCESSED_INPUT);
+            assert!(ENABLE_LINE_INPUT == c::ENABLE_LINE_INPUT);
+            assert!(ENABLE_ECHO_INPUT == c::ENABLE_ECHO_INPUT);
+            assert!(ENABLE_VIRTUAL_TERMINAL_INPUT == c::ENABLE_VIRTUAL_TERMINAL_INPUT);
+            assert!(ENABLE_PROCESSED_OUTPUT == c::ENABLE_PROCESSED_OUTPUT);
+            assert!(ENABLE_VIRTUAL_TERMINAL_PROCESSING == c::ENABLE_VIRTUAL_TERMINAL_PROCESSING);
+            assert!(DISABLE_NEWLINE_AUTO_RETURN == c::DISABLE_NEWLINE_AUTO_RETURN);
+        };
+
+        /// The modes found before raw mode; `None` where the handle is not a
+        /// console (redirected), which is then left alone.
         pub(crate) struct Saved {
             input: Option<CONSOLE_MODE>,
             output: Option<CONSOLE_MODE>,
         }
 
-        fn set(which: u32, add: CONSOLE_MODE) -> Option<CONSOLE_MODE> {
-            // SAFETY: plain Win32 console calls on this process's own std handles;
-            // `mode` is a valid out-pointer for the duration of the call.
-            unsafe {
-                let h = GetStdHandle(which);
-                let mut mode: CONSOLE_MODE = 0;
-                if GetConsoleMode(h, &mut mode) == 0 {
-                    return None;
-                }
-                SetConsoleMode(h, mode | add);
-                Some(mode)
-            }
+        fn get(which: u32) -> Option<CONSOLE_MODE> {
+            let mut mode: CONSOLE_MODE = 0;
+            // SAFETY: plain Win32 console calls on this process's own std
+            // handles; `mode` is a valid out-pointer for the duration of the call.
+            let ok = unsafe { GetConsoleMode(GetStdHandle(which), &mut mode) };
+            (ok != 0).then_some(mode)
         }
 
-        pub(crate) fn enable_vt() -> Saved {
-            Saved {
-                input: set(STD_INPUT_HANDLE, ENABLE_VIRTUAL_TERMINAL_INPUT),
-                output: set(STD_OUTPUT_HANDLE, ENABLE_VIRTUAL_TERMINAL_PROCESSING),
+        fn set(which: u32, mode: CONSOLE_MODE) -> bool {
+            // SAFETY: as in `get`.
+            unsafe { SetConsoleMode(GetStdHandle(which), mode) != 0 }
+        }
+
+        pub(crate) fn enter_raw() -> Saved {
+            let saved = Saved {
+                input: get(STD_INPUT_HANDLE),
+                output: get(STD_OUTPUT_HANDLE),
+            };
+            if let Some(m) = saved.input {
+                set(STD_INPUT_HANDLE, console_mode::raw_input(m));
             }
+            if let Some(m) = saved.output
+                && !set(STD_OUTPUT_HANDLE, console_mode::vt_output(m, true))
+            {
+                set(STD_OUTPUT_HANDLE, console_mode::vt_output(m, false));
+            }
+            saved
         }
 
         pub(crate) fn restore(saved: &Saved) {
-            // SAFETY: as above; restores modes read from the same handles.
-            unsafe {
-                if let Some(m) = saved.input {
-                    SetConsoleMode(GetStdHandle(STD_INPUT_HANDLE), m);
-                }
-                if let Some(m) = saved.output {
-                    SetConsoleMode(GetStdHandle(STD_OUTPUT_HANDLE), m);
+            if let Some(m) = saved.input {
+                set(STD_INPUT_HANDLE, m);
+            }
+            if let Some(m) = saved.output {
+                set(STD_OUTPUT_HANDLE, m);
+            }
+        }
+
+        /// Stdin when it is a console, read as UTF-16 and passed on as UTF-8
+        /// with every control character intact (Ctrl-C, Ctrl-Z, Ctrl-D).
+        pub(crate) struct Input {
+            decoder: Utf16Decoder,
+            units: Vec<u16>,
+        }
+
+        impl Input {
+            /// `None` when stdin is not a console (a pipe or file), which the
+            /// standard library reads as plain bytes already.
+            pub(crate) fn open() -> Option<Input> {
+                get(STD_INPUT_HANDLE).map(|_| Input {
+                    decoder: Utf16Decoder::default(),
+                    units: vec![0u16; 4096],
+                })
+            }
+
+            /// The next input as UTF-8; empty at end of input.
+            pub(crate) fn read(&mut self) -> std::io::Result<Vec<u8>> {
+                // An interrupted read (a console event) is not the end of input.
+                const ERROR_OPERATION_ABORTED: i32 = 995;
+                let capacity = u32::try_from(self.units.len()).unwrap_or(u32::MAX);
+                loop {
+                    let mut read: u32 = 0;
+                    // SAFETY: `units` is valid for `capacity` u16 writes and
+                    // `read` for one u32; no input control structure is passed,
+                    // so no character ends the read early or is swallowed.
+                    let ok = unsafe {
+                        ReadConsoleW(
+                            GetStdHandle(STD_INPUT_HANDLE),
+                            self.units.as_mut_ptr().cast(),
+                            capacity,
+                            &mut read,
+                            std::ptr::null(),
+                        )
+                    };
+                    if ok == 0 {
+                        let err = std::io::Error::last_os_error();
+                        if err.raw_os_error() == Some(ERROR_OPERATION_ABORTED) {
+                            continue;
+                        }
+                        return Err(err);
+                    }
+                    let n = usize::try_from(read).unwrap_or(0).min(self.units.len());
+                    if n == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let bytes = self.decoder.push(&self.units[..n]);
+                    // Half a surrogate pair alone is not the end of input.
+                    if !bytes.is_empty() {
+                        return Ok(bytes);
+                    }
                 }
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::console_mode::*;
+        use super::*;
+
+        #[test]
+        fn raw_input_should_pass_ctrl_c_through_and_enable_vt_keys() {
+            // A typical cmd.exe console: processed, line, echo, insert,
+            // quick edit, extended flags, auto position.
+            let cooked = 0x0001 | 0x0002 | 0x0004 | 0x0020 | 0x0040 | 0x0080 | 0x0100;
+            let raw = raw_input(cooked);
+            assert_eq!(
+                raw & ENABLE_PROCESSED_INPUT,
+                0,
+                "Ctrl-C must not be a signal"
+            );
+            assert_eq!(raw & ENABLE_LINE_INPUT, 0);
+            assert_eq!(raw & ENABLE_ECHO_INPUT, 0);
+            assert_ne!(raw & ENABLE_VIRTUAL_TERMINAL_INPUT, 0);
+            // Everything else is left as the user had it.
+            assert_eq!(raw & !ENABLE_VIRTUAL_TERMINAL_INPUT, cooked & !0x7);
+            assert_eq!(raw_input(raw), raw, "idempotent");
+        }
+
+        #[test]
+        fn vt_output_should_add_only_the_vt_bits() {
+            let plain = ENABLE_PROCESSED_OUTPUT | 0x0002; // wrap at EOL
+            let with = vt_output(plain, true);
+            assert_eq!(
+                with,
+                plain | ENABLE_VIRTUAL_TERMINAL_PROCESSING | DISABLE_NEWLINE_AUTO_RETURN
+            );
+            let without = vt_output(plain, false);
+            assert_eq!(without, plain | ENABLE_VIRTUAL_TERMINAL_PROCESSING);
+            assert_ne!(vt_output(0, false) & ENABLE_PROCESSED_OUTPUT, 0);
+        }
+
+        fn utf16(s: &str) -> Vec<u16> {
+            s.encode_utf16().collect()
+        }
+
+        #[test]
+        fn decoder_should_keep_control_characters() {
+            let mut d = Utf16Decoder::default();
+            // Ctrl-C, Ctrl-Z, Ctrl-D and an arrow key's VT sequence.
+            let input = "\u{3}\u{1a}\u{4}\x1b[A";
+            assert_eq!(d.push(&utf16(input)), input.as_bytes());
+            assert_eq!(d.push(&[0x1a]), [0x1a], "a lone Ctrl-Z is not end of input");
+        }
+
+        #[test]
+        fn decoder_should_join_surrogate_pairs_split_across_reads() {
+            let mut d = Utf16Decoder::default();
+            let crab = utf16("é🦀");
+            assert_eq!(crab.len(), 3);
+            assert_eq!(d.push(&crab[..2]), "é".as_bytes());
+            assert_eq!(d.push(&crab[2..]), "🦀".as_bytes());
+        }
+
+        #[test]
+        fn decoder_should_replace_unpaired_surrogates() {
+            let mut d = Utf16Decoder::default();
+            assert_eq!(d.push(&[0xDC00, u16::from(b'a')]), "\u{fffd}a".as_bytes());
+            assert!(d.push(&[0xD800]).is_empty());
+            assert_eq!(d.push(&[u16::from(b'b')]), "\u{fffd}b".as_bytes());
+        }
+
+        #[tokio::test]
+        async fn spawned_reader_should_end_at_empty_read() {
+            let mut chunks = vec![Ok(b"ab".to_vec()), Ok(vec![3u8]), Ok(Vec::new())].into_iter();
+            let mut reader = spawn_reader(move || chunks.next().unwrap_or_else(|| Ok(Vec::new())));
+            let mut all = Vec::new();
+            reader.read_to_end(&mut all).await.expect("read");
+            assert_eq!(all, b"ab\x03");
         }
     }
 }
