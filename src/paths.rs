@@ -157,8 +157,10 @@ fn var(env: Lookup<'_>, name: &str) -> Option<PathBuf> {
 }
 
 /// An `XDG_*` variable, which the specification says to ignore when relative.
+/// `has_root` is `is_absolute` on Unix, and also accepts `/x` when these Unix
+/// rules are tested on Windows.
 fn xdg(env: Lookup<'_>, name: &str) -> Option<PathBuf> {
-    var(env, name).filter(|p| p.is_absolute())
+    var(env, name).filter(|p| p.has_root())
 }
 
 fn home_in(os: Os, env: Lookup<'_>) -> Result<PathBuf> {

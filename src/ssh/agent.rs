@@ -296,4 +296,27 @@ mod tests {
             "{err}"
         );
     }
+
+    #[cfg(windows)]
+    #[tokio::test]
+    async fn missing_pipe_should_be_named_in_the_error() {
+        let pipe = r"\\.\pipe\spuff-test-no-such-agent";
+        let err = match connect_stream(&AgentLocation::Path(pipe.into())).await {
+            Ok(_) => panic!("nothing serves {pipe}"),
+            Err(e) => e,
+        };
+        assert!(err.to_string().contains(pipe), "{err}");
+    }
+
+    #[cfg(windows)]
+    #[tokio::test]
+    async fn default_should_report_every_windows_candidate_when_none_answers() {
+        // Only meaningful where no agent runs (CI, Wine); with one running
+        // there is nothing to check.
+        if let Err(e) = connect_default().await {
+            let text = e.to_string();
+            assert!(text.contains(WINDOWS_OPENSSH_AGENT_PIPE), "{text}");
+            assert!(text.contains("Pageant"), "{text}");
+        }
+    }
 }
