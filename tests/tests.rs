@@ -19,5 +19,5 @@ mod ssh_shell;
 #[test]
 #[ignore = "the sshd broker for the Windows tests; .ci/run starts it"]
 fn sshd_broker() {
-    util::broker::serve_from_env();
+    util::broker::server::serve_from_env();
 }

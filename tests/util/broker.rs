@@ -96,11 +96,9 @@ impl Client {
     }
 }
 
+/// The broker itself (native only).
 #[cfg(not(windows))]
-pub use server::serve_from_env;
-
-#[cfg(not(windows))]
-mod server {
+pub mod server {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::{TcpListener, TcpStream};
     use std::panic::AssertUnwindSafe;
