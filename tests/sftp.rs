@@ -3,8 +3,10 @@
 //! progress, and the errors users meet.
 //!
 //! The server runs on this machine, so "remote" paths are in the sshd's
-//! temporary directory and can also be checked with `exec`.
+//! temporary directory and can also be checked with `exec`, or read directly
+//! at [`local_path`] (under Wine, through the `Z:` drive).
 
+#[cfg(not(windows))]
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use spuff::sftp::{Progress, TransferOptions};
 use spuff::ssh::{Error, Session};
 
-use crate::util::{Sshd, sha256_file, write_pattern_file};
+use crate::util::{Sshd, local_path, sha256_file, write_pattern_file};
 
 async fn sh(s: &Session, cmd: &str) -> String {
     let out = s.exec(cmd).await.expect("exec");
@@ -26,7 +28,7 @@ async fn sh(s: &Session, cmd: &str) -> String {
 }
 
 fn remote(sshd: &Sshd, rel: &str) -> String {
-    sshd.dir.path().join(rel).display().to_string()
+    sshd.remote(rel)
 }
 
 fn set_mtime(path: &Path, secs: u64) {
@@ -39,6 +41,7 @@ fn set_mtime(path: &Path, secs: u64) {
         .expect("set mtime");
 }
 
+#[cfg(not(windows))]
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path)
         .expect("stat")
@@ -96,6 +99,9 @@ async fn sftp_should_round_trip_a_64_mib_file_intact() {
     );
 }
 
+// Not under Wine: the local tree has Unix modes and a symlink (see
+// sftp_should_copy_trees_between_windows_and_unix_paths for Windows).
+#[cfg(not(windows))]
 #[tokio::test]
 async fn sftp_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
     let sshd = Sshd::start();
@@ -203,6 +209,72 @@ async fn sftp_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
     );
 }
 
+/// The Windows side of the tree test: a local tree under a `C:\...` path
+/// (backslashes) becomes a `/`-separated tree on the server and back, with
+/// contents and mtimes intact. No Unix modes or symlinks on this side.
+#[cfg(windows)]
+#[tokio::test]
+async fn sftp_should_copy_trees_between_windows_and_unix_paths() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let local = tempfile::tempdir().expect("tempdir");
+    let tree = local.path().join("tree");
+    let files: [(&str, u64, u64); 4] = [
+        ("secret.txt", 1_000_000_000, 10),
+        ("bin/run.sh", 1_100_000_000, 3000),
+        ("private/deep/data.csv", 1_200_000_000, 300_000),
+        ("empty", 1_300_000_000, 0),
+    ];
+    for (rel, t, len) in files {
+        let p = tree.join(rel.replace('/', "\\"));
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        write_pattern_file(&p, len);
+        set_mtime(&p, t);
+    }
+    std::fs::create_dir_all(tree.join("empty_dir")).expect("mkdir");
+
+    let dst = remote(&sshd, "up/tree");
+    let summary = sftp
+        .upload_dir(&tree, &dst, &TransferOptions::default())
+        .await
+        .expect("upload_dir");
+    assert_eq!(
+        (summary.files, summary.symlinks, summary.bytes),
+        (4, 0, 303_010)
+    );
+    assert_eq!(
+        sh(&s, &format!("cd {dst} && find . | sort | tr '\\n' ' '")).await,
+        ". ./bin ./bin/run.sh ./empty ./empty_dir ./private ./private/deep \
+         ./private/deep/data.csv ./secret.txt"
+    );
+    for (rel, t, len) in files {
+        let got = sh(&s, &format!("stat -c '%Y %s' {dst}/{rel}")).await;
+        assert_eq!(got, format!("{t} {len}"), "{rel}");
+        assert_eq!(
+            sha256_file(&local_path(&format!("{dst}/{rel}"))),
+            sha256_file(&tree.join(rel)),
+            "{rel}"
+        );
+    }
+
+    let back = local.path().join("back");
+    let summary = sftp
+        .download_dir(&dst, &back, &TransferOptions::default())
+        .await
+        .expect("download_dir");
+    assert_eq!(
+        (summary.files, summary.symlinks, summary.bytes),
+        (4, 0, 303_010)
+    );
+    for (rel, t, _) in files {
+        let p = back.join(rel.replace('/', "\\"));
+        assert_eq!(mtime(&p), t, "{rel}");
+        assert_eq!(sha256_file(&p), sha256_file(&tree.join(rel)), "{rel}");
+    }
+    assert!(back.join("empty_dir").is_dir());
+}
+
 #[tokio::test]
 async fn mkdir_p_should_create_deep_paths_and_accept_existing_ones() {
     let sshd = Sshd::start();
@@ -217,7 +289,7 @@ async fn mkdir_p_should_create_deep_paths_and_accept_existing_ones() {
         .expect("trailing slash");
 
     let file = remote(&sshd, "a/file");
-    std::fs::write(&file, "x").expect("write");
+    std::fs::write(local_path(&file), "x").expect("write");
     let err = sftp
         .mkdir_p(&format!("{file}/sub"))
         .await
@@ -235,7 +307,7 @@ async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
     let dir = remote(&sshd, "atomic");
     sftp.mkdir_p(&dir).await.expect("mkdir");
     let target = format!("{dir}/config");
-    std::fs::write(&target, "old").expect("write");
+    std::fs::write(local_path(&target), "old").expect("write");
 
     // A successful upload replaces the content.
     let new = local.path().join("new");
@@ -244,7 +316,7 @@ async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
         .await
         .expect("overwrite");
     assert_eq!(
-        std::fs::read_to_string(&target).expect("read"),
+        std::fs::read_to_string(local_path(&target)).expect("read"),
         "new content"
     );
 
@@ -255,14 +327,14 @@ async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
         .expect_err("missing local");
     assert!(matches!(err, Error::LocalIo { .. }), "{err}");
     assert_eq!(
-        std::fs::read_to_string(&target).expect("read"),
+        std::fs::read_to_string(local_path(&target)).expect("read"),
         "new content"
     );
 
     // The final rename fails (a non-empty directory is in the way): the data
     // was written, but the temporary file must go and the directory stay.
     let blocker = format!("{dir}/blocker");
-    std::fs::create_dir_all(format!("{blocker}/inside")).expect("mkdir");
+    std::fs::create_dir_all(local_path(&format!("{blocker}/inside"))).expect("mkdir");
     let big = local.path().join("big");
     write_pattern_file(&big, 3 * 1024 * 1024);
     let err = sftp
@@ -280,7 +352,7 @@ async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
         "{err}"
     );
     assert!(err.to_string().contains(&blocker), "{err}");
-    assert!(Path::new(&format!("{blocker}/inside")).is_dir());
+    assert!(local_path(&format!("{blocker}/inside")).is_dir());
     let left = sh(&s, &format!("ls -A {dir}")).await;
     assert_eq!(
         left.split_whitespace().collect::<Vec<_>>(),
@@ -397,21 +469,24 @@ async fn sftp_helpers_should_rename_remove_and_stat() {
     let s = sshd.connect().await;
     let sftp = s.sftp().await.expect("sftp");
     let (a, b) = (remote(&sshd, "a"), remote(&sshd, "b"));
-    std::fs::write(&a, "aaa").expect("write");
-    std::fs::write(&b, "b").expect("write");
-    std::fs::set_permissions(&a, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+    std::fs::write(local_path(&a), "aaa").expect("write");
+    std::fs::write(local_path(&b), "b").expect("write");
+    sh(&s, &format!("chmod 640 {a}")).await;
     let m = sftp.metadata(&a).await.expect("stat");
     assert!(m.is_file());
     assert_eq!((m.size, m.permissions()), (3, 0o640));
     assert!(m.modified() <= SystemTime::now());
     sftp.rename(&a, &b).await.expect("rename over");
-    assert_eq!(std::fs::read_to_string(&b).expect("read"), "aaa");
+    assert_eq!(
+        std::fs::read_to_string(local_path(&b)).expect("read"),
+        "aaa"
+    );
     assert!(!sftp.exists(&a).await.expect("exists"));
     sftp.remove_file(&b).await.expect("remove");
-    assert!(!Path::new(&b).exists());
+    assert!(!local_path(&b).exists());
     // Clones share the channel and work at the same time.
     let (x, y) = (sftp.clone(), sftp.clone());
-    let root = sshd.dir.path().display().to_string();
+    let root = remote(&sshd, "");
     let (r1, r2) = tokio::join!(x.read_dir(&root), y.metadata(&root));
     assert!(!r1.expect("read_dir").is_empty() && r2.expect("stat").is_dir());
 }

@@ -4,7 +4,7 @@ use spuff::forward::LocalForwardSpec;
 use spuff::sftp::TransferOptions;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::util::{Sshd, sha256_file, write_pattern_file};
+use crate::util::{self, Sshd, sha256_file, write_pattern_file};
 
 #[tokio::test]
 async fn exec_sftp_and_forward_should_run_at_once_on_one_session() {
@@ -33,7 +33,7 @@ async fn exec_sftp_and_forward_should_run_at_once_on_one_session() {
 
     let local = work.path().join("up.bin");
     write_pattern_file(&local, 16 * 1024 * 1024);
-    let remote = sshd.dir.path().join("up.bin").display().to_string();
+    let remote = sshd.remote("up.bin");
 
     let upload = {
         let session = session.clone();
@@ -78,9 +78,6 @@ async fn exec_sftp_and_forward_should_run_at_once_on_one_session() {
     assert_eq!(out.stdout.iter().filter(|&&b| b == b'\n').count(), 2000);
     assert_eq!(out.stderr, b"done\n");
     assert_eq!(echoed, 4 * 1024 * 1024);
-    assert_eq!(
-        sha256_file(std::path::Path::new(&remote)),
-        sha256_file(&local)
-    );
+    assert_eq!(sha256_file(&util::local_path(&remote)), sha256_file(&local));
     fwd.shutdown().await;
 }

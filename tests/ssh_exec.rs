@@ -150,40 +150,16 @@ async fn wait_for_login_should_succeed_once_the_server_comes_up() {
         max_delay: Duration::from_millis(200),
     };
     // Stop it, then restart the same config on the same port shortly after.
-    let config_path = sshd.dir.path().join("sshd_config");
-    drop_listener(&sshd);
-    let restarter = tokio::spawn(async move {
+    sshd.stop_listener();
+    let restart = async {
         tokio::time::sleep(Duration::from_millis(500)).await;
-        std::process::Command::new("/usr/sbin/sshd")
-            .arg("-f")
-            .arg(&config_path)
-            .status()
-            .expect("restart sshd")
-    });
-    let session = spuff::ssh::wait_for_login(cfg, &policy)
-        .await
-        .expect("login after restart");
-    assert!(restarter.await.expect("join").success());
+        sshd.restart_detached()
+    };
+    let (session, restarted) = tokio::join!(spuff::ssh::wait_for_login(cfg, &policy), restart);
+    assert!(restarted, "restart sshd");
+    let session = session.expect("login after restart");
     assert_eq!(session.port(), port);
     assert!(session.exec("true").await.expect("exec").status.success());
     // The restarted daemon detached; stop it by its pid file.
-    let pid = std::fs::read_to_string(sshd.dir.path().join("sshd.pid")).expect("pid");
-    let _ = std::process::Command::new("kill").arg(pid.trim()).status();
-}
-
-fn drop_listener(sshd: &Sshd) {
-    let pid = std::fs::read_to_string(sshd.dir.path().join("sshd.pid")).expect("pid file");
-    let st = std::process::Command::new("kill")
-        .arg(pid.trim())
-        .status()
-        .expect("kill");
-    assert!(st.success());
-    // Wait until the port is closed.
-    for _ in 0..200 {
-        if std::net::TcpStream::connect(("127.0.0.1", sshd.port)).is_err() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("sshd did not stop");
+    sshd.stop_listener();
 }

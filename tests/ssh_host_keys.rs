@@ -2,7 +2,7 @@
 
 use spuff::ssh::{Error, HostKeyPolicy, Session, fingerprint};
 
-use crate::util::{Sshd, keys, pub_key};
+use crate::util::{Sshd, keys, pub_key, server_path, shared_tempdir, ssh_keygen};
 
 #[tokio::test]
 async fn strict_should_accept_a_key_in_known_hosts_and_refuse_an_unknown_host() {
@@ -28,12 +28,8 @@ async fn strict_should_accept_a_key_in_known_hosts_and_refuse_an_unknown_host() 
         sshd.host_key.to_openssh().expect("openssh")
     );
     std::fs::write(&kh, line).expect("write kh");
-    crate::util::run(
-        std::process::Command::new("ssh-keygen")
-            .arg("-H")
-            .arg("-f")
-            .arg(&kh),
-    );
+    let (hashed, _) = ssh_keygen(&sshd, &["-H".into(), "-f".into(), server_path(&kh)]).await;
+    assert!(hashed, "ssh-keygen -H failed");
     assert!(std::fs::read_to_string(&kh).expect("kh").starts_with("|1|"));
     let s = Session::connect(cfg).await.expect("known host");
     assert!(s.exec("true").await.expect("exec").status.success());
@@ -42,7 +38,8 @@ async fn strict_should_accept_a_key_in_known_hosts_and_refuse_an_unknown_host() 
 #[tokio::test]
 async fn accept_new_should_record_the_key_then_refuse_a_changed_one() {
     let sshd = Sshd::start();
-    let home = tempfile::tempdir().expect("tempdir");
+    // Where OpenSSH's ssh-keygen can read it too (under Wine, on the Linux side).
+    let home = shared_tempdir();
     let kh = home.path().join("spuff_known_hosts");
     let mut cfg = sshd.config();
     cfg.host_keys = HostKeyPolicy::accept_new(&kh);
@@ -53,14 +50,17 @@ async fn accept_new_should_record_the_key_then_refuse_a_changed_one() {
         "{recorded}"
     );
     // OpenSSH's own client accepts the file we wrote.
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-F")
-        .arg(format!("[127.0.0.1]:{}", sshd.port))
-        .arg("-f")
-        .arg(&kh)
-        .output()
-        .expect("ssh-keygen -F");
-    assert!(out.status.success(), "ssh-keygen cannot find our entry");
+    let (found, _) = ssh_keygen(
+        &sshd,
+        &[
+            "-F".into(),
+            format!("[127.0.0.1]:{}", sshd.port),
+            "-f".into(),
+            server_path(&kh),
+        ],
+    )
+    .await;
+    assert!(found, "ssh-keygen cannot find our entry");
     Session::connect(cfg.clone()).await.expect("second use");
 
     // Same address, new server key: refused, naming both fingerprints and the line.

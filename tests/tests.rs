@@ -1,4 +1,7 @@
 //! Integration tests: one binary, topic modules, real OpenSSH peers.
+//!
+//! Under Windows (Wine) the OpenSSH server runs on the Linux side, through the
+//! sshd broker (tests/util/broker.rs, docs/windows.md).
 
 mod util;
 
@@ -9,3 +12,12 @@ mod ssh_concurrency;
 mod ssh_exec;
 mod ssh_host_keys;
 mod ssh_shell;
+
+/// Not a test: the sshd broker the Windows tests under Wine use, run natively
+/// by `.ci/run` with SPUFF_BROKER_LISTEN set (it returns at once without).
+#[cfg(not(windows))]
+#[test]
+#[ignore = "the sshd broker for the Windows tests; .ci/run starts it"]
+fn sshd_broker() {
+    util::broker::server::serve_from_env();
+}

@@ -4,23 +4,101 @@
 //! sshd_config and an authorized_keys file, listens on a free loopback port and
 //! is stopped by its pid when dropped. Client keys are made once per test
 //! process with the real `ssh-keygen`.
+//!
+//! On Windows (the tests run under Wine on Linux, docs/windows.md) the same
+//! sshd runs on the Linux side: [`Sshd`] and [`keys`] ask the sshd broker
+//! ([`broker`], started natively by `.ci/run`) for it, and reach its files
+//! through Wine's `Z:` drive ([`local_path`]).
 
 #![allow(unreachable_pub, missing_docs)]
 #![allow(dead_code)]
 
+pub mod broker;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+#[cfg(not(windows))]
+use std::process::{Child, Stdio};
 use std::sync::OnceLock;
+#[cfg(not(windows))]
 use std::time::{Duration, Instant};
 
 use spuff::ssh::{AuthMethod, Config, HostKeyPolicy, PublicKey};
 
 pub const PASSPHRASE: &str = "correct horse battery staple";
 
-/// Client keys, generated once per test binary.
+/// Where this process reaches a file of the sshd's machine (the Linux side):
+/// the same path on Unix, `Z:\...` under Wine.
+pub fn local_path(server_path: &str) -> PathBuf {
+    if cfg!(windows) {
+        assert!(server_path.starts_with('/'), "not absolute: {server_path}");
+        PathBuf::from(format!("Z:{}", server_path.replace('/', "\\")))
+    } else {
+        PathBuf::from(server_path)
+    }
+}
+
+/// The sshd machine's name for a local path (the inverse of [`local_path`]).
+pub fn server_path(local: &Path) -> String {
+    let s = local.display().to_string();
+    if cfg!(windows) {
+        let rest = s
+            .strip_prefix("Z:")
+            .or_else(|| s.strip_prefix("z:"))
+            .unwrap_or_else(|| panic!("{s} is not on Wine's Z: drive"));
+        rest.replace('\\', "/")
+    } else {
+        s
+    }
+}
+
+/// A temporary directory the sshd's machine can also reach.
+pub fn shared_tempdir() -> tempfile::TempDir {
+    if cfg!(windows) {
+        tempfile::tempdir_in("Z:\\tmp").expect("tempdir on Z:")
+    } else {
+        tempfile::tempdir().expect("tempdir")
+    }
+}
+
+/// Run `ssh-keygen` where OpenSSH is: here on Unix, on the sshd's machine
+/// (through an exec on `sshd`) under Wine. Paths in `args` are the sshd
+/// machine's ([`server_path`]). Returns whether it succeeded, and its stdout.
+pub async fn ssh_keygen(sshd: &Sshd, args: &[String]) -> (bool, String) {
+    if cfg!(windows) {
+        let quoted: Vec<String> = args
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+            .collect();
+        let out = sshd
+            .connect()
+            .await
+            .exec(&format!("ssh-keygen {}", quoted.join(" ")))
+            .await
+            .expect("exec ssh-keygen");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    } else {
+        let out = Command::new("ssh-keygen")
+            .args(args)
+            .output()
+            .expect("run ssh-keygen");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+}
+
+/// Client keys, generated once per test binary (under Wine: once per broker).
 pub struct Keys {
+    #[cfg(not(windows))]
     pub dir: tempfile::TempDir,
+    #[cfg(windows)]
+    pub dir: PathBuf,
     pub ed25519: PathBuf,
     pub rsa: PathBuf,
     pub encrypted: PathBuf,
@@ -28,6 +106,7 @@ pub struct Keys {
     pub stranger: PathBuf,
 }
 
+#[cfg(not(windows))]
 pub fn keys() -> &'static Keys {
     static KEYS: OnceLock<Keys> = OnceLock::new();
     KEYS.get_or_init(|| {
@@ -45,6 +124,24 @@ pub fn keys() -> &'static Keys {
             rsa: gen_key("id_rsa", &["-t", "rsa", "-b", "2048"], ""),
             encrypted: gen_key("id_encrypted", &["-t", "ed25519"], PASSPHRASE),
             stranger: gen_key("id_stranger", &["-t", "ed25519"], ""),
+            dir,
+        }
+    })
+}
+
+/// The broker's client keys: the sshds it starts authorize them.
+#[cfg(windows)]
+pub fn keys() -> &'static Keys {
+    static KEYS: OnceLock<Keys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let mut conn = broker::Client::connect();
+        let reply = conn.request("keys").unwrap_or_else(|e| panic!("{e}"));
+        let dir = local_path(&reply[0]);
+        Keys {
+            ed25519: dir.join("id_ed25519"),
+            rsa: dir.join("id_rsa"),
+            encrypted: dir.join("id_encrypted"),
+            stranger: dir.join("id_stranger"),
             dir,
         }
     })
@@ -68,6 +165,7 @@ pub fn pub_key(private: &Path) -> PublicKey {
     PublicKey::from_openssh(text.trim()).expect("parse .pub")
 }
 
+#[cfg(not(windows))]
 pub fn current_user() -> String {
     std::env::var("USER")
         .ok()
@@ -82,6 +180,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+#[cfg(not(windows))]
 fn sshd_binary() -> PathBuf {
     for p in ["/usr/sbin/sshd", "/usr/local/sbin/sshd"] {
         if Path::new(p).exists() {
@@ -92,6 +191,7 @@ fn sshd_binary() -> PathBuf {
 }
 
 /// A private sshd.
+#[cfg(not(windows))]
 pub struct Sshd {
     pub dir: tempfile::TempDir,
     pub port: u16,
@@ -101,6 +201,7 @@ pub struct Sshd {
     child: Child,
 }
 
+#[cfg(not(windows))]
 impl Sshd {
     pub fn start() -> Sshd {
         Self::start_with("")
@@ -199,6 +300,119 @@ Subsystem sftp internal-sftp
         }
     }
 
+    /// Stop the listening daemon (by its pid file, so also one restarted by
+    /// [`Sshd::restart_detached`]) and wait until its port is closed.
+    pub fn stop_listener(&self) {
+        let pid = std::fs::read_to_string(self.dir.path().join("sshd.pid")).expect("pid file");
+        let st = Command::new("kill").arg(pid.trim()).status().expect("kill");
+        assert!(st.success());
+        // Wait until the port is closed.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("sshd did not stop");
+    }
+
+    /// Start the same config again as a daemon (it detaches; stop it with
+    /// [`Sshd::stop_listener`]). Returns whether sshd started.
+    pub fn restart_detached(&self) -> bool {
+        Command::new(sshd_binary())
+            .arg("-f")
+            .arg(self.dir.path().join("sshd_config"))
+            .status()
+            .expect("restart sshd")
+            .success()
+    }
+
+    /// A path in this sshd's directory, as the server names it.
+    pub fn remote(&self, rel: &str) -> String {
+        self.dir.path().join(rel).display().to_string()
+    }
+}
+
+/// Under Wine: an sshd the broker runs on the Linux side for as long as this
+/// connection to the broker is open. Its files are reached through `Z:`.
+#[cfg(windows)]
+pub struct Sshd {
+    /// The server's directory, as this process reaches it (`Z:\tmp\...`).
+    pub dir: SshdDir,
+    pub port: u16,
+    pub host_key: PublicKey,
+    pub host_key_path: PathBuf,
+    pub user: String,
+    linux_dir: String,
+    broker: std::sync::Mutex<broker::Client>,
+}
+
+/// The local name of a broker sshd's directory (the broker removes it).
+#[cfg(windows)]
+pub struct SshdDir(PathBuf);
+
+#[cfg(windows)]
+impl SshdDir {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+#[cfg(windows)]
+impl Sshd {
+    pub fn start() -> Sshd {
+        Self::start_with("")
+    }
+
+    /// Start with extra sshd_config lines (see the Unix harness).
+    pub fn start_with(extra: &str) -> Sshd {
+        let mut broker = broker::Client::connect();
+        let fields = broker
+            .request(&format!("start {}", hex::encode(extra)))
+            .unwrap_or_else(|e| panic!("the sshd broker could not start sshd: {e}"));
+        let [port, linux_dir, user] = <[String; 3]>::try_from(fields).expect("broker reply");
+        let dir = local_path(&linux_dir);
+        let host_key_path = dir.join("ssh_host_ed25519_key");
+        Sshd {
+            host_key: pub_key(&host_key_path),
+            host_key_path,
+            port: port.parse().expect("port"),
+            dir: SshdDir(dir),
+            user,
+            linux_dir,
+            broker: std::sync::Mutex::new(broker),
+        }
+    }
+
+    fn ask(&self, request: &str) -> Result<Vec<String>, String> {
+        self.broker.lock().expect("broker lock").request(request)
+    }
+
+    /// SIGKILL every process this sshd forked for connections (done by the broker).
+    pub fn kill_sessions(&self) {
+        self.ask("kill-sessions")
+            .unwrap_or_else(|e| panic!("kill-sessions: {e}"));
+    }
+
+    /// Stop the listening daemon and wait until its port is closed.
+    pub fn stop_listener(&self) {
+        self.ask("stop-listener")
+            .unwrap_or_else(|e| panic!("stop-listener: {e}"));
+    }
+
+    /// Start the same config again as a daemon. Returns whether sshd started.
+    pub fn restart_detached(&self) -> bool {
+        self.ask("restart").is_ok()
+    }
+
+    /// A path in this sshd's directory, as the server names it.
+    pub fn remote(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.linux_dir)
+    }
+}
+
+/// The parts that are the same on every platform.
+impl Sshd {
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
@@ -250,6 +464,7 @@ Subsystem sftp internal-sftp
     }
 }
 
+#[cfg(not(windows))]
 impl Drop for Sshd {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -257,6 +472,7 @@ impl Drop for Sshd {
     }
 }
 
+#[cfg(not(windows))]
 fn wait_listening(child: &mut Child, port: u16) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
@@ -272,6 +488,7 @@ fn wait_listening(child: &mut Child, port: u16) -> bool {
 }
 
 /// All descendants of `pid`, from /proc.
+#[cfg(not(windows))]
 pub fn descendants(pid: u32) -> Vec<u32> {
     let mut parents = std::collections::HashMap::<u32, Vec<u32>>::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
@@ -299,17 +516,20 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     out
 }
 
+#[cfg(not(windows))]
 pub fn is_root() -> bool {
     current_user() == "root"
 }
 
 /// A real ssh-agent on a private socket.
+#[cfg(not(windows))]
 pub struct Agent {
     pub dir: tempfile::TempDir,
     pub sock: PathBuf,
     child: Child,
 }
 
+#[cfg(not(windows))]
 impl Agent {
     pub fn start() -> Agent {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -339,6 +559,7 @@ impl Agent {
     }
 }
 
+#[cfg(not(windows))]
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
