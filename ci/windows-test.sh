@@ -37,6 +37,7 @@ say "built"
 # Start the broker (native, on 127.0.0.1) and pass its address to the Windows tests.
 tmp=$(mktemp -d)
 broker_pid=
+# shellcheck disable=SC2317  # called through the EXIT trap
 cleanup() {
   if [ -n "$broker_pid" ]; then kill "$broker_pid" 2>/dev/null || true; wait "$broker_pid" 2>/dev/null || true; fi
   rm -rf "$tmp"
