@@ -48,7 +48,7 @@ cat > "$D/shim/_mingw.h" <<EOF
 EOF
 
 # --- import libraries: mingw's lib*.a work with lld-link under MSVC names ---
-for f in $MINGW/lib/lib*.a; do b=$(basename "$f" .a); ln -sf "$f" "$D/lib/${b#lib}.lib"; done
+for f in "$MINGW"/lib/lib*.a; do b=$(basename "$f" .a); ln -sf "$f" "$D/lib/${b#lib}.lib"; done
 rm -f "$D/lib/msvcrt.lib" "$D/lib/oldnames.lib"
 printf '!<arch>\n' > "$D/lib/oldnames.lib"     # clang-cl objects ask for it; nothing needed
 # math functions that ucrtbase.dll exports but mingw's libucrtbase.a leaves to libmingwex
