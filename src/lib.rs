@@ -8,8 +8,11 @@
 //!   policies, key/agent authentication, exec, interactive shells.
 //! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
 //! - [`forward`]: local, in-process and remote port forwarding.
+//! - [`provider`]: cloud providers (DigitalOcean) behind one trait: create,
+//!   wait for, list and destroy VMs, snapshots, SSH keys, sizes and regions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod forward;
+pub mod provider;
 pub mod sftp;
 pub mod ssh;
