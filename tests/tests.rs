@@ -1,8 +1,10 @@
 //! Integration tests: one binary, topic modules, real OpenSSH peers.
 
+mod fakecloud;
 mod util;
 
 mod forward;
+mod provider_digitalocean;
 mod sftp;
 mod ssh_auth;
 mod ssh_concurrency;

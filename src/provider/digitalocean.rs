@@ -70,7 +70,14 @@ impl Client {
     /// A missing token, a non-https base URL, or an unreadable CA file.
     pub fn new(config: ProviderConfig) -> ProviderResult<Self> {
         let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let http = HttpClient::new(NAME, base, &config.token, &config.timeouts, &config.http, parse_error)?;
+        let http = HttpClient::new(
+            NAME,
+            base,
+            &config.token,
+            &config.timeouts,
+            &config.http,
+            parse_error,
+        )?;
         Ok(Client {
             http,
             timeouts: config.timeouts,
@@ -89,7 +96,11 @@ impl Client {
     }
 
     /// Every item under `key` on every page, following `links.pages.next`.
-    async fn list_all<T: DeserializeOwned>(&self, first: String, key: &str) -> ProviderResult<Vec<T>> {
+    async fn list_all<T: DeserializeOwned>(
+        &self,
+        first: String,
+        key: &str,
+    ) -> ProviderResult<Vec<T>> {
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
@@ -106,10 +117,12 @@ impl Client {
             let resp = self.http.send(ApiRequest::get(target)).await?;
             let page: Page = parse(&resp)?;
             if let Some(items) = page.items.get(key) {
-                let items: Vec<T> = serde_json::from_value(items.clone()).map_err(|e| ProviderError::InvalidResponse {
-                    provider: NAME,
-                    operation: resp.operation.clone(),
-                    message: format!("`{key}`: {e}"),
+                let items: Vec<T> = serde_json::from_value(items.clone()).map_err(|e| {
+                    ProviderError::InvalidResponse {
+                        provider: NAME,
+                        operation: resp.operation.clone(),
+                        message: format!("`{key}`: {e}"),
+                    }
                 })?;
                 out.extend(items);
             }
@@ -119,14 +132,26 @@ impl Client {
     }
 
     async fn find_by_name(&self, name: &str) -> ProviderResult<Option<ProviderInstance>> {
-        Ok(self.list_instances().await?.into_iter().find(|i| i.name == name))
+        Ok(self
+            .list_instances()
+            .await?
+            .into_iter()
+            .find(|i| i.name == name))
     }
 
     /// Starts a droplet action and waits for it to complete.
-    async fn run_action(&self, droplet_id: &str, body: Value, what: &str) -> ProviderResult<Action> {
-        let req = ApiRequest::new(Method::POST, format!("droplets/{}/actions", path_id(droplet_id)?))
-            .json(&body)
-            .resource("droplet", droplet_id);
+    async fn run_action(
+        &self,
+        droplet_id: &str,
+        body: Value,
+        what: &str,
+    ) -> ProviderResult<Action> {
+        let req = ApiRequest::new(
+            Method::POST,
+            format!("droplets/{}/actions", path_id(droplet_id)?),
+        )
+        .json(&body)
+        .resource("droplet", droplet_id);
         let started: ActionEnvelope = self.get_json(req).await?;
         self.wait_action(started.action, what).await
     }
@@ -158,7 +183,8 @@ impl Client {
             }
             let delay = backoff.next().unwrap_or(self.timeouts.poll_max);
             tokio::time::sleep(delay.min(self.timeouts.action - elapsed)).await;
-            let req = ApiRequest::get(format!("actions/{}", path_id(&action.id.0)?)).resource("action", action.id.0.clone());
+            let req = ApiRequest::get(format!("actions/{}", path_id(&action.id.0)?))
+                .resource("action", action.id.0.clone());
             action = self.get_json::<ActionEnvelope>(req).await?.action;
         }
     }
@@ -174,14 +200,22 @@ impl Client {
         }
         let mut tags = vec![MANAGED_LABEL.to_string()];
         for (k, v) in &request.labels {
-            let tag = if v.is_empty() { k.clone() } else { format!("{k}:{v}") };
+            let tag = if v.is_empty() {
+                k.clone()
+            } else {
+                format!("{k}:{v}")
+            };
             let ok = !tag.is_empty()
                 && tag.len() <= 255
-                && tag.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
+                && tag
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
             if !ok {
                 return Err(invalid(
                     "labels",
-                    format!("`{tag}`: DigitalOcean tags allow only letters, digits, `_`, `-` and `:` (at most 255)"),
+                    format!(
+                        "`{tag}`: DigitalOcean tags allow only letters, digits, `_`, `-` and `:` (at most 255)"
+                    ),
                 ));
             }
             if !tags.contains(&tag) {
@@ -210,7 +244,10 @@ impl Client {
             if ud.len() > MAX_USER_DATA {
                 return Err(invalid(
                     "user_data",
-                    format!("{} bytes; DigitalOcean accepts at most {MAX_USER_DATA}", ud.len()),
+                    format!(
+                        "{} bytes; DigitalOcean accepts at most {MAX_USER_DATA}",
+                        ud.len()
+                    ),
                 ));
             }
             body["user_data"] = json!(ud);
@@ -238,7 +275,9 @@ impl Provider for Client {
         loop {
             // POST is not idempotent, so the HTTP layer resends it only after
             // a 429 (which the API refused before doing anything).
-            let req = ApiRequest::new(Method::POST, "droplets").json(&body).resource("droplet", &request.name);
+            let req = ApiRequest::new(Method::POST, "droplets")
+                .json(&body)
+                .resource("droplet", &request.name);
             let err = match self.get_json::<DropletEnvelope>(req).await {
                 Ok(env) => return Ok(env.droplet.into_instance()),
                 Err(e) => e,
@@ -263,7 +302,8 @@ impl Provider for Client {
     }
 
     async fn destroy_instance(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("droplets/{}", path_id(id)?)).resource("droplet", id);
+        let req = ApiRequest::new(Method::DELETE, format!("droplets/{}", path_id(id)?))
+            .resource("droplet", id);
         match self.http.send(req).await {
             // A resent DELETE whose first try went through sees 404: gone is gone.
             Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
@@ -282,7 +322,10 @@ impl Provider for Client {
 
     async fn list_instances(&self) -> ProviderResult<Vec<ProviderInstance>> {
         let droplets: Vec<Droplet> = self
-            .list_all(format!("droplets?tag_name={MANAGED_LABEL}&per_page={PER_PAGE}"), "droplets")
+            .list_all(
+                format!("droplets?tag_name={MANAGED_LABEL}&per_page={PER_PAGE}"),
+                "droplets",
+            )
             .await?;
         Ok(droplets.into_iter().map(Droplet::into_instance).collect())
     }
@@ -302,7 +345,10 @@ impl Provider for Client {
                             operation: format!("waiting for droplet {id} to become active"),
                             status: 200,
                             code: None,
-                            message: format!("the droplet is {} and will not become active by itself", vm.status),
+                            message: format!(
+                                "the droplet is {} and will not become active by itself",
+                                vm.status
+                            ),
                             request_id: None,
                         });
                     }
@@ -340,11 +386,18 @@ impl Provider for Client {
 
     async fn create_snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
         let what = format!("snapshot `{name}` of droplet {instance_id}");
-        self.run_action(instance_id, json!({"type": "snapshot", "name": name}), &what)
-            .await?;
+        self.run_action(
+            instance_id,
+            json!({"type": "snapshot", "name": name}),
+            &what,
+        )
+        .await?;
         let snaps: Vec<DoSnapshot> = self
             .list_all(
-                format!("droplets/{}/snapshots?per_page={PER_PAGE}", path_id(instance_id)?),
+                format!(
+                    "droplets/{}/snapshots?per_page={PER_PAGE}",
+                    path_id(instance_id)?
+                ),
                 "snapshots",
             )
             .await?;
@@ -362,13 +415,17 @@ impl Provider for Client {
 
     async fn list_snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
         let snaps: Vec<DoSnapshot> = self
-            .list_all(format!("snapshots?resource_type=droplet&per_page={PER_PAGE}"), "snapshots")
+            .list_all(
+                format!("snapshots?resource_type=droplet&per_page={PER_PAGE}"),
+                "snapshots",
+            )
             .await?;
         Ok(snaps.into_iter().map(|s| s.into_snapshot(None)).collect())
     }
 
     async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("snapshots/{}", path_id(id)?)).resource("snapshot", id);
+        let req = ApiRequest::new(Method::DELETE, format!("snapshots/{}", path_id(id)?))
+            .resource("snapshot", id);
         match self.http.send(req).await {
             Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
@@ -376,15 +433,23 @@ impl Provider for Client {
     }
 
     async fn power_off(&self, id: &str) -> ProviderResult<()> {
-        self.run_action(id, json!({"type": "power_off"}), &format!("power off droplet {id}"))
-            .await
-            .map(drop)
+        self.run_action(
+            id,
+            json!({"type": "power_off"}),
+            &format!("power off droplet {id}"),
+        )
+        .await
+        .map(drop)
     }
 
     async fn power_on(&self, id: &str) -> ProviderResult<()> {
-        self.run_action(id, json!({"type": "power_on"}), &format!("power on droplet {id}"))
-            .await
-            .map(drop)
+        self.run_action(
+            id,
+            json!({"type": "power_on"}),
+            &format!("power on droplet {id}"),
+        )
+        .await
+        .map(drop)
     }
 
     async fn list_ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
@@ -395,12 +460,16 @@ impl Provider for Client {
     }
 
     async fn ensure_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
-        let fingerprint = md5_fingerprint(public_key).ok_or_else(|| ProviderError::InvalidConfig {
-            provider: NAME,
-            field: "ssh_key".into(),
-            message: "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)".into(),
-        })?;
-        let find = |keys: Vec<SshKeyInfo>| keys.into_iter().find(|k| k.fingerprint.eq_ignore_ascii_case(&fingerprint));
+        let fingerprint =
+            md5_fingerprint(public_key).ok_or_else(|| ProviderError::InvalidConfig {
+                provider: NAME,
+                field: "ssh_key".into(),
+                message: "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)".into(),
+            })?;
+        let find = |keys: Vec<SshKeyInfo>| {
+            keys.into_iter()
+                .find(|k| k.fingerprint.eq_ignore_ascii_case(&fingerprint))
+        };
         if let Some(k) = find(self.list_ssh_keys().await?) {
             return Ok(k);
         }
@@ -419,7 +488,9 @@ impl Provider for Client {
     }
 
     async fn list_sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
-        let sizes: Vec<DoSize> = self.list_all(format!("sizes?per_page={PER_PAGE}"), "sizes").await?;
+        let sizes: Vec<DoSize> = self
+            .list_all(format!("sizes?per_page={PER_PAGE}"), "sizes")
+            .await?;
         Ok(sizes
             .into_iter()
             .map(|s| SizeInfo {
@@ -435,7 +506,9 @@ impl Provider for Client {
     }
 
     async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>> {
-        let regions: Vec<DoRegion> = self.list_all(format!("regions?per_page={PER_PAGE}"), "regions").await?;
+        let regions: Vec<DoRegion> = self
+            .list_all(format!("regions?per_page={PER_PAGE}"), "regions")
+            .await?;
         Ok(regions
             .into_iter()
             .map(|r| RegionInfo {
@@ -552,7 +625,9 @@ impl<'de> Deserialize<'de> for IdText {
         match Value::deserialize(d)? {
             Value::String(s) => Ok(IdText(s)),
             Value::Number(n) => Ok(IdText(n.to_string())),
-            other => Err(serde::de::Error::custom(format!("expected an id, got {other}"))),
+            other => Err(serde::de::Error::custom(format!(
+                "expected an id, got {other}"
+            ))),
         }
     }
 }
@@ -655,7 +730,10 @@ impl Droplet {
             private_ipv4: v4("private"),
             status: map_status(&self.status),
             region: slug_of(&self.region).unwrap_or_default(),
-            size: self.size_slug.or_else(|| slug_of(&self.size)).unwrap_or_default(),
+            size: self
+                .size_slug
+                .or_else(|| slug_of(&self.size))
+                .unwrap_or_default(),
             created_at: self.created_at,
             labels,
         }
@@ -773,10 +851,22 @@ mod tests {
 
     #[test]
     fn images_map_to_slugs() {
-        assert_eq!(image_ref(&ImageSpec::ubuntu("24.04")).ok(), Some(json!("ubuntu-24-04-x64")));
-        assert_eq!(image_ref(&ImageSpec::debian("12")).ok(), Some(json!("debian-12-x64")));
-        assert_eq!(image_ref(&ImageSpec::Snapshot("6372321".into())).ok(), Some(json!(6372321)));
-        assert_eq!(image_ref(&ImageSpec::Custom("my-slug".into())).ok(), Some(json!("my-slug")));
+        assert_eq!(
+            image_ref(&ImageSpec::ubuntu("24.04")).ok(),
+            Some(json!("ubuntu-24-04-x64"))
+        );
+        assert_eq!(
+            image_ref(&ImageSpec::debian("12")).ok(),
+            Some(json!("debian-12-x64"))
+        );
+        assert_eq!(
+            image_ref(&ImageSpec::Snapshot("6372321".into())).ok(),
+            Some(json!(6372321))
+        );
+        assert_eq!(
+            image_ref(&ImageSpec::Custom("my-slug".into())).ok(),
+            Some(json!("my-slug"))
+        );
     }
 
     #[test]
@@ -804,7 +894,10 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert("x-request-id", http::HeaderValue::from_static("hdr-1"));
         let e = parse_error(br#"{"message":"m","errors":[]}"#, &h);
-        assert_eq!((e.code, e.message.as_str(), e.request_id.as_deref()), (None, "m", Some("hdr-1")));
+        assert_eq!(
+            (e.code, e.message.as_str(), e.request_id.as_deref()),
+            (None, "m", Some("hdr-1"))
+        );
         let e = parse_error(b"<html>bad gateway</html>", &HeaderMap::new());
         assert_eq!(e.message, "<html>bad gateway</html>");
         let e = parse_error(br#"{"id":"","message":"x","request_id":"r"}"#, &h);

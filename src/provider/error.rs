@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-
 /// A `Result` whose error is [`ProviderError`].
 pub type ProviderResult<T, E = ProviderError> = std::result::Result<T, E>;
 
@@ -273,7 +272,10 @@ mod tests {
             last_seen: Some("status new, no public IPv4 yet".into()),
         };
         let s = e.to_string();
-        assert!(s.contains("digitalocean") && s.contains("5m00s") && s.contains("status new"), "{s}");
+        assert!(
+            s.contains("digitalocean") && s.contains("5m00s") && s.contains("status new"),
+            "{s}"
+        );
         assert!(e.is_retryable());
     }
 
@@ -290,7 +292,14 @@ mod tests {
         assert!(api(503).is_retryable());
         assert!(!api(422).is_retryable());
         assert!(api(422).to_string().contains("request id r-1"));
-        let auth = ProviderError::Authentication { provider: "digitalocean", message: "x".into() };
-        assert!(auth.hint().unwrap_or_default().contains("DIGITALOCEAN_TOKEN"));
+        let auth = ProviderError::Authentication {
+            provider: "digitalocean",
+            message: "x".into(),
+        };
+        assert!(
+            auth.hint()
+                .unwrap_or_default()
+                .contains("DIGITALOCEAN_TOKEN")
+        );
     }
 }

@@ -124,8 +124,12 @@ pub struct HttpConfig {
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
-            user_agent: concat!("spuff/", env!("CARGO_PKG_VERSION"), " (+https://github.com/spuff-dev/spuff)")
-                .to_string(),
+            user_agent: concat!(
+                "spuff/",
+                env!("CARGO_PKG_VERSION"),
+                " (+https://github.com/spuff-dev/spuff)"
+            )
+            .to_string(),
             native_roots: true,
             webpki_roots: true,
             extra_ca_file: None,
@@ -173,7 +177,10 @@ pub(crate) struct ApiRequest {
 
 impl ApiRequest {
     pub(crate) fn new(method: Method, target: impl Into<String>) -> Self {
-        let idempotent = matches!(method, Method::GET | Method::HEAD | Method::PUT | Method::DELETE);
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
         ApiRequest {
             method,
             target: target.into(),
@@ -281,11 +288,18 @@ impl HttpClient {
         if base.scheme_str() != Some("https") || base.host().is_none() {
             return Err(invalid(
                 "base_url",
-                format!("`{base_url}` must be an https:// URL (the token must not travel in clear text)"),
+                format!(
+                    "`{base_url}` must be an https:// URL (the token must not travel in clear text)"
+                ),
             ));
         }
         let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose().trim()))
-            .map_err(|_| invalid("token", "contains characters not allowed in an HTTP header".into()))?;
+            .map_err(|_| {
+                invalid(
+                    "token",
+                    "contains characters not allowed in an HTTP header".into(),
+                )
+            })?;
         auth.set_sensitive(true);
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| invalid("user_agent", "not a valid header value".into()))?;
@@ -357,7 +371,10 @@ impl HttpClient {
                 message: format!(
                     "link to `{}` leaves the API host {}; not following it with the token",
                     uri.authority().map(|a| a.as_str()).unwrap_or_default(),
-                    self.base.authority().map(|a| a.as_str()).unwrap_or_default()
+                    self.base
+                        .authority()
+                        .map(|a| a.as_str())
+                        .unwrap_or_default()
                 ),
             });
         }
@@ -435,19 +452,24 @@ impl HttpClient {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let exchange = async {
-            let resp = self.client.request(request).await.map_err(|e| {
-                ProviderError::Network {
+            let resp = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| ProviderError::Network {
                     provider: self.provider,
                     operation: operation.clone(),
                     message: error_chain(&e),
-                }
-            })?;
+                })?;
             let (parts, body) = resp.into_parts();
             let bytes = Limited::new(body, self.max_body)
                 .collect()
                 .await
                 .map_err(|e| {
-                    let message = if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    let message = if e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
                         format!("response body larger than {} bytes", self.max_body)
                     } else {
                         format!("reading the response body: {}", error_chain(e.as_ref()))
@@ -472,7 +494,9 @@ impl HttpClient {
                 }));
             }
         };
-        let body = self.decode(&parts.headers, raw, &operation).map_err(Failure::from)?;
+        let body = self
+            .decode(&parts.headers, raw, &operation)
+            .map_err(Failure::from)?;
         tracing::trace!(
             provider = self.provider,
             %operation,
@@ -543,7 +567,11 @@ impl HttpClient {
             },
             404 => {
                 let (resource, id) = req.resource.clone().unwrap_or(("resource", operation));
-                ProviderError::NotFound { provider, resource, id }
+                ProviderError::NotFound {
+                    provider,
+                    resource,
+                    id,
+                }
             }
             429 => {
                 let wait = server_wait(headers);
@@ -558,7 +586,11 @@ impl HttpClient {
             _ if code.contains("limit_exceeded") || is_quota_message(&parsed.message) => {
                 ProviderError::QuotaExceeded {
                     provider,
-                    resource: req.resource.as_ref().map(|r| r.0.to_string()).unwrap_or_else(|| "resources".into()),
+                    resource: req
+                        .resource
+                        .as_ref()
+                        .map(|r| r.0.to_string())
+                        .unwrap_or_else(|| "resources".into()),
                     message: parsed.message,
                 }
             }
@@ -577,7 +609,8 @@ impl HttpClient {
 
 fn is_quota_message(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("limit") && (m.contains("exceed") || m.contains("reached") || m.contains("would exceed"))
+    m.contains("limit")
+        && (m.contains("exceed") || m.contains("reached") || m.contains("would exceed"))
 }
 
 /// How long the API asked us to wait: `Retry-After` (seconds), else
@@ -660,7 +693,10 @@ fn tls_config(provider: &'static str, config: &HttpConfig) -> ProviderResult<rus
             n += 1;
         }
         if n == 0 {
-            return Err(invalid("ca_file", format!("{origin}: no PEM certificate found")));
+            return Err(invalid(
+                "ca_file",
+                format!("{origin}: no PEM certificate found"),
+            ));
         }
         Ok(())
     };
@@ -699,9 +735,12 @@ impl ProxyConnector {
         let matcher = match config {
             ProxyConfig::None => None,
             ProxyConfig::FromEnv => Some(Matcher::from_env()),
-            ProxyConfig::Url { url, no_proxy } => {
-                Some(Matcher::builder().all(url.clone()).no(no_proxy.clone()).build())
-            }
+            ProxyConfig::Url { url, no_proxy } => Some(
+                Matcher::builder()
+                    .all(url.clone())
+                    .no(no_proxy.clone())
+                    .build(),
+            ),
         };
         ProxyConnector {
             direct,
@@ -773,7 +812,11 @@ where
             counters.connections.fetch_add(1, Ordering::Relaxed);
             match tokio::time::timeout(timeout, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(format!("connect timed out after {}", super::error::fmt_duration(timeout)).into()),
+                Err(_) => Err(format!(
+                    "connect timed out after {}",
+                    super::error::fmt_duration(timeout)
+                )
+                .into()),
             }
         })
     }
@@ -792,7 +835,10 @@ mod tests {
             .unwrap_or_default();
         h.insert("RateLimit-Reset", HeaderValue::from(now + 30));
         let w = server_wait(&h).unwrap_or_default();
-        assert!(w >= Duration::from_secs(29) && w <= Duration::from_secs(30), "{w:?}");
+        assert!(
+            w >= Duration::from_secs(29) && w <= Duration::from_secs(30),
+            "{w:?}"
+        );
         h.insert("retry-after", HeaderValue::from(3u64));
         assert_eq!(server_wait(&h), Some(Duration::from_secs(3)));
     }
@@ -805,10 +851,24 @@ mod tests {
             ..HttpConfig::default()
         };
         let t = ProviderTimeouts::default();
-        let c = HttpClient::new("digitalocean", "https://api.example/v2", &Secret::new("tok-123"), &t, &cfg, parse);
+        let c = HttpClient::new(
+            "digitalocean",
+            "https://api.example/v2",
+            &Secret::new("tok-123"),
+            &t,
+            &cfg,
+            parse,
+        );
         let c = c.unwrap_or_else(|e| panic!("{e}"));
         assert!(!format!("{c:?}").contains("tok-123"));
-        let e = HttpClient::new("digitalocean", "http://api.example/v2", &Secret::new("t"), &t, &cfg, parse);
+        let e = HttpClient::new(
+            "digitalocean",
+            "http://api.example/v2",
+            &Secret::new("t"),
+            &t,
+            &cfg,
+            parse,
+        );
         assert!(matches!(e, Err(ProviderError::InvalidConfig { .. })));
         assert!(c.url("https://evil.example/v2/droplets?page=2").is_err());
         assert!(c.url("droplets?page=2").is_ok());

@@ -156,7 +156,8 @@ mod tests {
     #[test]
     fn md5_fingerprint_matches_ssh_keygen() {
         // Expected value printed by `ssh-keygen -l -E md5 -f` for this key.
-        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHP8Yy4ecgYC4y0ezsYMvUG0K48+1SZDuaUDysuuFaa4 test";
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHP8Yy4ecgYC4y0ezsYMvUG0K48+1SZDuaUDysuuFaa4 test";
         assert_eq!(
             md5_fingerprint(key).as_deref(),
             Some("b0:ef:dd:3c:27:1c:ea:6a:ba:16:ba:b5:8c:58:a5:a0")

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::Provider;
 use super::error::{ProviderError, ProviderResult};
 use super::http::HttpConfig;
 use super::types::{ProviderTimeouts, ProviderType, Secret, suggest};
-use super::Provider;
 
 /// Everything needed to build a provider.
 #[derive(Debug, Clone, Default)]
@@ -81,7 +81,8 @@ impl ProviderRegistry {
 
     /// Registers (or replaces) a factory.
     pub fn register(&mut self, factory: impl ProviderFactory + 'static) {
-        self.factories.insert(factory.provider_type(), Box::new(factory));
+        self.factories
+            .insert(factory.provider_type(), Box::new(factory));
     }
 
     /// The registered provider types.
@@ -95,7 +96,11 @@ impl ProviderRegistry {
     }
 
     /// Builds the provider of this type.
-    pub fn create(&self, t: ProviderType, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>> {
+    pub fn create(
+        &self,
+        t: ProviderType,
+        config: ProviderConfig,
+    ) -> ProviderResult<Arc<dyn Provider>> {
         match self.factories.get(&t) {
             Some(f) => f.create(config),
             None => Err(ProviderError::InvalidConfig {
@@ -110,13 +115,18 @@ impl ProviderRegistry {
     }
 
     /// Builds a provider from a name or alias (`do`, `digitalocean`, `hcloud`, …).
-    pub fn create_by_name(&self, name: &str, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>> {
+    pub fn create_by_name(
+        &self,
+        name: &str,
+        config: ProviderConfig,
+    ) -> ProviderResult<Arc<dyn Provider>> {
         match ProviderType::from_name(name) {
             Some(t) => self.create(t, config),
             None => {
                 let names = self.names();
                 let close = suggest(name, names.iter().copied());
-                let mut message = format!("unknown provider `{name}`; available: {}", names.join(", "));
+                let mut message =
+                    format!("unknown provider `{name}`; available: {}", names.join(", "));
                 if !close.is_empty() {
                     message.push_str(&format!("; did you mean {}?", close.join(" or ")));
                 }
@@ -149,9 +159,13 @@ mod tests {
     #[test]
     fn unknown_and_missing_token_are_explained() {
         let r = ProviderRegistry::with_defaults();
-        let e = r.create_by_name("digitalocaen", ProviderConfig::new("t")).unwrap_err();
+        let e = r
+            .create_by_name("digitalocaen", ProviderConfig::new("t"))
+            .unwrap_err();
         assert!(e.to_string().contains("did you mean digitalocean"), "{e}");
-        let e = r.create_by_name("aws", ProviderConfig::new("t")).unwrap_err();
+        let e = r
+            .create_by_name("aws", ProviderConfig::new("t"))
+            .unwrap_err();
         assert!(e.to_string().contains("not supported"), "{e}");
         let e = r.create_by_name("do", ProviderConfig::new("")).unwrap_err();
         assert!(matches!(e, ProviderError::Authentication { .. }), "{e}");

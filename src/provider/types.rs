@@ -124,7 +124,11 @@ pub struct InstanceRequest {
 
 impl InstanceRequest {
     /// A request with the required fields; the rest default.
-    pub fn new(name: impl Into<String>, region: impl Into<String>, size: impl Into<String>) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        region: impl Into<String>,
+        size: impl Into<String>,
+    ) -> Self {
         InstanceRequest {
             name: name.into(),
             region: region.into(),
@@ -333,8 +337,11 @@ pub enum ProviderType {
 
 impl ProviderType {
     /// Every known type.
-    pub const ALL: &'static [ProviderType] =
-        &[ProviderType::DigitalOcean, ProviderType::Hetzner, ProviderType::Aws];
+    pub const ALL: &'static [ProviderType] = &[
+        ProviderType::DigitalOcean,
+        ProviderType::Hetzner,
+        ProviderType::Aws,
+    ];
 
     /// The canonical name, as used in config files and errors.
     pub fn name(self) -> &'static str {
@@ -396,9 +403,10 @@ impl FromStr for ProviderType {
     }
 }
 
-/// Candidates close to `input`, best first: exact case-insensitive matches,
-/// then those that contain it or that it prefixes, then those within a small
-/// edit distance (a third of the length, at least 2). At most 3 are returned.
+/// Candidates close to `input`, in the best tier found: exact
+/// case-insensitive matches, else those that contain it, else those at the
+/// smallest edit distance (at most a third of the length, at least 2). At
+/// most 3 are returned.
 ///
 /// The CLI uses this to answer `--size s-2vcpu-4g` with "did you mean
 /// `s-2vcpu-4gb`?".
@@ -433,9 +441,20 @@ pub fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
             Some((score, c))
         })
         .collect();
-    scored.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.len().cmp(&b.1.len())).then(a.1.cmp(b.1)));
+    scored.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then(a.1.len().cmp(&b.1.len()))
+            .then(a.1.cmp(b.1))
+    });
     scored.dedup_by(|a, b| a.1 == b.1);
-    scored.into_iter().take(3).map(|(_, c)| c).collect()
+    // Only the best tier: a prefix match hides mere typos-away candidates.
+    let best = scored.first().map_or(0, |s| s.0);
+    scored
+        .into_iter()
+        .filter(|s| s.0 == best)
+        .take(3)
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// Levenshtein distance over chars, two rows of memory.
@@ -468,7 +487,10 @@ mod tests {
     #[test]
     fn provider_names_and_aliases() {
         assert_eq!("do".parse::<ProviderType>(), Ok(ProviderType::DigitalOcean));
-        assert_eq!("DigitalOcean".parse::<ProviderType>(), Ok(ProviderType::DigitalOcean));
+        assert_eq!(
+            "DigitalOcean".parse::<ProviderType>(),
+            Ok(ProviderType::DigitalOcean)
+        );
         assert_eq!("hcloud".parse::<ProviderType>(), Ok(ProviderType::Hetzner));
         assert_eq!("hetzner".parse::<ProviderType>(), Ok(ProviderType::Hetzner));
         let err = "hetzer".parse::<ProviderType>().unwrap_err();
