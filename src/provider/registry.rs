@@ -161,13 +161,15 @@ mod tests {
         let r = ProviderRegistry::with_defaults();
         let e = r
             .create_by_name("digitalocaen", ProviderConfig::new("t"))
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(e.to_string().contains("did you mean digitalocean"), "{e}");
         let e = r
             .create_by_name("aws", ProviderConfig::new("t"))
-            .unwrap_err();
+            .expect_err("must fail");
         assert!(e.to_string().contains("not supported"), "{e}");
-        let e = r.create_by_name("do", ProviderConfig::new("")).unwrap_err();
+        let e = r
+            .create_by_name("do", ProviderConfig::new(""))
+            .expect_err("must fail");
         assert!(matches!(e, ProviderError::Authentication { .. }), "{e}");
     }
 }

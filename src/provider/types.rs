@@ -493,7 +493,7 @@ mod tests {
         );
         assert_eq!("hcloud".parse::<ProviderType>(), Ok(ProviderType::Hetzner));
         assert_eq!("hetzner".parse::<ProviderType>(), Ok(ProviderType::Hetzner));
-        let err = "hetzer".parse::<ProviderType>().unwrap_err();
+        let err = "hetzer".parse::<ProviderType>().expect_err("must fail");
         assert_eq!(err.suggestions, vec!["hetzner"]);
         assert!(err.to_string().contains("did you mean hetzner"));
     }

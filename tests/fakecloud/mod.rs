@@ -79,7 +79,7 @@ impl Fault {
     }
 
     fn matches(&self, method: &Method, path: &str) -> bool {
-        &self.method == method
+        self.method == method
             && match self.path.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),
                 None => path == self.path,
