@@ -73,6 +73,12 @@ async fn up_should_run_over_one_tls_connection() {
     assert_eq!(s.tls_handshakes, 1, "one handshake for the whole up: {s:?}");
     assert_eq!(do_.http_stats().connections, 1);
     assert_eq!(s.http2_requests, s.requests, "HTTP/2 negotiated by ALPN");
+    assert!(
+        s.user_agent
+            .starts_with(&format!("spuff/{}", env!("CARGO_PKG_VERSION"))),
+        "{}",
+        s.user_agent
+    );
     assert_eq!(s.count("POST /v2/droplets"), 1);
     assert!(fake.state().droplets.is_empty());
     let sent = fake.state().stats.log.len() as u64;

@@ -119,6 +119,8 @@ pub struct FakeStats {
     pub requests: u64,
     pub http2_requests: u64,
     pub gzip_responses: u64,
+    /// The `User-Agent` of the last request.
+    pub user_agent: String,
     /// `METHOD /path` of every request, in order.
     pub log: Vec<String>,
 }
@@ -374,6 +376,12 @@ async fn handle(
         .get("accept-encoding")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("gzip"));
+    let user_agent = req
+        .headers()
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     let authorized = req
         .headers()
         .get("authorization")
@@ -386,6 +394,7 @@ async fn handle(
             s.stats.http2_requests += 1;
         }
         s.stats.log.push(format!("{method} {path}"));
+        s.stats.user_agent = user_agent;
         let pos = s.faults.iter().position(|f| f.matches(&method, &path));
         (pos.and_then(|p| s.faults.remove(p)), s.latency)
     };
