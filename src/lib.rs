@@ -10,11 +10,14 @@
 //! - [`forward`]: local, in-process and remote port forwarding.
 //! - [`paths`]: where spuff's config, data and known_hosts live on each platform.
 //! - [`location`]: `NAME:path` copy arguments, with Windows drive letters.
+//! - [`provider`]: cloud providers (DigitalOcean) behind one trait: create,
+//!   wait for, list and destroy VMs, snapshots, SSH keys, sizes and regions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod forward;
 pub mod location;
 pub mod paths;
 mod platform;
+pub mod provider;
 pub mod sftp;
 pub mod ssh;

@@ -3,9 +3,11 @@
 //! Under Windows (Wine) the OpenSSH server runs on the Linux side, through the
 //! sshd broker (tests/util/broker.rs, docs/windows.md).
 
+mod fakecloud;
 mod util;
 
 mod forward;
+mod provider_digitalocean;
 mod sftp;
 mod ssh_auth;
 mod ssh_concurrency;

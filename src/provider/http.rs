@@ -1,0 +1,876 @@
+//! The HTTP client every provider talks through.
+//!
+//! Hand-tuned rather than reqwest (see docs/adr/0010-provider-http-client.md):
+//! hyper 1 with hyper-util's pooled client, rustls on ring (the crate's one
+//! crypto backend, ADR 0001), HTTP/2 by ALPN with HTTP/1.1 fallback, CONNECT
+//! tunnelling through `HTTPS_PROXY` (honouring `NO_PROXY`), gzip, a body size
+//! cap, connect and whole-request timeouts, and retries that are safe:
+//!
+//! - only idempotent requests are resent after a failure that may have reached
+//!   the server (5xx, timeout, dropped connection); a create is resent only by
+//!   its provider, after looking for what the lost request may have created;
+//! - any request is resent after a 429, because a rate-limited request was not
+//!   processed; the wait honours `Retry-After` and the `RateLimit-Reset`
+//!   header (both DigitalOcean and Hetzner send it), or gives up with
+//!   [`ProviderError::RateLimit`] when the API asks for more than
+//!   [`RetryPolicy::max_server_wait`].
+//!
+//! One client keeps one pool, so a whole `spuff up` (create, dozens of polls,
+//! key lookups) runs over one TLS connection; [`HttpStats`] counts connections
+//! and requests so tests and the bench can check that.
+//!
+//! The token travels only in a sensitive `Authorization` header, is never
+//! logged, and is never sent to a host other than the base URL's (pagination
+//! links are checked).
+
+use std::fmt;
+use std::future::Future;
+use std::io::Read;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::Tunnel;
+use hyper_util::client::proxy::matcher::Matcher;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
+use tower_service::Service;
+
+use super::error::{ProviderError, ProviderResult};
+use super::types::{ProviderTimeouts, Secret};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Where to send requests through a proxy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum ProxyConfig {
+    /// Read `HTTPS_PROXY`/`https_proxy`, `ALL_PROXY` and `NO_PROXY` as curl does.
+    #[default]
+    FromEnv,
+    /// Connect directly.
+    None,
+    /// Tunnel through this `http://[user:pass@]host:port` proxy with CONNECT,
+    /// except for hosts matched by `no_proxy` (curl's syntax: `a.com,.b.com,10.0.0.0/8`).
+    Url {
+        /// The proxy URL.
+        url: String,
+        /// Comma-separated exclusions.
+        no_proxy: String,
+    },
+}
+
+/// When and how often to resend a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// First backoff delay (then doubled, with jitter).
+    pub min_delay: Duration,
+    /// Longest backoff delay.
+    pub max_delay: Duration,
+    /// Longest wait the API may ask for (429) before we give up with
+    /// [`ProviderError::RateLimit`] instead of sleeping.
+    pub max_server_wait: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(10),
+            max_server_wait: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Transport settings shared by all providers.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `User-Agent` header; names spuff and its version by default.
+    pub user_agent: String,
+    /// Trust the platform's root certificates (rustls-native-certs).
+    pub native_roots: bool,
+    /// Trust the Mozilla roots compiled in (webpki-roots), so spuff works on
+    /// machines whose certificate store is empty or unreadable.
+    pub webpki_roots: bool,
+    /// An extra PEM file of CA certificates (a corporate TLS-inspecting proxy).
+    pub extra_ca_file: Option<PathBuf>,
+    /// Extra CA certificates as PEM text (tests use their own CA).
+    pub extra_ca_pem: Option<String>,
+    /// Offer HTTP/2 in ALPN (HTTP/1.1 is always offered).
+    pub http2: bool,
+    /// Proxy settings.
+    pub proxy: ProxyConfig,
+    /// Largest response body accepted, before and after gzip decoding.
+    pub max_body_bytes: usize,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            user_agent: concat!(
+                "spuff/",
+                env!("CARGO_PKG_VERSION"),
+                " (+https://github.com/spuff-dev/spuff)"
+            )
+            .to_string(),
+            native_roots: true,
+            webpki_roots: true,
+            extra_ca_file: None,
+            extra_ca_pem: None,
+            http2: true,
+            proxy: ProxyConfig::FromEnv,
+            max_body_bytes: 16 * 1024 * 1024,
+            retry: RetryPolicy::default(),
+            pool_idle_timeout: Duration::from_secs(90),
+        }
+    }
+}
+
+/// Counters kept by a client, for tests, the bench and `--verbose`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HttpStats {
+    /// Connections opened (each one a TCP connect and a TLS handshake).
+    pub connections: u64,
+    /// HTTP requests sent, retries included.
+    pub requests: u64,
+    /// Requests that were resent.
+    pub retries: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    connections: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+}
+
+/// One request, described so the retry loop knows whether it may resend it.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiRequest {
+    pub(crate) method: Method,
+    /// A path under the base URL (`droplets?tag_name=spuff`) or an absolute
+    /// URL on the same host (a pagination link).
+    pub(crate) target: String,
+    pub(crate) body: Option<Vec<u8>>,
+    /// Resend after failures that may have reached the server.
+    pub(crate) idempotent: bool,
+    /// What a 404 means (`droplet`, `42`).
+    pub(crate) resource: Option<(&'static str, String)>,
+}
+
+impl ApiRequest {
+    pub(crate) fn new(method: Method, target: impl Into<String>) -> Self {
+        let idempotent = matches!(
+            method,
+            Method::GET | Method::HEAD | Method::PUT | Method::DELETE
+        );
+        ApiRequest {
+            method,
+            target: target.into(),
+            body: None,
+            idempotent,
+            resource: None,
+        }
+    }
+
+    pub(crate) fn get(target: impl Into<String>) -> Self {
+        Self::new(Method::GET, target)
+    }
+
+    pub(crate) fn json(mut self, body: &serde_json::Value) -> Self {
+        self.body = Some(body.to_string().into_bytes());
+        self
+    }
+
+    pub(crate) fn resource(mut self, kind: &'static str, id: impl Into<String>) -> Self {
+        self.resource = Some((kind, id.into()));
+        self
+    }
+
+    fn operation(&self) -> String {
+        let path = self.target.split('?').next().unwrap_or_default();
+        format!("{} {path}", self.method)
+    }
+}
+
+/// A successful (2xx) response.
+#[derive(Debug)]
+pub(crate) struct ApiResponse {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Bytes,
+    pub(crate) operation: String,
+}
+
+/// What a provider's error body said.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorBody {
+    pub(crate) code: Option<String>,
+    pub(crate) message: String,
+    pub(crate) request_id: Option<String>,
+}
+
+/// Reads a provider's error body; the header map gives fallbacks such as `x-request-id`.
+pub(crate) type ErrorParser = fn(&[u8], &HeaderMap) -> ErrorBody;
+
+type Connector = CountingConnector<HttpsConnector<ProxyConnector>>;
+
+/// A pooled HTTPS client bound to one provider's base URL and token.
+#[derive(Clone)]
+pub(crate) struct HttpClient {
+    provider: &'static str,
+    client: Client<Connector, Full<Bytes>>,
+    base: Uri,
+    auth: HeaderValue,
+    user_agent: HeaderValue,
+    request_timeout: Duration,
+    max_body: usize,
+    retry: RetryPolicy,
+    counters: Arc<Counters>,
+    parse_error: ErrorParser,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The token is deliberately absent.
+        f.debug_struct("HttpClient")
+            .field("provider", &self.provider)
+            .field("base", &self.base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// Builds the client. `base_url` must be `https://` and end with the API
+    /// version's path (`https://api.digitalocean.com/v2/`).
+    pub(crate) fn new(
+        provider: &'static str,
+        base_url: &str,
+        token: &Secret,
+        timeouts: &ProviderTimeouts,
+        config: &HttpConfig,
+        parse_error: ErrorParser,
+    ) -> ProviderResult<Self> {
+        let invalid = |field: &str, message: String| ProviderError::InvalidConfig {
+            provider,
+            field: field.into(),
+            message,
+        };
+        if token.is_empty() {
+            return Err(ProviderError::Authentication {
+                provider,
+                message: "no API token given".into(),
+            });
+        }
+        let mut base_text = base_url.trim().to_string();
+        if !base_text.ends_with('/') {
+            base_text.push('/');
+        }
+        let base: Uri = base_text
+            .parse()
+            .map_err(|e| invalid("base_url", format!("`{base_url}` is not a URL: {e}")))?;
+        if base.scheme_str() != Some("https") || base.host().is_none() {
+            return Err(invalid(
+                "base_url",
+                format!(
+                    "`{base_url}` must be an https:// URL (the token must not travel in clear text)"
+                ),
+            ));
+        }
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose().trim()))
+            .map_err(|_| {
+                invalid(
+                    "token",
+                    "contains characters not allowed in an HTTP header".into(),
+                )
+            })?;
+        auth.set_sensitive(true);
+        let user_agent = HeaderValue::from_str(&config.user_agent)
+            .map_err(|_| invalid("user_agent", "not a valid header value".into()))?;
+
+        let tls = tls_config(provider, config)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(timeouts.connect));
+        let proxy = ProxyConnector::new(http, &config.proxy);
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only();
+        let https = if config.http2 {
+            builder.enable_all_versions().wrap_connector(proxy)
+        } else {
+            builder.enable_http1().wrap_connector(proxy)
+        };
+        let counters = Arc::new(Counters::default());
+        let connector = CountingConnector {
+            inner: https,
+            counters: counters.clone(),
+            timeout: timeouts.connect,
+        };
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(config.pool_idle_timeout)
+            .pool_max_idle_per_host(4)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .build(connector);
+        Ok(HttpClient {
+            provider,
+            client,
+            base,
+            auth,
+            user_agent,
+            request_timeout: timeouts.request,
+            max_body: config.max_body_bytes,
+            retry: config.retry.clone(),
+            counters,
+            parse_error,
+        })
+    }
+
+    pub(crate) fn stats(&self) -> HttpStats {
+        HttpStats {
+            connections: self.counters.connections.load(Ordering::Relaxed),
+            requests: self.counters.requests.load(Ordering::Relaxed),
+            retries: self.counters.retries.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The absolute URL for a target, refusing links to other hosts so the
+    /// token never leaves the API's origin.
+    fn url(&self, target: &str) -> ProviderResult<Uri> {
+        let text = if target.starts_with("https://") || target.starts_with("http://") {
+            target.to_string()
+        } else {
+            format!("{}{}", self.base, target.trim_start_matches('/'))
+        };
+        let uri: Uri = text.parse().map_err(|e| ProviderError::InvalidResponse {
+            provider: self.provider,
+            operation: target.to_string(),
+            message: format!("bad URL `{text}`: {e}"),
+        })?;
+        if uri.scheme() != self.base.scheme() || uri.authority() != self.base.authority() {
+            return Err(ProviderError::InvalidResponse {
+                provider: self.provider,
+                operation: target.to_string(),
+                message: format!(
+                    "link to `{}` leaves the API host {}; not following it with the token",
+                    uri.authority().map(|a| a.as_str()).unwrap_or_default(),
+                    self.base
+                        .authority()
+                        .map(|a| a.as_str())
+                        .unwrap_or_default()
+                ),
+            });
+        }
+        Ok(uri)
+    }
+
+    /// Sends `req`, resending it when that is safe, and returns the 2xx
+    /// response or the classified error.
+    pub(crate) async fn send(&self, req: ApiRequest) -> ProviderResult<ApiResponse> {
+        let mut backoff = ExponentialBuilder::default()
+            .with_min_delay(self.retry.min_delay)
+            .with_max_delay(self.retry.max_delay)
+            .with_jitter()
+            .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
+            .build();
+        let mut attempt = 1u32;
+        loop {
+            let result = self.send_once(&req).await;
+            let err = match result {
+                Ok(resp) => return Ok(resp),
+                Err(e) => e,
+            };
+            // A 429 was refused before processing: resending is safe for any
+            // method. Anything else that may have reached the server is
+            // resent only for idempotent requests.
+            let resend = match &err.error {
+                ProviderError::RateLimit { .. } => true,
+                e => req.idempotent && e.is_retryable(),
+            };
+            let Some(mut delay) = resend.then(|| backoff.next()).flatten() else {
+                return Err(err.error);
+            };
+            if let Some(wait) = err.server_wait {
+                if wait > self.retry.max_server_wait {
+                    return Err(err.error);
+                }
+                delay = delay.max(wait);
+            }
+            tracing::debug!(
+                provider = self.provider,
+                operation = %req.operation(),
+                attempt,
+                delay_ms = delay.as_millis() as u64,
+                error = %err.error,
+                "retrying provider request"
+            );
+            self.counters.retries.fetch_add(1, Ordering::Relaxed);
+            attempt += 1;
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send_once(&self, req: &ApiRequest) -> Result<ApiResponse, Failure> {
+        let operation = req.operation();
+        let uri = self.url(&req.target).map_err(Failure::from)?;
+        let mut builder = http::Request::builder()
+            .method(req.method.clone())
+            .uri(uri)
+            .header(header::AUTHORIZATION, self.auth.clone())
+            .header(header::USER_AGENT, self.user_agent.clone())
+            .header(header::ACCEPT, "application/json")
+            .header(header::ACCEPT_ENCODING, "gzip");
+        if req.body.is_some() {
+            builder = builder.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
+        let request = builder.body(body).map_err(|e| {
+            Failure::from(ProviderError::InvalidConfig {
+                provider: self.provider,
+                field: "request".into(),
+                message: e.to_string(),
+            })
+        })?;
+
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let exchange = async {
+            let resp = self
+                .client
+                .request(request)
+                .await
+                .map_err(|e| ProviderError::Network {
+                    provider: self.provider,
+                    operation: operation.clone(),
+                    message: error_chain(&e),
+                })?;
+            let (parts, body) = resp.into_parts();
+            let bytes = Limited::new(body, self.max_body)
+                .collect()
+                .await
+                .map_err(|e| {
+                    let message = if e
+                        .downcast_ref::<http_body_util::LengthLimitError>()
+                        .is_some()
+                    {
+                        format!("response body larger than {} bytes", self.max_body)
+                    } else {
+                        format!("reading the response body: {}", error_chain(e.as_ref()))
+                    };
+                    ProviderError::Network {
+                        provider: self.provider,
+                        operation: operation.clone(),
+                        message,
+                    }
+                })?
+                .to_bytes();
+            Ok::<_, ProviderError>((parts, bytes))
+        };
+        let (parts, raw) = match tokio::time::timeout(self.request_timeout, exchange).await {
+            Ok(r) => r.map_err(Failure::from)?,
+            Err(_) => {
+                return Err(Failure::from(ProviderError::Timeout {
+                    provider: self.provider,
+                    operation,
+                    elapsed: started.elapsed(),
+                    last_seen: None,
+                }));
+            }
+        };
+        let body = self
+            .decode(&parts.headers, raw, &operation)
+            .map_err(Failure::from)?;
+        tracing::trace!(
+            provider = self.provider,
+            %operation,
+            status = parts.status.as_u16(),
+            version = ?parts.version,
+            bytes = body.len(),
+            ms = started.elapsed().as_millis() as u64,
+            "provider response"
+        );
+        if parts.status.is_success() {
+            return Ok(ApiResponse {
+                status: parts.status,
+                body,
+                operation,
+            });
+        }
+        Err(self.classify(req, parts.status, &parts.headers, &body, operation))
+    }
+
+    /// Undoes `Content-Encoding: gzip`, keeping the size cap on the output.
+    fn decode(&self, headers: &HeaderMap, raw: Bytes, operation: &str) -> ProviderResult<Bytes> {
+        let gzip = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+        if !gzip {
+            return Ok(raw);
+        }
+        let mut out = Vec::with_capacity(raw.len() * 4);
+        let limit = self.max_body as u64 + 1;
+        flate2::read::GzDecoder::new(&raw[..])
+            .take(limit)
+            .read_to_end(&mut out)
+            .map_err(|e| ProviderError::Network {
+                provider: self.provider,
+                operation: operation.to_string(),
+                message: format!("bad gzip body: {e}"),
+            })?;
+        if out.len() > self.max_body {
+            return Err(ProviderError::Network {
+                provider: self.provider,
+                operation: operation.to_string(),
+                message: format!("decoded response body larger than {} bytes", self.max_body),
+            });
+        }
+        Ok(Bytes::from(out))
+    }
+
+    fn classify(
+        &self,
+        req: &ApiRequest,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: &[u8],
+        operation: String,
+    ) -> Failure {
+        let parsed = (self.parse_error)(body, headers);
+        let provider = self.provider;
+        let code = parsed.code.clone().unwrap_or_default();
+        let error = match status.as_u16() {
+            401 => ProviderError::Authentication {
+                provider,
+                message: parsed.message,
+            },
+            403 if !code.contains("limit") => ProviderError::Authentication {
+                provider,
+                message: parsed.message,
+            },
+            404 => {
+                let (resource, id) = req.resource.clone().unwrap_or(("resource", operation));
+                ProviderError::NotFound {
+                    provider,
+                    resource,
+                    id,
+                }
+            }
+            429 => {
+                let wait = server_wait(headers);
+                return Failure {
+                    error: ProviderError::RateLimit {
+                        provider,
+                        retry_after: wait,
+                    },
+                    server_wait: Some(wait.unwrap_or(Duration::ZERO)),
+                };
+            }
+            _ if code.contains("limit_exceeded") || is_quota_message(&parsed.message) => {
+                ProviderError::QuotaExceeded {
+                    provider,
+                    resource: req
+                        .resource
+                        .as_ref()
+                        .map(|r| r.0.to_string())
+                        .unwrap_or_else(|| "resources".into()),
+                    message: parsed.message,
+                }
+            }
+            s => ProviderError::Api {
+                provider,
+                operation,
+                status: s,
+                code: parsed.code,
+                message: parsed.message,
+                request_id: parsed.request_id,
+            },
+        };
+        Failure::from(error)
+    }
+}
+
+fn is_quota_message(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("limit")
+        && (m.contains("exceed") || m.contains("reached") || m.contains("would exceed"))
+}
+
+/// How long the API asked us to wait: `Retry-After` (seconds), else
+/// `RateLimit-Reset` (a Unix time) minus now. Names are case-insensitive.
+fn server_wait(headers: &HeaderMap) -> Option<Duration> {
+    let num = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    if let Some(secs) = num("retry-after") {
+        return Some(Duration::from_secs(secs));
+    }
+    let reset = num("ratelimit-reset")?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).ok()?.as_secs();
+    Some(Duration::from_secs(reset.saturating_sub(now)))
+}
+
+/// An error and, for a 429, the wait the API asked for.
+struct Failure {
+    error: ProviderError,
+    server_wait: Option<Duration>,
+}
+
+impl From<ProviderError> for Failure {
+    fn from(error: ProviderError) -> Self {
+        Failure {
+            error,
+            server_wait: None,
+        }
+    }
+}
+
+/// The error and its sources on one line: hyper's top-level messages
+/// ("client error (Connect)") say little without the chain.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
+/// rustls with ring, trusting webpki roots, the platform's roots and any extra CA.
+fn tls_config(provider: &'static str, config: &HttpConfig) -> ProviderResult<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+
+    let invalid = |field: &str, message: String| ProviderError::InvalidConfig {
+        provider,
+        field: field.into(),
+        message,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    if config.webpki_roots {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    }
+    if config.native_roots {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::debug!(error = %e, "skipping part of the platform certificate store");
+        }
+        let (added, ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(added, ignored, "platform root certificates");
+    }
+    let mut add_pem = |pem: &[u8], origin: &str| -> ProviderResult<()> {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| invalid("ca_file", format!("{origin}: {e}")))?;
+            roots
+                .add(cert)
+                .map_err(|e| invalid("ca_file", format!("{origin}: {e}")))?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(invalid(
+                "ca_file",
+                format!("{origin}: no PEM certificate found"),
+            ));
+        }
+        Ok(())
+    };
+    if let Some(path) = &config.extra_ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| invalid("ca_file", format!("{}: {e}", path.display())))?;
+        add_pem(&pem, &path.display().to_string())?;
+    }
+    if let Some(pem) = &config.extra_ca_pem {
+        add_pem(pem.as_bytes(), "extra CA")?;
+    }
+    if roots.is_empty() {
+        return Err(invalid(
+            "ca_file",
+            "no trusted root certificates: enable webpki or native roots, or give a CA file".into(),
+        ));
+    }
+    let provider_crypto = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider_crypto)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("tls", e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tls)
+}
+
+/// Connects directly or through a CONNECT tunnel, per destination.
+#[derive(Clone)]
+pub(crate) struct ProxyConnector {
+    direct: HttpConnector,
+    matcher: Option<Arc<Matcher>>,
+}
+
+impl ProxyConnector {
+    fn new(direct: HttpConnector, config: &ProxyConfig) -> Self {
+        let matcher = match config {
+            ProxyConfig::None => None,
+            ProxyConfig::FromEnv => Some(Matcher::from_env()),
+            ProxyConfig::Url { url, no_proxy } => Some(
+                Matcher::builder()
+                    .all(url.clone())
+                    .no(no_proxy.clone())
+                    .build(),
+            ),
+        };
+        ProxyConnector {
+            direct,
+            matcher: matcher.map(Arc::new),
+        }
+    }
+}
+
+impl Service<Uri> for ProxyConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.direct.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let intercept = self.matcher.as_ref().and_then(|m| m.intercept(&dst));
+        let mut direct = self.direct.clone();
+        Box::pin(async move {
+            match intercept {
+                None => Ok(direct.call(dst).await?),
+                Some(proxy) => {
+                    if proxy.uri().scheme_str() == Some("https") {
+                        return Err("TLS to the proxy itself (https:// proxy URL) is not supported; use http://".into());
+                    }
+                    tracing::debug!(proxy = %proxy.uri().authority().map(|a| a.as_str()).unwrap_or_default(), "tunnelling through proxy");
+                    let mut tunnel = Tunnel::new(proxy.uri().clone(), direct);
+                    if let Some(auth) = proxy.basic_auth() {
+                        tunnel = tunnel.with_auth(auth.clone());
+                    }
+                    Ok(tunnel.call(dst).await?)
+                }
+            }
+        })
+    }
+}
+
+/// Counts connections and bounds the whole connect (TCP, proxy, TLS) in time.
+#[derive(Clone)]
+pub(crate) struct CountingConnector<C> {
+    inner: C,
+    counters: Arc<Counters>,
+    timeout: Duration,
+}
+
+impl<C> Service<Uri> for CountingConnector<C>
+where
+    C: Service<Uri, Response = MaybeHttpsStream<TokioIo<TcpStream>>, Error = BoxError>
+        + Clone
+        + Send
+        + 'static,
+    C::Future: Send + 'static,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, dst: Uri) -> Self::Future {
+        let counters = self.counters.clone();
+        let timeout = self.timeout;
+        let fut = self.inner.call(dst);
+        Box::pin(async move {
+            counters.connections.fetch_add(1, Ordering::Relaxed);
+            match tokio::time::timeout(timeout, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(format!(
+                    "connect timed out after {}",
+                    super::error::fmt_duration(timeout)
+                )
+                .into()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_header_gives_wait() {
+        let mut h = HeaderMap::new();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        h.insert("RateLimit-Reset", HeaderValue::from(now + 30));
+        let w = server_wait(&h).unwrap_or_default();
+        assert!(
+            w >= Duration::from_secs(29) && w <= Duration::from_secs(30),
+            "{w:?}"
+        );
+        h.insert("retry-after", HeaderValue::from(3u64));
+        assert_eq!(server_wait(&h), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn token_never_in_debug_and_http_base_refused() {
+        let parse: ErrorParser = |_, _| ErrorBody::default();
+        let cfg = HttpConfig {
+            native_roots: false,
+            ..HttpConfig::default()
+        };
+        let t = ProviderTimeouts::default();
+        let c = HttpClient::new(
+            "digitalocean",
+            "https://api.example/v2",
+            &Secret::new("tok-123"),
+            &t,
+            &cfg,
+            parse,
+        );
+        let c = c.unwrap_or_else(|e| panic!("{e}"));
+        assert!(!format!("{c:?}").contains("tok-123"));
+        let e = HttpClient::new(
+            "digitalocean",
+            "http://api.example/v2",
+            &Secret::new("t"),
+            &t,
+            &cfg,
+            parse,
+        );
+        assert!(matches!(e, Err(ProviderError::InvalidConfig { .. })));
+        assert!(c.url("https://evil.example/v2/droplets?page=2").is_err());
+        assert!(c.url("droplets?page=2").is_ok());
+    }
+}

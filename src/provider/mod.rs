@@ -1,0 +1,167 @@
+//! Cloud providers: create, find, wait for and destroy spuff's VMs, and keep
+//! their snapshots and SSH keys.
+//!
+//! Everything above this module (the CLI, `up`, `down`) talks to an
+//! `Arc<dyn` [`Provider`]`>` made by a [`ProviderRegistry`], so adding a cloud
+//! is one module and one registration line (see [`registry`]). Providers talk
+//! HTTP through one pooled, retrying client ([`http`]); they differ only in
+//! URLs, JSON shapes and status names.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), spuff::provider::ProviderError> {
+//! use spuff::provider::{ImageSpec, InstanceRequest, ProviderConfig, ProviderRegistry};
+//!
+//! let registry = ProviderRegistry::with_defaults();
+//! let do_ = registry.create_by_name("do", ProviderConfig::new("dop_v1_…"))?;
+//! let req = InstanceRequest::new("spuff-a1b2c3d4", "fra1", "s-2vcpu-4gb")
+//!     .with_image(ImageSpec::ubuntu("24.04"));
+//! let vm = do_.create_instance(&req).await?;
+//! let vm = do_.wait_ready(&vm.id).await?;
+//! println!("ssh root@{:?}", vm.public_ipv4);
+//! do_.destroy_instance(&vm.id).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod digitalocean;
+mod error;
+pub mod http;
+pub mod registry;
+mod types;
+
+pub use error::{ProviderError, ProviderResult};
+pub use http::{HttpConfig, HttpStats, ProxyConfig, RetryPolicy};
+pub use registry::{ProviderConfig, ProviderFactory, ProviderRegistry};
+pub use types::{
+    ImageSpec, InstanceRequest, InstanceStatus, ProviderInstance, ProviderTimeouts, ProviderType,
+    RegionInfo, Secret, SizeInfo, Snapshot, SshKeyInfo, UnknownProvider, suggest,
+};
+
+/// The label (DigitalOcean: tag) every spuff VM carries, so that listing
+/// never touches VMs spuff did not create.
+pub const MANAGED_LABEL: &str = "spuff";
+
+/// One cloud account, as spuff uses it.
+///
+/// Object safe (`Arc<dyn Provider>`); the async methods are boxed by
+/// `async_trait` because native `async fn` in traits is not dyn-compatible
+/// (docs/adr/0011-provider-trait-async-trait.md). Methods a cloud cannot do
+/// return [`ProviderError::Unsupported`] by default.
+#[async_trait::async_trait]
+pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// The provider's canonical name (`digitalocean`).
+    fn name(&self) -> &'static str;
+
+    /// Creates a VM and returns it as first seen (usually without an IP yet).
+    ///
+    /// A create whose response was lost is not resent blindly: the provider
+    /// first looks for a VM with the request's name and returns it if found.
+    ///
+    /// # Errors
+    /// [`ProviderError::InvalidConfig`] for unknown labels or images,
+    /// [`ProviderError::QuotaExceeded`], and the usual API errors.
+    async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance>;
+
+    /// Destroys a VM. Destroying one that is already gone succeeds.
+    async fn destroy_instance(&self, id: &str) -> ProviderResult<()>;
+
+    /// The VM with this id, or `None` if it does not exist.
+    async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>>;
+
+    /// Every VM carrying [`MANAGED_LABEL`], across all pages.
+    async fn list_instances(&self) -> ProviderResult<Vec<ProviderInstance>>;
+
+    /// Polls until the VM is running with a public IPv4 address, fast at
+    /// first and slower later.
+    ///
+    /// # Errors
+    /// [`ProviderError::Timeout`] naming the last state seen.
+    async fn wait_ready(&self, id: &str) -> ProviderResult<ProviderInstance>;
+
+    /// Snapshots a VM and waits for the snapshot to finish.
+    async fn create_snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
+        let _ = (instance_id, name);
+        Err(self.unsupported("snapshots"))
+    }
+
+    /// The account's VM snapshots.
+    async fn list_snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
+        Err(self.unsupported("snapshots"))
+    }
+
+    /// Deletes a snapshot. Deleting one that is already gone succeeds.
+    async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
+        let _ = id;
+        Err(self.unsupported("snapshots"))
+    }
+
+    /// Powers a VM off and waits for it.
+    async fn power_off(&self, id: &str) -> ProviderResult<()> {
+        let _ = id;
+        Err(self.unsupported("power off"))
+    }
+
+    /// Powers a VM on and waits for it.
+    async fn power_on(&self, id: &str) -> ProviderResult<()> {
+        let _ = id;
+        Err(self.unsupported("power on"))
+    }
+
+    /// The SSH keys registered with the account.
+    async fn list_ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>>;
+
+    /// Makes sure `public_key` (OpenSSH one-line format) is registered,
+    /// matching by fingerprint so it is never imported twice, and returns it.
+    async fn ensure_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo>;
+
+    /// The sizes the account can create, for validating `--size`.
+    async fn list_sizes(&self) -> ProviderResult<Vec<SizeInfo>>;
+
+    /// The regions, for validating `--region`.
+    async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>>;
+
+    /// Transport counters (connections, requests, retries).
+    fn http_stats(&self) -> HttpStats {
+        HttpStats::default()
+    }
+
+    /// The error for an operation this provider does not implement.
+    fn unsupported(&self, operation: &'static str) -> ProviderError {
+        ProviderError::Unsupported {
+            provider: self.name(),
+            operation,
+        }
+    }
+}
+
+/// The MD5 fingerprint DigitalOcean and Hetzner show for an OpenSSH public
+/// key line (`aa:bb:…`), or `None` if the line is not a key.
+pub fn md5_fingerprint(public_key: &str) -> Option<String> {
+    use md5::Digest;
+    let blob = public_key.split_whitespace().nth(1)?;
+    let raw = data_encoding::BASE64.decode(blob.as_bytes()).ok()?;
+    let digest = md5::Md5::digest(&raw);
+    Some(
+        digest
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn md5_fingerprint_matches_ssh_keygen() {
+        // Expected value printed by `ssh-keygen -l -E md5 -f` for this key.
+        let key =
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHP8Yy4ecgYC4y0ezsYMvUG0K48+1SZDuaUDysuuFaa4 test";
+        assert_eq!(
+            md5_fingerprint(key).as_deref(),
+            Some("b0:ef:dd:3c:27:1c:ea:6a:ba:16:ba:b5:8c:58:a5:a0")
+        );
+        assert!(md5_fingerprint("not a key").is_none());
+    }
+}
