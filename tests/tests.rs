@@ -8,6 +8,7 @@ mod util;
 
 mod forward;
 mod provider_digitalocean;
+mod provider_hetzner;
 mod sftp;
 mod ssh_auth;
 mod ssh_concurrency;

@@ -24,6 +24,7 @@
 
 pub mod digitalocean;
 mod error;
+pub mod hetzner;
 pub mod http;
 pub mod registry;
 mod types;

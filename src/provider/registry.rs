@@ -77,6 +77,7 @@ impl ProviderRegistry {
     /// Registers the built-in providers. One line per provider.
     pub fn register_defaults(&mut self) {
         self.register(super::digitalocean::Factory);
+        self.register(super::hetzner::Factory);
     }
 
     /// Registers (or replaces) a factory.
@@ -154,6 +155,8 @@ mod tests {
         assert!(r.available().contains(&ProviderType::DigitalOcean));
         let p = r.create_by_name("do", ProviderConfig::new("t"));
         assert_eq!(p.map(|p| p.name()).ok(), Some("digitalocean"));
+        let p = r.create_by_name("hcloud", ProviderConfig::new("t"));
+        assert_eq!(p.map(|p| p.name()).ok(), Some("hetzner"));
     }
 
     #[test]

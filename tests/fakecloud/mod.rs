@@ -28,6 +28,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+pub mod hetzner;
+
 /// The token the fake accepts.
 pub const TOKEN: &str = "fake-do-token-5ecret";
 
