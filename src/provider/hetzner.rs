@@ -535,10 +535,19 @@ fn query_value(v: &str) -> String {
 }
 
 /// Hetzner's label rule: at most 63 characters of `[a-zA-Z0-9._-]`, starting
-/// and ending alphanumeric; a value may be empty.
+/// and ending alphanumeric; a value may be empty; a key may carry a DNS-name
+/// prefix (`example.com/owner`).
 fn valid_label(s: &str, is_key: bool) -> bool {
     if s.is_empty() {
         return !is_key;
+    }
+    if let (true, Some((prefix, name))) = (is_key, s.split_once('/')) {
+        return prefix.len() <= 253
+            && prefix
+                .split('.')
+                .all(|p| !p.is_empty() && valid_label(p, false))
+            && !name.is_empty()
+            && valid_label(name, false);
     }
     let ends = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
     s.len() <= 63
@@ -963,5 +972,8 @@ mod tests {
         assert!(valid_label("", false));
         assert!(!valid_label("", true));
         assert!(!valid_label("a b", false));
+        assert!(valid_label("example.com/owner", true));
+        assert!(!valid_label("/owner", true));
+        assert!(!valid_label("a/b/c", true));
     }
 }
