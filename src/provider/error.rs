@@ -8,6 +8,8 @@
 
 use std::time::Duration;
 
+pub(crate) use crate::ssh::fmt_duration;
+
 /// A `Result` whose error is [`ProviderError`].
 pub type ProviderResult<T, E = ProviderError> = std::result::Result<T, E>;
 
@@ -234,19 +236,6 @@ impl ProviderError {
             }
             _ => return None,
         })
-    }
-}
-
-/// Durations as people read them: `250ms`, `3.0s`, `5m00s`. (The SSH layer has
-/// the same helper; it is private to that module and tiny, so it is repeated.)
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    let secs = d.as_secs_f64();
-    if secs < 1.0 {
-        format!("{}ms", d.as_millis())
-    } else if secs < 120.0 {
-        format!("{secs:.1}s")
-    } else {
-        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
     }
 }
 

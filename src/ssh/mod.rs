@@ -53,6 +53,7 @@ pub use russh::keys::{PrivateKey, PublicKey};
 pub use shell::{ShellOptions, TermSize};
 pub use wait::{RetryPolicy, wait_for_login, wait_for_port};
 
+pub(crate) use error::fmt_duration;
 use handler::ClientHandler;
 pub(crate) use handler::Shared;
 
