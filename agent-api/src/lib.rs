@@ -1,0 +1,503 @@
+//! The spuff agent's HTTP API, defined once.
+//!
+//! `spuff-agent` runs on every spuff VM, bound to 127.0.0.1 only, and the
+//! `spuff` library reaches it through an SSH `direct-tcpip` channel. Both
+//! sides use the types in this crate, so a field renamed on one side cannot
+//! silently become `null` on the other. The crate only depends on `serde`
+//! (and `humantime` for RFC 3339 timestamps), so the client side does not pull
+//! in the agent's server stack.
+//!
+//! The JSON shapes follow the original design (`GET /status` and friends); the
+//! fields spuff adds are additive, so an older client still parses them.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The port the agent listens on, on the VM's loopback interface only.
+pub const DEFAULT_PORT: u16 = 7575;
+
+/// The header that carries the agent token on every route but `/health`.
+pub const TOKEN_HEADER: &str = "X-Spuff-Token";
+
+/// Where cloud-init writes the agent's configuration ([`AgentConfig`], JSON).
+pub const CONFIG_PATH: &str = "/etc/spuff/agent.json";
+
+/// Where the agent binary is installed on the VM.
+pub const BINARY_PATH: &str = "/opt/spuff/spuff-agent";
+
+/// The bootstrap's progress file: one of `running`, `ready`, `failed`.
+pub const BOOTSTRAP_STATUS_PATH: &str = "/opt/spuff/bootstrap.status";
+
+/// The bootstrap's log file, the one `spuff logs --bootstrap` shows.
+pub const BOOTSTRAP_LOG_PATH: &str = "/var/log/spuff-bootstrap.log";
+
+/// The API paths, so neither side spells them by hand.
+pub mod paths {
+    /// `GET`, no token: [`Health`](crate::Health).
+    pub const HEALTH: &str = "/health";
+    /// `GET`: [`Status`](crate::Status).
+    pub const STATUS: &str = "/status";
+    /// `GET`: [`Metrics`](crate::Metrics).
+    pub const METRICS: &str = "/metrics";
+    /// `GET`: [`ProcessList`](crate::ProcessList).
+    pub const PROCESSES: &str = "/processes";
+    /// `POST` [`ExecRequest`](crate::ExecRequest): [`ExecResponse`](crate::ExecResponse).
+    pub const EXEC: &str = "/exec";
+    /// `POST`, empty body: [`Heartbeat`](crate::Heartbeat).
+    pub const HEARTBEAT: &str = "/heartbeat";
+    /// `GET ?file=&lines=` ([`LogsQuery`](crate::LogsQuery)): [`Logs`](crate::Logs).
+    pub const LOGS: &str = "/logs";
+    /// `GET`: [`CloudInit`](crate::CloudInit).
+    pub const CLOUD_INIT: &str = "/cloud-init";
+    /// `GET`: [`Activity`](crate::Activity).
+    pub const ACTIVITY: &str = "/activity";
+}
+
+/// A point in time, on the wire as an RFC 3339 UTC string
+/// (`2024-01-01T00:05:00Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    /// The current time.
+    pub fn now() -> Self {
+        Timestamp(SystemTime::now())
+    }
+
+    /// How long ago this was, or zero if it is in the future (clock skew).
+    pub fn elapsed(&self) -> Duration {
+        self.0.elapsed().unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Whole seconds are enough for every field that uses this, and they
+        // keep the JSON stable to read.
+        humantime::format_rfc3339_seconds(self.0).fmt(f)
+    }
+}
+
+impl FromStr for Timestamp {
+    type Err = humantime::TimestampError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        humantime::parse_rfc3339_weak(s).map(Timestamp)
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(deserializer)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// `GET /health`: answered without a token, so "is the agent up" never needs
+/// a secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Health {
+    /// Always `"ok"` when the agent answers.
+    pub status: String,
+    /// Always `"spuff-agent"`.
+    pub service: String,
+    /// The agent's version (`CARGO_PKG_VERSION`).
+    pub version: String,
+}
+
+/// Progress of the VM's two-phase bootstrap, read from
+/// [`BOOTSTRAP_STATUS_PATH`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootstrapStatus {
+    /// The status file does not exist (yet).
+    Unknown,
+    /// The bootstrap is running.
+    Running,
+    /// The bootstrap finished.
+    Ready,
+    /// The bootstrap hit an error; its log says which step.
+    Failed,
+}
+
+impl BootstrapStatus {
+    /// Parses the status file's content; anything unexpected is `Unknown`.
+    pub fn from_file_content(content: &str) -> Self {
+        match content.trim() {
+            "running" => BootstrapStatus::Running,
+            "ready" => BootstrapStatus::Ready,
+            "failed" => BootstrapStatus::Failed,
+            _ => BootstrapStatus::Unknown,
+        }
+    }
+
+    /// The wire and file spelling.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BootstrapStatus::Unknown => "unknown",
+            BootstrapStatus::Running => "running",
+            BootstrapStatus::Ready => "ready",
+            BootstrapStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for BootstrapStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `GET /status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// Seconds since the VM booted.
+    pub uptime_seconds: u64,
+    /// Seconds since the last activity that keeps the VM alive
+    /// (see [`Activity`]); zero while something holds it.
+    pub idle_seconds: u64,
+    /// The VM's hostname.
+    pub hostname: String,
+    /// Whether cloud-init has finished (successfully or not).
+    pub cloud_init_done: bool,
+    /// The bootstrap's progress.
+    pub bootstrap_status: BootstrapStatus,
+    /// `bootstrap_status == ready`, kept for the original clients.
+    pub bootstrap_ready: bool,
+    /// The agent's version.
+    pub agent_version: String,
+}
+
+/// `GET /metrics`: a snapshot of the VM's load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    /// CPU use over all cores, 0–100.
+    pub cpu_usage_percent: f64,
+    /// Memory in use, bytes.
+    pub memory_used_bytes: u64,
+    /// Physical memory, bytes.
+    pub memory_total_bytes: u64,
+    /// Space used on the root filesystem, bytes.
+    pub disk_used_bytes: u64,
+    /// Size of the root filesystem, bytes.
+    pub disk_total_bytes: u64,
+    /// 1, 5 and 15 minute load averages.
+    pub load_average: [f64; 3],
+    /// When the snapshot was taken.
+    pub timestamp: Timestamp,
+}
+
+/// One process in [`ProcessList`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessInfo {
+    /// Process id.
+    pub pid: u32,
+    /// Process name (`comm`).
+    pub name: String,
+    /// CPU use, percent of one core (may exceed 100 on several cores).
+    pub cpu_percent: f64,
+    /// Resident memory, bytes.
+    pub memory_bytes: u64,
+    /// The command line, space-joined; may be empty for kernel threads.
+    pub command: String,
+}
+
+/// `GET /processes`: the top processes by CPU use, highest first.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProcessList {
+    /// At most ten processes.
+    pub processes: Vec<ProcessInfo>,
+}
+
+/// `POST /exec` request body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecRequest {
+    /// A shell command line, run by `/bin/sh -c`.
+    pub command: String,
+    /// Seconds before the command's whole process group is killed; the agent
+    /// applies its default (30 s) when absent and caps it (1 h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_secs: Option<u64>,
+}
+
+/// `POST /exec` response body.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecResponse {
+    /// The exit code, or -1 when the command was killed by a signal.
+    pub exit_code: i32,
+    /// The signal that ended the command, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i32>,
+    /// Whether the timeout killed the command.
+    #[serde(default)]
+    pub timed_out: bool,
+    /// Standard output (lossy UTF-8), at most the agent's cap.
+    pub stdout: String,
+    /// Standard error (lossy UTF-8), at most the agent's cap.
+    pub stderr: String,
+    /// Whether output beyond the cap was dropped.
+    #[serde(default)]
+    pub output_truncated: bool,
+    /// Wall time from spawn to exit, milliseconds.
+    pub duration_ms: u64,
+}
+
+/// `POST /heartbeat` response: the idle timer was reset at `timestamp`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// When the heartbeat was recorded.
+    pub timestamp: Timestamp,
+}
+
+/// `GET /logs` query string.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogsQuery {
+    /// An absolute path of a regular file under `/var/log` (after resolving
+    /// symlinks).
+    pub file: String,
+    /// How many lines from the end; the agent's default is 100, its cap 10000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lines: Option<usize>,
+}
+
+/// `GET /logs` response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Logs {
+    /// The file read, after resolving symlinks.
+    pub file: String,
+    /// The last lines, oldest first, without line terminators.
+    pub lines: Vec<String>,
+}
+
+/// `GET /cloud-init`: what cloud-init itself reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudInit {
+    /// cloud-init's status: `not started`, `running`, `done`, `error`,
+    /// `disabled`, or `unknown` when it cannot be read.
+    pub status: String,
+    /// Whether cloud-init has finished, with or without errors.
+    pub done: bool,
+    /// The errors cloud-init recorded.
+    pub errors: Vec<String>,
+    /// When `/var/lib/cloud/instance/boot-finished` was written.
+    pub boot_finished: Option<Timestamp>,
+}
+
+/// What the agent does when the idle deadline passes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdleAction {
+    /// Power the VM off (`systemctl poweroff`). Providers still bill a
+    /// stopped VM; the CLI destroys it, and the power-off makes the idleness
+    /// visible in `spuff list`.
+    #[default]
+    Poweroff,
+    /// Only report idleness.
+    None,
+}
+
+impl fmt::Display for IdleAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            IdleAction::Poweroff => "poweroff",
+            IdleAction::None => "none",
+        })
+    }
+}
+
+impl FromStr for IdleAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "poweroff" => Ok(IdleAction::Poweroff),
+            "none" => Ok(IdleAction::None),
+            other => Err(format!("unknown idle action {other:?}: expected poweroff or none")),
+        }
+    }
+}
+
+/// Something that keeps a VM from being idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActivityKind {
+    /// A logged-in SSH session (seen in utmp / `/dev/pts`).
+    SshSession,
+    /// A `POST /exec` call, running or recent.
+    Exec,
+    /// A `POST /heartbeat` from the CLI.
+    Heartbeat,
+    /// Any other authenticated agent request.
+    AgentRequest,
+    /// CPU use above the configured threshold.
+    CpuLoad,
+}
+
+impl fmt::Display for ActivityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ActivityKind::SshSession => "ssh_session",
+            ActivityKind::Exec => "exec",
+            ActivityKind::Heartbeat => "heartbeat",
+            ActivityKind::AgentRequest => "agent_request",
+            ActivityKind::CpuLoad => "cpu_load",
+        })
+    }
+}
+
+/// One kind of activity and when it was last seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivitySource {
+    /// Which kind.
+    pub kind: ActivityKind,
+    /// Whether it holds the VM alive right now (an open session, a running
+    /// exec, CPU above the threshold).
+    pub active: bool,
+    /// Seconds since it was last seen, if ever.
+    pub last_seen_seconds_ago: Option<u64>,
+    /// A human detail: `2 sessions (dev on pts/0, ...)`, `cpu 73%`.
+    pub detail: String,
+}
+
+/// One recent event in [`Activity::recent`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActivityEvent {
+    /// Which kind.
+    pub kind: ActivityKind,
+    /// When it happened.
+    pub at: Timestamp,
+    /// A human detail (the request path, the session's user and tty).
+    pub detail: String,
+}
+
+/// `GET /activity`: what keeps the VM busy, and when the idle action fires.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Activity {
+    /// Seconds since the last activity; zero while something holds the VM.
+    pub idle_seconds: u64,
+    /// The idle deadline from the agent's config; `None` means never.
+    pub idle_timeout_seconds: Option<u64>,
+    /// What happens when the deadline passes.
+    pub idle_action: IdleAction,
+    /// Seconds until the idle action fires, if a deadline is set.
+    pub action_in_seconds: Option<u64>,
+    /// The kinds holding the VM alive right now (empty when idle).
+    pub holding: Vec<ActivityKind>,
+    /// Every kind the agent tracks, active or not.
+    pub sources: Vec<ActivitySource>,
+    /// The latest events, newest first (at most 50).
+    pub recent: Vec<ActivityEvent>,
+}
+
+/// The JSON body of every error response (4xx and 5xx).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// A message meant for the user; never internal details.
+    pub error: String,
+}
+
+/// The agent's configuration, written by cloud-init to [`CONFIG_PATH`]
+/// (mode 0600, root) so the token never appears in argv, the environment or
+/// `systemctl show`.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// The token clients send in [`TOKEN_HEADER`].
+    pub token: String,
+    /// The loopback port to listen on.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Seconds without activity before [`AgentConfig::idle_action`];
+    /// `None` disables the deadline.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+    /// What to do when the VM has been idle for `idle_timeout_secs`.
+    #[serde(default)]
+    pub idle_action: IdleAction,
+    /// Seconds before acting at which logged-in terminals get a warning.
+    #[serde(default = "default_warn_before")]
+    pub idle_warning_secs: u64,
+    /// CPU use (percent of all cores) at or above which the VM counts as busy.
+    #[serde(default = "default_cpu_busy")]
+    pub cpu_busy_percent: f64,
+}
+
+fn default_port() -> u16 {
+    DEFAULT_PORT
+}
+
+fn default_warn_before() -> u64 {
+    300
+}
+
+fn default_cpu_busy() -> f64 {
+    20.0
+}
+
+impl fmt::Debug for AgentConfig {
+    // The token is a secret: a debug print of the config goes to logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("token", &"<redacted>")
+            .field("port", &self.port)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("idle_action", &self.idle_action)
+            .field("idle_warning_secs", &self.idle_warning_secs)
+            .field("cpu_busy_percent", &self.cpu_busy_percent)
+            .finish()
+    }
+}
+
+impl AgentConfig {
+    /// A config with `token` and every other field at its default.
+    pub fn new(token: impl Into<String>) -> Self {
+        AgentConfig {
+            token: token.into(),
+            port: DEFAULT_PORT,
+            idle_timeout_secs: None,
+            idle_action: IdleAction::default(),
+            idle_warning_secs: default_warn_before(),
+            cpu_busy_percent: default_cpu_busy(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_should_round_trip_as_rfc3339() {
+        let t: Timestamp = "2024-01-01T00:05:00Z".parse().unwrap();
+        assert_eq!(t.to_string(), "2024-01-01T00:05:00Z");
+    }
+
+    #[test]
+    fn bootstrap_status_should_read_the_file_format() {
+        assert_eq!(BootstrapStatus::from_file_content("ready\n"), BootstrapStatus::Ready);
+        assert_eq!(BootstrapStatus::from_file_content(""), BootstrapStatus::Unknown);
+        assert_eq!(BootstrapStatus::from_file_content("weird"), BootstrapStatus::Unknown);
+    }
+
+    #[test]
+    fn agent_config_debug_should_not_show_the_token() {
+        let c = AgentConfig::new("s3cret-token");
+        assert!(!format!("{c:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn idle_action_should_parse_its_spellings() {
+        assert_eq!("none".parse::<IdleAction>().unwrap(), IdleAction::None);
+        assert!("reboot".parse::<IdleAction>().is_err());
+    }
+}
