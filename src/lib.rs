@@ -4,6 +4,8 @@
 //! The library never prints; it reports through return values, typed errors
 //! and progress callbacks, and the CLI renders them.
 //!
+//! - [`agent`]: a typed client for the spuff agent on a VM, over SSH.
+//! - [`state`]: the local record of every VM spuff created (redb).
 //! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
 //!   policies, key/agent authentication, exec, interactive shells.
 //! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
@@ -14,6 +16,7 @@
 //!   wait for, list and destroy VMs, snapshots, SSH keys, sizes and regions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+pub mod agent;
 pub mod forward;
 pub mod location;
 pub mod paths;
@@ -21,3 +24,4 @@ mod platform;
 pub mod provider;
 pub mod sftp;
 pub mod ssh;
+pub mod state;

@@ -26,3 +26,27 @@ impl Os {
         Os::Unix
     };
 }
+
+/// Creates `path` if missing, readable and writable by the owner only, and
+/// tightens an existing file to that mode: spuff's files that hold secrets
+/// (state, config) go through here.
+///
+/// On Windows, files under the user's profile already inherit an ACL that
+/// keeps other users out, so the file is only created.
+pub(crate) fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).append(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        opts.mode(0o600);
+        let file = opts.open(path)?;
+        let mode = file.metadata()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    #[cfg(not(unix))]
+    opts.open(path)?;
+    Ok(())
+}

@@ -322,7 +322,9 @@ impl FromStr for IdleAction {
         match s {
             "poweroff" => Ok(IdleAction::Poweroff),
             "none" => Ok(IdleAction::None),
-            other => Err(format!("unknown idle action {other:?}: expected poweroff or none")),
+            other => Err(format!(
+                "unknown idle action {other:?}: expected poweroff or none"
+            )),
         }
     }
 }
@@ -484,9 +486,18 @@ mod tests {
 
     #[test]
     fn bootstrap_status_should_read_the_file_format() {
-        assert_eq!(BootstrapStatus::from_file_content("ready\n"), BootstrapStatus::Ready);
-        assert_eq!(BootstrapStatus::from_file_content(""), BootstrapStatus::Unknown);
-        assert_eq!(BootstrapStatus::from_file_content("weird"), BootstrapStatus::Unknown);
+        assert_eq!(
+            BootstrapStatus::from_file_content("ready\n"),
+            BootstrapStatus::Ready
+        );
+        assert_eq!(
+            BootstrapStatus::from_file_content(""),
+            BootstrapStatus::Unknown
+        );
+        assert_eq!(
+            BootstrapStatus::from_file_content("weird"),
+            BootstrapStatus::Unknown
+        );
     }
 
     #[test]
