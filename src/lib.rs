@@ -6,6 +6,7 @@
 //!
 //! - [`agent`]: a typed client for the spuff agent on a VM, over SSH.
 //! - [`state`]: the local record of every VM spuff created (redb).
+//! - [`config`]: the user's `config.yaml` and environment overrides.
 //! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
 //!   policies, key/agent authentication, exec, interactive shells.
 //! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
@@ -17,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod agent;
+pub mod config;
 pub mod forward;
 pub mod location;
 pub mod paths;

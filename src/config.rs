@@ -1,0 +1,797 @@
+//! The user's settings: `config.yaml` in spuff's config directory, plus
+//! environment overrides.
+//!
+//! The keys are those of the original spuff (`provider`, `api_token`,
+//! `region`, `size`, `image`, `idle_timeout`, `ssh_key_path`, `ssh_user`,
+//! `dotfiles`, `agent_token`, `packages`), so an existing file keeps working.
+//! Unknown keys are kept when spuff rewrites the file and reported as
+//! warnings (with a suggestion when one is close), not errors: a typo should
+//! be visible, but a key from a newer version should not stop an older one.
+//!
+//! The API token is looked up in this order: `SPUFF_API_TOKEN`, then the
+//! provider's own variable (`DIGITALOCEAN_TOKEN`, `HETZNER_TOKEN`), then the
+//! file. [`Settings::token_source`] says which one won, so `spuff config
+//! show` can tell the user. The file is written with mode 0600 (through a
+//! temporary file and a rename, so a crash never leaves half a config), and
+//! [`Settings::warnings`] flags a token sitting in a file others can read.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::provider::{ProviderType, Secret, suggest};
+
+/// The config file's name inside spuff's config directory.
+pub const FILE_NAME: &str = "config.yaml";
+
+/// The variable that overrides every provider's token.
+pub const TOKEN_VAR: &str = "SPUFF_API_TOKEN";
+
+/// The keys `config set` knows, with one line of help each.
+pub const KEYS: &[(&str, &str)] = &[
+    (
+        "provider",
+        "cloud provider: digitalocean (do) or hetzner (hcloud)",
+    ),
+    (
+        "api_token",
+        "the provider's API token (prefer the environment: SPUFF_API_TOKEN)",
+    ),
+    ("region", "region or location slug, such as fra1 or nbg1"),
+    (
+        "size",
+        "size or server type slug, such as s-2vcpu-4gb or cx22",
+    ),
+    (
+        "image",
+        "image slug, such as ubuntu-24-04-x64 or ubuntu-24.04",
+    ),
+    (
+        "idle_timeout",
+        "power off after this long idle: 2h, 30m, 90s, or off",
+    ),
+    (
+        "ssh_key_path",
+        "private key to log in with (its .pub is installed on the VM)",
+    ),
+    ("ssh_user", "the user created on the VM (default dev)"),
+    (
+        "dotfiles",
+        "a git repository cloned into the VM user's home",
+    ),
+    (
+        "agent_token",
+        "a fixed agent token (default: a new random token per VM)",
+    ),
+    ("packages", "extra Debian/Ubuntu packages, comma-separated"),
+];
+
+/// The provider used when the config names none.
+pub const DEFAULT_PROVIDER: ProviderType = ProviderType::DigitalOcean;
+
+/// The VM user when the config names none.
+pub const DEFAULT_SSH_USER: &str = "dev";
+
+/// The idle timeout when the config names none.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(2 * 3600);
+
+/// The file's contents, as written by the user. Every field is optional; the
+/// defaults are applied by [`Settings`].
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ConfigFile {
+    /// `provider`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<String>,
+    /// `api_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_token: Option<String>,
+    /// `region`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+    /// `image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// `idle_timeout` as written (`2h`, `30m`, `off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<String>,
+    /// `ssh_key_path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_key_path: Option<PathBuf>,
+    /// `ssh_user`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_user: Option<String>,
+    /// `dotfiles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dotfiles: Option<String>,
+    /// `agent_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token: Option<String>,
+    /// `packages`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
+    /// Keys this version does not know, kept as they were.
+    #[serde(flatten)]
+    pub unknown: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+impl fmt::Debug for ConfigFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mask = |s: &Option<String>| s.as_ref().map(|_| "***");
+        f.debug_struct("ConfigFile")
+            .field("provider", &self.provider)
+            .field("api_token", &mask(&self.api_token))
+            .field("region", &self.region)
+            .field("size", &self.size)
+            .field("image", &self.image)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("ssh_key_path", &self.ssh_key_path)
+            .field("ssh_user", &self.ssh_user)
+            .field("dotfiles", &self.dotfiles)
+            .field("agent_token", &mask(&self.agent_token))
+            .field("packages", &self.packages)
+            .field("unknown", &self.unknown.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Errors from reading, validating and writing the config.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The file could not be read or written.
+    #[error("cannot {action} {path}: {source}")]
+    Io {
+        /// `read` or `write`.
+        action: &'static str,
+        /// The config file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The file is not valid YAML or has a value of the wrong type.
+    #[error("{path}{}: {message}", location.map(|(l, c)| format!(":{l}:{c}")).unwrap_or_default())]
+    Parse {
+        /// The config file.
+        path: PathBuf,
+        /// Line and column, 1-based, when the parser knows them.
+        location: Option<(usize, usize)>,
+        /// The parser's message.
+        message: String,
+    },
+
+    /// A key `config set` does not know.
+    #[error("unknown config key {key:?}")]
+    UnknownKey {
+        /// The key given.
+        key: String,
+        /// Close known keys.
+        suggestions: Vec<String>,
+    },
+
+    /// A value that does not fit its key.
+    #[error("invalid {key} {value:?}: {reason}")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// The value given (secrets are never echoed).
+        value: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// There is no config directory.
+    #[error(transparent)]
+    Paths(#[from] crate::paths::Error),
+}
+
+impl Error {
+    /// One line of advice the user can act on.
+    pub fn hint(&self) -> String {
+        match self {
+            Error::Io { path, .. } => format!("check the permissions of {}", path.display()),
+            Error::Parse { .. } => "fix the file with `spuff config edit`".to_string(),
+            Error::UnknownKey { suggestions, .. } if !suggestions.is_empty() => {
+                format!("did you mean {}?", suggestions.join(" or "))
+            }
+            Error::UnknownKey { .. } => format!(
+                "known keys: {}",
+                KEYS.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", ")
+            ),
+            Error::Invalid { key, .. } => match KEYS.iter().find(|(k, _)| k == key) {
+                Some((_, help)) => format!("{key}: {help}"),
+                None => "see `spuff config --help`".to_string(),
+            },
+            Error::Paths(e) => e.hint(),
+        }
+    }
+}
+
+/// A `Result` whose error is the config's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where the API token came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// An environment variable (named).
+    Env(&'static str),
+    /// The config file.
+    File,
+}
+
+impl fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TokenSource::Env(var) => write!(f, "environment variable {var}"),
+            TokenSource::File => f.write_str("config file"),
+        }
+    }
+}
+
+/// The config file plus the environment, with defaults applied: what
+/// commands use.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The file it was read from (it may not exist).
+    pub path: PathBuf,
+    /// Whether the file exists.
+    pub exists: bool,
+    /// The file as read.
+    pub file: ConfigFile,
+    /// The provider to use.
+    pub provider: ProviderType,
+    /// The API token, if any source had one.
+    pub token: Option<Secret>,
+    /// Where [`Settings::token`] came from.
+    pub token_source: Option<TokenSource>,
+    /// The idle timeout; `None` means never power off.
+    pub idle_timeout: Option<Duration>,
+    /// The VM user.
+    pub ssh_user: String,
+    /// Things the user should know about the file (unknown keys, a token in a
+    /// file others can read).
+    pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Reads `config.yaml` from spuff's config directory and the process
+    /// environment.
+    ///
+    /// # Errors
+    /// [`Error::Paths`], [`Error::Io`], [`Error::Parse`], [`Error::Invalid`].
+    pub fn load_default() -> Result<Self> {
+        let path = crate::paths::config_dir()?.join(FILE_NAME);
+        Settings::load(&path, |var| std::env::var(var).ok())
+    }
+
+    /// Reads the file at `path` (a missing file is an empty config) and
+    /// applies the environment, read through `env`.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Parse`], [`Error::Invalid`].
+    pub fn load(path: &Path, env: impl Fn(&str) -> Option<String>) -> Result<Self> {
+        let (file, exists) = match std::fs::read_to_string(path) {
+            Ok(text) => (parse(path, &text)?, true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (ConfigFile::default(), false),
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "read",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        let mut warnings = Vec::new();
+        for key in file.unknown.keys() {
+            let names = KEYS.iter().map(|(k, _)| *k);
+            let close = suggest(key, names);
+            warnings.push(match close.first() {
+                Some(s) => format!(
+                    "{}: unknown key {key:?} (did you mean {s:?}?)",
+                    path.display()
+                ),
+                None => format!("{}: unknown key {key:?} is ignored", path.display()),
+            });
+        }
+        if exists
+            && (file.api_token.is_some() || file.agent_token.is_some())
+            && readable_by_others(path)
+        {
+            warnings.push(format!(
+                "{} holds a token and other users can read it; run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+
+        let provider = match &file.provider {
+            Some(name) => parse_provider(name)?,
+            None => DEFAULT_PROVIDER,
+        };
+        let (token, token_source) = lookup_token(provider, &file, &env);
+        let idle_timeout = match &file.idle_timeout {
+            Some(text) => parse_idle_timeout(text)?,
+            None => Some(DEFAULT_IDLE_TIMEOUT),
+        };
+        let ssh_user = match &file.ssh_user {
+            Some(user) => validate_user(user)?,
+            None => DEFAULT_SSH_USER.to_string(),
+        };
+        Ok(Settings {
+            path: path.to_path_buf(),
+            exists,
+            file,
+            provider,
+            token,
+            token_source,
+            idle_timeout,
+            ssh_user,
+            warnings,
+        })
+    }
+}
+
+fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    serde_yaml_ng::from_str(text).map_err(|e| Error::Parse {
+        path: path.to_path_buf(),
+        location: e.location().map(|l| (l.line(), l.column())),
+        message: e.to_string(),
+    })
+}
+
+/// The token by precedence: `SPUFF_API_TOKEN`, the provider's own variable,
+/// the file. Empty values count as unset.
+fn lookup_token(
+    provider: ProviderType,
+    file: &ConfigFile,
+    env: &impl Fn(&str) -> Option<String>,
+) -> (Option<Secret>, Option<TokenSource>) {
+    let mut vars = vec![TOKEN_VAR];
+    vars.extend(provider_token_vars(provider));
+    for var in vars {
+        if let Some(value) = env(var).filter(|v| !v.trim().is_empty()) {
+            return (Some(Secret::new(value.trim())), Some(TokenSource::Env(var)));
+        }
+    }
+    match file.api_token.as_deref().filter(|t| !t.trim().is_empty()) {
+        Some(token) => (Some(Secret::new(token.trim())), Some(TokenSource::File)),
+        None => (None, None),
+    }
+}
+
+/// The environment variables a provider's own tools read their token from.
+pub fn provider_token_vars(provider: ProviderType) -> &'static [&'static str] {
+    match provider {
+        ProviderType::DigitalOcean => &["DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN"],
+        ProviderType::Hetzner => &["HETZNER_TOKEN", "HCLOUD_TOKEN"],
+        _ => &[],
+    }
+}
+
+fn parse_provider(name: &str) -> Result<ProviderType> {
+    name.parse::<ProviderType>().map_err(|e| Error::Invalid {
+        key: "provider".to_string(),
+        value: name.to_string(),
+        reason: e.to_string(),
+    })
+}
+
+/// Parses `2h`, `30m`, `90s`, `1h30m`, `1h 30m`; `off`, `never`, `none` and
+/// `0` disable the timeout (`Ok(None)`).
+///
+/// # Errors
+/// [`Error::Invalid`] for anything else, or a timeout under a minute (the VM
+/// would power off while booting).
+pub fn parse_idle_timeout(text: &str) -> Result<Option<Duration>> {
+    let trimmed = text.trim();
+    if matches!(
+        trimmed.to_ascii_lowercase().as_str(),
+        "off" | "never" | "none" | "0"
+    ) {
+        return Ok(None);
+    }
+    let invalid = |reason: String| Error::Invalid {
+        key: "idle_timeout".to_string(),
+        value: text.to_string(),
+        reason,
+    };
+    let duration = humantime::parse_duration(trimmed).map_err(|e| {
+        invalid(format!(
+            "{e}; write a duration such as 2h, 30m or 90s, or off"
+        ))
+    })?;
+    if duration < Duration::from_secs(60) {
+        return Err(invalid(
+            "under a minute: the VM would power itself off while booting".to_string(),
+        ));
+    }
+    Ok(Some(duration))
+}
+
+/// Checks a Unix user name the way `useradd` would accept it.
+fn validate_user(user: &str) -> Result<String> {
+    let ok = !user.is_empty()
+        && user.len() <= 32
+        && user
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && user
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok && user != "root" {
+        Ok(user.to_string())
+    } else {
+        Err(Error::Invalid {
+            key: "ssh_user".to_string(),
+            value: user.to_string(),
+            reason: if user == "root" {
+                "root logins are disabled on spuff VMs".to_string()
+            } else {
+                "a user name is 1-32 of a-z, 0-9, _ and -, starting with a letter or _".to_string()
+            },
+        })
+    }
+}
+
+fn validate_slug(key: &str, value: &str) -> Result<String> {
+    let ok = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(Error::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "expected a slug of letters, digits, '-', '_' and '.'".to_string(),
+        })
+    }
+}
+
+fn validate_package(value: &str) -> Result<String> {
+    // Debian policy: lower case letters, digits, + - . ; at least two
+    // characters, starting with an alphanumeric.
+    let ok = value.len() >= 2
+        && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(Error::Invalid {
+            key: "packages".to_string(),
+            value: value.to_string(),
+            reason: "not a Debian package name (a-z, 0-9, +, -, .)".to_string(),
+        })
+    }
+}
+
+fn validate_repo(value: &str) -> Result<String> {
+    let ok = (value.starts_with("https://") || value.starts_with("git@"))
+        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(Error::Invalid {
+            key: "dotfiles".to_string(),
+            value: value.to_string(),
+            reason: "expected an https:// or git@host:path repository".to_string(),
+        })
+    }
+}
+
+impl ConfigFile {
+    /// Sets `key` to `value` after checking it; an empty value removes the
+    /// key. `packages` takes a comma-separated list.
+    ///
+    /// # Errors
+    /// [`Error::UnknownKey`], [`Error::Invalid`].
+    pub fn set(&mut self, key: &str, value: &str) -> Result<()> {
+        let value = value.trim();
+        let clear = value.is_empty();
+        let opt = |v: Result<String>| -> Result<Option<String>> {
+            if clear { Ok(None) } else { v.map(Some) }
+        };
+        match key {
+            "provider" => self.provider = opt(parse_provider(value).map(|p| p.name().to_string()))?,
+            "api_token" => self.api_token = opt(validate_secret(key, value))?,
+            "agent_token" => self.agent_token = opt(validate_secret(key, value))?,
+            "region" => self.region = opt(validate_slug(key, value))?,
+            "size" => self.size = opt(validate_slug(key, value))?,
+            "image" => self.image = opt(validate_slug(key, value))?,
+            "idle_timeout" => {
+                self.idle_timeout = opt(parse_idle_timeout(value).map(|_| value.to_string()))?
+            }
+            "ssh_user" => self.ssh_user = opt(validate_user(value))?,
+            "dotfiles" => self.dotfiles = opt(validate_repo(value))?,
+            "ssh_key_path" => {
+                self.ssh_key_path = if clear {
+                    None
+                } else {
+                    Some(validate_key_path(value)?)
+                }
+            }
+            "packages" => {
+                self.packages = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(validate_package)
+                    .collect::<Result<_>>()?
+            }
+            other => {
+                return Err(Error::UnknownKey {
+                    key: other.to_string(),
+                    suggestions: suggest(other, KEYS.iter().map(|(k, _)| *k))
+                        .into_iter()
+                        .map(str::to_string)
+                        .collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the file with mode 0600, through a temporary file and a
+    /// rename, creating the directory if needed.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io {
+            action: "write",
+            path: path.to_path_buf(),
+            source,
+        };
+        let text = serde_yaml_ng::to_string(self).map_err(|e| io(std::io::Error::other(e)))?;
+        let text = format!(
+            "# spuff configuration: `spuff config --help` lists the keys.\n{}",
+            if text.trim() == "{}" { "" } else { &text }
+        );
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("yaml.tmp");
+        let _ = std::fs::remove_file(&tmp);
+        crate::platform::create_private_file(&tmp).map_err(io)?;
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+fn validate_secret(key: &str, value: &str) -> Result<String> {
+    if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(Error::Invalid {
+            key: key.to_string(),
+            value: "***".to_string(),
+            reason: "a token has no spaces or control characters".to_string(),
+        });
+    }
+    Ok(value.to_string())
+}
+
+fn validate_key_path(value: &str) -> Result<PathBuf> {
+    let path = expand_home(value);
+    if !path.is_file() {
+        return Err(Error::Invalid {
+            key: "ssh_key_path".to_string(),
+            value: value.to_string(),
+            reason: "no such file".to_string(),
+        });
+    }
+    Ok(path)
+}
+
+/// Replaces a leading `~` with the home directory.
+pub fn expand_home(value: &str) -> PathBuf {
+    if let Some(rest) = value.strip_prefix("~/").or(value.strip_prefix("~\\"))
+        && let Some(home) = dirs::home_dir()
+    {
+        return home.join(rest);
+    }
+    if value == "~"
+        && let Some(home) = dirs::home_dir()
+    {
+        return home;
+    }
+    PathBuf::from(value)
+}
+
+/// Shows a secret as its last four characters: `****abcd`.
+pub fn mask(secret: &str) -> String {
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    if secret.chars().count() <= 8 {
+        "****".to_string()
+    } else {
+        format!("****{tail}")
+    }
+}
+
+#[cfg(unix)]
+fn readable_by_others(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o077 != 0)
+        .unwrap_or(false)
+}
+
+#[cfg(not(unix))]
+fn readable_by_others(_path: &Path) -> bool {
+    // The profile directory's inherited ACL keeps other users out.
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn settings_should_apply_defaults_for_a_missing_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Settings::load(&dir.path().join("config.yaml"), no_env).unwrap();
+        assert!(!s.exists);
+        assert_eq!(s.provider, ProviderType::DigitalOcean);
+        assert_eq!(s.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
+        assert_eq!(s.ssh_user, "dev");
+        assert!(s.token.is_none());
+    }
+
+    #[test]
+    fn settings_should_read_the_original_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(
+            &path,
+            "provider: hetzner\napi_token: file-token-123\nregion: nbg1\nsize: cx22\n\
+             idle_timeout: 30m\nssh_user: alice\npackages: [ripgrep, jq]\nfuture_key: 1\nregoin: x\n",
+        )
+        .unwrap();
+        let s = Settings::load(&path, no_env).unwrap();
+        assert_eq!(s.provider, ProviderType::Hetzner);
+        assert_eq!(s.token.as_ref().unwrap().expose(), "file-token-123");
+        assert_eq!(s.token_source, Some(TokenSource::File));
+        assert_eq!(s.idle_timeout, Some(Duration::from_secs(1800)));
+        assert_eq!(s.file.packages, ["ripgrep", "jq"]);
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.contains("\"regoin\"") && w.contains("region"))
+        );
+        assert!(s.warnings.iter().any(|w| w.contains("future_key")));
+    }
+
+    #[test]
+    fn token_should_come_from_env_before_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "provider: hcloud\napi_token: file\n").unwrap();
+        let env = |v: &str| match v {
+            "HCLOUD_TOKEN" => Some("hcloud-env".to_string()),
+            "DIGITALOCEAN_TOKEN" => Some("wrong-provider".to_string()),
+            _ => None,
+        };
+        let s = Settings::load(&path, env).unwrap();
+        assert_eq!(s.token.unwrap().expose(), "hcloud-env");
+        assert_eq!(s.token_source, Some(TokenSource::Env("HCLOUD_TOKEN")));
+        let env = |v: &str| (v == TOKEN_VAR || v == "HCLOUD_TOKEN").then(|| format!("{v}-value"));
+        let s = Settings::load(&path, env).unwrap();
+        assert_eq!(s.token_source, Some(TokenSource::Env(TOKEN_VAR)));
+    }
+
+    #[test]
+    fn parse_errors_should_carry_the_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "region: fra1\nidle_timeout: [\n").unwrap();
+        match Settings::load(&path, no_env) {
+            Err(Error::Parse {
+                location: Some((line, _)),
+                ..
+            }) => assert!(line >= 2),
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(&path, "idle_timeout: soon\n").unwrap();
+        let e = Settings::load(&path, no_env).unwrap_err();
+        assert!(matches!(e, Error::Invalid { .. }), "{e}");
+    }
+
+    #[test]
+    fn idle_timeout_should_parse_durations_and_off() {
+        assert_eq!(
+            parse_idle_timeout("2h").unwrap(),
+            Some(Duration::from_secs(7200))
+        );
+        assert_eq!(
+            parse_idle_timeout("90s").unwrap(),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            parse_idle_timeout("1h 30m").unwrap(),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(parse_idle_timeout("off").unwrap(), None);
+        assert!(parse_idle_timeout("10s").is_err());
+        assert!(parse_idle_timeout("two hours").is_err());
+    }
+
+    #[test]
+    fn set_should_validate_and_save_privately() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub").join("config.yaml");
+        let mut file = ConfigFile::default();
+        file.set("provider", "do").unwrap();
+        file.set("region", "fra1").unwrap();
+        file.set("packages", "ripgrep, jq").unwrap();
+        file.set("api_token", "dop_v1_secret").unwrap();
+        assert!(matches!(
+            file.set("regoin", "x"),
+            Err(Error::UnknownKey { .. })
+        ));
+        assert!(file.set("ssh_user", "Bad User").is_err());
+        assert!(file.set("ssh_user", "root").is_err());
+        assert!(file.set("packages", "rm -rf").is_err());
+        assert!(file.set("dotfiles", "http://insecure").is_err());
+        assert!(file.set("region", "fra1; rm").is_err());
+        file.save(&path).unwrap();
+        let s = Settings::load(&path, no_env).unwrap();
+        assert_eq!(s.file.provider.as_deref(), Some("digitalocean"));
+        assert_eq!(s.file.packages, ["ripgrep", "jq"]);
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        file.set("region", "").unwrap();
+        assert!(file.region.is_none());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_token_in_a_readable_file_should_warn() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, "api_token: abc\n").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let s = Settings::load(&path, no_env).unwrap();
+        assert!(
+            s.warnings.iter().any(|w| w.contains("chmod 600")),
+            "{:?}",
+            s.warnings
+        );
+    }
+
+    #[test]
+    fn mask_should_keep_only_the_tail() {
+        assert_eq!(mask("dop_v1_0123456789abcdef"), "****cdef");
+        assert_eq!(mask("short"), "****");
+    }
+}
