@@ -1,4 +1,8 @@
-//! The `spuff` command-line tool.
-fn main() {
-    println!("spuff {}", env!("CARGO_PKG_VERSION"));
+//! The `spuff` command-line tool: a thin layer over the `spuff` library
+//! (see `src/cli/`).
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
 }

@@ -1,0 +1,348 @@
+//! The command line, as clap parses it. Validation beyond types happens in
+//! the commands, which turn these into library calls.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Ephemeral cloud dev VMs in one command.
+///
+/// `spuff up` creates a VM, bootstraps it and drops you into a shell with
+/// your ssh-agent forwarded; `spuff down` takes it away again. No `ssh`
+/// binary needed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "spuff",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted; \
+                        `spuff exec` and `spuff ssh` exit with the remote command's code.\n\
+                        Environment: SPUFF_API_TOKEN, SPUFF_CONFIG_DIR, RUST_LOG, NO_COLOR."
+)]
+pub(crate) struct Cli {
+    /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG wins.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// The command.
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Create a VM, bootstrap it and open a shell on it.
+    Up(UpArgs),
+    /// Destroy a VM (after confirming), optionally snapshotting it first.
+    Down(DownArgs),
+    /// Open an interactive shell on a VM, with your ssh-agent forwarded.
+    Ssh(SshArgs),
+    /// Run a command on a VM and exit with its exit code.
+    Exec(ExecArgs),
+    /// Copy files and directories to or from a VM (NAME:path on either side).
+    Cp(CpArgs),
+    /// Forward the VM's agent port and other ports to this machine.
+    Tunnel(TunnelArgs),
+    /// Show a VM's state, health, metrics and what keeps it alive.
+    Status(StatusArgs),
+    /// List VMs: the provider's spuff VMs reconciled with local state.
+    List(ListArgs),
+    /// Create, list and delete snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+    /// Show logs from a VM: bootstrap, cloud-init or the agent.
+    Logs(LogsArgs),
+    /// Write `Host` entries for your VMs so plain `ssh NAME` works.
+    SshConfig(SshConfigArgs),
+    /// Read and change spuff's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Print a shell completion script.
+    Completions(CompletionsArgs),
+    /// Print spuff's version.
+    Version(JsonFlag),
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub(crate) struct JsonFlag {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// `spuff up`.
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// A name for the VM (default: spuff-<random>).
+    #[arg(long)]
+    pub(crate) name: Option<String>,
+    /// Provider to use (digitalocean, hetzner); default from config.
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    /// Size or server type slug; default from config.
+    #[arg(long)]
+    pub(crate) size: Option<String>,
+    /// Region or location slug; default from config.
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    /// Image slug; default from config.
+    #[arg(long, conflicts_with = "snapshot")]
+    pub(crate) image: Option<String>,
+    /// Create the VM from this snapshot id instead of an image.
+    #[arg(long)]
+    pub(crate) snapshot: Option<String>,
+    /// Upload this machine's spuff-agent build over SFTP instead of
+    /// downloading a release.
+    #[arg(long)]
+    pub(crate) dev: bool,
+    /// The agent binary to upload with --dev (default: next to spuff, or
+    /// target/release/spuff-agent).
+    #[arg(long, requires = "dev", value_name = "PATH")]
+    pub(crate) agent_binary: Option<PathBuf>,
+    /// Do not open a shell when the VM is ready.
+    #[arg(long)]
+    pub(crate) no_connect: bool,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
+}
+
+/// `spuff down`.
+#[derive(Debug, Args)]
+pub(crate) struct DownArgs {
+    /// The VM (default: the active one).
+    pub(crate) name: Option<String>,
+    /// Destroy every VM spuff knows.
+    #[arg(long, conflicts_with = "name")]
+    pub(crate) all: bool,
+    /// Snapshot each VM before destroying it.
+    #[arg(long)]
+    pub(crate) snapshot: bool,
+    /// Do not ask for confirmation.
+    #[arg(long, short)]
+    pub(crate) force: bool,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
+}
+
+/// `spuff ssh`.
+#[derive(Debug, Args)]
+pub(crate) struct SshArgs {
+    /// The VM (default: the active one).
+    pub(crate) name: Option<String>,
+    /// Do not forward your ssh-agent.
+    #[arg(long)]
+    pub(crate) no_agent: bool,
+}
+
+/// `spuff exec`.
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// The VM (default: the active one). Put the command after `--`.
+    pub(crate) name: Option<String>,
+    /// Allocate a terminal (for interactive programs).
+    #[arg(short = 't', long)]
+    pub(crate) tty: bool,
+    /// The command and its arguments.
+    #[arg(last = true, required = true)]
+    pub(crate) command: Vec<String>,
+}
+
+/// `spuff cp`.
+#[derive(Debug, Args)]
+pub(crate) struct CpArgs {
+    /// Source: a local path or NAME:path (`:path` for the active VM).
+    pub(crate) source: String,
+    /// Destination: a local path or NAME:path (`:path` for the active VM).
+    pub(crate) destination: String,
+    /// No progress bar.
+    #[arg(long, short)]
+    pub(crate) quiet: bool,
+}
+
+/// `spuff tunnel`.
+#[derive(Debug, Args)]
+pub(crate) struct TunnelArgs {
+    /// The VM (default: the active one).
+    pub(crate) name: Option<String>,
+    /// Extra forwards, as ssh -L: [bind:]port:host:hostport (repeatable).
+    #[arg(short = 'L', long = "local", value_name = "SPEC")]
+    pub(crate) local: Vec<String>,
+    /// Local port for the VM's agent (0 picks a free one).
+    #[arg(long, default_value_t = spuff::agent::api::DEFAULT_PORT)]
+    pub(crate) agent_port: u16,
+    /// Do not forward the agent port.
+    #[arg(long)]
+    pub(crate) no_agent: bool,
+}
+
+/// `spuff status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    /// The VM (default: the active one).
+    pub(crate) name: Option<String>,
+    /// Redraw every few seconds until Ctrl-C.
+    #[arg(long, short)]
+    pub(crate) watch: bool,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
+}
+
+/// `spuff list`.
+#[derive(Debug, Args)]
+pub(crate) struct ListArgs {
+    /// Only local state; do not ask the provider.
+    #[arg(long)]
+    pub(crate) local: bool,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
+}
+
+/// `spuff snapshot`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum SnapshotCommand {
+    /// Snapshot a VM.
+    Create {
+        /// The VM (default: the active one).
+        name: Option<String>,
+        /// The snapshot's name (default: <vm>-<date>).
+        #[arg(long)]
+        snapshot_name: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List spuff's snapshots.
+    List(JsonFlag),
+    /// Delete a snapshot by id.
+    Delete {
+        /// The snapshot id.
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        force: bool,
+    },
+}
+
+/// Which log `spuff logs` shows.
+#[derive(Debug, Args)]
+#[group(multiple = false)]
+pub(crate) struct LogChoice {
+    /// cloud-init's output (/var/log/cloud-init-output.log).
+    #[arg(long)]
+    pub(crate) cloud_init: bool,
+    /// The bootstrap's log (the default).
+    #[arg(long)]
+    pub(crate) bootstrap: bool,
+    /// The agent's journal.
+    #[arg(long)]
+    pub(crate) agent: bool,
+}
+
+/// `spuff logs`.
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The VM (default: the active one).
+    pub(crate) name: Option<String>,
+    #[command(flatten)]
+    pub(crate) which: LogChoice,
+    /// Keep printing new lines until Ctrl-C.
+    #[arg(long, short)]
+    pub(crate) follow: bool,
+    /// How many lines from the end.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub(crate) lines: usize,
+}
+
+/// `spuff ssh-config`.
+#[derive(Debug, Args)]
+pub(crate) struct SshConfigArgs {
+    /// Add the `Include` line to ~/.ssh/config without asking.
+    #[arg(long, conflicts_with = "no_include")]
+    pub(crate) include: bool,
+    /// Only write spuff's file; never touch ~/.ssh/config.
+    #[arg(long)]
+    pub(crate) no_include: bool,
+}
+
+/// `spuff config`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ConfigCommand {
+    /// Create the config file, asking for each value.
+    Init {
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show the effective settings (secrets masked) and where they come from.
+    Show(JsonFlag),
+    /// Set KEY to VALUE (an empty VALUE removes the key).
+    #[command(after_help = config_keys_help())]
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Open the config file in $VISUAL / $EDITOR, then check it.
+    Edit,
+    /// Print the config file's path.
+    Path,
+}
+
+fn config_keys_help() -> String {
+    let mut out = String::from("Keys:\n");
+    for (key, help) in spuff::config::KEYS {
+        out.push_str(&format!("  {key:<14} {help}\n"));
+    }
+    out
+}
+
+/// Shells `spuff completions` knows.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum Shell {
+    /// bash
+    Bash,
+    /// zsh
+    Zsh,
+    /// fish
+    Fish,
+    /// PowerShell
+    Powershell,
+    /// elvish
+    Elvish,
+}
+
+/// `spuff completions`.
+#[derive(Debug, Args)]
+pub(crate) struct CompletionsArgs {
+    /// The shell.
+    pub(crate) shell: Shell,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_should_be_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn exec_should_take_the_command_after_the_separator() {
+        let cli = Cli::try_parse_from(["spuff", "exec", "box", "--", "ls", "-la"]).unwrap();
+        match cli.command {
+            Command::Exec(args) => {
+                assert_eq!(args.name.as_deref(), Some("box"));
+                assert_eq!(args.command, ["ls", "-la"]);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! `spuff config`: init, show, set, edit, path.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use spuff::config::{self, ConfigFile, KEYS, Settings};
+
+use crate::cli::Ui;
+use crate::cli::args::ConfigCommand;
+
+fn config_path() -> anyhow::Result<PathBuf> {
+    Ok(spuff::paths::config_dir()?.join(config::FILE_NAME))
+}
+
+fn load(path: &std::path::Path) -> anyhow::Result<Settings> {
+    Settings::load(path, |var| std::env::var(var).ok())
+        .with_context(|| format!("cannot load {}", path.display()))
+}
+
+pub(crate) async fn run(command: ConfigCommand, ui: &Ui) -> anyhow::Result<u8> {
+    let path = config_path()?;
+    match command {
+        ConfigCommand::Path => {
+            writeln!(std::io::stdout().lock(), "{}", path.display())?;
+        }
+        ConfigCommand::Show(flag) => {
+            let settings = load(&path)?;
+            for warning in &settings.warnings {
+                ui.warn(warning);
+            }
+            show(&settings, flag.json, ui)?;
+        }
+        ConfigCommand::Set { key, value } => {
+            let settings = load(&path)?;
+            let mut file = settings.file;
+            file.set(&key, &value)
+                .with_context(|| format!("cannot set {key}"))?;
+            file.save(&path)?;
+            let shown = if key.ends_with("_token") {
+                config::mask(&value)
+            } else {
+                value
+            };
+            ui.success(format!("{key} = {shown} ({})", path.display()));
+        }
+        ConfigCommand::Edit => edit(&path, ui)?,
+        ConfigCommand::Init { force } => init(&path, force, ui)?,
+    }
+    Ok(0)
+}
+
+fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
+    let file = &settings.file;
+    let token = settings.token.as_ref().map(|t| config::mask(t.expose()));
+    let token_source = settings.token_source.as_ref().map(|s| s.to_string());
+    let idle = match settings.idle_timeout {
+        Some(d) => humantime::format_duration(d).to_string(),
+        None => "off".to_string(),
+    };
+    if json {
+        return ui.json(&serde_json::json!({
+            "path": settings.path,
+            "exists": settings.exists,
+            "provider": settings.provider.name(),
+            "api_token": token,
+            "api_token_source": token_source,
+            "region": file.region,
+            "size": file.size,
+            "image": file.image,
+            "idle_timeout": idle,
+            "ssh_key_path": file.ssh_key_path,
+            "ssh_user": settings.ssh_user,
+            "dotfiles": file.dotfiles,
+            "agent_token": file.agent_token.as_deref().map(config::mask),
+            "packages": file.packages,
+            "warnings": settings.warnings,
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    let or_default = |v: &Option<String>| v.clone().unwrap_or_else(|| "(provider default)".into());
+    writeln!(
+        out,
+        "# {}{}",
+        settings.path.display(),
+        if settings.exists {
+            ""
+        } else {
+            " (not created yet)"
+        }
+    )?;
+    writeln!(out, "provider:     {}", settings.provider)?;
+    match (&token, &token_source) {
+        (Some(t), Some(s)) => writeln!(out, "api_token:    {t} (from {s})"),
+        _ => writeln!(out, "api_token:    (not set)"),
+    }?;
+    writeln!(out, "region:       {}", or_default(&file.region))?;
+    writeln!(out, "size:         {}", or_default(&file.size))?;
+    writeln!(out, "image:        {}", or_default(&file.image))?;
+    writeln!(out, "idle_timeout: {idle}")?;
+    writeln!(
+        out,
+        "ssh_key_path: {}",
+        file.ssh_key_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa)".into())
+    )?;
+    writeln!(out, "ssh_user:     {}", settings.ssh_user)?;
+    writeln!(
+        out,
+        "dotfiles:     {}",
+        file.dotfiles.as_deref().unwrap_or("(none)")
+    )?;
+    writeln!(
+        out,
+        "agent_token:  {}",
+        file.agent_token
+            .as_deref()
+            .map(config::mask)
+            .unwrap_or_else(|| "(random per VM)".into())
+    )?;
+    writeln!(
+        out,
+        "packages:     {}",
+        if file.packages.is_empty() {
+            "(none)".to_string()
+        } else {
+            file.packages.join(", ")
+        }
+    )?;
+    Ok(())
+}
+
+fn edit(path: &std::path::Path, ui: &Ui) -> anyhow::Result<()> {
+    if !path.exists() {
+        ConfigFile::default().save(path)?;
+    }
+    let editor = std::env::var("VISUAL")
+        .or_else(|_| std::env::var("EDITOR"))
+        .unwrap_or_else(|_| {
+            if cfg!(windows) {
+                "notepad".into()
+            } else {
+                "vi".into()
+            }
+        });
+    // The editor setting may carry arguments (`code --wait`).
+    let mut parts = editor.split_whitespace();
+    let program = parts.next().context("VISUAL/EDITOR is empty")?;
+    let status = std::process::Command::new(program)
+        .args(parts)
+        .arg(path)
+        .status()
+        .with_context(|| format!("cannot start the editor {program:?} (set VISUAL or EDITOR)"))?;
+    if !status.success() {
+        anyhow::bail!("the editor exited with {status}");
+    }
+    let settings = load(path)?;
+    for warning in &settings.warnings {
+        ui.warn(warning);
+    }
+    ui.success(format!("{} is valid", path.display()));
+    Ok(())
+}
+
+fn init(path: &std::path::Path, force: bool, ui: &Ui) -> anyhow::Result<()> {
+    if path.exists() && !force {
+        anyhow::bail!(
+            "{} already exists; use `spuff config set` or `spuff config init --force`",
+            path.display()
+        );
+    }
+    if !ui.interactive() {
+        anyhow::bail!(
+            "`spuff config init` asks questions and needs a terminal; use `spuff config set KEY VALUE` instead"
+        );
+    }
+    let mut file = ConfigFile::default();
+    ui.info("Creating spuff's configuration. Press Enter to keep a default.");
+    for (key, help) in KEYS {
+        if *key == "agent_token" {
+            continue;
+        }
+        let default = match *key {
+            "provider" => Some(config::DEFAULT_PROVIDER.name()),
+            "idle_timeout" => Some("2h"),
+            "ssh_user" => Some(config::DEFAULT_SSH_USER),
+            _ => None,
+        };
+        loop {
+            let answer = ui.prompt(&format!("{key} ({help})"), default)?;
+            if answer.is_empty() {
+                break;
+            }
+            match file.set(key, &answer) {
+                Ok(()) => break,
+                Err(e) => ui.warn(format!("{e}; {}", e.hint())),
+            }
+        }
+    }
+    file.save(path)?;
+    ui.success(format!("wrote {}", path.display()));
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! One module per command; [`run`] dispatches.
+
+mod config;
+
+use std::io::Write;
+
+use clap::CommandFactory;
+
+use super::Ui;
+use super::args::{Cli, Command, CompletionsArgs, JsonFlag, Shell};
+
+/// Runs the parsed command; the result is the exit code.
+pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Config(command) => config::run(command, &ui).await,
+        Command::Completions(args) => completions(args),
+        Command::Version(args) => version(args, &ui),
+        other => anyhow::bail!(
+            "`spuff {}` is not available in this build yet",
+            command_name(&other)
+        ),
+    }
+}
+
+fn command_name(command: &Command) -> String {
+    let debug = format!("{command:?}");
+    debug
+        .split(['(', ' ', '{'])
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+fn completions(args: CompletionsArgs) -> anyhow::Result<u8> {
+    use clap_complete::Shell as S;
+    let shell = match args.shell {
+        Shell::Bash => S::Bash,
+        Shell::Zsh => S::Zsh,
+        Shell::Fish => S::Fish,
+        Shell::Powershell => S::PowerShell,
+        Shell::Elvish => S::Elvish,
+    };
+    let mut command = Cli::command();
+    // clap_complete panics on a write error; render first, then write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "spuff", &mut script);
+    std::io::Write::write_all(&mut std::io::stdout().lock(), &script)?;
+    Ok(0)
+}
+
+fn version(args: JsonFlag, ui: &Ui) -> anyhow::Result<u8> {
+    let version = env!("CARGO_PKG_VERSION");
+    if args.json {
+        ui.json(&serde_json::json!({
+            "version": version,
+            "agent_api": spuff::agent::api::DEFAULT_PORT,
+            "target": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+        }))?;
+    } else {
+        writeln!(std::io::stdout().lock(), "spuff {version}")?;
+    }
+    Ok(0)
+}
+
+/// The first hint any typed error in the chain offers.
+pub(crate) fn hint_for(error: &anyhow::Error) -> Option<String> {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<spuff::ssh::Error>() {
+            if let Some(hint) = e.hint() {
+                return Some(hint);
+            }
+        } else if let Some(e) = cause.downcast_ref::<spuff::provider::ProviderError>() {
+            if let Some(hint) = e.hint() {
+                return Some(hint);
+            }
+        } else if let Some(e) = cause.downcast_ref::<spuff::agent::Error>() {
+            return Some(e.hint().to_string());
+        } else if let Some(e) = cause.downcast_ref::<spuff::state::Error>() {
+            return Some(e.hint());
+        } else if let Some(e) = cause.downcast_ref::<spuff::config::Error>() {
+            return Some(e.hint());
+        } else if let Some(e) = cause.downcast_ref::<spuff::paths::Error>() {
+            return Some(e.hint());
+        }
+    }
+    None
+}

@@ -1,0 +1,187 @@
+//! How the CLI talks to the user: colour rules, progress spinners, prompts,
+//! errors with hints, and JSON output.
+
+// Spinners and confirmations serve `up`, `down` and friends, which are being
+// wired in piece by piece.
+#![allow(dead_code)]
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The terminal, as the commands see it. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Ui {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    color: bool,
+    stderr_tty: bool,
+    stdin_tty: bool,
+}
+
+impl Ui {
+    /// Reads the environment: colour only on a terminal and without
+    /// `NO_COLOR`.
+    pub(crate) fn new() -> Self {
+        let stderr_tty = std::io::stderr().is_terminal();
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        Ui {
+            inner: Arc::new(Inner {
+                color: stderr_tty && !no_color,
+                stderr_tty,
+                stdin_tty: std::io::stdin().is_terminal(),
+            }),
+        }
+    }
+
+    /// Whether stderr gets colour.
+    pub(crate) fn color(&self) -> bool {
+        self.inner.color
+    }
+
+    /// Whether the user can answer questions.
+    pub(crate) fn interactive(&self) -> bool {
+        self.inner.stdin_tty && self.inner.stderr_tty
+    }
+
+    fn paint(&self, code: &str, text: &str) -> String {
+        if self.inner.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// A line of status on stderr.
+    pub(crate) fn info(&self, message: impl AsRef<str>) {
+        eprintln!("{}", message.as_ref());
+    }
+
+    /// A warning on stderr.
+    pub(crate) fn warn(&self, message: impl AsRef<str>) {
+        eprintln!("{} {}", self.paint("33;1", "warning:"), message.as_ref());
+    }
+
+    /// A finished step on stderr.
+    pub(crate) fn success(&self, message: impl AsRef<str>) {
+        eprintln!("{} {}", self.paint("32;1", "✓"), message.as_ref());
+    }
+
+    /// Prints an error, its causes and the first hint any of them offers.
+    pub(crate) fn report_error(&self, error: &anyhow::Error) {
+        let mut out = format!("{} {error}", self.paint("31;1", "error:"));
+        for cause in error.chain().skip(1) {
+            out.push_str(&format!("\n  {} {cause}", self.paint("2", "caused by:")));
+        }
+        if let Some(hint) = super::commands::hint_for(error) {
+            out.push_str(&format!("\n  {} {hint}", self.paint("36;1", "try:")));
+        }
+        eprintln!("{out}");
+    }
+
+    /// A spinner with elapsed time for a step; hidden when stderr is not a
+    /// terminal, where the step's start and end are printed as lines instead.
+    pub(crate) fn spinner(&self, message: impl Into<String>) -> Step {
+        let message = message.into();
+        let bar = if self.inner.stderr_tty {
+            let bar = ProgressBar::new_spinner();
+            let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
+            bar.set_style(style);
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar.set_message(message.clone());
+            Some(bar)
+        } else {
+            eprintln!("{message}…");
+            None
+        };
+        Step {
+            ui: self.clone(),
+            bar,
+            message,
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// Asks a yes/no question; `default` when the user just presses Enter.
+    /// Without a terminal the answer is `default`.
+    pub(crate) fn confirm(&self, question: &str, default: bool) -> std::io::Result<bool> {
+        if !self.interactive() {
+            return Ok(default);
+        }
+        let choices = if default { "[Y/n]" } else { "[y/N]" };
+        eprint!("{question} {choices} ");
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        Ok(match line.trim().to_ascii_lowercase().as_str() {
+            "" => default,
+            "y" | "yes" => true,
+            _ => false,
+        })
+    }
+
+    /// Asks for a line of text; `default` on Enter.
+    pub(crate) fn prompt(&self, question: &str, default: Option<&str>) -> std::io::Result<String> {
+        match default {
+            Some(d) if !d.is_empty() => eprint!("{question} [{d}]: "),
+            _ => eprint!("{question}: "),
+        }
+        std::io::stderr().flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        let line = line.trim();
+        Ok(if line.is_empty() {
+            default.unwrap_or_default().to_string()
+        } else {
+            line.to_string()
+        })
+    }
+
+    /// Prints `value` as pretty JSON on stdout.
+    pub(crate) fn json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        let mut out = std::io::stdout().lock();
+        serde_json::to_writer_pretty(&mut out, value)?;
+        writeln!(out)?;
+        Ok(())
+    }
+}
+
+/// A step in progress (see [`Ui::spinner`]).
+pub(crate) struct Step {
+    ui: Ui,
+    bar: Option<ProgressBar>,
+    message: String,
+    started: std::time::Instant,
+}
+
+impl Step {
+    /// Replaces the step's message (the current cloud-init line, say).
+    pub(crate) fn set_message(&self, message: impl Into<String>) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(message.into());
+        }
+    }
+
+    /// Ends the step as done.
+    pub(crate) fn finish(self, message: impl AsRef<str>) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+        let secs = self.started.elapsed().as_secs_f64();
+        self.ui
+            .success(format!("{} ({secs:.1}s)", message.as_ref()));
+    }
+
+    /// Ends the step as failed (the error is reported by the caller).
+    pub(crate) fn fail(self) {
+        if let Some(bar) = &self.bar {
+            bar.abandon_with_message(format!("{} failed", self.message));
+        }
+    }
+}
