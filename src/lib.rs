@@ -4,6 +4,8 @@
 //! The library never prints; it reports through return values, typed errors
 //! and progress callbacks, and the CLI renders them.
 //!
+//! - [`cloudinit`]: the `#cloud-config` user-data a VM boots with (user,
+//!   pinned host key, two-phase bootstrap, agent), escaped and size-checked.
 //! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
 //!   policies, key/agent authentication, exec, interactive shells.
 //! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
@@ -14,6 +16,7 @@
 //!   wait for, list and destroy VMs, snapshots, SSH keys, sizes and regions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+pub mod cloudinit;
 pub mod forward;
 pub mod location;
 pub mod paths;
