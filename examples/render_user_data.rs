@@ -7,7 +7,9 @@ use spuff_agent_api::AgentConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let key = args.next().ok_or("usage: render_user_data PUBKEY [AGENT_URL SHA256]")?;
+    let key = args
+        .next()
+        .ok_or("usage: render_user_data PUBKEY [AGENT_URL SHA256]")?;
     let agent_source = match (args.next(), args.next()) {
         (Some(url), Some(sha256)) => AgentSource::Download { url, sha256 },
         _ => AgentSource::Upload,
@@ -15,7 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let host_key = HostKeyPair::generate()?;
     let config = Config {
         authorized_keys: vec![key],
-        ..Config::new(host_key.clone(), AgentConfig::new("example-token"), agent_source)
+        ..Config::new(
+            host_key.clone(),
+            AgentConfig::new("example-token"),
+            agent_source,
+        )
     };
     let user_data = cloudinit::render_with_limit(&config, Limit::HETZNER)?;
     eprintln!(

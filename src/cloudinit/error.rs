@@ -135,7 +135,10 @@ mod tests {
             value: Some("Root".into()),
             reason: "must be lowercase".into(),
         };
-        assert_eq!(e.to_string(), r#"invalid username "Root": must be lowercase"#);
+        assert_eq!(
+            e.to_string(),
+            r#"invalid username "Root": must be lowercase"#
+        );
         assert!(e.hint().unwrap_or_default().contains("dev"));
     }
 }

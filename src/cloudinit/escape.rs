@@ -133,7 +133,16 @@ mod tests {
 
     #[test]
     fn yaml_block_should_fall_back_to_quoting_what_a_block_cannot_hold() {
-        for s in ["", " lead", "\tlead", "\nlead", "cr\r\n", "nel\u{85}", "é", "\u{7F}"] {
+        for s in [
+            "",
+            " lead",
+            "\tlead",
+            "\nlead",
+            "cr\r\n",
+            "nel\u{85}",
+            "é",
+            "\u{7F}",
+        ] {
             assert!(yaml_block(s, 2).starts_with('"'), "{s:?}");
         }
         assert!(yaml_block("x", 0).starts_with('"'));

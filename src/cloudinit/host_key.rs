@@ -113,21 +113,24 @@ mod tests {
 
     #[test]
     fn generate_should_make_distinct_ed25519_keys_that_round_trip() {
-        let a = HostKeyPair::generate().unwrap();
-        let b = HostKeyPair::generate().unwrap();
+        let a = HostKeyPair::generate().expect("host key");
+        let b = HostKeyPair::generate().expect("host key");
         assert_ne!(a.fingerprint(), b.fingerprint());
-        assert!(a.private_key_openssh().starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n"));
+        assert!(
+            a.private_key_openssh()
+                .starts_with("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+        );
         assert!(a.private_key_openssh().ends_with('\n'));
         assert!(a.public_key_openssh().starts_with("ssh-ed25519 "));
-        let again = HostKeyPair::from_openssh(a.private_key_openssh()).unwrap();
+        let again = HostKeyPair::from_openssh(a.private_key_openssh()).expect("parse");
         assert_eq!(again.public_key().key_data(), a.public_key().key_data());
-        let parsed = PublicKey::from_openssh(&a.public_key_openssh()).unwrap();
+        let parsed = PublicKey::from_openssh(&a.public_key_openssh()).expect("parse");
         assert_eq!(parsed.key_data(), a.public_key().key_data());
     }
 
     #[test]
     fn debug_should_not_show_the_private_key() {
-        let k = HostKeyPair::generate().unwrap();
+        let k = HostKeyPair::generate().expect("host key");
         let d = format!("{k:?}");
         assert!(!d.contains("PRIVATE KEY") && d.contains("SHA256:"), "{d}");
     }

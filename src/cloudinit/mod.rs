@@ -99,10 +99,22 @@ const TEMPLATE_PROFILE: &str = "profile.sh.hbs";
 
 /// The templates, compiled into the binary (rendered by [`render`]).
 const TEMPLATES: &[(&str, &str)] = &[
-    (TEMPLATE_DOC, include_str!("../../templates/cloud-init.yaml.hbs")),
-    (TEMPLATE_SYNC, include_str!("../../templates/bootstrap-sync.sh.hbs")),
-    (TEMPLATE_ASYNC, include_str!("../../templates/bootstrap-async.sh.hbs")),
-    (TEMPLATE_PROFILE, include_str!("../../templates/profile.sh.hbs")),
+    (
+        TEMPLATE_DOC,
+        include_str!("../../templates/cloud-init.yaml.hbs"),
+    ),
+    (
+        TEMPLATE_SYNC,
+        include_str!("../../templates/bootstrap-sync.sh.hbs"),
+    ),
+    (
+        TEMPLATE_ASYNC,
+        include_str!("../../templates/bootstrap-async.sh.hbs"),
+    ),
+    (
+        TEMPLATE_PROFILE,
+        include_str!("../../templates/profile.sh.hbs"),
+    ),
 ];
 
 /// `templates/install-agent.sh`: static, its inputs are arguments.
@@ -329,7 +341,10 @@ fn validate(config: &Config) -> Result<Checked> {
         .enumerate()
         .map(|(i, k)| normalize_public_key(&format!("authorized_keys[{i}]"), k))
         .collect::<Result<Vec<_>>>()?;
-    for (field, list) in [("packages", &config.packages), ("extra_packages", &config.extra_packages)] {
+    for (field, list) in [
+        ("packages", &config.packages),
+        ("extra_packages", &config.extra_packages),
+    ] {
         for (i, p) in list.iter().enumerate() {
             validate_package(&format!("{field}[{i}]"), p)?;
         }
@@ -397,7 +412,10 @@ fn validate_username(name: &str) -> Result<()> {
 fn normalize_public_key(field: &str, line: &str) -> Result<String> {
     let line = line.trim();
     // A line break in the comment would start a second authorized_keys line.
-    if line.chars().any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')) {
+    if line
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
         return Err(invalid(
             field,
             None,
@@ -432,9 +450,8 @@ fn validate_package(field: &str, name: &str) -> Result<()> {
 /// Characters RFC 3986 allows in a URL (unreserved, reserved and `%`).
 fn is_url_text(s: &str) -> bool {
     !s.is_empty()
-        && s.bytes().all(|b| {
-            b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b)
-        })
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b))
 }
 
 fn validate_repo_url(field: &str, url: &str) -> Result<()> {
@@ -482,7 +499,11 @@ fn validate_branch(field: &str, branch: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(field, Some(branch), "not a valid git branch or tag name"))
+        Err(invalid(
+            field,
+            Some(branch),
+            "not a valid git branch or tag name",
+        ))
     }
 }
 
@@ -494,7 +515,9 @@ fn validate_hostname(name: &str) -> Result<()> {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
         });
     if ok {
         Ok(())
@@ -565,19 +588,19 @@ fn registry() -> Result<&'static Handlebars<'static>> {
         }
         Ok(hb)
     });
-    built.as_ref().map_err(|(template, message)| Error::Template {
-        template,
-        message: message.clone(),
-    })
+    built
+        .as_ref()
+        .map_err(|(template, message)| Error::Template {
+            template,
+            message: message.clone(),
+        })
 }
 
 fn render_template(name: &'static str, data: &impl Serialize) -> Result<String> {
-    registry()?
-        .render(name, data)
-        .map_err(|e| Error::Template {
-            template: name,
-            message: e.to_string(),
-        })
+    registry()?.render(name, data).map_err(|e| Error::Template {
+        template: name,
+        message: e.to_string(),
+    })
 }
 
 /// What the shell templates see. Every field is always present (`None` is
@@ -657,11 +680,23 @@ fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<
     };
     let mut files = vec![
         file(INSTALL_AGENT_PATH, "0755", INSTALL_AGENT_SCRIPT.to_string()),
-        file(BOOTSTRAP_SYNC_PATH, "0755", render_template(TEMPLATE_SYNC, &scripts)?),
-        file(BOOTSTRAP_ASYNC_PATH, "0755", render_template(TEMPLATE_ASYNC, &scripts)?),
+        file(
+            BOOTSTRAP_SYNC_PATH,
+            "0755",
+            render_template(TEMPLATE_SYNC, &scripts)?,
+        ),
+        file(
+            BOOTSTRAP_ASYNC_PATH,
+            "0755",
+            render_template(TEMPLATE_ASYNC, &scripts)?,
+        ),
         file(AGENT_UNIT_PATH, "0644", AGENT_UNIT_FILE.to_string()),
         file(CONFIG_PATH, "0600", agent_json),
-        file(PROFILE_PATH, "0644", render_template(TEMPLATE_PROFILE, &scripts)?),
+        file(
+            PROFILE_PATH,
+            "0644",
+            render_template(TEMPLATE_PROFILE, &scripts)?,
+        ),
         file(SSHD_CONFIG_PATH, "0644", SSHD_CONFIG_FILE.to_string()),
     ];
     let mut compressed = false;

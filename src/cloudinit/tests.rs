@@ -11,7 +11,7 @@ fn config() -> Config {
     Config {
         authorized_keys: vec![KEY.into()],
         ..Config::new(
-            HostKeyPair::generate().unwrap(),
+            HostKeyPair::generate().expect("host key"),
             AgentConfig::new("tok3n"),
             AgentSource::Upload,
         )
@@ -25,7 +25,7 @@ fn parse(u: &UserData) -> serde_yaml_ng::Value {
 fn file<'a>(doc: &'a serde_yaml_ng::Value, path: &str) -> &'a serde_yaml_ng::Value {
     doc["write_files"]
         .as_sequence()
-        .unwrap()
+        .expect("a sequence")
         .iter()
         .find(|f| f["path"].as_str() == Some(path))
         .unwrap_or_else(|| panic!("no write_files entry for {path}"))
@@ -34,7 +34,7 @@ fn file<'a>(doc: &'a serde_yaml_ng::Value, path: &str) -> &'a serde_yaml_ng::Val
 #[test]
 fn render_should_produce_the_documented_structure() {
     let c = config();
-    let u = render(&c).unwrap();
+    let u = render(&c).expect("render");
     assert!(u.as_str().starts_with("#cloud-config\n"));
     assert!(u.as_str().is_ascii());
     assert!(!u.is_compressed());
@@ -56,25 +56,29 @@ fn render_should_produce_the_documented_structure() {
     );
     let packages: Vec<_> = doc["packages"]
         .as_sequence()
-        .unwrap()
+        .expect("a sequence")
         .iter()
-        .map(|p| p.as_str().unwrap())
+        .map(|p| p.as_str().expect("a string"))
         .collect();
     assert_eq!(packages, DEFAULT_PACKAGES);
     let agent = file(&doc, CONFIG_PATH);
     assert_eq!(agent["permissions"].as_str(), Some("0600"));
     assert_eq!(agent["owner"].as_str(), Some("root:root"));
-    let parsed: AgentConfig = serde_json::from_str(agent["content"].as_str().unwrap()).unwrap();
+    let parsed: AgentConfig =
+        serde_json::from_str(agent["content"].as_str().expect("a string")).expect("a string");
     assert_eq!(parsed, c.agent);
     assert_eq!(
         file(&doc, INSTALL_AGENT_PATH)["content"].as_str(),
         Some(INSTALL_AGENT_SCRIPT)
     );
-    assert_eq!(file(&doc, BOOTSTRAP_SYNC_PATH)["permissions"].as_str(), Some("0755"));
+    assert_eq!(
+        file(&doc, BOOTSTRAP_SYNC_PATH)["permissions"].as_str(),
+        Some("0755")
+    );
     // Upload: the unit is enabled, not started, until the CLI has uploaded.
     assert_eq!(
         doc["runcmd"][2],
-        serde_yaml_ng::to_value(["systemctl", "enable", AGENT_UNIT]).unwrap()
+        serde_yaml_ng::to_value(["systemctl", "enable", AGENT_UNIT]).expect("to_value")
     );
 }
 
@@ -82,13 +86,13 @@ fn render_should_produce_the_documented_structure() {
 fn the_token_should_be_only_in_the_config_file() {
     let mut c = config();
     c.agent.token = "very-secret-token-value".into();
-    let u = render(&c).unwrap();
+    let u = render(&c).expect("render");
     assert_eq!(u.as_str().matches("very-secret-token-value").count(), 1);
     let doc = parse(&u);
     assert!(
         file(&doc, CONFIG_PATH)["content"]
             .as_str()
-            .unwrap()
+            .expect("a string")
             .contains("very-secret-token-value")
     );
     assert!(!format!("{u:?}").contains("very-secret"));
@@ -111,8 +115,10 @@ fn download_should_install_then_start_the_agent() {
         },
         ..config()
     };
-    let doc = parse(&render(&c).unwrap());
-    let sync = file(&doc, BOOTSTRAP_SYNC_PATH)["content"].as_str().unwrap();
+    let doc = parse(&render(&c).expect("render"));
+    let sync = file(&doc, BOOTSTRAP_SYNC_PATH)["content"]
+        .as_str()
+        .expect("a string");
     assert!(
         sync.contains(&format!(
             "{INSTALL_AGENT_PATH}' 'https://example.com/spuff-agent' '{}' '{BINARY_PATH}'",
@@ -122,27 +128,32 @@ fn download_should_install_then_start_the_agent() {
     );
     assert_eq!(
         doc["runcmd"][2],
-        serde_yaml_ng::to_value(["systemctl", "enable", "--now", AGENT_UNIT]).unwrap()
+        serde_yaml_ng::to_value(["systemctl", "enable", "--now", AGENT_UNIT]).expect("to_value")
     );
 }
 
 #[test]
 fn the_async_phase_should_run_detached_through_a_shell() {
-    let doc = parse(&render(&config()).unwrap());
-    let last = doc["runcmd"][3].as_sequence().unwrap();
+    let doc = parse(&render(&config()).expect("render"));
+    let last = doc["runcmd"][3].as_sequence().expect("a sequence");
     assert_eq!(last[0].as_str(), Some("sh"));
     assert_eq!(last[1].as_str(), Some("-c"));
-    let script = last[2].as_str().unwrap();
+    let script = last[2].as_str().expect("a string");
     assert!(script.contains("systemd-run") && script.contains(BOOTSTRAP_ASYNC_PATH));
     // `&` only ever appears inside the shell string, never as an argv element.
-    for cmd in doc["runcmd"].as_sequence().unwrap() {
-        assert!(!cmd.as_sequence().unwrap().iter().any(|a| a.as_str() == Some("&")));
+    for cmd in doc["runcmd"].as_sequence().expect("a sequence") {
+        assert!(
+            !cmd.as_sequence()
+                .expect("a sequence")
+                .iter()
+                .any(|a| a.as_str() == Some("&"))
+        );
     }
 }
 
 #[test]
 fn optional_parts_should_appear_only_when_set() {
-    let plain = render(&config()).unwrap();
+    let plain = render(&config()).expect("render");
     assert!(!plain.as_str().contains("hostname:") && !plain.as_str().contains("timezone:"));
     let c = Config {
         hostname: Some("spuff-a1b2".into()),
@@ -155,11 +166,16 @@ fn optional_parts_should_appear_only_when_set() {
         packages: vec![],
         ..config()
     };
-    let doc = parse(&render(&c).unwrap());
+    let doc = parse(&render(&c).expect("render"));
     assert_eq!(doc["hostname"].as_str(), Some("spuff-a1b2"));
     assert_eq!(doc["timezone"].as_str(), Some("Europe/Berlin"));
-    assert!(doc.get("packages").is_none(), "an empty list is omitted (schema: minItems 1)");
-    let script = file(&doc, BOOTSTRAP_ASYNC_PATH)["content"].as_str().unwrap();
+    assert!(
+        doc.get("packages").is_none(),
+        "an empty list is omitted (schema: minItems 1)"
+    );
+    let script = file(&doc, BOOTSTRAP_ASYNC_PATH)["content"]
+        .as_str()
+        .expect("a string");
     assert!(script.contains(" 'ripgrep' 'fd-find'\n"), "{script}");
     assert!(
         script.contains("--branch 'main' -- 'https://github.com/me/dotfiles.git'"),
@@ -169,19 +185,29 @@ fn optional_parts_should_appear_only_when_set() {
 
 #[test]
 fn invalid_input_should_be_refused_naming_the_field() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Config)>)> = vec![
+    type Change = Box<dyn Fn(&mut Config)>;
+    let cases: Vec<(&str, Change)> = vec![
         ("username", Box::new(|c| c.username = "Dev".into())),
         ("username", Box::new(|c| c.username = "root".into())),
         ("username", Box::new(|c| c.username = "a b".into())),
         ("username", Box::new(|c| c.username = "x".repeat(33))),
         ("authorized_keys", Box::new(|c| c.authorized_keys.clear())),
-        ("authorized_keys[1]", Box::new(|c| c.authorized_keys.push("ssh-ed25519 garbage".into()))),
+        (
+            "authorized_keys[1]",
+            Box::new(|c| c.authorized_keys.push("ssh-ed25519 garbage".into())),
+        ),
         (
             "authorized_keys[0]",
             Box::new(|c| c.authorized_keys[0] = format!("{KEY}\nssh-ed25519 AAAA other")),
         ),
-        ("packages[0]", Box::new(|c| c.packages = vec!["git; rm -rf /".into()])),
-        ("extra_packages[0]", Box::new(|c| c.extra_packages = vec!["-oAPT::x".into()])),
+        (
+            "packages[0]",
+            Box::new(|c| c.packages = vec!["git; rm -rf /".into()]),
+        ),
+        (
+            "extra_packages[0]",
+            Box::new(|c| c.extra_packages = vec!["-oAPT::x".into()]),
+        ),
         (
             "dotfiles.url",
             Box::new(|c| {
@@ -210,7 +236,10 @@ fn invalid_input_should_be_refused_naming_the_field() {
             }),
         ),
         ("hostname", Box::new(|c| c.hostname = Some("-bad".into()))),
-        ("timezone", Box::new(|c| c.timezone = Some("../../etc/passwd".into()))),
+        (
+            "timezone",
+            Box::new(|c| c.timezone = Some("../../etc/passwd".into())),
+        ),
         ("agent.token", Box::new(|c| c.agent.token.clear())),
         (
             "agent_source.url",
@@ -244,23 +273,30 @@ fn invalid_input_should_be_refused_naming_the_field() {
 #[test]
 fn over_the_limit_should_compress_then_refuse() {
     let c = config();
-    let plain = render(&c).unwrap();
-    let fits = render_with_limit(&c, Limit::bytes(plain.len())).unwrap();
+    let plain = render(&c).expect("render");
+    let fits = render_with_limit(&c, Limit::bytes(plain.len())).expect("render");
     assert!(!fits.is_compressed());
 
-    let packed = render_with_limit(&c, Limit::bytes(plain.len() - 1)).unwrap();
+    let packed = render_with_limit(&c, Limit::bytes(plain.len() - 1)).expect("render");
     assert!(packed.is_compressed() && packed.len() < plain.len());
     let doc = parse(&packed);
     let sync = file(&doc, BOOTSTRAP_SYNC_PATH);
     assert_eq!(sync["encoding"].as_str(), Some("gz+b64"));
     let gz = data_encoding::BASE64
-        .decode(sync["content"].as_str().unwrap().as_bytes())
-        .unwrap();
+        .decode(sync["content"].as_str().expect("a string").as_bytes())
+        .expect("base64");
     let mut text = String::new();
-    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).unwrap();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text)
+        .expect("gzip");
     assert!(text.starts_with("#!/bin/bash\n"));
 
-    match render_with_limit(&c, Limit { bytes: 1000, ..Limit::HETZNER }) {
+    match render_with_limit(
+        &c,
+        Limit {
+            bytes: 1000,
+            ..Limit::HETZNER
+        },
+    ) {
         Err(Error::TooLarge {
             size,
             limit: 1000,
@@ -273,7 +309,7 @@ fn over_the_limit_should_compress_then_refuse() {
 
 #[test]
 fn a_typical_render_should_fit_hetzner_uncompressed() {
-    let u = render_with_limit(&config(), Limit::HETZNER).unwrap();
+    let u = render_with_limit(&config(), Limit::HETZNER).expect("render");
     assert!(!u.is_compressed());
     assert!(u.len() < 16 * 1024, "{} bytes", u.len());
 }
