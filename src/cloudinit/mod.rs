@@ -264,8 +264,7 @@ impl UserData {
         self.text.len()
     }
 
-    /// Always false: user-data starts with `#cloud-config`. (Here because
-    /// there is a `len`.)
+    /// Never true: user-data always starts with `#cloud-config`.
     pub fn is_empty(&self) -> bool {
         self.text.is_empty()
     }
