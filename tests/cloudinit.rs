@@ -10,10 +10,8 @@
 
 use std::io::Read as _;
 
-use serde_json::Value as Json;
 use spuff::cloudinit::{
-    self, AgentSource, BOOTSTRAP_ASYNC_PATH, BOOTSTRAP_SYNC_PATH, Config, Dotfiles, HostKeyPair,
-    INSTALL_AGENT_PATH, Limit, PROFILE_PATH, UserData,
+    self, AgentSource, BOOTSTRAP_ASYNC_PATH, Config, Dotfiles, HostKeyPair, Limit, UserData,
 };
 use spuff_agent_api::{AgentConfig, CONFIG_PATH};
 
@@ -306,10 +304,32 @@ fn variants() -> Vec<(&'static str, UserData)> {
     out
 }
 
+#[test]
+fn every_variant_should_be_ascii_yaml_within_hetzners_limit() {
+    for (name, u) in variants() {
+        assert!(u.as_str().is_ascii(), "{name}");
+        assert!(
+            u.len() <= cloudinit::HETZNER_LIMIT,
+            "{name}: {} bytes",
+            u.len()
+        );
+        let doc = parse(&u);
+        assert!(
+            doc["write_files"]
+                .as_sequence()
+                .is_some_and(|f| f.len() == 7),
+            "{name}"
+        );
+    }
+}
+
 #[cfg(not(windows))]
 mod with_linux_tools {
     use std::path::Path;
     use std::process::{Command, Output};
+
+    use serde_json::Value as Json;
+    use spuff::cloudinit::{BOOTSTRAP_SYNC_PATH, INSTALL_AGENT_PATH, PROFILE_PATH};
 
     use super::*;
 
