@@ -148,6 +148,54 @@ mod tests {
         assert!(yaml_block("x", 0).starts_with('"'));
     }
 
+    /// Both helpers, placed the way the templates place them, read back
+    /// exactly, for strings that stress every branch of the block checks.
+    #[test]
+    fn yaml_helpers_should_round_trip_through_a_parser() {
+        let samples = [
+            "",
+            "x",
+            " lead",
+            "  two\nlines",
+            "\tlead",
+            "\nlead",
+            "\n\n",
+            "a\n",
+            "a\n\n\n",
+            "a\n  \n",
+            "a\n\n  b  \n",
+            "--- x\n...\n---",
+            "# c\n- i\n? k",
+            "cr\r\nlf",
+            "tab\t\n",
+            "nel\u{85}ls\u{2028}ps\u{2029}",
+            "\u{7f}\u{80}\u{9f}\u{a0}\u{feff}",
+            "é日🚀",
+            "\0nul",
+            "\"q\" 'q' \\",
+            "key: v #c",
+            "|\n>",
+            "trailing \n",
+        ];
+        for s in samples {
+            // `indent` is the column of the block's lines, two more than its key's.
+            for indent in [4usize, 6] {
+                let pad = " ".repeat(indent - 4);
+                let doc = format!(
+                    "{pad}k:\n{pad}  q: {}\n{pad}  b: {}\n{pad}  after: 1\n",
+                    yaml_quote(s),
+                    yaml_block(s, indent)
+                );
+                assert!(doc.is_ascii(), "{s:?}");
+                let v: serde_yaml_ng::Value =
+                    serde_yaml_ng::from_str(&doc).unwrap_or_else(|e| panic!("{s:?}: {e}\n{doc}"));
+                assert_eq!(v["k"]["q"].as_str(), Some(s), "{doc}");
+                assert_eq!(v["k"]["b"].as_str(), Some(s), "{doc}");
+                assert_eq!(v["k"]["after"].as_u64(), Some(1), "{doc}");
+            }
+        }
+    }
+
     #[test]
     fn sh_quote_should_make_one_word() {
         assert_eq!(sh_quote("plain"), "'plain'");
