@@ -7,17 +7,20 @@
 //! - [`agent`]: a typed client for the spuff agent on a VM, over SSH.
 //! - [`state`]: the local record of every VM spuff created (redb).
 //! - [`config`]: the user's `config.yaml` and environment overrides.
+//! - [`cloudinit`]: the `#cloud-config` user-data a VM boots with (user,
+//!   pinned host key, two-phase bootstrap, agent), escaped and size-checked.
 //! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
 //!   policies, key/agent authentication, exec, interactive shells.
 //! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
 //! - [`forward`]: local, in-process and remote port forwarding.
 //! - [`paths`]: where spuff's config, data and known_hosts live on each platform.
 //! - [`location`]: `NAME:path` copy arguments, with Windows drive letters.
-//! - [`provider`]: cloud providers (DigitalOcean) behind one trait: create,
+//! - [`provider`]: cloud providers (DigitalOcean, Hetzner) behind one trait: create,
 //!   wait for, list and destroy VMs, snapshots, SSH keys, sizes and regions.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod agent;
+pub mod cloudinit;
 pub mod config;
 pub mod forward;
 pub mod location;

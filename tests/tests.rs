@@ -6,6 +6,7 @@
 mod fakecloud;
 mod util;
 
+mod cloudinit;
 mod forward;
 mod provider_digitalocean;
 mod provider_hetzner;
