@@ -9,6 +9,7 @@
 //! - [`config`]: the user's `config.yaml` and environment overrides.
 //! - [`cloudinit`]: the `#cloud-config` user-data a VM boots with (user,
 //!   pinned host key, two-phase bootstrap, agent), escaped and size-checked.
+//! - [`vm`]: local state and the provider's listing side by side (orphans, gone VMs).
 //! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
 //!   policies, key/agent authentication, exec, interactive shells.
 //! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
@@ -30,3 +31,4 @@ pub mod provider;
 pub mod sftp;
 pub mod ssh;
 pub mod state;
+pub mod vm;
