@@ -5,6 +5,11 @@
 //! the provider's answer and the state write, or state was lost), and a state
 //! entry whose VM is gone (destroyed in the provider's console). [`reconcile`]
 //! finds both, so `spuff list` can flag them and `spuff down` can act on them.
+//!
+//! [`up`] is the other half of that promise: the whole creation flow, which
+//! records the VM before anything can fail.
+
+pub mod up;
 
 use std::net::IpAddr;
 
@@ -12,6 +17,9 @@ use serde::Serialize;
 
 use crate::provider::{InstanceStatus, MANAGED_LABEL, ProviderInstance};
 use crate::state::{Instance, Lifecycle};
+
+#[doc(inline)]
+pub use up::up;
 
 /// How a VM's local record and the provider's listing relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -1,0 +1,378 @@
+//! `up`: from nothing to a VM that answers SSH with its pinned host key and
+//! has finished its bootstrap, recording it before anything can fail.
+//!
+//! The order is what keeps a VM from billing unseen:
+//! 1. render the user-data (refused before anything is created if invalid
+//!    or over the provider's limit);
+//! 2. insert a state record with no provider id yet, so even a kill during
+//!    the create call leaves a name `spuff list` can match with the
+//!    provider's spuff-labelled VMs;
+//! 3. create, and write the provider id into the record at once;
+//! 4. wait for an address, log in with the host key spuff generated
+//!    (never trust on first use), upload the agent when asked, follow the
+//!    bootstrap to `ready`.
+//!
+//! Every step reports through an [`Observer`]; the library never prints.
+//! If a step after the create fails, the record stays (marked
+//! [`Lifecycle::Failed`]) and the error says so: the caller decides whether
+//! to destroy (`spuff up` asks, or destroys when not interactive).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::agent::api::BootstrapStatus;
+use crate::cloudinit::{self, AgentInstall, Limit};
+use crate::provider::{ImageSpec, InstanceRequest, MANAGED_LABEL, Provider, ProviderError};
+use crate::ssh::{self, RetryPolicy};
+use crate::state::{self, Instance, Lifecycle, Store};
+
+/// A step of `up`, reported as it happens.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The user-data is rendered.
+    Rendered {
+        /// Its size in bytes.
+        bytes: usize,
+        /// Whether files were compressed to fit the limit.
+        compressed: bool,
+    },
+    /// The create request is about to be sent.
+    Creating,
+    /// The provider accepted it and the id is recorded.
+    Created {
+        /// The provider's id.
+        id: String,
+    },
+    /// The VM has an address.
+    Address {
+        /// The address.
+        ip: std::net::IpAddr,
+    },
+    /// Logged in over SSH with the pinned host key.
+    LoggedIn {
+        /// Time from the address to the login.
+        after: Duration,
+    },
+    /// The agent binary was uploaded and started (`--dev`).
+    AgentInstalled,
+    /// The bootstrap's state and latest log line.
+    Bootstrap {
+        /// The status file's state.
+        status: BootstrapStatus,
+        /// The last line of the bootstrap log, if any.
+        line: Option<String>,
+    },
+    /// Done.
+    Ready,
+}
+
+/// Receives [`Event`]s (the CLI draws them).
+pub trait Observer: Send + Sync {
+    /// One event.
+    fn event(&self, event: Event);
+}
+
+impl<F: Fn(Event) + Send + Sync> Observer for F {
+    fn event(&self, event: Event) {
+        self(event)
+    }
+}
+
+/// Everything `up` needs.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Plan {
+    /// The VM's name (unique in the state store).
+    pub name: String,
+    /// Region slug.
+    pub region: String,
+    /// Size slug.
+    pub size: String,
+    /// Image or snapshot.
+    pub image: ImageSpec,
+    /// The user-data to boot with; its host key is the one pinned.
+    pub user_data: cloudinit::Config,
+    /// The provider's user-data limit.
+    pub limit: Limit,
+    /// How to log in; `host`, `port` and `host_keys` are filled in by `up`
+    /// (the port is kept if not 22, for tests that stand a local sshd in for
+    /// the VM).
+    pub ssh: ssh::Config,
+    /// The agent binary to upload (`--dev`), with how to install it.
+    pub upload_agent: Option<(PathBuf, AgentInstall)>,
+    /// How long to wait for the provider to report the VM running.
+    pub ready_timeout: Duration,
+    /// How to wait for the first login.
+    pub login: RetryPolicy,
+    /// How long to wait for the bootstrap to reach `ready`.
+    pub bootstrap_timeout: Duration,
+    /// How often to look at the bootstrap.
+    pub bootstrap_poll: Duration,
+}
+
+/// What `up` hands back: the record and a live session.
+pub struct Up {
+    /// The recorded instance (status [`Lifecycle::Ready`]).
+    pub instance: Instance,
+    /// The session used for the last steps, ready for a shell.
+    pub session: ssh::Session,
+}
+
+/// Errors from `up`, saying which step failed and whether a VM exists.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The user-data could not be rendered: nothing was created.
+    #[error("cannot prepare the VM's cloud-init user-data")]
+    UserData(#[source] cloudinit::Error),
+    /// The state store failed.
+    #[error("cannot record the VM in local state")]
+    State(#[source] state::Error),
+    /// The create call failed. `maybe_created` is true when the provider may
+    /// have created the VM anyway (the answer was lost).
+    #[error("the provider did not create {name}")]
+    Create {
+        /// The VM's name.
+        name: String,
+        /// Whether a VM may exist anyway; the record is kept if so.
+        maybe_created: bool,
+        /// The provider's error.
+        #[source]
+        source: ProviderError,
+    },
+    /// A step after the create failed; the VM exists and is recorded.
+    #[error("{name} ({provider} {id}) was created, but {step} failed")]
+    AfterCreate {
+        /// The VM's name.
+        name: String,
+        /// The provider's name.
+        provider: String,
+        /// The provider's id.
+        id: String,
+        /// The step that failed.
+        step: &'static str,
+        /// Why.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+impl Error {
+    /// The name of a VM that exists (or may) and is recorded, if any: what
+    /// the caller should offer to destroy.
+    pub fn created(&self) -> Option<&str> {
+        match self {
+            Error::AfterCreate { name, .. } => Some(name),
+            Error::Create {
+                name,
+                maybe_created: true,
+                ..
+            } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// A `Result` whose error is `up`'s [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Creates, records, waits for and bootstraps a VM (see the module docs).
+///
+/// # Errors
+/// See [`Error`]; [`Error::created`] tells whether a VM is left to clean up.
+pub async fn up(
+    provider: Arc<dyn Provider>,
+    store: &Store,
+    plan: Plan,
+    observer: &dyn Observer,
+) -> Result<Up> {
+    let user_data =
+        cloudinit::render_with_limit(&plan.user_data, plan.limit).map_err(Error::UserData)?;
+    observer.event(Event::Rendered {
+        bytes: user_data.len(),
+        compressed: user_data.is_compressed(),
+    });
+    let host_key = plan.user_data.host_key.public_key().clone();
+    let image_label = match &plan.image {
+        ImageSpec::Ubuntu(v) => format!("ubuntu-{v}"),
+        ImageSpec::Debian(v) => format!("debian-{v}"),
+        ImageSpec::Custom(v) | ImageSpec::Snapshot(v) => v.clone(),
+    };
+
+    // Recorded before the create call: a kill from here on leaves a name.
+    let mut record = Instance::new(
+        &plan.name,
+        provider.name(),
+        "",
+        &plan.region,
+        &plan.size,
+        image_label,
+        &plan.user_data.username,
+        plan.user_data.host_key.public_key_openssh(),
+        crate::provider::Secret::new(plan.user_data.agent.token.clone()),
+    );
+    record.dev = plan.upload_agent.is_some();
+    if plan.ssh.port != 22 {
+        record.ssh_port = plan.ssh.port;
+    }
+    store.insert(&record).map_err(Error::State)?;
+
+    let mut request = InstanceRequest::new(&plan.name, &plan.region, &plan.size)
+        .with_image(plan.image.clone())
+        .with_user_data(user_data.as_str());
+    request
+        .labels
+        .insert(MANAGED_LABEL.to_string(), String::new());
+    observer.event(Event::Creating);
+    let created = match provider.create_instance(&request).await {
+        Ok(created) => created,
+        Err(source) => {
+            // A refusal (bad size, quota, token) created nothing; anything
+            // else (a timeout, a 5xx) may have: keep the record for `list`.
+            let maybe_created = source.is_retryable();
+            if maybe_created {
+                let _ = store.update(&plan.name, |i| i.status = Lifecycle::Failed);
+            } else {
+                let _ = store.remove(&plan.name);
+            }
+            return Err(Error::Create {
+                name: plan.name.clone(),
+                maybe_created,
+                source,
+            });
+        }
+    };
+    let id = created.id.clone();
+    store
+        .update(&plan.name, |i| i.provider_id = id.clone())
+        .map_err(Error::State)?;
+    observer.event(Event::Created { id: id.clone() });
+
+    let after_create = |step: &'static str, source: Box<dyn std::error::Error + Send + Sync>| {
+        let _ = store.update(&plan.name, |i| i.status = Lifecycle::Failed);
+        Error::AfterCreate {
+            name: plan.name.clone(),
+            provider: provider.name().to_string(),
+            id: id.clone(),
+            step,
+            source,
+        }
+    };
+
+    // The address.
+    let ready = if created.is_ready() {
+        Ok(created)
+    } else {
+        match tokio::time::timeout(plan.ready_timeout, provider.wait_ready(&id)).await {
+            Ok(result) => result.map_err(|e| Box::new(e) as _),
+            Err(_) => Err(format!(
+                "the provider did not report it running within {}",
+                ssh::fmt_duration(plan.ready_timeout)
+            )
+            .into()),
+        }
+    }
+    .map_err(|e| after_create("waiting for the VM to start", e))?;
+    let ip = ready
+        .public_ipv4
+        .map(std::net::IpAddr::V4)
+        .or(ready.public_ipv6.map(std::net::IpAddr::V6))
+        .ok_or_else(|| {
+            after_create(
+                "waiting for an address",
+                "the VM has no public address".into(),
+            )
+        })?;
+    let record = store
+        .update(&plan.name, |i| {
+            i.ipv4 = ready.public_ipv4.map(std::net::IpAddr::V4);
+            i.ipv6 = ready.public_ipv6.map(std::net::IpAddr::V6);
+            i.status = Lifecycle::Provisioning;
+        })
+        .map_err(Error::State)?;
+    observer.event(Event::Address { ip });
+
+    // The first login, with the host key we generated: nothing else passes.
+    let started = Instant::now();
+    let mut ssh_config = plan.ssh.clone();
+    ssh_config.host = ip.to_string();
+    ssh_config.port = record.ssh_port;
+    ssh_config.user = plan.user_data.username.clone();
+    ssh_config.host_keys = ssh::HostKeyPolicy::pinned([host_key]);
+    let session = ssh::wait_for_login(ssh_config, &plan.login)
+        .await
+        .map_err(|e| after_create("logging in over SSH", Box::new(e)))?;
+    observer.event(Event::LoggedIn {
+        after: started.elapsed(),
+    });
+
+    if let Some((binary, install)) = &plan.upload_agent {
+        let sftp = session
+            .sftp()
+            .await
+            .map_err(|e| after_create("opening SFTP", Box::new(e)))?;
+        cloudinit::install_uploaded_agent(&sftp, binary, install)
+            .await
+            .map_err(|e| after_create("uploading the agent", Box::new(e)))?;
+        observer.event(Event::AgentInstalled);
+    }
+
+    follow_bootstrap(&session, &plan, observer)
+        .await
+        .map_err(|e| after_create("the bootstrap", e))?;
+
+    let instance = store
+        .update(&plan.name, |i| i.status = Lifecycle::Ready)
+        .map_err(Error::State)?;
+    store.set_active(&plan.name).map_err(Error::State)?;
+    observer.event(Event::Ready);
+    Ok(Up { instance, session })
+}
+
+/// Polls the bootstrap status file and log over SSH until `ready`.
+async fn follow_bootstrap(
+    session: &ssh::Session,
+    plan: &Plan,
+    observer: &dyn Observer,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use crate::agent::api::{BOOTSTRAP_LOG_PATH, BOOTSTRAP_STATUS_PATH};
+    let command = format!(
+        "cat {BOOTSTRAP_STATUS_PATH} 2>/dev/null; echo; tail -n 1 {BOOTSTRAP_LOG_PATH} 2>/dev/null"
+    );
+    let deadline = Instant::now() + plan.bootstrap_timeout;
+    let mut last: Option<(BootstrapStatus, Option<String>)> = None;
+    loop {
+        let output = session.exec(&command).await?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let mut lines = text.lines();
+        let status = BootstrapStatus::from_file_content(lines.next().unwrap_or_default());
+        let line = lines
+            .find(|l| !l.trim().is_empty())
+            .map(|l| l.trim().to_string());
+        let now = (status, line.clone());
+        if last.as_ref() != Some(&now) {
+            observer.event(Event::Bootstrap { status, line });
+            last = Some(now);
+        }
+        match status {
+            BootstrapStatus::Ready => return Ok(()),
+            BootstrapStatus::Failed => {
+                return Err(format!(
+                    "the VM's bootstrap failed; its log is {BOOTSTRAP_LOG_PATH} (`spuff logs --bootstrap`)"
+                )
+                .into());
+            }
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the bootstrap did not finish within {} (status {status})",
+                ssh::fmt_duration(plan.bootstrap_timeout)
+            )
+            .into());
+        }
+        tokio::time::sleep(plan.bootstrap_poll).await;
+    }
+}
