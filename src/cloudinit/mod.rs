@@ -43,7 +43,7 @@
 //! ```
 
 mod error;
-mod escape;
+pub(crate) mod escape;
 mod host_key;
 mod upload;
 

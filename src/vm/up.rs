@@ -110,6 +110,49 @@ pub struct Plan {
     pub bootstrap_timeout: Duration,
     /// How often to look at the bootstrap.
     pub bootstrap_poll: Duration,
+    /// Where the VM keeps its bootstrap status and log
+    /// ([`BOOTSTRAP_STATUS_PATH`](crate::agent::api::BOOTSTRAP_STATUS_PATH),
+    /// [`BOOTSTRAP_LOG_PATH`](crate::agent::api::BOOTSTRAP_LOG_PATH)); only
+    /// tests that stand a local sshd in for the VM change them.
+    pub bootstrap_files: (String, String),
+    /// Log in as this user instead of the user-data's user; only for tests
+    /// that stand a local sshd in for the VM.
+    pub login_user: Option<String>,
+}
+
+impl Plan {
+    /// A plan with spuff's default waits: 5 minutes for the provider, the
+    /// default [`RetryPolicy`] for the first login, 20 minutes for the
+    /// bootstrap, polled every second.
+    pub fn new(
+        name: impl Into<String>,
+        region: impl Into<String>,
+        size: impl Into<String>,
+        image: ImageSpec,
+        user_data: cloudinit::Config,
+        limit: Limit,
+        ssh: ssh::Config,
+    ) -> Self {
+        Plan {
+            name: name.into(),
+            region: region.into(),
+            size: size.into(),
+            image,
+            user_data,
+            limit,
+            ssh,
+            upload_agent: None,
+            ready_timeout: Duration::from_secs(300),
+            login: RetryPolicy::default(),
+            bootstrap_timeout: Duration::from_secs(1200),
+            bootstrap_poll: Duration::from_secs(1),
+            bootstrap_files: (
+                crate::agent::api::BOOTSTRAP_STATUS_PATH.to_string(),
+                crate::agent::api::BOOTSTRAP_LOG_PATH.to_string(),
+            ),
+            login_user: None,
+        }
+    }
 }
 
 /// What `up` hands back: the record and a live session.
@@ -299,7 +342,10 @@ pub async fn up(
     let mut ssh_config = plan.ssh.clone();
     ssh_config.host = ip.to_string();
     ssh_config.port = record.ssh_port;
-    ssh_config.user = plan.user_data.username.clone();
+    ssh_config.user = plan
+        .login_user
+        .clone()
+        .unwrap_or_else(|| plan.user_data.username.clone());
     ssh_config.host_keys = ssh::HostKeyPolicy::pinned([host_key]);
     let session = ssh::wait_for_login(ssh_config, &plan.login)
         .await
@@ -337,9 +383,11 @@ async fn follow_bootstrap(
     plan: &Plan,
     observer: &dyn Observer,
 ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    use crate::agent::api::{BOOTSTRAP_LOG_PATH, BOOTSTRAP_STATUS_PATH};
+    let (status_path, log_path) = &plan.bootstrap_files;
     let command = format!(
-        "cat {BOOTSTRAP_STATUS_PATH} 2>/dev/null; echo; tail -n 1 {BOOTSTRAP_LOG_PATH} 2>/dev/null"
+        "cat {} 2>/dev/null; echo; tail -n 1 {} 2>/dev/null",
+        crate::cloudinit::escape::sh_quote(status_path),
+        crate::cloudinit::escape::sh_quote(log_path)
     );
     let deadline = Instant::now() + plan.bootstrap_timeout;
     let mut last: Option<(BootstrapStatus, Option<String>)> = None;
@@ -360,7 +408,7 @@ async fn follow_bootstrap(
             BootstrapStatus::Ready => return Ok(()),
             BootstrapStatus::Failed => {
                 return Err(format!(
-                    "the VM's bootstrap failed; its log is {BOOTSTRAP_LOG_PATH} (`spuff logs --bootstrap`)"
+                    "the VM's bootstrap failed; its log is {log_path} (`spuff logs --bootstrap`)"
                 )
                 .into());
             }
