@@ -339,6 +339,24 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The token for `provider`, which may differ from the configured one
+    /// (a VM created with `--provider`): the environment by the same
+    /// precedence, then the file's token only if the file is for that
+    /// provider.
+    pub fn token_for(
+        &self,
+        provider: ProviderType,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Option<Secret> {
+        let mut file = self.file.clone();
+        if provider != self.provider {
+            file.api_token = None;
+        }
+        lookup_token(provider, &file, &env).0
+    }
+}
+
 fn parse(path: &Path, text: &str) -> Result<ConfigFile> {
     if text.trim().is_empty() {
         return Ok(ConfigFile::default());

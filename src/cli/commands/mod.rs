@@ -1,6 +1,10 @@
 //! One module per command; [`run`] dispatches.
 
 mod config;
+mod context;
+mod down;
+mod list;
+mod ssh;
 
 use std::io::Write;
 
@@ -13,6 +17,10 @@ use super::args::{Cli, Command, CompletionsArgs, JsonFlag, Shell};
 pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
     match cli.command {
         Command::Config(command) => config::run(command, &ui).await,
+        Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
+        Command::Down(args) => down::run(args, &context::Context::load(&ui)?).await,
+        Command::Ssh(args) => ssh::shell(args, &context::Context::load(&ui)?).await,
+        Command::Exec(args) => ssh::exec(args, &context::Context::load(&ui)?).await,
         Command::Completions(args) => completions(args),
         Command::Version(args) => version(args, &ui),
         other => anyhow::bail!(

@@ -1,0 +1,110 @@
+//! What most commands need: settings, the state store, a provider client for
+//! a VM's provider, and an SSH config that pins the VM's host key.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use spuff::config::Settings;
+use spuff::provider::{Provider, ProviderConfig, ProviderRegistry, ProviderType};
+use spuff::ssh::{self, AgentLocation, AuthMethod, HostKeyPolicy};
+use spuff::state::{Instance, Store};
+
+use crate::cli::Ui;
+
+/// Overrides the provider API's base URL (a proxy, a fake cloud in tests).
+pub(crate) const API_URL_VAR: &str = "SPUFF_API_URL";
+/// An extra CA certificate (PEM file) to trust for the provider API.
+pub(crate) const CA_FILE_VAR: &str = "SPUFF_CA_FILE";
+
+pub(crate) struct Context {
+    pub(crate) ui: Ui,
+    pub(crate) settings: Settings,
+    pub(crate) store: Store,
+}
+
+impl Context {
+    /// Loads the config (printing its warnings) and opens the state store.
+    pub(crate) fn load(ui: &Ui) -> anyhow::Result<Context> {
+        let settings = Settings::load_default().context("cannot load the configuration")?;
+        for warning in &settings.warnings {
+            ui.warn(warning);
+        }
+        let store = Store::open_default().context("cannot open spuff's state")?;
+        Ok(Context {
+            ui: ui.clone(),
+            settings,
+            store,
+        })
+    }
+
+    /// A client for the named provider, with the token for it.
+    pub(crate) fn provider(&self, name: &str) -> anyhow::Result<Arc<dyn Provider>> {
+        let kind: ProviderType = name.parse()?;
+        let token = self
+            .settings
+            .token_for(kind, |v| std::env::var(v).ok())
+            .unwrap_or_default();
+        let mut config = ProviderConfig::new(token);
+        if let Ok(url) = std::env::var(API_URL_VAR)
+            && !url.is_empty()
+        {
+            config.base_url = Some(url);
+        }
+        if let Some(ca) = std::env::var_os(CA_FILE_VAR).filter(|v| !v.is_empty()) {
+            config.http.extra_ca_file = Some(ca.into());
+        }
+        Ok(ProviderRegistry::with_defaults().create(kind, config)?)
+    }
+
+    /// The configured provider's client.
+    pub(crate) fn default_provider(&self) -> anyhow::Result<Arc<dyn Provider>> {
+        self.provider(self.settings.provider.name())
+    }
+
+    /// How to log in: the configured key (or OpenSSH's default files) and
+    /// the ssh-agent.
+    pub(crate) fn auth_methods(&self) -> Vec<AuthMethod> {
+        let mut auth = Vec::new();
+        match &self.settings.file.ssh_key_path {
+            Some(path) => auth.push(AuthMethod::KeyFile(path.clone())),
+            None => {
+                for path in spuff::paths::default_identity_files().unwrap_or_default() {
+                    if path.is_file() {
+                        auth.push(AuthMethod::KeyFile(path));
+                    }
+                }
+            }
+        }
+        // The agent comes last: an unreachable one is only noted in the
+        // failure report, never an error by itself.
+        auth.push(AuthMethod::Agent(AgentLocation::Default));
+        auth
+    }
+
+    /// The SSH config for a recorded VM: its address, port and user, and its
+    /// host key pinned from state (never trust on first use).
+    pub(crate) fn ssh_config(&self, instance: &Instance) -> anyhow::Result<ssh::Config> {
+        let ip = instance.address().with_context(|| {
+            format!(
+                "{} has no address yet (status {})",
+                instance.name, instance.status
+            )
+        })?;
+        let key = ssh::PublicKey::from_openssh(&instance.host_key).with_context(|| {
+            format!("the host key recorded for {} is unreadable", instance.name)
+        })?;
+        let mut config = ssh::Config::new(ip.to_string(), &instance.ssh_user);
+        config.port = instance.ssh_port;
+        config.auth = self.auth_methods();
+        config.host_keys = HostKeyPolicy::pinned([key]);
+        Ok(config)
+    }
+
+    /// Connects to a recorded VM.
+    pub(crate) async fn connect(&self, instance: &Instance) -> anyhow::Result<ssh::Session> {
+        let config = self.ssh_config(instance)?;
+        ssh::Session::connect(config)
+            .await
+            .with_context(|| format!("cannot connect to {}", instance.name))
+    }
+}

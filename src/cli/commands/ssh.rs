@@ -1,0 +1,92 @@
+//! `spuff ssh` and `spuff exec`: a shell or a command on a VM, exiting with
+//! the remote exit code.
+
+use std::io::Write;
+
+use spuff::ssh::{AgentLocation, ExecEvent, ShellOptions};
+use tokio::io::AsyncReadExt;
+
+use super::context::Context;
+use crate::cli::args::{ExecArgs, SshArgs};
+
+pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let instance = ctx.store.resolve(args.name.as_deref())?;
+    let session = ctx.connect(&instance).await?;
+    let mut opts = ShellOptions::default();
+    if !args.no_agent {
+        opts.forward_agent = Some(AgentLocation::Default);
+    }
+    let status = session.shell(opts).await?;
+    let _ = session.close().await;
+    Ok(exit_code(status.shell_code()))
+}
+
+pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let instance = ctx.store.resolve(args.name.as_deref())?;
+    let session = ctx.connect(&instance).await?;
+    // As ssh does: the words are joined with spaces and the remote shell
+    // parses them, so `spuff exec -- 'echo $HOME'` expands remotely.
+    let command = args.command.join(" ");
+    if args.tty {
+        let opts = ShellOptions {
+            command: Some(command),
+            ..ShellOptions::default()
+        };
+        let status = session.shell(opts).await?;
+        let _ = session.close().await;
+        return Ok(exit_code(status.shell_code()));
+    }
+    let mut cmd = session.spawn(&command).await?;
+    // Local stdin goes to the command, read on its own task so that a
+    // command which never reads does not hold up its output.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+    let pump = tokio::spawn(async move {
+        let mut input = tokio::io::stdin();
+        let mut buf = vec![0u8; 32 * 1024];
+        while let Ok(n) = input.read(&mut buf).await {
+            if n == 0 || tx.send(buf[..n].to_vec()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut stdin_open = true;
+    let mut code = 0;
+    loop {
+        tokio::select! {
+            event = cmd.next_event() => match event? {
+                Some(ExecEvent::Stdout(b)) => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(&b)?;
+                    out.flush()?;
+                }
+                Some(ExecEvent::Stderr(b)) => {
+                    let mut err = std::io::stderr().lock();
+                    let _ = err.write_all(&b);
+                    let _ = err.flush();
+                }
+                Some(ExecEvent::Exit(status)) => code = status.shell_code(),
+                None => break,
+            },
+            chunk = rx.recv(), if stdin_open => match chunk {
+                Some(data) => {
+                    // The command may have closed its stdin; its output and
+                    // exit status still matter.
+                    if cmd.write_stdin(&data).await.is_err() {
+                        stdin_open = false;
+                    }
+                }
+                None => {
+                    stdin_open = false;
+                    let _ = cmd.close_stdin().await;
+                }
+            },
+        }
+    }
+    pump.abort();
+    let _ = session.close().await;
+    Ok(exit_code(code))
+}
+
+fn exit_code(code: i32) -> u8 {
+    u8::try_from(code).unwrap_or(255)
+}
