@@ -78,8 +78,8 @@ fn print_table(rows: &[Entry]) -> anyhow::Result<()> {
     }
     writeln!(
         out,
-        "  {:<20} {:<13} {:<12} {:<16} {:<10} {:<14} {}",
-        "NAME", "PROVIDER", "ID", "IP", "REGION", "STATUS", "NOTE"
+        "  {:<20} {:<13} {:<12} {:<16} {:<10} {:<14} NOTE",
+        "NAME", "PROVIDER", "ID", "IP", "REGION", "STATUS"
     )?;
     for r in rows {
         let status = match (&r.local_status, &r.provider_status) {
