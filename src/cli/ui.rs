@@ -108,6 +108,20 @@ impl Ui {
         }
     }
 
+    /// A byte progress bar for transfers; hidden when stderr is not a terminal.
+    pub(crate) fn transfer_bar(&self) -> ProgressBar {
+        if !self.inner.stderr_tty {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(0);
+        let style = ProgressStyle::with_template(
+            "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar
+    }
+
     /// Asks a yes/no question; `default` when the user just presses Enter.
     /// Without a terminal the answer is `default`.
     pub(crate) fn confirm(&self, question: &str, default: bool) -> std::io::Result<bool> {

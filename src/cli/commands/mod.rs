@@ -2,9 +2,14 @@
 
 mod config;
 mod context;
+mod cp;
 mod down;
 mod list;
+mod logs;
+mod snapshot;
 mod ssh;
+mod status;
+mod tunnel;
 
 use std::io::Write;
 
@@ -19,6 +24,13 @@ pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
         Command::Config(command) => config::run(command, &ui).await,
         Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
         Command::Down(args) => down::run(args, &context::Context::load(&ui)?).await,
+        Command::Tunnel(args) => {
+            tunnel::run(args, cli.verbose > 0, &context::Context::load(&ui)?).await
+        }
+        Command::Status(args) => status::run(args, &context::Context::load(&ui)?).await,
+        Command::Logs(args) => logs::run(args, &context::Context::load(&ui)?).await,
+        Command::Snapshot(command) => snapshot::run(command, &context::Context::load(&ui)?).await,
+        Command::Cp(args) => cp::run(args, &context::Context::load(&ui)?).await,
         Command::Ssh(args) => ssh::shell(args, &context::Context::load(&ui)?).await,
         Command::Exec(args) => ssh::exec(args, &context::Context::load(&ui)?).await,
         Command::Completions(args) => completions(args),

@@ -1,0 +1,79 @@
+//! `spuff tunnel`: the VM's agent port and `-L` forwards on this machine,
+//! until Ctrl-C.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use spuff::agent::api::DEFAULT_PORT;
+use spuff::forward::LocalForwardSpec;
+
+use super::context::Context;
+use crate::cli::args::TunnelArgs;
+
+pub(crate) async fn run(args: TunnelArgs, verbose: bool, ctx: &Context) -> anyhow::Result<u8> {
+    let mut specs = Vec::new();
+    if !args.no_agent {
+        specs.push(LocalForwardSpec::new(
+            args.agent_port,
+            "127.0.0.1",
+            DEFAULT_PORT,
+        ));
+    }
+    for spec in &args.local {
+        specs.push(
+            spec.parse::<LocalForwardSpec>()
+                .with_context(|| format!("bad -L {spec}"))?,
+        );
+    }
+    if specs.is_empty() {
+        anyhow::bail!("nothing to forward: drop --no-agent or add -L specs");
+    }
+    let instance = ctx.store.resolve(args.name.as_deref())?;
+    let session = ctx.connect(&instance).await?;
+    let mut forwards = Vec::new();
+    for spec in specs {
+        let mut forward = session
+            .forward_local(spec.clone())
+            .await
+            .with_context(|| format!("cannot listen on {}", spec.bind))?;
+        let what = if spec.remote_port == DEFAULT_PORT && spec.remote_host == "127.0.0.1" {
+            "agent".to_string()
+        } else {
+            format!("{}:{}", spec.remote_host, spec.remote_port)
+        };
+        ctx.ui.success(format!(
+            "{} → {} on {}",
+            forward.local_addr(),
+            what,
+            instance.name
+        ));
+        if verbose && let Some(mut events) = forward.events() {
+            let ui = ctx.ui.clone();
+            let label = forward.local_addr().to_string();
+            tokio::spawn(async move {
+                while let Some(event) = events.recv().await {
+                    ui.info(format!("{label}: {event}"));
+                }
+            });
+        }
+        forwards.push(forward);
+    }
+    ctx.ui.info("Forwarding; press Ctrl-C to stop.");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = wait_closed(&session) => {
+            ctx.ui.warn(format!("the connection to {} was lost", instance.name));
+        }
+    }
+    for forward in forwards {
+        forward.shutdown_graceful(Duration::from_secs(2)).await;
+    }
+    let _ = session.close().await;
+    Ok(0)
+}
+
+async fn wait_closed(session: &spuff::ssh::Session) {
+    while !session.is_closed() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
