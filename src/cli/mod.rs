@@ -4,9 +4,9 @@
 //! stdout (text or `--json`), errors with their cause chain and a hint, and
 //! the exit code. The library underneath never prints.
 
-mod args;
+pub(crate) mod args;
 mod commands;
-mod ui;
+pub(crate) mod ui;
 
 use std::process::ExitCode;
 
@@ -18,7 +18,6 @@ pub(crate) use ui::Ui;
 /// Exit code for a failure.
 pub(crate) const EXIT_FAILURE: u8 = 1;
 /// Exit code when the user interrupted (128 + SIGINT, as shells report it).
-#[allow(dead_code)]
 pub(crate) const EXIT_INTERRUPTED: u8 = 130;
 
 /// Runs the command line and returns the process's exit code.

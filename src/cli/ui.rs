@@ -1,10 +1,6 @@
 //! How the CLI talks to the user: colour rules, progress spinners, prompts,
 //! errors with hints, and JSON output.
 
-// Spinners and confirmations serve `up`, `down` and friends, which are being
-// wired in piece by piece.
-#![allow(dead_code)]
-
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::time::Duration;

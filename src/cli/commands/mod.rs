@@ -10,6 +10,7 @@ mod snapshot;
 mod ssh;
 mod status;
 mod tunnel;
+mod up;
 
 use std::io::Write;
 
@@ -22,6 +23,7 @@ use super::args::{Cli, Command, CompletionsArgs, JsonFlag, Shell};
 pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
     match cli.command {
         Command::Config(command) => config::run(command, &ui).await,
+        Command::Up(args) => up::run(args, &context::Context::load(&ui)?).await,
         Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
         Command::Down(args) => down::run(args, &context::Context::load(&ui)?).await,
         Command::Tunnel(args) => {

@@ -1,0 +1,410 @@
+//! `spuff up`: create a VM, record it, wait for it, bootstrap it, and open a
+//! shell. The flow itself is `spuff::vm::up`; this draws it, handles Ctrl-C,
+//! and decides what to do with a VM whose `up` failed.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use anyhow::Context as _;
+use spuff::agent::api::AgentConfig;
+use spuff::cloudinit::{self, AgentInstall, AgentSource, Dotfiles, HostKeyPair, Limit};
+use spuff::provider::{ImageSpec, ProviderType};
+use spuff::ssh::{AgentLocation, ShellOptions};
+use spuff::vm::up::{Event, Plan};
+
+use super::context::Context;
+use crate::cli::args::UpArgs;
+use crate::cli::ui::Step;
+
+/// The agent release to download, when set (`SPUFF_AGENT_URL` plus its
+/// `SPUFF_AGENT_SHA256`); otherwise a local agent binary is uploaded.
+const AGENT_URL_VAR: &str = "SPUFF_AGENT_URL";
+const AGENT_SHA_VAR: &str = "SPUFF_AGENT_SHA256";
+
+pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let kind: ProviderType = match &args.provider {
+        Some(p) => p.parse()?,
+        None => ctx.settings.provider,
+    };
+    let provider = ctx.provider(kind.name())?;
+    let file = &ctx.settings.file;
+    let (default_region, default_size) = defaults(kind);
+    let region = args
+        .region
+        .clone()
+        .or(file.region.clone())
+        .unwrap_or(default_region.into());
+    let size = args
+        .size
+        .clone()
+        .or(file.size.clone())
+        .unwrap_or(default_size.into());
+    let image = match (&args.snapshot, args.image.clone().or(file.image.clone())) {
+        (Some(id), _) => ImageSpec::Snapshot(id.clone()),
+        (None, Some(image)) => ImageSpec::Custom(image),
+        (None, None) => ImageSpec::Ubuntu("24.04".into()),
+    };
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => format!("spuff-{:06x}", random_u64() & 0xff_ffff),
+    };
+    if !spuff::location::is_instance_name(&name) {
+        anyhow::bail!("invalid name {name:?}: use 1-63 lowercase letters, digits and '-'");
+    }
+
+    let public_keys = authorized_keys(ctx)?;
+    let host_key = HostKeyPair::generate().context("cannot generate the VM's host key")?;
+    let token = file
+        .agent_token
+        .clone()
+        .unwrap_or_else(|| format!("{:016x}{:016x}", random_u64(), random_u64()));
+    let mut agent = AgentConfig::new(token);
+    agent.idle_timeout_secs = ctx.settings.idle_timeout.map(|d| d.as_secs());
+    let (agent_source, upload) = agent_delivery(&args, ctx)?;
+    let mut user_data = cloudinit::Config::new(host_key, agent, agent_source);
+    user_data.username = ctx.settings.ssh_user.clone();
+    user_data.authorized_keys = public_keys;
+    user_data.extra_packages = file.packages.clone();
+    user_data.dotfiles = file
+        .dotfiles
+        .clone()
+        .map(|url| Dotfiles { url, branch: None });
+    user_data.hostname = Some(name.clone());
+
+    let mut ssh = spuff::ssh::Config::new("", &ctx.settings.ssh_user);
+    ssh.auth = ctx.auth_methods();
+    if let Ok(port) = std::env::var("SPUFF_SSH_PORT") {
+        // Stands a local sshd in for the VM in the end-to-end tests.
+        ssh.port = port.parse().context("SPUFF_SSH_PORT is not a port")?;
+    }
+    let limit = match kind {
+        ProviderType::Hetzner => Limit::HETZNER,
+        _ => Limit::DIGITALOCEAN,
+    };
+    let mut plan = Plan::new(&name, &region, &size, image, user_data, limit, ssh);
+    plan.upload_agent = upload;
+    apply_test_overrides(&mut plan);
+
+    ctx.ui.info(format!(
+        "Creating {name} on {} ({region}, {size})",
+        provider.name()
+    ));
+    let drawer = Drawer::new(ctx);
+    let flow = spuff::vm::up(provider.clone(), &ctx.store, plan, &drawer);
+    let result = tokio::select! {
+        result = flow => result,
+        _ = tokio::signal::ctrl_c() => {
+            drawer.abandon();
+            return interrupted(&name, ctx).await;
+        }
+    };
+    drawer.abandon();
+    let up = match result {
+        Ok(up) => up,
+        Err(e) => {
+            if let Some(created) = e.created() {
+                ctx.ui.warn(format!(
+                    "{created} exists and bills; inspect it with `spuff status {created}` / \
+                     `spuff logs {created}`, or remove it with `spuff down {created}`"
+                ));
+            }
+            return Err(e.into());
+        }
+    };
+    let instance = up.instance;
+    ctx.ui.success(format!(
+        "{} is ready at {} (host key {})",
+        instance.name,
+        instance
+            .address()
+            .map(|a| a.to_string())
+            .unwrap_or_default(),
+        spuff::ssh::fingerprint(&spuff::ssh::PublicKey::from_openssh(&instance.host_key)?)
+    ));
+    if args.json.json {
+        ctx.ui.json(&serde_json::json!({
+            "name": instance.name,
+            "provider": instance.provider,
+            "provider_id": instance.provider_id,
+            "ip": instance.address(),
+            "ssh_port": instance.ssh_port,
+            "ssh_user": instance.ssh_user,
+            "status": instance.status,
+        }))?;
+    }
+    if args.no_connect || !ctx.ui.interactive() {
+        let _ = up.session.close().await;
+        return Ok(0);
+    }
+    let opts = ShellOptions {
+        forward_agent: Some(AgentLocation::Default),
+        ..ShellOptions::default()
+    };
+    let status = up.session.shell(opts).await?;
+    let _ = up.session.close().await;
+    Ok(u8::try_from(status.shell_code()).unwrap_or(255))
+}
+
+/// Ctrl-C: the VM may exist. Ask whether to destroy it; without a terminal,
+/// destroy it (nobody is there to remember it).
+async fn interrupted(name: &str, ctx: &Context) -> anyhow::Result<u8> {
+    ctx.ui.warn("interrupted");
+    let Some(instance) = ctx.store.get(name)? else {
+        return Ok(crate::cli::EXIT_INTERRUPTED);
+    };
+    let destroy = !ctx.ui.interactive()
+        || ctx
+            .ui
+            .confirm(&format!("Destroy {name}, which was being created?"), true)?;
+    if destroy {
+        let args = crate::cli::args::DownArgs {
+            name: Some(instance.name.clone()),
+            all: false,
+            snapshot: false,
+            force: true,
+            json: crate::cli::args::JsonFlag { json: false },
+        };
+        super::down::run(args, ctx).await?;
+    } else {
+        ctx.ui.info(format!(
+            "Kept {name}; remove it later with `spuff down {name}`."
+        ));
+    }
+    Ok(crate::cli::EXIT_INTERRUPTED)
+}
+
+/// Region and size when neither the flags nor the config name one.
+fn defaults(kind: ProviderType) -> (&'static str, &'static str) {
+    match kind {
+        ProviderType::Hetzner => ("nbg1", "cx22"),
+        _ => ("fra1", "s-2vcpu-4gb"),
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    // The OS generator does not fail on supported platforms; a zero fallback
+    // would only make the name predictable, never the token (checked below).
+    let _ = getrandom::fill(&mut bytes);
+    u64::from_le_bytes(bytes)
+}
+
+/// The public keys to install: the configured key's `.pub`, else the first
+/// default identity with one, else a key spuff generates for itself (asked
+/// first on a terminal).
+fn authorized_keys(ctx: &Context) -> anyhow::Result<Vec<String>> {
+    let candidates: Vec<PathBuf> = match &ctx.settings.file.ssh_key_path {
+        Some(p) => vec![p.clone()],
+        None => {
+            let mut c = spuff::paths::default_identity_files().unwrap_or_default();
+            c.push(own_key_path()?);
+            c
+        }
+    };
+    for private in &candidates {
+        let public = pub_path(private);
+        if let Ok(text) = std::fs::read_to_string(&public) {
+            let line = text.trim().to_string();
+            if !line.is_empty() {
+                return Ok(vec![line]);
+            }
+        }
+    }
+    if ctx.settings.file.ssh_key_path.is_some() {
+        anyhow::bail!(
+            "no public key next to {} (expected {})",
+            candidates[0].display(),
+            pub_path(&candidates[0]).display()
+        );
+    }
+    let path = own_key_path()?;
+    if ctx.ui.interactive()
+        && !ctx.ui.confirm(
+            &format!(
+                "No SSH key found. Create an ed25519 key for spuff at {}?",
+                path.display()
+            ),
+            true,
+        )?
+    {
+        anyhow::bail!(
+            "spuff needs an SSH key: create one with `ssh-keygen -t ed25519` or let spuff make one"
+        );
+    }
+    let pair = HostKeyPair::generate().context("cannot generate an SSH key")?;
+    write_private(&path, pair.private_key_openssh())?;
+    let public = format!("{} spuff", pair.public_key_openssh().trim());
+    std::fs::write(pub_path(&path), format!("{public}\n"))?;
+    ctx.ui.success(format!("created {}", path.display()));
+    Ok(vec![public])
+}
+
+fn own_key_path() -> anyhow::Result<PathBuf> {
+    Ok(spuff::paths::config_dir()?.join("id_ed25519"))
+}
+
+fn pub_path(private: &Path) -> PathBuf {
+    let mut name = private.as_os_str().to_owned();
+    name.push(".pub");
+    PathBuf::from(name)
+}
+
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, pem.as_bytes())?;
+    Ok(())
+}
+
+/// How the agent reaches the VM: a configured release download, else an
+/// upload of a local build (`--dev`, or found next to spuff).
+fn agent_delivery(
+    args: &UpArgs,
+    ctx: &Context,
+) -> anyhow::Result<(AgentSource, Option<(PathBuf, AgentInstall)>)> {
+    let release = (
+        std::env::var(AGENT_URL_VAR).ok().filter(|v| !v.is_empty()),
+        std::env::var(AGENT_SHA_VAR).ok().filter(|v| !v.is_empty()),
+    );
+    if !args.dev
+        && let (Some(url), Some(sha256)) = release
+    {
+        return Ok((AgentSource::Download { url, sha256 }, None));
+    }
+    let binary = match &args.agent_binary {
+        Some(path) => path.clone(),
+        None => find_local_agent().with_context(|| {
+            format!(
+                "no spuff-agent binary to upload: build it (`cargo build --release -p spuff-agent`), \
+                 pass --agent-binary, or set {AGENT_URL_VAR} and {AGENT_SHA_VAR} to a release"
+            )
+        })?,
+    };
+    if !binary.is_file() {
+        anyhow::bail!("the agent binary {} does not exist", binary.display());
+    }
+    if !args.dev {
+        ctx.ui.info(format!(
+            "No agent release configured; uploading {}",
+            binary.display()
+        ));
+    }
+    let mut install = AgentInstall::default();
+    if let Ok(dest) = std::env::var("SPUFF_AGENT_INSTALL_DEST") {
+        // End-to-end tests: a local sshd stands in for the VM.
+        install.dest = dest;
+    }
+    if let Ok(start) = std::env::var("SPUFF_AGENT_START_COMMAND") {
+        install.start_command = Some(start);
+    }
+    Ok((AgentSource::Upload, Some((binary, install))))
+}
+
+fn find_local_agent() -> Option<PathBuf> {
+    let name = if cfg!(windows) {
+        "spuff-agent.exe"
+    } else {
+        "spuff-agent"
+    };
+    let beside = std::env::current_exe().ok()?.parent()?.join(name);
+    if beside.is_file() {
+        return Some(beside);
+    }
+    let built = PathBuf::from("target/release").join(name);
+    built.is_file().then_some(built)
+}
+
+/// Test hooks read from the environment: where the fake VM keeps its
+/// bootstrap files and who logs in. Real VMs never set these.
+fn apply_test_overrides(plan: &mut Plan) {
+    if let (Ok(status), Ok(log)) = (
+        std::env::var("SPUFF_TEST_BOOTSTRAP_STATUS"),
+        std::env::var("SPUFF_TEST_BOOTSTRAP_LOG"),
+    ) {
+        plan.bootstrap_files = (status, log);
+    }
+    if let Ok(user) = std::env::var("SPUFF_TEST_LOGIN_USER") {
+        plan.login_user = Some(user);
+    }
+}
+
+/// Draws `up`'s events as one spinner per stage.
+struct Drawer {
+    ui: crate::cli::Ui,
+    step: Mutex<Option<Step>>,
+}
+
+impl Drawer {
+    fn new(ctx: &Context) -> Self {
+        Drawer {
+            ui: ctx.ui.clone(),
+            step: Mutex::new(None),
+        }
+    }
+
+    fn next(&self, done: Option<String>, next: Option<String>) {
+        let Ok(mut step) = self.step.lock() else {
+            return;
+        };
+        if let Some(current) = step.take() {
+            match done {
+                Some(message) => current.finish(message),
+                None => current.fail(),
+            }
+        }
+        *step = next.map(|m| self.ui.spinner(m));
+    }
+
+    fn abandon(&self) {
+        if let Ok(mut step) = self.step.lock()
+            && let Some(current) = step.take()
+        {
+            current.fail();
+        }
+    }
+}
+
+impl spuff::vm::up::Observer for Drawer {
+    fn event(&self, event: Event) {
+        match event {
+            Event::Rendered { bytes, compressed } => self.ui.info(format!(
+                "user-data {bytes} bytes{}",
+                if compressed { " (compressed)" } else { "" }
+            )),
+            Event::Creating => self.next(None, Some("Creating the VM".into())),
+            Event::Created { id } => self.next(
+                Some(format!("created (id {id}), recorded in local state")),
+                Some("Waiting for an address".into()),
+            ),
+            Event::Address { ip } => self.next(
+                Some(format!("address {ip}")),
+                Some("Waiting for SSH (pinned host key)".into()),
+            ),
+            Event::LoggedIn { .. } => self.next(
+                Some("logged in with the pinned host key".into()),
+                Some("Bootstrapping".into()),
+            ),
+            Event::AgentInstalled => self.ui.info("agent uploaded and started"),
+            Event::Bootstrap { status, line } => {
+                if let Ok(step) = self.step.lock()
+                    && let Some(step) = step.as_ref()
+                {
+                    step.set_message(match line {
+                        Some(line) => format!("Bootstrapping ({status}): {line}"),
+                        None => format!("Bootstrapping ({status})"),
+                    });
+                }
+            }
+            Event::Ready => self.next(Some("bootstrap finished".into()), None),
+            _ => {}
+        }
+    }
+}
