@@ -8,6 +8,7 @@ mod list;
 mod logs;
 mod snapshot;
 mod ssh;
+mod ssh_config;
 mod status;
 mod tunnel;
 mod up;
@@ -23,6 +24,7 @@ use super::args::{Cli, Command, CompletionsArgs, JsonFlag, Shell};
 pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
     match cli.command {
         Command::Config(command) => config::run(command, &ui).await,
+        Command::SshConfig(args) => ssh_config::run(args, &context::Context::load(&ui)?).await,
         Command::Up(args) => up::run(args, &context::Context::load(&ui)?).await,
         Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
         Command::Down(args) => down::run(args, &context::Context::load(&ui)?).await,
@@ -37,20 +39,7 @@ pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
         Command::Exec(args) => ssh::exec(args, &context::Context::load(&ui)?).await,
         Command::Completions(args) => completions(args),
         Command::Version(args) => version(args, &ui),
-        other => anyhow::bail!(
-            "`spuff {}` is not available in this build yet",
-            command_name(&other)
-        ),
     }
-}
-
-fn command_name(command: &Command) -> String {
-    let debug = format!("{command:?}");
-    debug
-        .split(['(', ' ', '{'])
-        .next()
-        .unwrap_or_default()
-        .to_ascii_lowercase()
 }
 
 fn completions(args: CompletionsArgs) -> anyhow::Result<u8> {
