@@ -32,12 +32,12 @@ async fn start_agent() -> TestAgent {
     let root = tempfile::tempdir().expect("tempdir");
     let paths = SystemPaths::under(root.path());
     // The VM layout the agent reads: a bootstrap status and a log file.
-    write(&paths_file(root.path(), "opt/spuff/bootstrap.status"), "ready\n");
+    write(&root.path().join("opt/spuff/bootstrap.status"), "ready\n");
     let mut log = String::new();
     for i in 1..=300 {
         log.push_str(&format!("line {i}\n"));
     }
-    write(&paths_file(root.path(), "var/log/syslog"), &log);
+    write(&root.path().join("var/log/syslog"), &log);
     let state = AppState::new(AgentOptions {
         config: api::AgentConfig::new(TOKEN),
         paths,
@@ -54,7 +54,9 @@ async fn start_agent() -> TestAgent {
     tokio::spawn(async move {
         let _monitor = monitor;
         loop {
-            let Ok((stream, _)) = listener.accept().await else { break };
+            let Ok((stream, _)) = listener.accept().await else {
+                break;
+            };
             counter.fetch_add(1, Ordering::SeqCst);
             let service = hyper_util::service::TowerToHyperService::new(app.clone());
             tokio::spawn(async move {
@@ -72,10 +74,6 @@ async fn start_agent() -> TestAgent {
         root,
         accepted,
     }
-}
-
-fn paths_file(root: &Path, rel: &str) -> std::path::PathBuf {
-    root.join(rel)
 }
 
 fn write(path: &Path, text: &str) {
@@ -114,17 +112,12 @@ async fn agent_client_should_reach_every_endpoint_through_sshd() {
     let heartbeat = agent_client.heartbeat().await.expect("heartbeat");
     assert!(heartbeat.timestamp.elapsed() < Duration::from_secs(60));
 
+    // The fake VM's /var/log is under the agent's root.
+    let syslog = agent.root.path().join("var/log/syslog");
     let logs = agent_client
-        .logs(&agent.root.path().join("var/log/syslog").to_string_lossy(), Some(3))
-        .await;
-    // The agent resolves /var/log under its root; ask with the VM's path.
-    let logs = match logs {
-        Ok(logs) => logs,
-        Err(_) => agent_client
-            .logs("/var/log/syslog", Some(3))
-            .await
-            .expect("logs"),
-    };
+        .logs(&syslog.to_string_lossy(), Some(3))
+        .await
+        .expect("logs");
     assert_eq!(logs.lines, ["line 298", "line 299", "line 300"]);
 
     let cloud_init = agent_client.cloud_init().await.expect("cloud-init");

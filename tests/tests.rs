@@ -6,6 +6,7 @@
 mod fakecloud;
 mod util;
 
+mod agent_client;
 mod cloudinit;
 mod forward;
 mod provider_digitalocean;

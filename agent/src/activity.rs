@@ -1,0 +1,540 @@
+//! What keeps the VM busy, how long it has been idle, and the idle monitor
+//! that warns logged-in terminals and then runs the idle action.
+//!
+//! The rules (also in agent/README.md, "Idleness"):
+//! - **Holds** keep the idle time at zero while they last: a running
+//!   `POST /exec`, and CPU use at or above `cpu_busy_percent` (sampled by the
+//!   monitor). When a hold ends, the idle time counts from its end.
+//! - **Events** reset the idle time: `POST /heartbeat`, the start and end of
+//!   an exec, authenticated agent requests except `GET /status` and
+//!   `GET /activity` (asking how idle the VM is must not make it busy, or a
+//!   monitoring loop would keep it alive forever), an SSH login or logout,
+//!   and input in a logged-in terminal.
+//! - **SSH sessions** (utmp `USER_PROCESS` records whose process is alive)
+//!   count through their terminal's last input (the tty's access time, the
+//!   IDLE column of `w`), not their mere existence: a session forgotten in a
+//!   laptop's terminal must not keep a paid VM running for days. That is
+//!   also what makes the warning useful: `idle_warning_secs` before the
+//!   action, every logged-in terminal gets a `wall`-style message, and any
+//!   key pressed there counts as activity.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use spuff_agent_api::{
+    Activity, ActivityEvent, ActivityKind, ActivitySource, AgentConfig, IdleAction, Timestamp,
+};
+
+use crate::options::IdleActionRunner;
+use crate::utmp::UtmpEntry;
+
+/// How many events [`Activity::recent`] keeps.
+const RECENT_EVENTS: usize = 50;
+
+/// Every kind, in the order `sources` lists them.
+const KINDS: [ActivityKind; 5] = [
+    ActivityKind::SshSession,
+    ActivityKind::Exec,
+    ActivityKind::Heartbeat,
+    ActivityKind::AgentRequest,
+    ActivityKind::CpuLoad,
+];
+
+fn kind_index(kind: ActivityKind) -> usize {
+    KINDS.iter().position(|k| *k == kind).unwrap_or(0)
+}
+
+/// A live session and its terminal's last input.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub(crate) entry: UtmpEntry,
+    pub(crate) last_input: SystemTime,
+}
+
+impl Session {
+    fn describe(&self) -> String {
+        format!("{} on {}", self.entry.user, self.entry.line)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    last_activity: Instant,
+    last_seen: [Option<Instant>; KINDS.len()],
+    exec_running: usize,
+    cpu_percent: Option<f32>,
+    cpu_busy: bool,
+    sessions: Vec<Session>,
+    recent: VecDeque<ActivityEvent>,
+    /// The idle period for which the warning was sent / the action run;
+    /// cleared by any activity.
+    warned: bool,
+    fired: bool,
+}
+
+/// The activity bookkeeping shared by the handlers and the monitor.
+#[derive(Debug)]
+pub(crate) struct Tracker {
+    state: Mutex<State>,
+}
+
+impl Tracker {
+    /// A tracker whose idle time counts from now (the agent's start: a VM
+    /// nobody ever uses still reaches its deadline).
+    pub(crate) fn new() -> Self {
+        Tracker {
+            state: Mutex::new(State {
+                last_activity: Instant::now(),
+                last_seen: [None; KINDS.len()],
+                exec_running: 0,
+                cpu_percent: None,
+                cpu_busy: false,
+                sessions: Vec::new(),
+                recent: VecDeque::with_capacity(RECENT_EVENTS),
+                warned: false,
+                fired: false,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // The state stays consistent across a panic in another holder (every
+        // update is a few plain assignments), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records an event of `kind` now.
+    pub(crate) fn record(&self, kind: ActivityKind, detail: impl Into<String>) {
+        let mut s = self.lock();
+        s.touch(kind, Instant::now());
+        s.push_event(kind, detail.into());
+    }
+
+    /// Records the start of an exec; the VM is held until the guard drops.
+    pub(crate) fn exec_started(self: &Arc<Self>, detail: impl Into<String>) -> ExecHold {
+        let mut s = self.lock();
+        s.touch(ActivityKind::Exec, Instant::now());
+        s.push_event(ActivityKind::Exec, detail.into());
+        s.exec_running += 1;
+        ExecHold {
+            tracker: Arc::clone(self),
+        }
+    }
+
+    /// Takes a CPU sample; at or above `threshold` percent the VM is held.
+    pub(crate) fn set_cpu(&self, percent: f32, threshold: f64) {
+        let mut s = self.lock();
+        let busy = f64::from(percent) >= threshold;
+        let now = Instant::now();
+        if busy {
+            s.touch(ActivityKind::CpuLoad, now);
+            if !s.cpu_busy {
+                s.push_event(ActivityKind::CpuLoad, format!("cpu {percent:.0}%"));
+            }
+        } else if s.cpu_busy {
+            // The hold ends now: idle time counts from here.
+            s.touch(ActivityKind::CpuLoad, now);
+        }
+        s.cpu_busy = busy;
+        s.cpu_percent = Some(percent);
+    }
+
+    /// Replaces the session list with a fresh read of utmp, recording logins,
+    /// logouts and terminal input since the last read.
+    pub(crate) fn set_sessions(&self, sessions: Vec<Session>) {
+        let mut s = self.lock();
+        let now = Instant::now();
+        let key = |x: &Session| (x.entry.pid, x.entry.line.clone());
+        let old = std::mem::take(&mut s.sessions);
+        for gone in old
+            .iter()
+            .filter(|o| !sessions.iter().any(|n| key(n) == key(o)))
+        {
+            s.touch(ActivityKind::SshSession, now);
+            s.push_event(
+                ActivityKind::SshSession,
+                format!("logout {}", gone.describe()),
+            );
+        }
+        for new in &sessions {
+            match old.iter().find(|o| key(o) == key(new)) {
+                None => {
+                    s.touch(ActivityKind::SshSession, now);
+                    s.push_event(
+                        ActivityKind::SshSession,
+                        format!("login {}", new.describe()),
+                    );
+                }
+                Some(o) if new.last_input > o.last_input => {
+                    // Input happened at `last_input`, somewhere between the
+                    // previous read and now.
+                    let ago = new.last_input.elapsed().unwrap_or_default();
+                    let at = now.checked_sub(ago).unwrap_or(now);
+                    s.touch(ActivityKind::SshSession, at);
+                    s.push_event(
+                        ActivityKind::SshSession,
+                        format!("input {}", new.describe()),
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        s.sessions = sessions;
+    }
+
+    /// Seconds since the last activity, zero while something holds the VM.
+    pub(crate) fn idle(&self) -> Duration {
+        self.lock().idle(Instant::now())
+    }
+
+    /// The `GET /activity` answer.
+    pub(crate) fn snapshot(&self, config: &AgentConfig) -> Activity {
+        let s = self.lock();
+        let now = Instant::now();
+        let idle = s.idle(now);
+        let deadline = config.idle_timeout_secs;
+        let sources = KINDS
+            .iter()
+            .map(|&kind| {
+                let last = s.last_seen[kind_index(kind)];
+                let (active, detail) = match kind {
+                    ActivityKind::SshSession => {
+                        let names: Vec<String> = s.sessions.iter().map(Session::describe).collect();
+                        let detail = match names.len() {
+                            0 => "no sessions".to_string(),
+                            1 => format!("1 session ({})", names.join(", ")),
+                            n => format!("{n} sessions ({})", names.join(", ")),
+                        };
+                        (!s.sessions.is_empty(), detail)
+                    }
+                    ActivityKind::Exec => {
+                        (s.exec_running > 0, format!("{} running", s.exec_running))
+                    }
+                    ActivityKind::CpuLoad => (
+                        s.cpu_busy,
+                        match s.cpu_percent {
+                            Some(p) => {
+                                format!("cpu {p:.0}% (busy at {}%)", config.cpu_busy_percent)
+                            }
+                            None => "not sampled yet".to_string(),
+                        },
+                    ),
+                    ActivityKind::Heartbeat | ActivityKind::AgentRequest => (false, String::new()),
+                };
+                ActivitySource {
+                    kind,
+                    active,
+                    last_seen_seconds_ago: last.map(|t| now.saturating_duration_since(t).as_secs()),
+                    detail,
+                }
+            })
+            .collect();
+        Activity {
+            idle_seconds: idle.as_secs(),
+            idle_timeout_seconds: deadline,
+            idle_action: config.idle_action,
+            action_in_seconds: deadline.map(|d| d.saturating_sub(idle.as_secs())),
+            holding: s.holding(),
+            sources,
+            recent: s.recent.iter().cloned().collect(),
+        }
+    }
+
+    /// Live sessions as last read.
+    fn sessions(&self) -> Vec<Session> {
+        self.lock().sessions.clone()
+    }
+}
+
+impl State {
+    fn touch(&mut self, kind: ActivityKind, at: Instant) {
+        let seen = &mut self.last_seen[kind_index(kind)];
+        if seen.is_none_or(|t| t < at) {
+            *seen = Some(at);
+        }
+        if at > self.last_activity {
+            self.last_activity = at;
+        }
+        self.warned = false;
+        self.fired = false;
+    }
+
+    fn push_event(&mut self, kind: ActivityKind, detail: String) {
+        let at = Timestamp::now();
+        // Coalesce repeats (a client polling /metrics) so they do not push
+        // everything else out of the buffer.
+        if let Some(front) = self.recent.front_mut()
+            && front.kind == kind
+            && front.detail == detail
+        {
+            front.at = at;
+            return;
+        }
+        if self.recent.len() == RECENT_EVENTS {
+            self.recent.pop_back();
+        }
+        self.recent.push_front(ActivityEvent { kind, at, detail });
+    }
+
+    fn holding(&self) -> Vec<ActivityKind> {
+        let mut h = Vec::new();
+        if self.exec_running > 0 {
+            h.push(ActivityKind::Exec);
+        }
+        if self.cpu_busy {
+            h.push(ActivityKind::CpuLoad);
+        }
+        h
+    }
+
+    fn idle(&self, now: Instant) -> Duration {
+        if self.exec_running > 0 || self.cpu_busy {
+            Duration::ZERO
+        } else {
+            now.saturating_duration_since(self.last_activity)
+        }
+    }
+}
+
+/// Holds the VM while an exec runs; dropping it (also when the request is
+/// cancelled) releases the hold.
+#[derive(Debug)]
+pub(crate) struct ExecHold {
+    tracker: Arc<Tracker>,
+}
+
+impl Drop for ExecHold {
+    fn drop(&mut self) {
+        let mut s = self.tracker.lock();
+        s.exec_running = s.exec_running.saturating_sub(1);
+        s.touch(ActivityKind::Exec, Instant::now());
+    }
+}
+
+/// What the monitor should do after a check.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    Nothing,
+    Warn { action_in: Duration },
+    Fire,
+}
+
+impl Tracker {
+    /// Decides, once per idle period, whether to warn and whether to act.
+    fn step(&self, config: &AgentConfig) -> Step {
+        let Some(timeout) = config.idle_timeout_secs.map(Duration::from_secs) else {
+            return Step::Nothing;
+        };
+        let mut s = self.lock();
+        let idle = s.idle(Instant::now());
+        if idle.is_zero() {
+            return Step::Nothing;
+        }
+        if idle >= timeout && !s.fired {
+            s.fired = true;
+            s.warned = true;
+            return Step::Fire;
+        }
+        let warn_at = timeout.saturating_sub(Duration::from_secs(config.idle_warning_secs));
+        if idle >= warn_at && !s.warned && config.idle_action != IdleAction::None {
+            s.warned = true;
+            return Step::Warn {
+                action_in: timeout.saturating_sub(idle),
+            };
+        }
+        Step::Nothing
+    }
+}
+
+/// Everything the monitor loop needs, cloned out of the app state.
+pub(crate) struct Monitor {
+    pub(crate) tracker: Arc<Tracker>,
+    pub(crate) sys: Arc<crate::metrics::Sampler>,
+    pub(crate) config: AgentConfig,
+    pub(crate) utmp: PathBuf,
+    pub(crate) dev_dir: PathBuf,
+    pub(crate) runner: Arc<dyn IdleActionRunner>,
+    pub(crate) interval: Duration,
+}
+
+impl Monitor {
+    /// Samples and checks every `interval` until the task is aborted.
+    pub(crate) async fn run(self) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.check().await;
+        }
+    }
+
+    async fn check(&self) {
+        let (utmp, dev) = (self.utmp.clone(), self.dev_dir.clone());
+        let sys = Arc::clone(&self.sys);
+        let sampled = tokio::task::spawn_blocking(move || {
+            let sessions = read_sessions(&utmp, &dev);
+            (sessions, sys.cpu_percent())
+        })
+        .await;
+        let Ok((sessions, cpu)) = sampled else { return };
+        self.tracker.set_sessions(sessions);
+        self.tracker.set_cpu(cpu, self.config.cpu_busy_percent);
+
+        match self.tracker.step(&self.config) {
+            Step::Nothing => {}
+            Step::Warn { action_in } => {
+                let message = warning_message(self.config.idle_action, action_in);
+                tracing::warn!(action = %self.config.idle_action, in_secs = action_in.as_secs(), "VM idle; warning logged-in terminals");
+                let terminals: Vec<PathBuf> = self
+                    .tracker
+                    .sessions()
+                    .iter()
+                    .filter_map(|s| terminal_path(&self.dev_dir, &s.entry.line))
+                    .collect();
+                let _ =
+                    tokio::task::spawn_blocking(move || warn_terminals(&terminals, &message)).await;
+            }
+            Step::Fire => {
+                let action = self.config.idle_action;
+                let idle = self.tracker.idle().as_secs();
+                if action == IdleAction::None {
+                    tracing::info!(
+                        idle_secs = idle,
+                        "idle deadline passed; idle_action is none"
+                    );
+                    return;
+                }
+                tracing::warn!(%action, idle_secs = idle, "idle deadline passed; running the idle action");
+                let runner = Arc::clone(&self.runner);
+                match tokio::task::spawn_blocking(move || runner.run(action)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(err)) => tracing::error!(%action, %err, "the idle action failed"),
+                    Err(err) => tracing::error!(%action, %err, "the idle action panicked"),
+                }
+            }
+        }
+    }
+}
+
+fn warning_message(action: IdleAction, action_in: Duration) -> String {
+    let what = match action {
+        IdleAction::Poweroff => "power off",
+        IdleAction::None => "act",
+    };
+    // \r\n: the terminal may be in raw mode (an editor); \x07 rings the bell.
+    format!(
+        "\r\n\x07spuff: this VM has been idle and will {what} in about {} seconds.\r\n\
+         spuff: press any key here (or run any command) to keep it.\r\n",
+        action_in.as_secs()
+    )
+}
+
+/// The terminal device for a utmp line, if the line is a plain relative name
+/// (`pts/0`), so a crafted utmp record cannot aim the warning at another file.
+fn terminal_path(dev_dir: &Path, line: &str) -> Option<PathBuf> {
+    let rel = Path::new(line);
+    let plain = !line.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
+    plain.then(|| dev_dir.join(rel))
+}
+
+/// Reads live sessions and their terminals' last input time.
+fn read_sessions(utmp: &Path, dev_dir: &Path) -> Vec<Session> {
+    crate::utmp::live_sessions(utmp)
+        .into_iter()
+        .map(|entry| {
+            let last_input = terminal_path(dev_dir, &entry.line)
+                .and_then(|p| std::fs::metadata(p).ok())
+                .and_then(|m| m.accessed().ok())
+                .map_or(entry.login_time, |a| a.max(entry.login_time));
+            Session { entry, last_input }
+        })
+        .collect()
+}
+
+/// Writes the warning to each terminal, like `wall`; a terminal that cannot
+/// be written (gone, full, not a regular file or tty) is skipped.
+fn warn_terminals(terminals: &[PathBuf], message: &str) {
+    for path in terminals {
+        // Only existing files, never through a symlink.
+        let ok = std::fs::symlink_metadata(path).is_ok_and(|m| !m.file_type().is_symlink());
+        if !ok {
+            continue;
+        }
+        let result =
+            crate::platform::open_terminal(path).and_then(|mut f| f.write_all(message.as_bytes()));
+        if let Err(err) = result {
+            tracing::debug!(terminal = %path.display(), %err, "cannot write the idle warning");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(timeout: u64, warn: u64) -> AgentConfig {
+        AgentConfig {
+            idle_timeout_secs: Some(timeout),
+            idle_warning_secs: warn,
+            ..AgentConfig::new("t")
+        }
+    }
+
+    #[test]
+    fn step_should_warn_then_fire_once_per_idle_period() {
+        let t = Tracker::new();
+        t.lock().last_activity = Instant::now() - Duration::from_secs(100);
+        assert!(matches!(t.step(&config(150, 60)), Step::Warn { .. }));
+        assert_eq!(t.step(&config(150, 60)), Step::Nothing);
+        t.lock().last_activity = Instant::now() - Duration::from_secs(200);
+        assert_eq!(t.step(&config(150, 60)), Step::Fire);
+        assert_eq!(t.step(&config(150, 60)), Step::Nothing);
+        // Activity starts a new period.
+        t.record(ActivityKind::Heartbeat, "");
+        t.lock().last_activity = Instant::now() - Duration::from_secs(200);
+        assert_eq!(t.step(&config(150, 60)), Step::Fire);
+    }
+
+    #[test]
+    fn holds_should_keep_idle_at_zero() {
+        let t = Arc::new(Tracker::new());
+        t.lock().last_activity = Instant::now() - Duration::from_secs(100);
+        let hold = t.exec_started("sleep");
+        t.lock().last_activity = Instant::now() - Duration::from_secs(100);
+        assert_eq!(t.idle(), Duration::ZERO);
+        assert_eq!(t.snapshot(&config(10, 5)).holding, vec![ActivityKind::Exec]);
+        drop(hold);
+        assert!(t.idle() < Duration::from_secs(100));
+        t.set_cpu(90.0, 20.0);
+        assert_eq!(t.idle(), Duration::ZERO);
+        t.set_cpu(1.0, 20.0);
+        assert!(t.snapshot(&config(10, 5)).holding.is_empty());
+    }
+
+    #[test]
+    fn recent_should_keep_fifty_newest_first_and_coalesce_repeats() {
+        let t = Tracker::new();
+        for i in 0..60 {
+            t.record(ActivityKind::AgentRequest, format!("GET /{i}"));
+            t.record(ActivityKind::AgentRequest, format!("GET /{i}"));
+        }
+        let a = t.snapshot(&AgentConfig::new("t"));
+        assert_eq!(a.recent.len(), RECENT_EVENTS);
+        assert_eq!(a.recent[0].detail, "GET /59");
+    }
+
+    #[test]
+    fn terminal_path_should_refuse_escapes() {
+        let dev = Path::new("/dev");
+        assert_eq!(
+            terminal_path(dev, "pts/0"),
+            Some(PathBuf::from("/dev/pts/0"))
+        );
+        assert_eq!(terminal_path(dev, "../etc/passwd"), None);
+        assert_eq!(terminal_path(dev, "/etc/passwd"), None);
+        assert_eq!(terminal_path(dev, ""), None);
+    }
+}
