@@ -339,6 +339,18 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
     );
     assert_eq!(lab.fake.stats().count("POST /v2/droplets"), 1);
 
+    // The VM's sshd had the user-data's key, and spuff logged in to it.
+    {
+        let vms = lab.vms.lock().unwrap();
+        assert_eq!(vms.len(), 1);
+        assert_eq!(vms[0].host_key.key_data(), host_key.public_key().key_data());
+        assert!(
+            vms[0].log().contains("Accepted publickey"),
+            "{}",
+            vms[0].log()
+        );
+    }
+
     // The record.
     let record = lab.record("vm-happy");
     assert_eq!(record, up.instance);
@@ -434,6 +446,71 @@ async fn up_should_record_the_vm_before_the_create_call_returns() {
     let up = result.expect("up");
     assert_eq!(up.instance.status, Lifecycle::Ready);
     assert!(!up.instance.provider_id.is_empty());
+}
+
+/// The create succeeds but the state file is locked by another process when
+/// its id is to be written: the VM exists, so the error must say so (and
+/// carry the id), not pass for a state error before anything was created.
+#[tokio::test]
+async fn up_should_report_the_vm_when_recording_its_id_fails() {
+    let lab = Lab::start(Boot::Ready).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    lab.fake.push_fault(Fault::new(
+        Method::POST,
+        "/v2/droplets",
+        FaultKind::Hold(gate.clone()),
+    ));
+    let mut store = lab.store.clone();
+    store.set_busy_timeout(Duration::from_millis(50));
+    let in_flight = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lab.fake.stats().count("POST /v2/droplets") == 0 {
+            assert!(Instant::now() < deadline, "the create never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Another process holds the state file while the answer comes back.
+        let holder = redb::Database::create(store.path()).expect("hold the state file");
+        gate.notify_one();
+        holder
+    };
+    let (result, holder) = tokio::join!(
+        vm::up(
+            lab.provider.clone(),
+            &store,
+            lab.plan("vm-busy"),
+            &lab.recorder
+        ),
+        in_flight
+    );
+    drop(holder);
+    let err = result.err().expect("state busy");
+    let droplet_id = {
+        let s = lab.fake.state();
+        s.droplets.keys().next().expect("created").to_string()
+    };
+    match &err {
+        Error::AfterCreate { id, source, .. } => {
+            assert_eq!(id, &droplet_id);
+            assert!(
+                matches!(
+                    source.downcast_ref::<state::Error>(),
+                    Some(state::Error::Busy { .. })
+                ),
+                "{source:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.created(), Some("vm-busy"));
+    assert!(err.to_string().contains(&droplet_id), "{err}");
+
+    // The record from before the create is there; `list` matches it by name.
+    let record = lab.record("vm-busy");
+    assert_eq!(record.provider_id, "");
+    let rows = lab.reconcile().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].tracking, Tracking::Tracked);
+    assert_eq!(rows[0].provider_id, droplet_id);
 }
 
 #[tokio::test]
