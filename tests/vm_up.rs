@@ -14,7 +14,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -44,23 +44,28 @@ enum Boot {
     WrongHostKey,
 }
 
+/// Locks `m`, also after a panic elsewhere (the panic is the failure to see).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Records `up`'s events.
 #[derive(Clone, Default)]
 struct Recorder(Arc<Mutex<Vec<Event>>>);
 
 impl Observer for Recorder {
     fn event(&self, event: Event) {
-        self.0.lock().unwrap().push(event);
+        lock(&self.0).push(event);
     }
 }
 
 impl Recorder {
     fn events(&self) -> Vec<Event> {
-        self.0.lock().unwrap().clone()
+        lock(&self.0).clone()
     }
 
     fn saw_bootstrap_running(&self) -> bool {
-        self.0.lock().unwrap().iter().any(|e| {
+        lock(&self.0).iter().any(|e| {
             matches!(
                 e,
                 Event::Bootstrap {
@@ -110,7 +115,7 @@ impl Lab {
             let recorder = recorder.clone();
             fake.on_create(move |droplet| {
                 let sshd = boot_vm(droplet, boot, port, &status, &log, &recorder);
-                vms.lock().unwrap().push(sshd);
+                lock(&vms).push(sshd);
                 Some(Ipv4Addr::LOCALHOST)
             });
         }
@@ -177,7 +182,7 @@ impl Lab {
     }
 
     fn vm_log(&self) -> String {
-        self.vms.lock().unwrap().iter().map(Sshd::log).collect()
+        lock(&self.vms).iter().map(Sshd::log).collect()
     }
 
     /// `spuff list`'s view: local state against the fake's listing.
@@ -341,7 +346,7 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
 
     // The VM's sshd had the user-data's key, and spuff logged in to it.
     {
-        let vms = lab.vms.lock().unwrap();
+        let vms = lock(&lab.vms);
         assert_eq!(vms.len(), 1);
         assert_eq!(vms[0].host_key.key_data(), host_key.public_key().key_data());
         assert!(
@@ -641,7 +646,7 @@ async fn up_should_refuse_a_vm_that_presents_another_host_key() {
             expected,
             ..
         }) => {
-            let vms = lab.vms.lock().unwrap();
+            let vms = lock(&lab.vms);
             assert_eq!(presented, &ssh::fingerprint(&vms[0].host_key));
             assert_eq!(expected.len(), 1);
             assert_eq!(expected[0].fingerprint, pinned);

@@ -121,7 +121,9 @@ pub struct FakeDroplet {
 /// exists when the client learns the droplet's id. A panic is reported on
 /// stderr and the droplet stays without a VM.
 #[derive(Clone)]
-pub struct BootHook(Arc<dyn Fn(&FakeDroplet) -> Option<Ipv4Addr> + Send + Sync>);
+pub struct BootHook(Arc<BootFn>);
+
+type BootFn = dyn Fn(&FakeDroplet) -> Option<Ipv4Addr> + Send + Sync;
 
 impl std::fmt::Debug for BootHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
