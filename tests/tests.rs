@@ -17,6 +17,11 @@ mod ssh_concurrency;
 mod ssh_exec;
 mod ssh_host_keys;
 mod ssh_shell;
+// The fake cloud boots its droplets into local sshds with the user-data's host
+// key and plays their bootstrap in local files: that needs sshd on this
+// machine, which the Windows tests (under Wine) only reach through the broker.
+#[cfg(not(windows))]
+mod vm_up;
 
 /// Not a test: the sshd broker the Windows tests under Wine use, run natively
 /// by `.ci/run` with SPUFF_BROKER_LISTEN set (it returns at once without).

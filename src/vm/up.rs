@@ -170,7 +170,8 @@ pub enum Error {
     /// The user-data could not be rendered: nothing was created.
     #[error("cannot prepare the VM's cloud-init user-data")]
     UserData(#[source] cloudinit::Error),
-    /// The state store failed.
+    /// The state store failed before the create call (nothing was created;
+    /// later failures are [`Error::AfterCreate`]).
     #[error("cannot record the VM in local state")]
     State(#[source] state::Error),
     /// The create call failed. `maybe_created` is true when the provider may
@@ -288,11 +289,8 @@ pub async fn up(
         }
     };
     let id = created.id.clone();
-    store
-        .update(&plan.name, |i| i.provider_id = id.clone())
-        .map_err(Error::State)?;
-    observer.event(Event::Created { id: id.clone() });
-
+    // From here on a VM exists: every failure, the state store's included,
+    // is an `AfterCreate` that names it, so the caller can offer to destroy.
     let after_create = |step: &'static str, source: Box<dyn std::error::Error + Send + Sync>| {
         let _ = store.update(&plan.name, |i| i.status = Lifecycle::Failed);
         Error::AfterCreate {
@@ -303,6 +301,11 @@ pub async fn up(
             source,
         }
     };
+    let recording = |e: state::Error| after_create("recording it in local state", Box::new(e));
+    store
+        .update(&plan.name, |i| i.provider_id = id.clone())
+        .map_err(recording)?;
+    observer.event(Event::Created { id: id.clone() });
 
     // The address.
     let ready = if created.is_ready() {
@@ -334,7 +337,7 @@ pub async fn up(
             i.ipv6 = ready.public_ipv6.map(std::net::IpAddr::V6);
             i.status = Lifecycle::Provisioning;
         })
-        .map_err(Error::State)?;
+        .map_err(recording)?;
     observer.event(Event::Address { ip });
 
     // The first login, with the host key we generated: nothing else passes.
@@ -371,8 +374,8 @@ pub async fn up(
 
     let instance = store
         .update(&plan.name, |i| i.status = Lifecycle::Ready)
-        .map_err(Error::State)?;
-    store.set_active(&plan.name).map_err(Error::State)?;
+        .map_err(recording)?;
+    store.set_active(&plan.name).map_err(recording)?;
     observer.event(Event::Ready);
     Ok(Up { instance, session })
 }

@@ -277,6 +277,7 @@ async fn handle(
             return Ok(render(r));
         }
         Some(FaultKind::Delay(d)) => tokio::time::sleep(d).await,
+        Some(FaultKind::Hold(gate)) => gate.notified().await,
         Some(FaultKind::Drop) => return Err("fault: dropped".into()),
         Some(FaultKind::ProcessThenDrop) => drop_after = true,
         Some(FaultKind::Truncate) | None => {}

@@ -11,11 +11,16 @@
 //!
 //! The certificate is issued by a CA generated per server (rcgen); clients
 //! trust it through `HttpConfig::extra_ca_pem`, so the real TLS path runs.
+//!
+//! A droplet can also *boot*: with a [`BootHook`] installed
+//! ([`FakeCloud::on_create`]), each create hands the droplet (with its
+//! user-data) to the hook, which stands a VM up (tests/vm_up.rs starts a real
+//! sshd from the user-data) and names the public IPv4 the API then reports.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,6 +58,9 @@ pub enum FaultKind {
     },
     /// Wait, then handle normally.
     Delay(Duration),
+    /// Wait until the test calls `notify_one` on it, then handle normally: a
+    /// request held in flight for as long as the test needs.
+    Hold(Arc<tokio::sync::Notify>),
     /// Handle normally, but cut the body in half and abort the stream.
     Truncate,
     /// Handle normally (the droplet *is* created), then drop the response.
@@ -102,6 +110,25 @@ pub struct FakeDroplet {
     pub polls: u32,
     pub created: Instant,
     pub user_data: Option<String>,
+    /// The public IPv4 a [`BootHook`] named; `203.0.113.N` when `None`.
+    pub public_ipv4: Option<Ipv4Addr>,
+}
+
+/// Stands a VM up for a droplet a create just made, and returns the public
+/// IPv4 the API reports for it once active (`None`: the usual `203.0.113.N`).
+///
+/// It runs on a blocking thread before the create is answered, so the VM
+/// exists when the client learns the droplet's id. A panic is reported on
+/// stderr and the droplet stays without a VM.
+#[derive(Clone)]
+pub struct BootHook(Arc<BootFn>);
+
+type BootFn = dyn Fn(&FakeDroplet) -> Option<Ipv4Addr> + Send + Sync;
+
+impl std::fmt::Debug for BootHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BootHook")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +181,8 @@ pub struct State {
     pub snapshots: Vec<(u64, String, u64)>,
     /// id, name, fingerprint, public key.
     pub keys: Vec<(u64, String, String, String)>,
+    /// Boots a VM for each created droplet ([`FakeCloud::on_create`]).
+    pub boot: Option<BootHook>,
     actions: BTreeMap<u64, FakeAction>,
     next_id: u64,
     pub stats: FakeStats,
@@ -225,6 +254,7 @@ impl FakeCloud {
             droplets: BTreeMap::new(),
             snapshots: Vec::new(),
             keys: Vec::new(),
+            boot: None,
             actions: BTreeMap::new(),
             next_id: 3_164_444,
             stats: FakeStats::default(),
@@ -292,9 +322,19 @@ impl FakeCloud {
             polls: 1000,
             created: Instant::now(),
             user_data: None,
+            public_ipv4: None,
         };
         s.droplets.insert(id, d);
         id
+    }
+
+    /// Boots a VM with `hook` for every droplet a create makes from now on
+    /// (see [`BootHook`]).
+    pub fn on_create(
+        &self,
+        hook: impl Fn(&FakeDroplet) -> Option<Ipv4Addr> + Send + Sync + 'static,
+    ) {
+        self.state().boot = Some(BootHook(Arc::new(hook)));
     }
 
     /// A provider config pointing at this fake, trusting its CA, fast polling.
@@ -452,6 +492,10 @@ async fn handle(
             ..
         }) => tokio::time::sleep(*d).await,
         Some(Fault {
+            kind: FaultKind::Hold(gate),
+            ..
+        }) => gate.notified().await,
+        Some(Fault {
             kind: FaultKind::Drop,
             ..
         }) => return Err("fault: dropped".into()),
@@ -471,10 +515,39 @@ async fn handle(
         let input: Value = serde_json::from_slice(&body_bytes).unwrap_or(Value::Null);
         route(&mut lock(&st), &origin, &method, &path, &q, input)
     };
+    if method == Method::POST && path == "/v2/droplets" && reply.status == 202 {
+        boot(&st, &reply).await;
+    }
     if drop_after {
         return Err("fault: processed, then dropped".into());
     }
     Ok(render(&st, reply, gzip_ok, truncate))
+}
+
+/// Runs the [`BootHook`], if any, for the droplet a create `reply` made.
+async fn boot(st: &Arc<Mutex<State>>, reply: &Reply) {
+    let Some(id) = reply
+        .body
+        .as_ref()
+        .and_then(|b| b["droplet"]["id"].as_u64())
+    else {
+        return;
+    };
+    let (hook, droplet) = {
+        let s = lock(st);
+        match (s.boot.clone(), s.droplets.get(&id).cloned()) {
+            (Some(hook), Some(droplet)) => (hook, droplet),
+            _ => return,
+        }
+    };
+    match tokio::task::spawn_blocking(move || (hook.0)(&droplet)).await {
+        Ok(ip) => {
+            if let Some(d) = lock(st).droplets.get_mut(&id) {
+                d.public_ipv4 = ip;
+            }
+        }
+        Err(e) => eprintln!("fake cloud: booting droplet {id} failed: {e}"),
+    }
 }
 
 fn render(st: &Mutex<State>, r: Reply, gzip_ok: bool, truncate: bool) -> Response<Body> {
@@ -586,10 +659,13 @@ fn droplet_json(d: &FakeDroplet) -> Value {
     let active = d.status != "new";
     let (v4, v6) = if active {
         let n = d.id % 250;
+        let public = d
+            .public_ipv4
+            .map_or_else(|| format!("203.0.113.{n}"), |ip| ip.to_string());
         (
             json!([
                 {"ip_address": format!("10.114.0.{n}"), "netmask": "255.255.240.0", "gateway": "10.114.0.1", "type": "private"},
-                {"ip_address": format!("203.0.113.{n}"), "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"}
+                {"ip_address": public, "netmask": "255.255.255.0", "gateway": "203.0.113.1", "type": "public"}
             ]),
             json!([{"ip_address": "2A03:B0C0:0003:00D0:0000:0000:0464:7001", "netmask": 64, "gateway": "2A03:B0C0:0003:00D0:0000:0000:0000:0001", "type": "public"}]),
         )
@@ -651,6 +727,7 @@ fn route(
                 polls: 0,
                 created: Instant::now(),
                 user_data: input["user_data"].as_str().map(String::from),
+                public_ipv4: None,
             };
             let body = json!({"droplet": droplet_json(&d), "links": {"actions": [{"id": id + 1000, "rel": "create", "href": format!("{origin}/v2/actions/{}", id + 1000)}]}});
             s.droplets.insert(id, d);

@@ -190,6 +190,39 @@ fn sshd_binary() -> PathBuf {
     panic!("OpenSSH sshd not found: install openssh-server (.ci/run does)");
 }
 
+/// How [`Sshd::launch`] sets a server up; the default is what [`Sshd::start`]
+/// does.
+#[cfg(not(windows))]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SshdOptions<'a> {
+    /// Extra sshd_config lines, read before (so winning over) the defaults.
+    pub extra: &'a str,
+    /// The host key, an OpenSSH private key; a fresh ed25519 key if `None`.
+    pub host_key: Option<&'a str>,
+    /// The authorized_keys file's content; the test client keys if `None`.
+    pub authorized_keys: Option<&'a str>,
+    /// The port to listen on; a free one if `None`.
+    pub port: Option<u16>,
+}
+
+/// Writes a host key as sshd wants it (mode 0600, or it refuses the key),
+/// with its `.pub` beside it (derived by `ssh-keygen -y`).
+#[cfg(not(windows))]
+fn write_host_key(path: &Path, private_openssh: &str) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .expect("create host key file");
+    f.write_all(private_openssh.as_bytes())
+        .expect("write host key");
+    let public = run(Command::new("ssh-keygen").arg("-y").arg("-f").arg(path));
+    std::fs::write(path.with_extension("pub"), public).expect("write host key .pub");
+}
+
 /// A private sshd.
 #[cfg(not(windows))]
 pub struct Sshd {
@@ -210,24 +243,59 @@ impl Sshd {
     /// Start with extra sshd_config lines. sshd keeps the first value it reads
     /// for a keyword, so these go first and win over the defaults below.
     pub fn start_with(extra: &str) -> Sshd {
-        let k = keys();
+        Self::launch(&SshdOptions {
+            extra,
+            ..SshdOptions::default()
+        })
+    }
+
+    /// Start with a given host key (an OpenSSH private key, as cloud-init's
+    /// `ssh_keys.ed25519_private` holds it) and authorized_keys content, in
+    /// place of a fresh key and the test client keys.
+    pub fn start_with_host_key(private_openssh: &str, authorized_keys: &str) -> Sshd {
+        Self::launch(&SshdOptions {
+            host_key: Some(private_openssh),
+            authorized_keys: Some(authorized_keys),
+            ..SshdOptions::default()
+        })
+    }
+
+    /// Start as `opts` says.
+    pub fn launch(opts: &SshdOptions<'_>) -> Sshd {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let host_key_path = d.join("ssh_host_ed25519_key");
-        run(Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&host_key_path));
-        let mut authorized = String::new();
-        for key in [&k.ed25519, &k.rsa, &k.encrypted] {
-            authorized.push_str(&std::fs::read_to_string(key.with_extension("pub")).expect("pub"));
+        match opts.host_key {
+            Some(private) => write_host_key(&host_key_path, private),
+            None => {
+                run(Command::new("ssh-keygen")
+                    .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                    .arg(&host_key_path));
+            }
         }
+        let authorized = match opts.authorized_keys {
+            Some(lines) => lines.to_string(),
+            None => {
+                let k = keys();
+                let mut authorized = String::new();
+                for key in [&k.ed25519, &k.rsa, &k.encrypted] {
+                    authorized.push_str(
+                        &std::fs::read_to_string(key.with_extension("pub")).expect("pub"),
+                    );
+                }
+                authorized
+            }
+        };
         std::fs::write(d.join("authorized_keys"), authorized).expect("authorized_keys");
         if is_root() {
             // sshd refuses to start as root without its privilege separation dir.
             let _ = std::fs::create_dir_all("/run/sshd");
         }
-        for _attempt in 0..5 {
-            let port = free_port();
+        let extra = opts.extra;
+        // A port the caller chose gets one try; otherwise a few free ones.
+        let attempts = if opts.port.is_some() { 1 } else { 5 };
+        for _attempt in 0..attempts {
+            let port = opts.port.unwrap_or_else(free_port);
             let config = format!(
                 "{extra}
 Port {port}
@@ -286,7 +354,10 @@ Subsystem sftp internal-sftp
                 panic!("sshd did not start:\n{log}");
             }
         }
-        panic!("sshd could not find a free port");
+        match opts.port {
+            Some(port) => panic!("sshd could not listen on port {port}: it is in use"),
+            None => panic!("sshd could not find a free port"),
+        }
     }
 
     /// SIGKILL every process this sshd forked for connections, as if the VM

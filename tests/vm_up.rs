@@ -1,0 +1,802 @@
+//! `spuff::vm::up` end to end: the fake DigitalOcean API (tests/fakecloud)
+//! boots each droplet it creates into a real OpenSSH sshd on 127.0.0.1, built
+//! from the create request's user-data: its host key is the user-data's
+//! `ssh_keys.ed25519_private`, its authorized_keys the user's
+//! `ssh_authorized_keys`. So a login proves that spuff pins the key it
+//! generated and that cloud-init would install it, and that the key it sent
+//! is the key that lets it in.
+//!
+//! The "VM" plays its bootstrap in files of the test's temporary directory
+//! (`Plan::bootstrap_files`): `running` before sshd answers, then, once `up`
+//! has reported it running, a last log line and `ready` (or `failed`).
+//! The sshd runs as the current user (root in CI), so `Plan::login_user`
+//! logs in as that user rather than the user-data's `dev`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use http::Method;
+use spuff::agent::api::{AgentConfig, BootstrapStatus};
+use spuff::cloudinit::{self, AgentInstall, AgentSource, HostKeyPair, Limit};
+use spuff::provider::{ImageSpec, MANAGED_LABEL, Provider, ProviderError, ProviderRegistry};
+use spuff::ssh::{self, AuthMethod, RetryPolicy};
+use spuff::state::{self, Instance, Lifecycle, Store};
+use spuff::vm::up::{Error, Event, Observer, Plan};
+use spuff::vm::{self, Tracking};
+
+use crate::fakecloud::{FakeCloud, FakeDroplet, Fault, FaultKind};
+use crate::util::{Sshd, SshdOptions, current_user, free_port, keys};
+
+/// The first and last lines the "VM" writes to its bootstrap log.
+const LOG_FIRST: &str = "phase 1: installing packages";
+const LOG_LAST: &str = "phase 2: done";
+
+/// How the fake VM behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Boot {
+    /// Bootstrap ends `ready`.
+    Ready,
+    /// Bootstrap ends `failed`.
+    Failed,
+    /// sshd presents a host key other than the user-data's.
+    WrongHostKey,
+}
+
+/// Locks `m`, also after a panic elsewhere (the panic is the failure to see).
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Records `up`'s events.
+#[derive(Clone, Default)]
+struct Recorder(Arc<Mutex<Vec<Event>>>);
+
+impl Observer for Recorder {
+    fn event(&self, event: Event) {
+        lock(&self.0).push(event);
+    }
+}
+
+impl Recorder {
+    fn events(&self) -> Vec<Event> {
+        lock(&self.0).clone()
+    }
+
+    fn saw_bootstrap_running(&self) -> bool {
+        lock(&self.0).iter().any(|e| {
+            matches!(
+                e,
+                Event::Bootstrap {
+                    status: BootstrapStatus::Running,
+                    ..
+                }
+            )
+        })
+    }
+}
+
+/// A fake cloud whose droplets boot into local sshds, a state store, and
+/// the files of the "VM"'s bootstrap, all in one temporary directory.
+struct Lab {
+    fake: FakeCloud,
+    provider: Arc<dyn Provider>,
+    store: Store,
+    dir: tempfile::TempDir,
+    /// The port the next booted VM's sshd listens on (`Plan.ssh.port`).
+    port: u16,
+    /// The booted VMs.
+    vms: Arc<Mutex<Vec<Sshd>>>,
+    recorder: Recorder,
+}
+
+impl Lab {
+    async fn start(boot: Boot) -> Lab {
+        Self::start_with(boot, |c| c).await
+    }
+
+    async fn start_with(
+        boot: Boot,
+        config: impl FnOnce(spuff::provider::ProviderConfig) -> spuff::provider::ProviderConfig,
+    ) -> Lab {
+        let fake = FakeCloud::start().await;
+        let provider = ProviderRegistry::with_defaults()
+            .create_by_name("digitalocean", config(fake.config()))
+            .expect("provider");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("state.redb")).expect("store");
+        let port = free_port();
+        let vms = Arc::new(Mutex::new(Vec::new()));
+        let recorder = Recorder::default();
+        let (status, log) = bootstrap_paths(dir.path());
+        {
+            let vms = vms.clone();
+            let recorder = recorder.clone();
+            fake.on_create(move |droplet| {
+                let sshd = boot_vm(droplet, boot, port, &status, &log, &recorder);
+                lock(&vms).push(sshd);
+                Some(Ipv4Addr::LOCALHOST)
+            });
+        }
+        Lab {
+            fake,
+            provider,
+            store,
+            dir,
+            port,
+            vms,
+            recorder,
+        }
+    }
+
+    /// A plan for `name` that logs in to the booted VM, with short waits.
+    fn plan(&self, name: &str) -> Plan {
+        let k = keys();
+        let client_key = std::fs::read_to_string(k.ed25519.with_extension("pub")).expect("pub");
+        let user_data = cloudinit::Config {
+            authorized_keys: vec![client_key.trim().to_string()],
+            ..cloudinit::Config::new(
+                HostKeyPair::generate().expect("host key"),
+                AgentConfig::new("agent-token-0123456789"),
+                AgentSource::Upload,
+            )
+        };
+        let ssh = ssh::Config {
+            port: self.port,
+            auth: vec![AuthMethod::KeyFile(k.ed25519.clone())],
+            ..ssh::Config::new("filled-in-by-up", current_user())
+        };
+        let mut plan = Plan::new(
+            name,
+            "fra1",
+            "s-1vcpu-1gb",
+            ImageSpec::ubuntu("24.04"),
+            user_data,
+            Limit::DIGITALOCEAN,
+            ssh,
+        );
+        plan.ready_timeout = Duration::from_secs(30);
+        plan.login = RetryPolicy {
+            timeout: Duration::from_secs(30),
+            min_delay: Duration::from_millis(50),
+            max_delay: Duration::from_millis(500),
+        };
+        plan.bootstrap_timeout = Duration::from_secs(30);
+        plan.bootstrap_poll = Duration::from_millis(100);
+        let (status, log) = bootstrap_paths(self.dir.path());
+        plan.bootstrap_files = (status.display().to_string(), log.display().to_string());
+        plan.login_user = Some(current_user());
+        plan
+    }
+
+    async fn up(&self, plan: Plan) -> spuff::vm::up::Result<spuff::vm::up::Up> {
+        vm::up(self.provider.clone(), &self.store, plan, &self.recorder).await
+    }
+
+    fn record(&self, name: &str) -> Instance {
+        self.store
+            .get(name)
+            .expect("store")
+            .unwrap_or_else(|| panic!("no record for {name}"))
+    }
+
+    fn vm_log(&self) -> String {
+        lock(&self.vms).iter().map(Sshd::log).collect()
+    }
+
+    /// `spuff list`'s view: local state against the fake's listing.
+    async fn reconcile(&self) -> Vec<vm::Entry> {
+        let remote = self.provider.list_instances().await.expect("list");
+        let local = self.store.list().expect("local list");
+        let active = self.store.active().expect("active");
+        vm::reconcile(&local, active.as_deref(), "digitalocean", &remote)
+    }
+}
+
+fn bootstrap_paths(dir: &Path) -> (PathBuf, PathBuf) {
+    (dir.join("bootstrap.status"), dir.join("bootstrap.log"))
+}
+
+/// What the fake cloud does with a new droplet: read its user-data as
+/// cloud-init would, start sshd with its host key and authorized keys on
+/// `port`, and play the bootstrap.
+fn boot_vm(
+    droplet: &FakeDroplet,
+    boot: Boot,
+    port: u16,
+    status: &Path,
+    log: &Path,
+    recorder: &Recorder,
+) -> Sshd {
+    let text = droplet
+        .user_data
+        .as_deref()
+        .expect("the create sent user-data");
+    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("user-data is YAML");
+    let host_key = match boot {
+        Boot::WrongHostKey => HostKeyPair::generate()
+            .expect("host key")
+            .private_key_openssh()
+            .to_string(),
+        _ => doc["ssh_keys"]["ed25519_private"]
+            .as_str()
+            .expect("ssh_keys.ed25519_private")
+            .to_string(),
+    };
+    let authorized: String = doc["users"][0]["ssh_authorized_keys"]
+        .as_sequence()
+        .expect("users[0].ssh_authorized_keys")
+        .iter()
+        .map(|k| format!("{}\n", k.as_str().expect("a key line")))
+        .collect();
+
+    // Phase 1 reports `running` before sshd can be reached.
+    write_atomic(status, "running\n");
+    std::fs::write(log, format!("{LOG_FIRST}\n")).expect("bootstrap log");
+    let sshd = Sshd::launch(&SshdOptions {
+        host_key: Some(&host_key),
+        authorized_keys: Some(&authorized),
+        port: Some(port),
+        ..SshdOptions::default()
+    });
+
+    // It ends once `up` has seen it running (and a few polls later), so the
+    // events are the same however fast the login is. The thread gives up
+    // quietly when the test is over (its directory gone) without that.
+    let end = match boot {
+        Boot::Ready => "ready\n",
+        Boot::Failed => "failed\n",
+        Boot::WrongHostKey => return sshd,
+    };
+    let (status, log, recorder) = (status.to_path_buf(), log.to_path_buf(), recorder.clone());
+    std::thread::spawn(move || {
+        while !recorder.saw_bootstrap_running() {
+            if !log.exists() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let last_line = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, format!("{LOG_LAST}\n").as_bytes())
+            });
+        if last_line.is_ok() {
+            write_atomic(&status, end);
+        }
+    });
+    sshd
+}
+
+/// Replaces `path` by a rename, as the bootstrap scripts do, so a reader
+/// never sees a half-written status.
+fn write_atomic(path: &Path, content: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, content).expect("write the bootstrap status");
+    std::fs::rename(&tmp, path).expect("rename the bootstrap status");
+}
+
+/// The event's kind, for order checks.
+fn kind(e: &Event) -> &'static str {
+    match e {
+        Event::Rendered { .. } => "Rendered",
+        Event::Creating => "Creating",
+        Event::Created { .. } => "Created",
+        Event::Address { .. } => "Address",
+        Event::LoggedIn { .. } => "LoggedIn",
+        Event::AgentInstalled => "AgentInstalled",
+        Event::Bootstrap { .. } => "Bootstrap",
+        Event::Ready => "Ready",
+        _ => "other",
+    }
+}
+
+/// The kinds, with repeats of one kind in a row folded into one.
+fn kinds(events: &[Event]) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = events.iter().map(kind).collect();
+    out.dedup();
+    out
+}
+
+fn bootstraps(events: &[Event]) -> Vec<(BootstrapStatus, Option<String>)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Bootstrap { status, line } => Some((*status, line.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn respond(status: u16, body: &str) -> FaultKind {
+    FaultKind::Respond {
+        status,
+        headers: vec![],
+        body: body.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
+    let lab = Lab::start(Boot::Ready).await;
+    let plan = lab.plan("vm-happy");
+    let host_key = plan.user_data.host_key.clone();
+    let expected_user_data =
+        cloudinit::render_with_limit(&plan.user_data, Limit::DIGITALOCEAN).expect("render");
+    let up = match lab.up(plan).await {
+        Ok(up) => up,
+        Err(e) => panic!("up failed: {e:?}\n--- sshd ---\n{}", lab.vm_log()),
+    };
+
+    let out = up.session.exec("echo hi").await.expect("exec");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+
+    // The droplet as the fake cloud received it.
+    let droplet = {
+        let s = lab.fake.state();
+        assert_eq!(s.droplets.len(), 1);
+        s.droplets.values().next().cloned().expect("droplet")
+    };
+    assert!(
+        droplet.tags.iter().any(|t| t == MANAGED_LABEL),
+        "{:?}",
+        droplet.tags
+    );
+    assert_eq!(
+        droplet.user_data.as_deref(),
+        Some(expected_user_data.as_str())
+    );
+    assert_eq!(lab.fake.stats().count("POST /v2/droplets"), 1);
+
+    // The VM's sshd had the user-data's key, and spuff logged in to it.
+    {
+        let vms = lock(&lab.vms);
+        assert_eq!(vms.len(), 1);
+        assert_eq!(vms[0].host_key.key_data(), host_key.public_key().key_data());
+        assert!(
+            vms[0].log().contains("Accepted publickey"),
+            "{}",
+            vms[0].log()
+        );
+    }
+
+    // The record.
+    let record = lab.record("vm-happy");
+    assert_eq!(record, up.instance);
+    assert_eq!(record.status, Lifecycle::Ready);
+    assert_eq!(record.provider, "digitalocean");
+    assert_eq!(record.provider_id, droplet.id.to_string());
+    assert_eq!(record.ipv4, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    assert_eq!(record.ssh_port, lab.port);
+    assert_eq!(record.host_key, host_key.public_key_openssh());
+    assert_eq!(record.ssh_user, "dev");
+    assert!(!record.dev);
+    assert_eq!(
+        lab.store.active().expect("active").as_deref(),
+        Some("vm-happy")
+    );
+
+    // The events, in order.
+    let events = lab.recorder.events();
+    assert_eq!(
+        kinds(&events),
+        [
+            "Rendered",
+            "Creating",
+            "Created",
+            "Address",
+            "LoggedIn",
+            "Bootstrap",
+            "Ready"
+        ],
+        "{events:?}"
+    );
+    assert!(matches!(
+        &events[0],
+        Event::Rendered { bytes, compressed: false } if *bytes == expected_user_data.len()
+    ));
+    assert!(events.contains(&Event::Created {
+        id: droplet.id.to_string()
+    }));
+    assert!(events.contains(&Event::Address {
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST)
+    }));
+    let boot = bootstraps(&events);
+    assert_eq!(
+        boot.first(),
+        Some(&(BootstrapStatus::Running, Some(LOG_FIRST.to_string()))),
+        "{boot:?}"
+    );
+    assert_eq!(
+        boot.last(),
+        Some(&(BootstrapStatus::Ready, Some(LOG_LAST.to_string()))),
+        "{boot:?}"
+    );
+    assert!(
+        boot[..boot.len() - 1]
+            .iter()
+            .all(|(s, _)| *s == BootstrapStatus::Running),
+        "{boot:?}"
+    );
+}
+
+#[tokio::test]
+async fn up_should_record_the_vm_before_the_create_call_returns() {
+    let lab = Lab::start(Boot::Ready).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    lab.fake.push_fault(Fault::new(
+        Method::POST,
+        "/v2/droplets",
+        FaultKind::Hold(gate.clone()),
+    ));
+    let plan = lab.plan("vm-early");
+    let host_key = plan.user_data.host_key.public_key_openssh();
+
+    let in_flight = async {
+        // The create has reached the cloud and is held there.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lab.fake.stats().count("POST /v2/droplets") == 0 {
+            assert!(Instant::now() < deadline, "the create never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let record = lab.record("vm-early");
+        gate.notify_one();
+        record
+    };
+    let (result, record) = tokio::join!(lab.up(plan), in_flight);
+    assert_eq!(
+        record.provider_id, "",
+        "no id while the create is in flight"
+    );
+    assert_eq!(record.status, Lifecycle::Creating);
+    assert_eq!(record.host_key, host_key);
+    assert_eq!(record.ssh_port, lab.port);
+
+    let up = result.expect("up");
+    assert_eq!(up.instance.status, Lifecycle::Ready);
+    assert!(!up.instance.provider_id.is_empty());
+}
+
+/// The create succeeds but the state file is locked by another process when
+/// its id is to be written: the VM exists, so the error must say so (and
+/// carry the id), not pass for a state error before anything was created.
+#[tokio::test]
+async fn up_should_report_the_vm_when_recording_its_id_fails() {
+    let lab = Lab::start(Boot::Ready).await;
+    let gate = Arc::new(tokio::sync::Notify::new());
+    lab.fake.push_fault(Fault::new(
+        Method::POST,
+        "/v2/droplets",
+        FaultKind::Hold(gate.clone()),
+    ));
+    let mut store = lab.store.clone();
+    store.set_busy_timeout(Duration::from_millis(50));
+    let in_flight = async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while lab.fake.stats().count("POST /v2/droplets") == 0 {
+            assert!(Instant::now() < deadline, "the create never arrived");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Another process holds the state file while the answer comes back.
+        let holder = redb::Database::create(store.path()).expect("hold the state file");
+        gate.notify_one();
+        holder
+    };
+    let (result, holder) = tokio::join!(
+        vm::up(
+            lab.provider.clone(),
+            &store,
+            lab.plan("vm-busy"),
+            &lab.recorder
+        ),
+        in_flight
+    );
+    drop(holder);
+    let err = result.err().expect("state busy");
+    let droplet_id = {
+        let s = lab.fake.state();
+        s.droplets.keys().next().expect("created").to_string()
+    };
+    match &err {
+        Error::AfterCreate { id, source, .. } => {
+            assert_eq!(id, &droplet_id);
+            assert!(
+                matches!(
+                    source.downcast_ref::<state::Error>(),
+                    Some(state::Error::Busy { .. })
+                ),
+                "{source:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.created(), Some("vm-busy"));
+    assert!(err.to_string().contains(&droplet_id), "{err}");
+
+    // The record from before the create is there; `list` matches it by name.
+    let record = lab.record("vm-busy");
+    assert_eq!(record.provider_id, "");
+    let rows = lab.reconcile().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].tracking, Tracking::Tracked);
+    assert_eq!(rows[0].provider_id, droplet_id);
+}
+
+#[tokio::test]
+async fn up_should_forget_the_vm_when_the_create_is_refused() {
+    let lab = Lab::start(Boot::Ready).await;
+    lab.fake.push_fault(Fault::new(
+        Method::POST,
+        "/v2/droplets",
+        respond(
+            422,
+            include_str!("data/digitalocean/libcloud__error_invalid_image.json"),
+        ),
+    ));
+    let err = lab.up(lab.plan("vm-refused")).await.err().expect("refused");
+    match &err {
+        Error::Create {
+            name,
+            maybe_created: false,
+            source,
+        } => {
+            assert_eq!(name, "vm-refused");
+            assert!(!source.is_retryable(), "{source:?}");
+            assert!(source.to_string().contains("invalid image"), "{source}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.created(), None);
+    assert_eq!(lab.store.get("vm-refused").expect("store"), None);
+    assert!(lab.store.list().expect("list").is_empty());
+    assert_eq!(lab.fake.stats().count("POST /v2/droplets"), 1, "not resent");
+    assert!(lab.fake.state().droplets.is_empty());
+    assert_eq!(
+        kinds(&lab.recorder.events()),
+        ["Rendered", "Creating"],
+        "nothing after the refusal"
+    );
+}
+
+/// The create makes the droplet but its answer is lost, and the provider's
+/// look for it by name fails too (a 5xx storm on the listing): `up` cannot
+/// know, so the record stays; `list` later matches it by name.
+#[tokio::test]
+async fn up_should_keep_the_record_when_the_create_may_have_happened() {
+    let lab = Lab::start_with(Boot::Ready, |mut c| {
+        c.http.retry.max_attempts = 2;
+        c
+    })
+    .await;
+    lab.fake.push_fault(Fault::new(
+        Method::POST,
+        "/v2/droplets",
+        FaultKind::ProcessThenDrop,
+    ));
+    let server_error = include_str!("data/digitalocean/spec/error.500.json");
+    for _ in 0..2 {
+        lab.fake.push_fault(Fault::new(
+            Method::GET,
+            "/v2/droplets",
+            respond(500, server_error),
+        ));
+    }
+    let err = lab.up(lab.plan("vm-lost")).await.err().expect("lost");
+    match &err {
+        Error::Create {
+            name,
+            maybe_created: true,
+            source,
+        } => {
+            assert_eq!(name, "vm-lost");
+            assert!(
+                matches!(source, ProviderError::Api { status: 500, .. }),
+                "{source:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(err.created(), Some("vm-lost"));
+    let record = lab.record("vm-lost");
+    assert_eq!(record.status, Lifecycle::Failed);
+    assert_eq!(record.provider_id, "");
+    let stats = lab.fake.stats();
+    assert_eq!(stats.count("POST /v2/droplets"), 1, "{:?}", stats.log);
+    assert_eq!(stats.count("GET /v2/droplets"), 2, "{:?}", stats.log);
+    assert!(lab.fake.state().faults.is_empty());
+
+    // `spuff list`: the droplet that was made is this record, not an orphan;
+    // a spuff droplet nothing here knows of is.
+    let droplet_id = {
+        let s = lab.fake.state();
+        let d = s.droplets.values().next().expect("the create did happen");
+        assert_eq!(d.name, "vm-lost");
+        d.id.to_string()
+    };
+    let stray = lab.fake.seed_droplet("vm-stray", &[MANAGED_LABEL]);
+    let rows = lab.reconcile().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let lost = rows.iter().find(|r| r.name == "vm-lost").expect("vm-lost");
+    assert_eq!(lost.tracking, Tracking::Tracked);
+    assert_eq!(lost.provider_id, droplet_id);
+    assert_eq!(lost.local_status, Some(Lifecycle::Failed));
+    let stray_row = rows.iter().find(|r| r.name == "vm-stray").expect("stray");
+    assert_eq!(stray_row.tracking, Tracking::Orphan);
+    assert_eq!(stray_row.provider_id, stray.to_string());
+}
+
+#[tokio::test]
+async fn up_should_refuse_a_vm_that_presents_another_host_key() {
+    let lab = Lab::start(Boot::WrongHostKey).await;
+    let plan = lab.plan("vm-mitm");
+    let pinned = plan.user_data.host_key.fingerprint();
+    let err = lab.up(plan).await.err().expect("wrong host key");
+    let Error::AfterCreate {
+        name,
+        provider,
+        id,
+        step,
+        source,
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(name, "vm-mitm");
+    assert_eq!(provider, "digitalocean");
+    assert_eq!(*step, "logging in over SSH");
+    match source.downcast_ref::<ssh::Error>() {
+        Some(ssh::Error::HostKeyChanged {
+            presented,
+            expected,
+            ..
+        }) => {
+            let vms = lock(&lab.vms);
+            assert_eq!(presented, &ssh::fingerprint(&vms[0].host_key));
+            assert_eq!(expected.len(), 1);
+            assert_eq!(expected[0].fingerprint, pinned);
+        }
+        other => panic!("{other:?} from {source:?}"),
+    }
+    assert_eq!(err.created(), Some("vm-mitm"));
+    let log = lab.vm_log();
+    assert!(!log.contains("Accepted publickey"), "logged in:\n{log}");
+
+    let record = lab.record("vm-mitm");
+    assert_eq!(record.status, Lifecycle::Failed);
+    assert_eq!(&record.provider_id, id);
+    assert_eq!(lab.store.active().expect("active"), None);
+    let events = lab.recorder.events();
+    assert_eq!(
+        kinds(&events),
+        ["Rendered", "Creating", "Created", "Address"],
+        "{events:?}"
+    );
+
+    // `spuff list` shows it as tracked, so `down` can remove it.
+    let stray = lab.fake.seed_droplet("vm-stray", &[MANAGED_LABEL]);
+    lab.fake.seed_droplet("not-spuff", &["web"]);
+    let rows = lab.reconcile().await;
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let mitm = rows.iter().find(|r| r.name == "vm-mitm").expect("vm-mitm");
+    assert_eq!(mitm.tracking, Tracking::Tracked);
+    assert_eq!(&mitm.provider_id, id);
+    assert_eq!(mitm.local_status, Some(Lifecycle::Failed));
+    let stray_row = rows.iter().find(|r| r.name == "vm-stray").expect("stray");
+    assert_eq!(stray_row.tracking, Tracking::Orphan);
+    assert_eq!(stray_row.provider_id, stray.to_string());
+}
+
+#[tokio::test]
+async fn up_should_fail_after_create_when_the_bootstrap_fails() {
+    let lab = Lab::start(Boot::Failed).await;
+    let err = lab
+        .up(lab.plan("vm-broken"))
+        .await
+        .err()
+        .expect("bootstrap failed");
+    let Error::AfterCreate {
+        step, source, id, ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(*step, "the bootstrap");
+    let (_, log) = bootstrap_paths(lab.dir.path());
+    assert!(
+        source.to_string().contains(&log.display().to_string()),
+        "names the log: {source}"
+    );
+    assert_eq!(err.created(), Some("vm-broken"));
+    let record = lab.record("vm-broken");
+    assert_eq!(record.status, Lifecycle::Failed);
+    assert_eq!(&record.provider_id, id);
+    assert_eq!(lab.store.active().expect("active"), None);
+    let events = lab.recorder.events();
+    assert_eq!(
+        bootstraps(&events).last(),
+        Some(&(BootstrapStatus::Failed, Some(LOG_LAST.to_string()))),
+        "{events:?}"
+    );
+    assert!(!events.contains(&Event::Ready));
+}
+
+#[tokio::test]
+async fn up_should_refuse_a_taken_name_before_creating_anything() {
+    let lab = Lab::start(Boot::Ready).await;
+    let existing = Instance::new(
+        "vm-taken",
+        "digitalocean",
+        "42",
+        "fra1",
+        "s-1vcpu-1gb",
+        "ubuntu-24.04",
+        "dev",
+        "ssh-ed25519 AAAA",
+        spuff::provider::Secret::new("t"),
+    );
+    lab.store.insert(&existing).expect("insert");
+    let before = lab.record("vm-taken");
+    let err = lab.up(lab.plan("vm-taken")).await.err().expect("taken");
+    assert!(
+        matches!(&err, Error::State(state::Error::NameTaken { name }) if name == "vm-taken"),
+        "{err:?}"
+    );
+    assert_eq!(err.created(), None);
+    assert_eq!(lab.fake.stats().count("POST /v2/droplets"), 0);
+    assert!(lab.fake.state().droplets.is_empty());
+    assert_eq!(lab.record("vm-taken"), before, "left as it was");
+}
+
+#[tokio::test]
+async fn up_should_upload_and_start_the_agent_in_dev_mode() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let lab = Lab::start(Boot::Ready).await;
+    let work = tempfile::tempdir().expect("tempdir");
+    let binary = work.path().join("spuff-agent");
+    std::fs::write(&binary, "#!/bin/sh\necho agent\n").expect("binary");
+    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let dest = work.path().join("opt/spuff/spuff-agent");
+    let marker = work.path().join("agent-started");
+    let mut plan = lab.plan("vm-dev");
+    plan.upload_agent = Some((
+        binary.clone(),
+        AgentInstall {
+            dest: dest.display().to_string(),
+            start_command: Some(format!("touch '{}'", marker.display())),
+            sudo: Some(false),
+        },
+    ));
+    let up = match lab.up(plan).await {
+        Ok(up) => up,
+        Err(e) => panic!("up failed: {e:?}\n--- sshd ---\n{}", lab.vm_log()),
+    };
+
+    assert_eq!(
+        std::fs::read(&dest).expect("installed"),
+        std::fs::read(&binary).expect("binary")
+    );
+    let mode = std::fs::metadata(&dest).expect("dest").permissions().mode();
+    assert_eq!(mode & 0o7777, 0o755);
+    assert!(marker.exists(), "the start command ran");
+    assert!(up.instance.dev);
+    assert_eq!(up.instance.status, Lifecycle::Ready);
+    let events = lab.recorder.events();
+    assert_eq!(
+        kinds(&events),
+        [
+            "Rendered",
+            "Creating",
+            "Created",
+            "Address",
+            "LoggedIn",
+            "AgentInstalled",
+            "Bootstrap",
+            "Ready"
+        ],
+        "{events:?}"
+    );
+}
