@@ -7,6 +7,10 @@ mod fakecloud;
 mod util;
 
 mod agent_client;
+// The CLI end to end: the test cloud boots VMs into local sshds, which the
+// Windows tests only reach through the broker.
+#[cfg(not(windows))]
+mod cli_e2e;
 mod cloudinit;
 mod forward;
 mod provider_digitalocean;

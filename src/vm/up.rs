@@ -253,7 +253,10 @@ pub async fn up(
         &plan.region,
         &plan.size,
         image_label,
-        &plan.user_data.username,
+        // Whoever logs in is who later commands log in as.
+        plan.login_user
+            .as_deref()
+            .unwrap_or(&plan.user_data.username),
         plan.user_data.host_key.public_key_openssh(),
         crate::provider::Secret::new(plan.user_data.agent.token.clone()),
     );

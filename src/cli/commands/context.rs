@@ -16,6 +16,18 @@ pub(crate) const API_URL_VAR: &str = "SPUFF_API_URL";
 /// An extra CA certificate (PEM file) to trust for the provider API.
 pub(crate) const CA_FILE_VAR: &str = "SPUFF_CA_FILE";
 
+/// The agent's port on the VM, when it is not the default (the agent reads
+/// the same variable).
+pub(crate) const AGENT_PORT_VAR: &str = "SPUFF_AGENT_PORT";
+
+/// The agent's port on the VM.
+pub(crate) fn agent_port() -> u16 {
+    std::env::var(AGENT_PORT_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(spuff::agent::api::DEFAULT_PORT)
+}
+
 pub(crate) struct Context {
     pub(crate) ui: Ui,
     pub(crate) settings: Settings,

@@ -21,7 +21,11 @@ pub(crate) async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<u8> {
         }
         Err(e) => return Err(e),
     };
-    let client = session.map(|s| Client::new(s, ClientConfig::new(instance.agent_token.clone())));
+    let client = session.map(|s| {
+        let mut config = ClientConfig::new(instance.agent_token.clone());
+        config.port = super::context::agent_port();
+        Client::new(s, config)
+    });
     loop {
         let agent = match &client {
             Some(c) => Some(fetch(c).await),

@@ -4,10 +4,9 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use spuff::agent::api::DEFAULT_PORT;
 use spuff::forward::LocalForwardSpec;
 
-use super::context::Context;
+use super::context::{Context, agent_port};
 use crate::cli::args::TunnelArgs;
 
 pub(crate) async fn run(args: TunnelArgs, verbose: bool, ctx: &Context) -> anyhow::Result<u8> {
@@ -16,7 +15,7 @@ pub(crate) async fn run(args: TunnelArgs, verbose: bool, ctx: &Context) -> anyho
         specs.push(LocalForwardSpec::new(
             args.agent_port,
             "127.0.0.1",
-            DEFAULT_PORT,
+            agent_port(),
         ));
     }
     for spec in &args.local {
@@ -36,7 +35,7 @@ pub(crate) async fn run(args: TunnelArgs, verbose: bool, ctx: &Context) -> anyho
             .forward_local(spec.clone())
             .await
             .with_context(|| format!("cannot listen on {}", spec.bind))?;
-        let what = if spec.remote_port == DEFAULT_PORT && spec.remote_host == "127.0.0.1" {
+        let what = if spec.remote_port == agent_port() && spec.remote_host == "127.0.0.1" {
             "agent".to_string()
         } else {
             format!("{}:{}", spec.remote_host, spec.remote_port)
