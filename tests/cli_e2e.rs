@@ -439,6 +439,28 @@ fn whole_life(w: &World) {
         "a line per connection with -v: {err}"
     );
 
+    // logs: the bootstrap log, read over SSH.
+    let out = w.spuff(&["logs", "--bootstrap", "-n", "1"]);
+    assert_success(&out, "logs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "phase 2: done\n");
+
+    // ssh-config: a Host entry and the pinned key, good enough for OpenSSH
+    // itself (the test's own ssh, not spuff's PATH) to log in strictly.
+    assert_success(&w.spuff(&["ssh-config", "--no-include"]), "ssh-config");
+    let ssh_config = w.path("config/ssh_config");
+    let text = std::fs::read_to_string(&ssh_config).expect("ssh_config");
+    assert!(text.contains("Host e2e"), "{text}");
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&keys().ed25519)
+        .args(["e2e", "echo", "openssh-ok"])
+        .output()
+        .expect("ssh");
+    assert_success(&out, "OpenSSH with spuff's ssh-config");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "openssh-ok\n");
+
     // list: reconciled with the provider, nothing flagged.
     let list = json(&w.spuff(&["list", "--json"]), "list");
     let rows = list["instances"].as_array().expect("instances");
