@@ -372,7 +372,8 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
     assert_eq!(record.ipv4, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     assert_eq!(record.ssh_port, lab.port);
     assert_eq!(record.host_key, host_key.public_key_openssh());
-    assert_eq!(record.ssh_user, "dev");
+    // The user later commands log in as: the one `up` logged in as.
+    assert_eq!(record.ssh_user, current_user());
     assert!(!record.dev);
     assert_eq!(
         lab.store.active().expect("active").as_deref(),
