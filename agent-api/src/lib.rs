@@ -478,7 +478,7 @@ mod tests {
 
     #[test]
     fn timestamp_should_round_trip_as_rfc3339() {
-        let t: Timestamp = "2024-01-01T00:05:00Z".parse().unwrap();
+        let t: Timestamp = "2024-01-01T00:05:00Z".parse().expect("parse");
         assert_eq!(t.to_string(), "2024-01-01T00:05:00Z");
     }
 
@@ -497,7 +497,7 @@ mod tests {
 
     #[test]
     fn idle_action_should_parse_its_spellings() {
-        assert_eq!("none".parse::<IdleAction>().unwrap(), IdleAction::None);
+        assert_eq!("none".parse::<IdleAction>().expect("parse"), IdleAction::None);
         assert!("reboot".parse::<IdleAction>().is_err());
     }
 }
