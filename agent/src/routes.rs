@@ -160,12 +160,7 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
             BootstrapStatus::Unknown
         }
     };
-    let cloud = crate::cloud_init::read(
-        &paths.cloud_init_run_dir,
-        &paths.cloud_lib_dir,
-        paths.cloud_init_cli.as_deref(),
-    )
-    .await;
+    let cloud = state.inner.cloud_init.read().await;
     Json(Status {
         uptime_seconds: sysinfo::System::uptime(),
         idle_seconds: state.inner.tracker.idle().as_secs(),
@@ -228,15 +223,7 @@ async fn logs(
 }
 
 async fn cloud_init(State(state): State<AppState>) -> Json<CloudInit> {
-    let paths = &state.inner.options.paths;
-    Json(
-        crate::cloud_init::read(
-            &paths.cloud_init_run_dir,
-            &paths.cloud_lib_dir,
-            paths.cloud_init_cli.as_deref(),
-        )
-        .await,
-    )
+    Json(state.inner.cloud_init.read().await)
 }
 
 async fn activity(State(state): State<AppState>) -> Json<Activity> {

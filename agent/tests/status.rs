@@ -152,7 +152,7 @@ async fn cloud_init_should_fall_back_to_the_cli_when_files_are_missing() {
     let cli = dir.path().join("cloud-init");
     std::fs::write(
         &cli,
-        "#!/bin/sh\n[ \"$1 $2\" = \"status --format=json\" ] || exit 64\n\
+        "#!/bin/sh\n[ \"$1 $2\" = \"status --format=json\" ] || exit 64\necho run >> \"$0.runs\"\n\
          echo '{\"status\": \"error\", \"errors\": [\"boom\"], \"last_update\": \"2024-01-01T00:05:00Z\"}'\nexit 1\n",
     )
     .expect("write");
