@@ -322,7 +322,9 @@ impl FromStr for IdleAction {
         match s {
             "poweroff" => Ok(IdleAction::Poweroff),
             "none" => Ok(IdleAction::None),
-            other => Err(format!("unknown idle action {other:?}: expected poweroff or none")),
+            other => Err(format!(
+                "unknown idle action {other:?}: expected poweroff or none"
+            )),
         }
     }
 }
@@ -360,8 +362,11 @@ impl fmt::Display for ActivityKind {
 pub struct ActivitySource {
     /// Which kind.
     pub kind: ActivityKind,
-    /// Whether it holds the VM alive right now (an open session, a running
-    /// exec, CPU above the threshold).
+    /// Whether it holds the VM alive right now (a running exec, CPU above
+    /// the threshold). For `ssh_session` it means a session is logged in:
+    /// sessions count through their terminal's input (each keystroke resets
+    /// the idle time), so they never appear in [`Activity::holding`] and a
+    /// forgotten session cannot keep a VM alive forever.
     pub active: bool,
     /// Seconds since it was last seen, if ever.
     pub last_seen_seconds_ago: Option<u64>,
@@ -484,9 +489,18 @@ mod tests {
 
     #[test]
     fn bootstrap_status_should_read_the_file_format() {
-        assert_eq!(BootstrapStatus::from_file_content("ready\n"), BootstrapStatus::Ready);
-        assert_eq!(BootstrapStatus::from_file_content(""), BootstrapStatus::Unknown);
-        assert_eq!(BootstrapStatus::from_file_content("weird"), BootstrapStatus::Unknown);
+        assert_eq!(
+            BootstrapStatus::from_file_content("ready\n"),
+            BootstrapStatus::Ready
+        );
+        assert_eq!(
+            BootstrapStatus::from_file_content(""),
+            BootstrapStatus::Unknown
+        );
+        assert_eq!(
+            BootstrapStatus::from_file_content("weird"),
+            BootstrapStatus::Unknown
+        );
     }
 
     #[test]
@@ -497,7 +511,10 @@ mod tests {
 
     #[test]
     fn idle_action_should_parse_its_spellings() {
-        assert_eq!("none".parse::<IdleAction>().expect("parse"), IdleAction::None);
+        assert_eq!(
+            "none".parse::<IdleAction>().expect("parse"),
+            IdleAction::None
+        );
         assert!("reboot".parse::<IdleAction>().is_err());
     }
 }

@@ -88,7 +88,9 @@ type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
 async fn connect(addr: SocketAddr) -> Sender {
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -114,11 +116,18 @@ fn main() {
     // `cargo bench -- --bench` and friends pass flags; this harness has none.
     let bin = binary();
     if !bin.exists() {
-        eprintln!("no agent binary at {}; build it or set SPUFF_AGENT_BIN", bin.display());
+        eprintln!(
+            "no agent binary at {}; build it or set SPUFF_AGENT_BIN",
+            bin.display()
+        );
         return;
     }
     let size = std::fs::metadata(&bin).unwrap().len();
-    println!("figure: binary_size {:.2} MiB ({})", size as f64 / 1048576.0, bin.display());
+    println!(
+        "figure: binary_size {:.2} MiB ({})",
+        size as f64 / 1048576.0,
+        bin.display()
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agent.json");
@@ -126,14 +135,20 @@ fn main() {
     let (agent, addr) = start(&bin, &config);
     let pid = agent.0.id();
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut sender = connect(addr).await;
         for _ in 0..100 {
             get(&mut sender, "/health").await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
-        println!("figure: rss_idle {:.1} MiB", proc_kib(pid, "VmRSS") as f64 / 1024.0);
+        println!(
+            "figure: rss_idle {:.1} MiB",
+            proc_kib(pid, "VmRSS") as f64 / 1024.0
+        );
 
         let mut total = 100;
         for path in ["/health", "/status", "/metrics"] {
@@ -152,7 +167,11 @@ fn main() {
             );
         }
         while total < 10_000 {
-            get(&mut sender, ["/health", "/status", "/metrics", "/activity"][total % 4]).await;
+            get(
+                &mut sender,
+                ["/health", "/status", "/metrics", "/activity"][total % 4],
+            )
+            .await;
             total += 1;
         }
         println!(

@@ -36,13 +36,21 @@ pub(crate) struct Reader {
 
 impl Reader {
     pub(crate) fn new(run_dir: PathBuf, lib_dir: PathBuf, cli: Option<PathBuf>) -> Self {
-        Reader { run_dir, lib_dir, cli, cli_cache: tokio::sync::Mutex::new(None) }
+        Reader {
+            run_dir,
+            lib_dir,
+            cli,
+            cli_cache: tokio::sync::Mutex::new(None),
+        }
     }
 
     /// The current state: files first, then the (cached) CLI, else unknown.
     pub(crate) async fn read(&self) -> CloudInit {
         let (run, lib) = (self.run_dir.clone(), self.lib_dir.clone());
-        let from_files = tokio::task::spawn_blocking(move || from_files(&run, &lib)).await.ok().flatten();
+        let from_files = tokio::task::spawn_blocking(move || from_files(&run, &lib))
+            .await
+            .ok()
+            .flatten();
         if let Some(state) = from_files {
             return state;
         }
@@ -62,7 +70,12 @@ impl Reader {
 }
 
 fn unknown() -> CloudInit {
-    CloudInit { status: "unknown".into(), done: false, errors: Vec::new(), boot_finished: None }
+    CloudInit {
+        status: "unknown".into(),
+        done: false,
+        errors: Vec::new(),
+        boot_finished: None,
+    }
 }
 
 fn read_json(path: &Path) -> Option<Value> {

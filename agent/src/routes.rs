@@ -162,9 +162,9 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
     };
     let cloud = state.inner.cloud_init.read().await;
     Json(Status {
-        uptime_seconds: sysinfo::System::uptime(),
+        uptime_seconds: state.inner.sampler.uptime(),
         idle_seconds: state.inner.tracker.idle().as_secs(),
-        hostname: sysinfo::System::host_name().unwrap_or_default(),
+        hostname: state.inner.sampler.host_name(),
         cloud_init_done: cloud.done,
         bootstrap_ready: bootstrap_status == BootstrapStatus::Ready,
         bootstrap_status,

@@ -2,7 +2,9 @@
 //! warning to logged-in terminals and the idle action, through a recording
 //! runner with a deadline of a second or two.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
+#[cfg(unix)]
+use std::time::SystemTime;
 
 use spuff_agent_api::{Activity, ActivityKind, AgentConfig, IdleAction, Status, paths};
 

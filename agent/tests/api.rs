@@ -24,17 +24,22 @@ async fn health_should_answer_without_a_token() {
 async fn endpoints_should_answer_with_their_api_types() {
     let agent = Agent::start().await;
 
+    // Off Unix the agent reports no system figures (see platform.rs), only
+    // the shapes.
+    let unix = cfg!(unix);
     let s: Status = agent.get(paths::STATUS).await.json();
     assert_eq!(s.agent_version, env!("CARGO_PKG_VERSION"));
-    assert!(s.uptime_seconds > 0);
+    assert!(s.uptime_seconds > 0 || !unix);
 
     let m: Metrics = agent.get(paths::METRICS).await.json();
-    assert!(m.memory_total_bytes > 0 && m.memory_used_bytes <= m.memory_total_bytes);
+    assert!(m.memory_total_bytes > 0 || !unix);
+    assert!(m.memory_used_bytes <= m.memory_total_bytes);
     assert!((0.0..=100.0).contains(&m.cpu_usage_percent));
+    assert!(m.disk_total_bytes > 0 || !unix, "the root filesystem");
     assert!(m.disk_used_bytes <= m.disk_total_bytes);
 
     let p: ProcessList = agent.get(paths::PROCESSES).await.json();
-    assert!(!p.processes.is_empty() && p.processes.len() <= 10);
+    assert!((!p.processes.is_empty() || !unix) && p.processes.len() <= 10);
     let cpu: Vec<f64> = p.processes.iter().map(|p| p.cpu_percent).collect();
     assert!(
         cpu.windows(2).all(|w| w[0] >= w[1]),
@@ -137,7 +142,12 @@ async fn large_bodies_should_get_413_json() {
 #[tokio::test]
 async fn bad_requests_should_get_4xx_json() {
     let agent = Agent::start().await;
-    type Case = (&'static str, &'static str, Option<(&'static str, Vec<u8>)>, u16);
+    type Case = (
+        &'static str,
+        &'static str,
+        Option<(&'static str, Vec<u8>)>,
+        u16,
+    );
     let cases: [Case; 5] = [
         (
             "POST",

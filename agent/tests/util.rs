@@ -44,6 +44,7 @@ pub(crate) struct Agent {
     pub(crate) paths: SystemPaths,
     pub(crate) runner: Arc<RecordingRunner>,
     /// The served state, to start a monitor later ([`Agent::start_full`]).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))] // Used by Linux-only tests.
     pub(crate) state: AppState,
     server: tokio::task::JoinHandle<()>,
     _monitor: Option<MonitorHandle>,
