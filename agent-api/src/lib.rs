@@ -362,8 +362,11 @@ impl fmt::Display for ActivityKind {
 pub struct ActivitySource {
     /// Which kind.
     pub kind: ActivityKind,
-    /// Whether it holds the VM alive right now (an open session, a running
-    /// exec, CPU above the threshold).
+    /// Whether it holds the VM alive right now (a running exec, CPU above
+    /// the threshold). For `ssh_session` it means a session is logged in:
+    /// sessions count through their terminal's input (each keystroke resets
+    /// the idle time), so they never appear in [`Activity::holding`] and a
+    /// forgotten session cannot keep a VM alive forever.
     pub active: bool,
     /// Seconds since it was last seen, if ever.
     pub last_seen_seconds_ago: Option<u64>,
@@ -480,7 +483,7 @@ mod tests {
 
     #[test]
     fn timestamp_should_round_trip_as_rfc3339() {
-        let t: Timestamp = "2024-01-01T00:05:00Z".parse().unwrap();
+        let t: Timestamp = "2024-01-01T00:05:00Z".parse().expect("parse");
         assert_eq!(t.to_string(), "2024-01-01T00:05:00Z");
     }
 
@@ -508,7 +511,10 @@ mod tests {
 
     #[test]
     fn idle_action_should_parse_its_spellings() {
-        assert_eq!("none".parse::<IdleAction>().unwrap(), IdleAction::None);
+        assert_eq!(
+            "none".parse::<IdleAction>().expect("parse"),
+            IdleAction::None
+        );
         assert!("reboot".parse::<IdleAction>().is_err());
     }
 }

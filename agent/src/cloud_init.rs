@@ -10,7 +10,7 @@
 //! <https://docs.cloud-init.io/en/latest/reference/cli.html#status>.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use spuff_agent_api::{CloudInit, Timestamp};
@@ -18,21 +18,58 @@ use spuff_agent_api::{CloudInit, Timestamp};
 /// The longest the `cloud-init status` fallback may take.
 const CLI_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Reads cloud-init's state.
-pub(crate) async fn read(run_dir: &Path, lib_dir: &Path, cli: Option<&Path>) -> CloudInit {
-    let (run, lib) = (run_dir.to_path_buf(), lib_dir.to_path_buf());
-    let from_files = tokio::task::spawn_blocking(move || from_files(&run, &lib))
-        .await
-        .ok()
-        .flatten();
-    if let Some(state) = from_files {
-        return state;
+/// How long a `cloud-init status` answer is reused while cloud-init is still
+/// running. Final states (`done`, `error`, `disabled`) are kept for good:
+/// they cannot change during a boot.
+const CLI_CACHE: Duration = Duration::from_secs(30);
+
+/// Reads cloud-init's state, remembering the CLI fallback's answer so that
+/// `GET /status` polled in a loop does not start a Python process each time.
+#[derive(Debug)]
+pub(crate) struct Reader {
+    run_dir: PathBuf,
+    lib_dir: PathBuf,
+    cli: Option<PathBuf>,
+    /// Also serialises CLI runs: 50 concurrent requests start one process.
+    cli_cache: tokio::sync::Mutex<Option<(Instant, CloudInit)>>,
+}
+
+impl Reader {
+    pub(crate) fn new(run_dir: PathBuf, lib_dir: PathBuf, cli: Option<PathBuf>) -> Self {
+        Reader {
+            run_dir,
+            lib_dir,
+            cli,
+            cli_cache: tokio::sync::Mutex::new(None),
+        }
     }
-    if let Some(cli) = cli
-        && let Some(state) = from_cli(cli).await
-    {
-        return state;
+
+    /// The current state: files first, then the (cached) CLI, else unknown.
+    pub(crate) async fn read(&self) -> CloudInit {
+        let (run, lib) = (self.run_dir.clone(), self.lib_dir.clone());
+        let from_files = tokio::task::spawn_blocking(move || from_files(&run, &lib))
+            .await
+            .ok()
+            .flatten();
+        if let Some(state) = from_files {
+            return state;
+        }
+        if let Some(cli) = &self.cli {
+            let mut cache = self.cli_cache.lock().await;
+            if let Some((at, state)) = cache.as_ref()
+                && (state.done || at.elapsed() < CLI_CACHE)
+            {
+                return state.clone();
+            }
+            let state = from_cli(cli).await.unwrap_or_else(unknown);
+            *cache = Some((Instant::now(), state.clone()));
+            return state;
+        }
+        unknown()
     }
+}
+
+fn unknown() -> CloudInit {
     CloudInit {
         status: "unknown".into(),
         done: false,

@@ -40,12 +40,16 @@ mod cloud_init;
 mod error;
 mod exec;
 mod logs;
+#[cfg(unix)]
 mod metrics;
 mod options;
 mod platform;
 mod routes;
 mod state;
 mod utmp;
+
+#[cfg(not(unix))]
+use crate::platform::metrics;
 
 #[doc(inline)]
 pub use crate::error::{AppError, Error};

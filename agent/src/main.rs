@@ -77,9 +77,11 @@ fn init_logging() {
             Err(err) => eprintln!("spuff-agent: journald unavailable ({err}); logging to stderr"),
         }
     }
-    registry
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .init();
+    use std::io::IsTerminal;
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    registry.with(fmt).init();
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
@@ -126,6 +128,8 @@ fn run(args: Args) -> anyhow::Result<()> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
         let listener = spuff_agent::bind(addr).await?;
+        // The bound address, not the asked one: port 0 picks a free port.
+        let addr = listener.local_addr().unwrap_or(addr);
         tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "spuff-agent listening");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let signal = async move {

@@ -7,6 +7,8 @@
 //! `GET /processes` asks, because reading every `/proc/PID` every few seconds
 //! would make the agent itself a top process; the first call reads twice,
 //! `sysinfo::MINIMUM_CPU_UPDATE_INTERVAL` apart.
+//!
+//! Unix only; `platform::metrics` stands in elsewhere.
 
 use std::cmp::Ordering;
 use std::path::Path;
@@ -106,6 +108,16 @@ impl Sampler {
             load_average: [load.one, load.five, load.fifteen],
             timestamp: Timestamp::now(),
         }
+    }
+
+    /// Seconds since boot.
+    pub(crate) fn uptime(&self) -> u64 {
+        System::uptime()
+    }
+
+    /// The machine's hostname, or empty.
+    pub(crate) fn host_name(&self) -> String {
+        System::host_name().unwrap_or_default()
     }
 
     /// The top processes by CPU use. Blocking (it reads `/proc` and may

@@ -4,7 +4,9 @@
 //! `x86_64-pc-windows-msvc` and the spuff library runs the agent in-process in
 //! its own tests. So process groups (`killpg`), liveness checks, terminal
 //! writes and `systemctl poweroff` live here behind `cfg(unix)`, each with a
-//! simple fallback that compiles (and mostly does nothing) elsewhere.
+//! simple fallback that compiles (and mostly does nothing) elsewhere. System
+//! figures (`sysinfo`, in `metrics.rs`) are Unix-only too; [`metrics`] stands
+//! in for them.
 
 use std::fs::{File, Metadata};
 use std::io;
@@ -144,5 +146,52 @@ pub(crate) fn poweroff() -> io::Result<()> {
         Err(io::Error::other(format!(
             "systemctl poweroff failed: {status}"
         )))
+    }
+}
+
+/// Off Unix: no system figures (zeros, no processes), so the agent builds and
+/// its tests run on Windows without `sysinfo` (whose PDH calls Wine lacks).
+#[cfg(not(unix))]
+pub(crate) mod metrics {
+    use spuff_agent_api::{Metrics, ProcessList, Timestamp};
+
+    /// Stands in for the Unix `metrics::Sampler`.
+    #[derive(Debug)]
+    pub(crate) struct Sampler;
+
+    impl Sampler {
+        pub(crate) fn new() -> Self {
+            Sampler
+        }
+
+        pub(crate) fn cpu_percent(&self) -> f32 {
+            0.0
+        }
+
+        pub(crate) fn metrics(&self) -> Metrics {
+            Metrics {
+                cpu_usage_percent: 0.0,
+                memory_used_bytes: 0,
+                memory_total_bytes: 0,
+                disk_used_bytes: 0,
+                disk_total_bytes: 0,
+                load_average: [0.0; 3],
+                timestamp: Timestamp::now(),
+            }
+        }
+
+        pub(crate) fn uptime(&self) -> u64 {
+            0
+        }
+
+        pub(crate) fn host_name(&self) -> String {
+            std::env::var("COMPUTERNAME").unwrap_or_default()
+        }
+
+        pub(crate) fn top_processes(&self) -> ProcessList {
+            ProcessList {
+                processes: Vec::new(),
+            }
+        }
     }
 }

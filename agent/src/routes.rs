@@ -160,16 +160,11 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
             BootstrapStatus::Unknown
         }
     };
-    let cloud = crate::cloud_init::read(
-        &paths.cloud_init_run_dir,
-        &paths.cloud_lib_dir,
-        paths.cloud_init_cli.as_deref(),
-    )
-    .await;
+    let cloud = state.inner.cloud_init.read().await;
     Json(Status {
-        uptime_seconds: sysinfo::System::uptime(),
+        uptime_seconds: state.inner.sampler.uptime(),
         idle_seconds: state.inner.tracker.idle().as_secs(),
-        hostname: sysinfo::System::host_name().unwrap_or_default(),
+        hostname: state.inner.sampler.host_name(),
         cloud_init_done: cloud.done,
         bootstrap_ready: bootstrap_status == BootstrapStatus::Ready,
         bootstrap_status,
@@ -228,15 +223,7 @@ async fn logs(
 }
 
 async fn cloud_init(State(state): State<AppState>) -> Json<CloudInit> {
-    let paths = &state.inner.options.paths;
-    Json(
-        crate::cloud_init::read(
-            &paths.cloud_init_run_dir,
-            &paths.cloud_lib_dir,
-            paths.cloud_init_cli.as_deref(),
-        )
-        .await,
-    )
+    Json(state.inner.cloud_init.read().await)
 }
 
 async fn activity(State(state): State<AppState>) -> Json<Activity> {

@@ -30,6 +30,7 @@ pub(crate) struct Inner {
     token: Option<Vec<u8>>,
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) sampler: Arc<Sampler>,
+    pub(crate) cloud_init: crate::cloud_init::Reader,
 }
 
 impl AppState {
@@ -47,8 +48,15 @@ impl AppState {
         } else {
             Some(options.config.token.as_bytes().to_vec())
         };
+        let p = &options.paths;
+        let cloud_init = crate::cloud_init::Reader::new(
+            p.cloud_init_run_dir.clone(),
+            p.cloud_lib_dir.clone(),
+            p.cloud_init_cli.clone(),
+        );
         Ok(AppState {
             inner: Arc::new(Inner {
+                cloud_init,
                 options,
                 token,
                 tracker: Arc::new(Tracker::new()),

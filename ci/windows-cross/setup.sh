@@ -51,8 +51,8 @@ EOF
 for f in "$MINGW"/lib/lib*.a; do b=$(basename "$f" .a); ln -sf "$f" "$D/lib/${b#lib}.lib"; done
 rm -f "$D/lib/msvcrt.lib" "$D/lib/oldnames.lib" "$D/lib/legacy_stdio_definitions.lib"
 printf '!<arch>\n' > "$D/lib/oldnames.lib"     # clang-cl objects ask for it; nothing needed
-# the libc crate links it on MSVC (printf family; libc comes in through the
-# agent and through psm/stacker under handlebars); nothing calls those.
+# the libc crate links it on MSVC (printf family; libc comes in through
+# psm/stacker under handlebars); nothing calls those.
 printf '!<arch>\n' > "$D/lib/legacy_stdio_definitions.lib"
 # math functions that ucrtbase.dll exports but mingw's libucrtbase.a leaves to libmingwex
 U=$(llvm-nm $MINGW/lib/libucrtbase.a 2>/dev/null | awk '$2=="T"{print $3}' | sort -u)
