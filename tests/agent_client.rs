@@ -103,11 +103,16 @@ async fn agent_client_should_reach_every_endpoint_through_sshd() {
     assert!(!status.hostname.is_empty());
 
     let metrics = agent_client.metrics().await.expect("metrics");
-    assert!(metrics.memory_total_bytes > 0);
     assert!(metrics.memory_used_bytes <= metrics.memory_total_bytes);
-
     let processes = agent_client.processes().await.expect("processes");
-    assert!(!processes.processes.is_empty() && processes.processes.len() <= 10);
+    assert!(processes.processes.len() <= 10);
+    // The agent runs on Linux VMs; built for Windows (these tests under
+    // Wine) it reports no system figures, as agent/src/platform.rs says.
+    #[cfg(unix)]
+    {
+        assert!(metrics.memory_total_bytes > 0);
+        assert!(!processes.processes.is_empty());
+    }
 
     let heartbeat = agent_client.heartbeat().await.expect("heartbeat");
     assert!(heartbeat.timestamp.elapsed() < Duration::from_secs(60));
