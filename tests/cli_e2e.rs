@@ -150,6 +150,20 @@ impl World {
             .collect()
     }
 
+    /// Waits until `up` has logged in to the "VM" (its sshd says so).
+    fn wait_for_login(&self) {
+        eventually("the login", Duration::from_secs(30), || {
+            let log: String = self
+                .vms
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(Sshd::log)
+                .collect();
+            log.contains("Accepted publickey").then_some(())
+        });
+    }
+
     fn droplet_names(&self) -> Vec<String> {
         self.fake
             .state()
@@ -587,16 +601,7 @@ async fn kill_up_at(stage: Stage) {
                 });
             }
             Stage::Bootstrapping => {
-                eventually("the login", Duration::from_secs(30), || {
-                    let log: String = w
-                        .vms
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .iter()
-                        .map(Sshd::log)
-                        .collect();
-                    log.contains("Accepted publickey").then_some(())
-                });
+                w.wait_for_login();
             }
         }
         // SIGKILL: no cleanup code runs; the record must already be there.
@@ -665,16 +670,7 @@ async fn ctrl_c_during_up_without_a_terminal_should_destroy_the_vm() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("up");
-        eventually("the login", Duration::from_secs(30), || {
-            let log: String = w
-                .vms
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .map(Sshd::log)
-                .collect();
-            log.contains("Accepted publickey").then_some(())
-        });
+        w.wait_for_login();
         let _ = Command::new("kill")
             .args(["-INT", &up.id().to_string()])
             .status();
