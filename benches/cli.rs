@@ -66,7 +66,11 @@ fn main() {
     report(
         &format!("render user-data ({size} bytes)"),
         time_n(200, || {
-            cloudinit::render_with_limit(&config, Limit::DIGITALOCEAN).expect("render");
+            cloudinit::render_with_limit(
+                &config,
+                Limit::of(spuff::provider::ProviderType::DigitalOcean.info()),
+            )
+            .expect("render");
         }),
     );
     let small = Limit::bytes(size - 1);

@@ -23,7 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             agent_source,
         )
     };
-    let user_data = cloudinit::render_with_limit(&config, Limit::HETZNER)?;
+    let user_data = cloudinit::render_with_limit(
+        &config,
+        Limit::of(spuff::provider::ProviderType::Hetzner.info()),
+    )?;
     eprintln!(
         "{} bytes (compressed: {}); pin host key {}",
         user_data.len(),

@@ -437,80 +437,35 @@ pub fn parse_idle_timeout(text: &str) -> Result<Option<Duration>> {
     Ok(Some(duration))
 }
 
-/// Checks a Unix user name the way `useradd` would accept it.
-fn validate_user(user: &str) -> Result<String> {
-    let ok = !user.is_empty()
-        && user.len() <= 32
-        && user
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-        && user
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok && user != "root" {
-        Ok(user.to_string())
-    } else {
-        Err(Error::Invalid {
-            key: "ssh_user".to_string(),
-            value: user.to_string(),
-            reason: if user == "root" {
-                "root logins are disabled on spuff VMs".to_string()
-            } else {
-                "a user name is 1-32 of a-z, 0-9, _ and -, starting with a letter or _".to_string()
-            },
+/// Wraps a shared check ([`crate::validate`]) in this module's error.
+fn checked(
+    key: &str,
+    value: &str,
+    check: fn(&str) -> std::result::Result<(), crate::validate::Reason>,
+) -> Result<String> {
+    check(value)
+        .map(|()| value.to_string())
+        .map_err(|reason| Error::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: reason.to_string(),
         })
-    }
+}
+
+fn validate_user(user: &str) -> Result<String> {
+    checked("ssh_user", user, crate::validate::username)
 }
 
 fn validate_slug(key: &str, value: &str) -> Result<String> {
-    let ok = !value.is_empty()
-        && value.len() <= 64
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(Error::Invalid {
-            key: key.to_string(),
-            value: value.to_string(),
-            reason: "expected a slug of letters, digits, '-', '_' and '.'".to_string(),
-        })
-    }
+    checked(key, value, crate::validate::slug)
 }
 
 fn validate_package(value: &str) -> Result<String> {
-    // Debian policy: lower case letters, digits, + - . ; at least two
-    // characters, starting with an alphanumeric.
-    let ok = value.len() >= 2
-        && value.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && value
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'));
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(Error::Invalid {
-            key: "packages".to_string(),
-            value: value.to_string(),
-            reason: "not a Debian package name (a-z, 0-9, +, -, .)".to_string(),
-        })
-    }
+    checked("packages", value, crate::validate::package)
 }
 
 fn validate_repo(value: &str) -> Result<String> {
-    let ok = (value.starts_with("https://") || value.starts_with("git@"))
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(Error::Invalid {
-            key: "dotfiles".to_string(),
-            value: value.to_string(),
-            reason: "expected an https:// or git@host:path repository".to_string(),
-        })
-    }
+    checked("dotfiles", value, crate::validate::repo_url)
 }
 
 impl ConfigFile {

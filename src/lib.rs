@@ -18,6 +18,7 @@
 //! - [`location`]: `NAME:path` copy arguments, with Windows drive letters.
 //! - [`provider`]: cloud providers (DigitalOcean, Hetzner) behind one trait: create,
 //!   wait for, list and destroy VMs, snapshots, SSH keys, sizes and regions.
+//! - [`validate`]: the input checks `config set` and the user-data share.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod agent;
@@ -31,4 +32,9 @@ pub mod provider;
 pub mod sftp;
 pub mod ssh;
 pub mod state;
+mod util;
+pub mod validate;
 pub mod vm;
+
+#[doc(inline)]
+pub use util::{Secret, fmt_duration, suggest, summarize_body, terminal_safe};

@@ -60,6 +60,10 @@ pub enum Lifecycle {
     Destroying,
     /// Something went wrong during `up`; the VM still exists and still bills.
     Failed,
+    /// The create's answer was lost and the VM was not found by its spuff
+    /// id: it may exist (and bill) or not. `list` asks the provider again;
+    /// `down` destroys whatever carries its spuff id.
+    Unconfirmed,
 }
 
 impl fmt::Display for Lifecycle {
@@ -70,6 +74,7 @@ impl fmt::Display for Lifecycle {
             Lifecycle::Ready => "ready",
             Lifecycle::Destroying => "destroying",
             Lifecycle::Failed => "failed",
+            Lifecycle::Unconfirmed => "may exist",
         })
     }
 }
@@ -82,8 +87,15 @@ pub struct Instance {
     pub name: String,
     /// The provider's canonical name (`digitalocean`, `hetzner`, …).
     pub provider: String,
-    /// The provider's id for the VM.
+    /// The provider's id for the VM (empty until the create's answer
+    /// arrives).
     pub provider_id: String,
+    /// spuff's own id for the VM, carried as its `spuff-id` label: how the
+    /// VM is found when its provider id never arrived, and how `down` finds
+    /// every VM a resent create may have made. Empty in records written
+    /// before spuff ids existed.
+    #[serde(default)]
+    pub spuff_id: String,
     /// Region or location slug.
     pub region: String,
     /// Size or server type slug.
@@ -96,6 +108,10 @@ pub struct Instance {
     /// Public IPv6 address, once known.
     #[serde(default)]
     pub ipv6: Option<IpAddr>,
+    /// The address SSH connects to, when the provider reports one apart
+    /// from the public address (a local VM's forwarded port on 127.0.0.1).
+    #[serde(default)]
+    pub ssh_host: Option<IpAddr>,
     /// The VM's SSH port.
     pub ssh_port: u16,
     /// The user spuff logs in as.
@@ -135,11 +151,13 @@ impl Instance {
             name: name.into(),
             provider: provider.into(),
             provider_id: provider_id.into(),
+            spuff_id: String::new(),
             region: region.into(),
             size: size.into(),
             image: image.into(),
             ipv4: None,
             ipv6: None,
+            ssh_host: None,
             ssh_port: 22,
             ssh_user: ssh_user.into(),
             host_key: host_key.into(),
@@ -150,9 +168,10 @@ impl Instance {
         }
     }
 
-    /// The address to connect to: IPv4 if known, else IPv6.
+    /// The address to connect to: the SSH host the provider reported, else
+    /// the public IPv4, else IPv6.
     pub fn address(&self) -> Option<IpAddr> {
-        self.ipv4.or(self.ipv6)
+        self.ssh_host.or(self.ipv4).or(self.ipv6)
     }
 }
 

@@ -309,7 +309,10 @@ fn every_variant_should_be_ascii_yaml_within_hetzners_limit() {
     for (name, u) in variants() {
         assert!(u.as_str().is_ascii(), "{name}");
         assert!(
-            u.len() <= cloudinit::HETZNER_LIMIT,
+            u.len()
+                <= spuff::provider::ProviderType::Hetzner
+                    .info()
+                    .user_data_limit,
             "{name}: {} bytes",
             u.len()
         );

@@ -153,7 +153,7 @@ impl Lab {
             "s-1vcpu-1gb",
             ImageSpec::ubuntu("24.04"),
             user_data,
-            Limit::DIGITALOCEAN,
+            Limit::of(spuff::provider::ProviderType::DigitalOcean.info()),
             ssh,
         );
         plan.ready_timeout = Duration::from_secs(30);
@@ -324,8 +324,11 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
     let lab = Lab::start(Boot::Ready).await;
     let plan = lab.plan("vm-happy");
     let host_key = plan.user_data.host_key.clone();
-    let expected_user_data =
-        cloudinit::render_with_limit(&plan.user_data, Limit::DIGITALOCEAN).expect("render");
+    let expected_user_data = cloudinit::render_with_limit(
+        &plan.user_data,
+        Limit::of(spuff::provider::ProviderType::DigitalOcean.info()),
+    )
+    .expect("render");
     let up = match lab.up(plan).await {
         Ok(up) => up,
         Err(e) => panic!("up failed: {e:?}\n--- sshd ---\n{}", lab.vm_log()),

@@ -50,6 +50,7 @@ mod upload;
 use std::io::Write as _;
 use std::sync::OnceLock;
 
+use crate::validate;
 use handlebars::Handlebars;
 use serde::Serialize;
 use spuff_agent_api::{
@@ -82,11 +83,6 @@ pub const SSHD_CONFIG_PATH: &str = "/etc/ssh/sshd_config.d/50-spuff.conf";
 
 /// The packages every VM gets unless [`Config::packages`] says otherwise.
 pub const DEFAULT_PACKAGES: &[&str] = &["git", "curl", "vim", "htop", "unzip", "build-essential"];
-
-/// DigitalOcean's user-data limit, bytes.
-pub const DIGITALOCEAN_LIMIT: usize = 64 * 1024;
-/// Hetzner Cloud's user-data limit, bytes.
-pub const HETZNER_LIMIT: usize = 32 * 1024;
 
 /// Files smaller than this are never compressed: gzip and base64 would
 /// make them larger or barely smaller.
@@ -214,16 +210,13 @@ pub struct Limit {
 }
 
 impl Limit {
-    /// DigitalOcean: 64 KiB.
-    pub const DIGITALOCEAN: Limit = Limit {
-        bytes: DIGITALOCEAN_LIMIT,
-        provider: Some("digitalocean"),
-    };
-    /// Hetzner Cloud: 32 KiB.
-    pub const HETZNER: Limit = Limit {
-        bytes: HETZNER_LIMIT,
-        provider: Some("hetzner"),
-    };
+    /// The limit of a provider, from its [`ProviderInfo`](crate::provider::ProviderInfo).
+    pub const fn of(info: &crate::provider::ProviderInfo) -> Limit {
+        Limit {
+            bytes: info.user_data_limit,
+            provider: Some(info.name),
+        }
+    }
 
     /// A limit of `bytes` with no provider name.
     pub const fn bytes(bytes: usize) -> Limit {
@@ -364,7 +357,7 @@ fn validate(config: &Config) -> Result<Checked> {
         return Err(invalid("agent.token", None, "must not be empty"));
     }
     if let AgentSource::Download { url, sha256 } = &config.agent_source {
-        if !url.starts_with("https://") || !is_url_text(&url["https://".len()..]) {
+        if !url.starts_with("https://") || !validate::is_url_text(&url["https://".len()..]) {
             return Err(invalid(
                 "agent_source.url",
                 Some(url),
@@ -382,28 +375,8 @@ fn validate(config: &Config) -> Result<Checked> {
     Ok(Checked { authorized_keys })
 }
 
-/// `^[a-z_][a-z0-9_-]{0,31}$`, the portable subset `useradd` accepts.
 fn validate_username(name: &str) -> Result<()> {
-    let mut bytes = name.bytes();
-    let first_ok = matches!(bytes.next(), Some(b'a'..=b'z' | b'_'));
-    if !first_ok
-        || name.len() > 32
-        || !bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-    {
-        return Err(invalid(
-            "username",
-            Some(name),
-            "must match ^[a-z_][a-z0-9_-]{0,31}$",
-        ));
-    }
-    if name == "root" {
-        return Err(invalid(
-            "username",
-            Some(name),
-            "root logins are disabled on spuff VMs; use an ordinary user with sudo",
-        ));
-    }
-    Ok(())
+    validate::username(name).map_err(|r| invalid("username", Some(name), r))
 }
 
 /// Parses an OpenSSH public key line and returns it re-encoded, so that
@@ -427,126 +400,24 @@ fn normalize_public_key(field: &str, line: &str) -> Result<String> {
         .map_err(|e| invalid(field, None, format!("cannot encode the key: {e}")))
 }
 
-/// Debian policy: lowercase letters, digits, `+`, `-`, `.`; at least two
-/// characters, starting with a letter or digit.
 fn validate_package(field: &str, name: &str) -> Result<()> {
-    let b = name.as_bytes();
-    let ok = b.len() >= 2
-        && b[0].is_ascii_lowercase() | b[0].is_ascii_digit()
-        && b.iter()
-            .all(|c| matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'+' | b'-' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            Some(name),
-            "not a Debian package name ([a-z0-9][a-z0-9+.-]+)",
-        ))
-    }
-}
-
-/// Characters RFC 3986 allows in a URL (unreserved, reserved and `%`).
-fn is_url_text(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-._~:/?#[]@!$&'()*+,;=%".contains(&b))
+    validate::package(name).map_err(|r| invalid(field, Some(name), r))
 }
 
 fn validate_repo_url(field: &str, url: &str) -> Result<()> {
-    let ok = if let Some(rest) = url.strip_prefix("https://") {
-        is_url_text(rest) && !rest.starts_with('/')
-    } else if let Some(rest) = url.strip_prefix("git@") {
-        match rest.split_once(':') {
-            Some((host, path)) => {
-                !host.is_empty()
-                    && host
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-                    && is_url_text(path)
-                    && !path.starts_with('-')
-            }
-            None => false,
-        }
-    } else {
-        false
-    };
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            Some(url),
-            "must be an https:// URL or git@host:path, without spaces or control characters",
-        ))
-    }
+    validate::repo_url(url).map_err(|r| invalid(field, Some(url), r))
 }
 
-/// The parts of `git check-ref-format` that matter here, plus no leading `-`.
 fn validate_branch(field: &str, branch: &str) -> Result<()> {
-    let ok = !branch.is_empty()
-        && branch.len() <= 255
-        && !branch.starts_with(['-', '/', '.'])
-        && !branch.ends_with(['/', '.'])
-        && !branch.ends_with(".lock")
-        && !branch.contains("..")
-        && !branch.contains("@{")
-        && !branch.contains("//")
-        && branch
-            .chars()
-            .all(|c| !c.is_control() && !c.is_whitespace() && !"~^:?*[\\".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            field,
-            Some(branch),
-            "not a valid git branch or tag name",
-        ))
-    }
+    validate::branch(branch).map_err(|r| invalid(field, Some(branch), r))
 }
 
-/// RFC 1123 host name: dot-separated labels of letters, digits and `-`.
 fn validate_hostname(name: &str) -> Result<()> {
-    let ok = name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "hostname",
-            Some(name),
-            "must be letters, digits and `-` in dot-separated labels of at most 63",
-        ))
-    }
+    validate::hostname(name).map_err(|r| invalid("hostname", Some(name), r))
 }
 
-/// A tz database name such as `Europe/Berlin` or `UTC`.
 fn validate_timezone(tz: &str) -> Result<()> {
-    let ok = !tz.is_empty()
-        && tz.len() <= 64
-        && !tz.starts_with('/')
-        && !tz.contains("..")
-        && tz
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/_+-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "timezone",
-            Some(tz),
-            "not a time zone name such as Europe/Berlin",
-        ))
-    }
+    validate::timezone(tz).map_err(|r| invalid("timezone", Some(tz), r))
 }
 
 /// The template helpers. A helper whose argument is not a string (a typo'd

@@ -294,7 +294,7 @@ fn over_the_limit_should_compress_then_refuse() {
         &c,
         Limit {
             bytes: 1000,
-            ..Limit::HETZNER
+            ..Limit::of(crate::provider::ProviderType::Hetzner.info())
         },
     ) {
         Err(Error::TooLarge {
@@ -309,7 +309,11 @@ fn over_the_limit_should_compress_then_refuse() {
 
 #[test]
 fn a_typical_render_should_fit_hetzner_uncompressed() {
-    let u = render_with_limit(&config(), Limit::HETZNER).expect("render");
+    let u = render_with_limit(
+        &config(),
+        Limit::of(crate::provider::ProviderType::Hetzner.info()),
+    )
+    .expect("render");
     assert!(!u.is_compressed());
     assert!(u.len() < 16 * 1024, "{} bytes", u.len());
 }

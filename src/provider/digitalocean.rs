@@ -9,45 +9,53 @@
 //! no field we do not need is declared: serde ignores undeclared duplicates).
 //! IPs are chosen by `type`, never by position.
 
-use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use http::Method;
-use http::header::HeaderMap;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use super::engine::{ActionProgress, ActionState, IdText, Paging, Rest, path_id};
 use super::error::{ProviderError, ProviderResult};
-use super::http::{ApiRequest, ApiResponse, ErrorBody, HttpClient, HttpStats, RetryPolicy};
-use super::registry::{ProviderConfig, ProviderFactory};
+use super::factory::{ProviderConfig, ProviderFactory};
+use super::http::{ApiRequest, Auth, ErrorShape, HttpStats};
+use super::info::{ProviderInfo, ProviderType};
 use super::types::{
-    ImageSpec, InstanceRequest, InstanceStatus, ProviderInstance, ProviderTimeouts, ProviderType,
-    RegionInfo, SizeInfo, Snapshot, SshKeyInfo,
+    ImageSpec, InstanceRequest, InstanceStatus, Listing, ProviderInstance, RegionInfo, SizeInfo,
+    Snapshot, SshEndpoint, SshKeyInfo,
 };
-use super::{MANAGED_LABEL, Provider, md5_fingerprint};
+use super::{MANAGED_LABEL, Provider, SPUFF_ID_LABEL, md5_fingerprint};
 
 /// The public API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.digitalocean.com/v2/";
 
-const NAME: &str = "digitalocean";
-
 /// The API's largest page (`per_page` maximum).
 const PER_PAGE: u32 = 200;
 
-/// DigitalOcean refuses user data over 64 KiB.
-const MAX_USER_DATA: usize = 64 * 1024;
+/// Pages link to the next one with an absolute URL.
+const PAGING: Paging = Paging::NextLink("/links/pages/next");
+
+/// `{"id","message","request_id"}`, any of them possibly missing; the
+/// request id may also come as `x-request-id`.
+const ERRORS: ErrorShape = ErrorShape {
+    code: "/id",
+    message: "/message",
+    request_id: Some("/request_id"),
+    request_id_header: "x-request-id",
+};
+
+fn info() -> &'static ProviderInfo {
+    ProviderType::DigitalOcean.info()
+}
 
 /// Builds [`Client`]s for the registry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
 impl ProviderFactory for Factory {
-    fn provider_type(&self) -> ProviderType {
-        ProviderType::DigitalOcean
+    fn info(&self) -> &'static ProviderInfo {
+        info()
     }
 
     fn create(&self, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>> {
@@ -58,9 +66,7 @@ impl ProviderFactory for Factory {
 /// A DigitalOcean account.
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: HttpClient,
-    timeouts: ProviderTimeouts,
-    retry: RetryPolicy,
+    rest: Rest,
 }
 
 impl Client {
@@ -69,136 +75,68 @@ impl Client {
     /// # Errors
     /// A missing token, a non-https base URL, or an unreadable CA file.
     pub fn new(config: ProviderConfig) -> ProviderResult<Self> {
-        let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let http = HttpClient::new(
-            NAME,
-            base,
-            &config.token,
-            &config.timeouts,
-            &config.http,
-            parse_error,
-        )?;
+        let auth = Auth::Bearer(config.token.clone());
         Ok(Client {
-            http,
-            timeouts: config.timeouts,
-            retry: config.http.retry,
+            rest: Rest::new(info(), &config, auth, DEFAULT_BASE_URL, ERRORS)?,
         })
     }
 
     /// Transport counters.
     pub fn stats(&self) -> HttpStats {
-        self.http.stats()
+        self.rest.http.stats()
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, req: ApiRequest) -> ProviderResult<T> {
-        let resp = self.http.send(req).await?;
-        parse(&resp)
+    fn id<'a>(&self, id: &'a str) -> ProviderResult<&'a str> {
+        path_id(self.rest.name(), id)
     }
 
-    /// Every item under `key` on every page, following `links.pages.next`.
-    async fn list_all<T: DeserializeOwned>(
-        &self,
-        first: String,
-        key: &str,
-    ) -> ProviderResult<Vec<T>> {
-        let mut out = Vec::new();
-        let mut next = Some(first);
-        let mut pages = 0;
-        while let Some(target) = next.take() {
-            pages += 1;
-            if pages > 1000 {
-                // A server that links a page to itself must not loop us forever.
-                return Err(ProviderError::InvalidResponse {
-                    provider: NAME,
-                    operation: format!("GET {key}"),
-                    message: "more than 1000 pages; giving up".into(),
-                });
-            }
-            let resp = self.http.send(ApiRequest::get(target)).await?;
-            let page: Page = parse(&resp)?;
-            if let Some(items) = page.items.get(key) {
-                let items: Vec<T> = serde_json::from_value(items.clone()).map_err(|e| {
-                    ProviderError::InvalidResponse {
-                        provider: NAME,
-                        operation: resp.operation.clone(),
-                        message: format!("`{key}`: {e}"),
-                    }
-                })?;
-                out.extend(items);
-            }
-            next = page.links.and_then(|l| l.pages).and_then(|p| p.next);
-        }
-        Ok(out)
-    }
-
-    async fn find_by_name(&self, name: &str) -> ProviderResult<Option<ProviderInstance>> {
-        Ok(self
-            .list_instances()
-            .await?
-            .into_iter()
-            .find(|i| i.name == name))
+    /// Droplets carrying `tag`, with the malformed ones skipped.
+    async fn droplets(&self, tag: &str) -> ProviderResult<Listing> {
+        let (droplets, skipped) = self
+            .rest
+            .list_lenient::<Droplet>(
+                &format!(
+                    "droplets?tag_name={}&per_page={PER_PAGE}",
+                    super::engine::query_value(tag)
+                ),
+                "droplets",
+                PAGING,
+                "droplet",
+            )
+            .await?;
+        Ok(Listing {
+            instances: droplets.into_iter().map(Droplet::into_instance).collect(),
+            skipped,
+        })
     }
 
     /// Starts a droplet action and waits for it to complete.
-    async fn run_action(
-        &self,
-        droplet_id: &str,
-        body: Value,
-        what: &str,
-    ) -> ProviderResult<Action> {
+    async fn run_action(&self, droplet_id: &str, body: Value, what: &str) -> ProviderResult<()> {
         let req = ApiRequest::new(
             Method::POST,
-            format!("droplets/{}/actions", path_id(droplet_id)?),
+            format!("droplets/{}/actions", self.id(droplet_id)?),
         )
         .json(&body)
         .resource("droplet", droplet_id);
-        let started: ActionEnvelope = self.get_json(req).await?;
-        self.wait_action(started.action, what).await
-    }
-
-    async fn wait_action(&self, mut action: Action, what: &str) -> ProviderResult<Action> {
-        let start = Instant::now();
-        let mut backoff = poll_backoff(&self.timeouts);
-        loop {
-            match action.status.as_str() {
-                "completed" => return Ok(action),
-                "errored" => {
-                    return Err(ProviderError::ActionFailed {
-                        provider: NAME,
-                        operation: what.to_string(),
-                        action_id: action.id.0,
-                        status: action.status,
-                    });
-                }
-                _ => {}
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= self.timeouts.action {
-                return Err(ProviderError::Timeout {
-                    provider: NAME,
-                    operation: what.to_string(),
-                    elapsed,
-                    last_seen: Some(format!("action {} {}", action.id.0, action.status)),
-                });
-            }
-            let delay = backoff.next().unwrap_or(self.timeouts.poll_max);
-            tokio::time::sleep(delay.min(self.timeouts.action - elapsed)).await;
-            let req = ApiRequest::get(format!("actions/{}", path_id(&action.id.0)?))
-                .resource("action", action.id.0.clone());
-            action = self.get_json::<ActionEnvelope>(req).await?.action;
-        }
+        let started: ActionEnvelope = self.rest.json(req).await?;
+        self.rest
+            .wait_action(started.action.state(), what, |id| async move {
+                let req = ApiRequest::get(format!("actions/{}", self.id(&id)?))
+                    .resource("action", id.clone());
+                Ok(self.rest.json::<ActionEnvelope>(req).await?.action.state())
+            })
+            .await
+            .map(drop)
     }
 
     fn create_body(&self, request: &InstanceRequest) -> ProviderResult<Value> {
-        let invalid = |field: &str, message: String| ProviderError::InvalidConfig {
-            provider: NAME,
-            field: field.into(),
-            message,
-        };
         if request.name.is_empty() {
-            return Err(invalid("name", "a droplet needs a name".into()));
+            return Err(self.rest.invalid("name", "a droplet needs a name"));
         }
-        let mut tags = vec![MANAGED_LABEL.to_string()];
+        let mut tags = vec![
+            MANAGED_LABEL.to_string(),
+            format!("{SPUFF_ID_LABEL}:{}", request.spuff_id),
+        ];
         for (k, v) in &request.labels {
             let tag = if v.is_empty() {
                 k.clone()
@@ -211,7 +149,7 @@ impl Client {
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | ':'));
             if !ok {
-                return Err(invalid(
+                return Err(self.rest.invalid(
                     "labels",
                     format!(
                         "`{tag}`: DigitalOcean tags allow only letters, digits, `_`, `-` and `:` (at most 255)"
@@ -222,32 +160,22 @@ impl Client {
                 tags.push(tag);
             }
         }
-        let ssh_keys: Vec<Value> = request
-            .ssh_keys
-            .iter()
-            .map(|k| match k.parse::<u64>() {
-                Ok(n) => json!(n),
-                Err(_) => json!(k),
-            })
-            .collect();
         let mut body = json!({
             "name": request.name,
             "region": request.region,
             "size": request.size,
             "image": image_ref(&request.image)?,
-            "ssh_keys": ssh_keys,
+            "ssh_keys": id_values(&request.ssh_keys),
             "tags": tags,
             "ipv6": true,
             "monitoring": false,
         });
         if let Some(ud) = &request.user_data {
-            if ud.len() > MAX_USER_DATA {
-                return Err(invalid(
+            let limit = info().user_data_limit;
+            if ud.len() > limit {
+                return Err(self.rest.invalid(
                     "user_data",
-                    format!(
-                        "{} bytes; DigitalOcean accepts at most {MAX_USER_DATA}",
-                        ud.len()
-                    ),
+                    format!("{} bytes; DigitalOcean accepts at most {limit}", ud.len()),
                 ));
             }
             body["user_data"] = json!(ud);
@@ -256,132 +184,78 @@ impl Client {
     }
 }
 
+/// Key or image ids: integers when they are numbers, else strings.
+pub(crate) fn id_values(ids: &[String]) -> Vec<Value> {
+    ids.iter()
+        .map(|k| match k.parse::<u64>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(k),
+        })
+        .collect()
+}
+
 #[async_trait::async_trait]
 impl Provider for Client {
-    fn name(&self) -> &'static str {
-        NAME
+    fn info(&self) -> &'static ProviderInfo {
+        info()
     }
 
     async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance> {
         let body = self.create_body(request)?;
-        let attempts = self.retry.max_attempts.max(1);
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut attempt = 1;
-        loop {
+        let create = || async {
             // POST is not idempotent, so the HTTP layer resends it only after
             // a 429 (which the API refused before doing anything).
             let req = ApiRequest::new(Method::POST, "droplets")
                 .json(&body)
                 .resource("droplet", &request.name);
-            let err = match self.get_json::<DropletEnvelope>(req).await {
-                Ok(env) => return Ok(env.droplet.into_instance()),
-                Err(e) => e,
-            };
-            if !err.is_retryable() {
-                return Err(err);
-            }
-            // The request may have created the droplet before the answer was
-            // lost: look for it by its unique name before sending it again.
-            tracing::debug!(name = %request.name, attempt, error = %err, "create failed; looking for the droplet before resending");
-            if let Some(found) = self.find_by_name(&request.name).await? {
-                tracing::debug!(id = %found.id, "the lost create did make the droplet");
-                return Ok(found);
-            }
-            if attempt >= attempts {
-                return Err(err);
-            }
-            attempt += 1;
-            let delay = backoff.next().unwrap_or(self.retry.max_delay);
-            tokio::time::sleep(delay).await;
-        }
+            let env: DropletEnvelope = self.rest.json(req).await?;
+            Ok(env.droplet.into_instance())
+        };
+        let find = || self.find_by_spuff_id(&request.spuff_id);
+        self.rest.create_then_find(request, create, find).await
     }
 
     async fn destroy_instance(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("droplets/{}", path_id(id)?))
+        let req = ApiRequest::new(Method::DELETE, format!("droplets/{}", self.id(id)?))
             .resource("droplet", id);
-        match self.http.send(req).await {
-            // A resent DELETE whose first try went through sees 404: gone is gone.
-            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.rest.delete(req).await
     }
 
     async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>> {
-        let req = ApiRequest::get(format!("droplets/{}", path_id(id)?)).resource("droplet", id);
-        match self.get_json::<DropletEnvelope>(req).await {
-            Ok(env) => Ok(Some(env.droplet.into_instance())),
-            Err(ProviderError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let req = ApiRequest::get(format!("droplets/{}", self.id(id)?)).resource("droplet", id);
+        Ok(self
+            .rest
+            .json_optional::<DropletEnvelope>(req)
+            .await?
+            .map(|env| env.droplet.into_instance()))
     }
 
-    async fn list_instances(&self) -> ProviderResult<Vec<ProviderInstance>> {
-        let droplets: Vec<Droplet> = self
-            .list_all(
-                format!("droplets?tag_name={MANAGED_LABEL}&per_page={PER_PAGE}"),
-                "droplets",
-            )
+    async fn list_instances(&self) -> ProviderResult<Listing> {
+        self.droplets(MANAGED_LABEL).await
+    }
+
+    async fn find_by_spuff_id(&self, spuff_id: &str) -> ProviderResult<Vec<ProviderInstance>> {
+        // DigitalOcean filters by one tag, so the spuff id tag alone narrows
+        // the listing to this VM.
+        let listing = self
+            .droplets(&format!("{SPUFF_ID_LABEL}:{spuff_id}"))
             .await?;
-        Ok(droplets.into_iter().map(Droplet::into_instance).collect())
+        Ok(listing
+            .instances
+            .into_iter()
+            .filter(|i| i.is_managed() && i.spuff_id() == Some(spuff_id))
+            .collect())
     }
 
     async fn wait_ready(&self, id: &str) -> ProviderResult<ProviderInstance> {
-        let start = Instant::now();
-        let mut backoff = poll_backoff(&self.timeouts);
-        let mut last_seen: String;
-        let mut missing = 0;
-        loop {
-            match self.get_instance(id).await {
-                Ok(Some(vm)) if vm.is_ready() => return Ok(vm),
-                Ok(Some(vm)) => {
-                    if matches!(vm.status, InstanceStatus::Archive | InstanceStatus::Off) {
-                        return Err(ProviderError::Api {
-                            provider: NAME,
-                            operation: format!("waiting for droplet {id} to become active"),
-                            status: 200,
-                            code: None,
-                            message: format!(
-                                "the droplet is {} and will not become active by itself",
-                                vm.status
-                            ),
-                            request_id: None,
-                        });
-                    }
-                    last_seen = vm.describe_state();
-                }
-                // Right after a create the droplet may not be visible yet.
-                Ok(None) if missing < 3 => {
-                    missing += 1;
-                    last_seen = "not found".into();
-                }
-                Ok(None) => {
-                    return Err(ProviderError::NotFound {
-                        provider: NAME,
-                        resource: "droplet",
-                        id: id.to_string(),
-                    });
-                }
-                Err(e) if e.is_retryable() => last_seen = format!("error: {e}"),
-                Err(e) => return Err(e),
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= self.timeouts.instance_ready {
-                return Err(ProviderError::Timeout {
-                    provider: NAME,
-                    operation: format!("waiting for droplet {id} to become active"),
-                    elapsed,
-                    last_seen: Some(last_seen),
-                });
-            }
-            let delay = backoff.next().unwrap_or(self.timeouts.poll_max);
-            tracing::trace!(id, state = %last_seen, delay_ms = delay.as_millis() as u64, "droplet not ready");
-            tokio::time::sleep(delay.min(self.timeouts.instance_ready - elapsed)).await;
-        }
+        self.rest
+            .wait_ready(
+                id,
+                "droplet",
+                &[InstanceStatus::Archive, InstanceStatus::Off],
+                || self.get_instance(id),
+            )
+            .await
     }
 
     async fn create_snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
@@ -393,12 +267,14 @@ impl Provider for Client {
         )
         .await?;
         let snaps: Vec<DoSnapshot> = self
+            .rest
             .list_all(
-                format!(
+                &format!(
                     "droplets/{}/snapshots?per_page={PER_PAGE}",
-                    path_id(instance_id)?
+                    self.id(instance_id)?
                 ),
                 "snapshots",
+                PAGING,
             )
             .await?;
         snaps
@@ -407,7 +283,7 @@ impl Provider for Client {
             .find(|s| s.name.as_deref() == Some(name))
             .map(|s| s.into_snapshot(Some(instance_id)))
             .ok_or_else(|| ProviderError::InvalidResponse {
-                provider: NAME,
+                provider: self.rest.name(),
                 operation: what,
                 message: "the snapshot action completed but the snapshot is not listed".into(),
             })
@@ -415,21 +291,20 @@ impl Provider for Client {
 
     async fn list_snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
         let snaps: Vec<DoSnapshot> = self
+            .rest
             .list_all(
-                format!("snapshots?resource_type=droplet&per_page={PER_PAGE}"),
+                &format!("snapshots?resource_type=droplet&per_page={PER_PAGE}"),
                 "snapshots",
+                PAGING,
             )
             .await?;
         Ok(snaps.into_iter().map(|s| s.into_snapshot(None)).collect())
     }
 
     async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("snapshots/{}", path_id(id)?))
+        let req = ApiRequest::new(Method::DELETE, format!("snapshots/{}", self.id(id)?))
             .resource("snapshot", id);
-        match self.http.send(req).await {
-            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.rest.delete(req).await
     }
 
     async fn power_off(&self, id: &str) -> ProviderResult<()> {
@@ -439,7 +314,6 @@ impl Provider for Client {
             &format!("power off droplet {id}"),
         )
         .await
-        .map(drop)
     }
 
     async fn power_on(&self, id: &str) -> ProviderResult<()> {
@@ -449,23 +323,27 @@ impl Provider for Client {
             &format!("power on droplet {id}"),
         )
         .await
-        .map(drop)
     }
 
     async fn list_ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
         let keys: Vec<DoSshKey> = self
-            .list_all(format!("account/keys?per_page={PER_PAGE}"), "ssh_keys")
+            .rest
+            .list_all(
+                &format!("account/keys?per_page={PER_PAGE}"),
+                "ssh_keys",
+                PAGING,
+            )
             .await?;
         Ok(keys.into_iter().map(DoSshKey::into_info).collect())
     }
 
     async fn ensure_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
-        let fingerprint =
-            md5_fingerprint(public_key).ok_or_else(|| ProviderError::InvalidConfig {
-                provider: NAME,
-                field: "ssh_key".into(),
-                message: "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)".into(),
-            })?;
+        let fingerprint = md5_fingerprint(public_key).ok_or_else(|| {
+            self.rest.invalid(
+                "ssh_key",
+                "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)",
+            )
+        })?;
         let find = |keys: Vec<SshKeyInfo>| {
             keys.into_iter()
                 .find(|k| k.fingerprint.eq_ignore_ascii_case(&fingerprint))
@@ -476,7 +354,7 @@ impl Provider for Client {
         let req = ApiRequest::new(Method::POST, "account/keys")
             .json(&json!({"name": name, "public_key": public_key.trim()}))
             .resource("ssh key", name);
-        match self.get_json::<SshKeyEnvelope>(req).await {
+        match self.rest.json::<SshKeyEnvelope>(req).await {
             Ok(env) => Ok(env.ssh_key.into_info()),
             // Another spuff may have imported it meanwhile (DigitalOcean
             // answers 422 "already in use"), or the answer was lost: look again.
@@ -489,7 +367,8 @@ impl Provider for Client {
 
     async fn list_sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
         let sizes: Vec<DoSize> = self
-            .list_all(format!("sizes?per_page={PER_PAGE}"), "sizes")
+            .rest
+            .list_all(&format!("sizes?per_page={PER_PAGE}"), "sizes", PAGING)
             .await?;
         Ok(sizes
             .into_iter()
@@ -507,7 +386,8 @@ impl Provider for Client {
 
     async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>> {
         let regions: Vec<DoRegion> = self
-            .list_all(format!("regions?per_page={PER_PAGE}"), "regions")
+            .rest
+            .list_all(&format!("regions?per_page={PER_PAGE}"), "regions", PAGING)
             .await?;
         Ok(regions
             .into_iter()
@@ -520,32 +400,7 @@ impl Provider for Client {
     }
 
     fn http_stats(&self) -> HttpStats {
-        self.http.stats()
-    }
-}
-
-/// Poll intervals: fast at first (a droplet is often up in 30 s), ×1.5 up to
-/// `poll_max` so a slow boot does not burn the 250/minute rate limit.
-fn poll_backoff(t: &ProviderTimeouts) -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(t.poll_initial)
-        .with_max_delay(t.poll_max.max(t.poll_initial))
-        .with_factor(1.5)
-        .without_max_times()
-        .build()
-}
-
-/// An id that goes into a URL path: digits or a UUID, nothing that could
-/// change the path.
-fn path_id(id: &str) -> ProviderResult<&str> {
-    if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-        Ok(id)
-    } else {
-        Err(ProviderError::InvalidConfig {
-            provider: NAME,
-            field: "id".into(),
-            message: format!("`{id}` is not a DigitalOcean id"),
-        })
+        self.rest.http.stats()
     }
 }
 
@@ -562,7 +417,7 @@ pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
         ImageSpec::Custom(id) | ImageSpec::Snapshot(id) => {
             if id.is_empty() {
                 return Err(ProviderError::InvalidConfig {
-                    provider: NAME,
+                    provider: info().name,
                     field: "image".into(),
                     message: "empty image id".into(),
                 });
@@ -570,83 +425,6 @@ pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
             as_id(id)
         }
     })
-}
-
-fn parse<T: DeserializeOwned>(resp: &ApiResponse) -> ProviderResult<T> {
-    serde_json::from_slice(&resp.body).map_err(|e| ProviderError::InvalidResponse {
-        provider: NAME,
-        operation: format!("{} (HTTP {})", resp.operation, resp.status.as_u16()),
-        message: e.to_string(),
-    })
-}
-
-/// DigitalOcean's error body: `{"id","message","request_id"}`, any of them
-/// possibly missing; falls back to `x-request-id` and to the raw body.
-pub(crate) fn parse_error(body: &[u8], headers: &HeaderMap) -> ErrorBody {
-    #[derive(Deserialize, Default)]
-    struct Raw {
-        id: Option<String>,
-        message: Option<String>,
-        request_id: Option<String>,
-    }
-    let header_id = headers
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match serde_json::from_slice::<Raw>(body) {
-        Ok(raw) => ErrorBody {
-            code: raw.id.filter(|s| !s.is_empty()),
-            message: raw.message.unwrap_or_else(|| "(no message)".into()),
-            request_id: raw.request_id.or(header_id),
-        },
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let mut message: String = text.trim().chars().take(300).collect();
-            if message.is_empty() {
-                message = "(empty body)".into();
-            }
-            ErrorBody {
-                code: None,
-                message,
-                request_id: header_id,
-            }
-        }
-    }
-}
-
-// ---- wire types ----------------------------------------------------------
-
-/// An id that is a JSON string or number.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct IdText(pub(crate) String);
-
-impl<'de> Deserialize<'de> for IdText {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        match Value::deserialize(d)? {
-            Value::String(s) => Ok(IdText(s)),
-            Value::Number(n) => Ok(IdText(n.to_string())),
-            other => Err(serde::de::Error::custom(format!(
-                "expected an id, got {other}"
-            ))),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct Page {
-    links: Option<Links>,
-    #[serde(flatten)]
-    items: BTreeMap<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct Links {
-    pages: Option<Pages>,
-}
-
-#[derive(Deserialize)]
-struct Pages {
-    next: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -714,7 +492,7 @@ impl Droplet {
             .iter()
             .filter(|n| n.kind == "public")
             .find_map(|n| n.ip_address.parse::<Ipv6Addr>().ok());
-        let labels = self
+        let labels: std::collections::BTreeMap<String, String> = self
             .tags
             .iter()
             .map(|t| match t.split_once(':') {
@@ -722,10 +500,16 @@ impl Droplet {
                 None => (t.clone(), String::new()),
             })
             .collect();
+        let public_ipv4 = v4("public");
+        let ssh = public_ipv4
+            .map(IpAddr::V4)
+            .or(public_ipv6.map(IpAddr::V6))
+            .map(|ip| SshEndpoint::from_labels(ip, &labels));
         ProviderInstance {
             id: self.id.0,
             name: self.name,
-            public_ipv4: v4("public"),
+            ssh,
+            public_ipv4,
             public_ipv6,
             private_ipv4: v4("private"),
             status: map_status(&self.status),
@@ -761,6 +545,22 @@ struct Action {
     id: IdText,
     #[serde(default)]
     status: String,
+}
+
+impl Action {
+    /// `in-progress`, `completed` or `errored`.
+    fn state(self) -> ActionState {
+        let progress = match self.status.as_str() {
+            "completed" => ActionProgress::Done,
+            "errored" => ActionProgress::Failed("errored".into()),
+            _ => ActionProgress::Running,
+        };
+        ActionState {
+            id: self.id.0,
+            progress,
+            status: self.status,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -887,20 +687,5 @@ mod tests {
         assert_eq!(i.region, "nyc3");
         assert_eq!(i.labels.get("owner").map(String::as_str), Some("ana"));
         assert!(i.is_ready());
-    }
-
-    #[test]
-    fn error_bodies_without_id_or_json() {
-        let mut h = HeaderMap::new();
-        h.insert("x-request-id", http::HeaderValue::from_static("hdr-1"));
-        let e = parse_error(br#"{"message":"m","errors":[]}"#, &h);
-        assert_eq!(
-            (e.code, e.message.as_str(), e.request_id.as_deref()),
-            (None, "m", Some("hdr-1"))
-        );
-        let e = parse_error(b"<html>bad gateway</html>", &HeaderMap::new());
-        assert_eq!(e.message, "<html>bad gateway</html>");
-        let e = parse_error(br#"{"id":"","message":"x","request_id":"r"}"#, &h);
-        assert_eq!((e.code, e.request_id.as_deref()), (None, Some("r")));
     }
 }

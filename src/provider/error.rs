@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-pub(crate) use crate::ssh::fmt_duration;
+use crate::util::fmt_duration;
 
 /// A `Result` whose error is [`ProviderError`].
 pub type ProviderResult<T, E = ProviderError> = std::result::Result<T, E>;
@@ -118,6 +118,29 @@ pub enum ProviderError {
         message: String,
     },
 
+    /// TLS failed: the server's certificate is not trusted or not valid for
+    /// the host. Never retried: another try meets the same certificate.
+    #[error("{provider}: {operation}: TLS failed: {message}")]
+    Tls {
+        /// Provider name.
+        provider: &'static str,
+        /// Method and path.
+        operation: String,
+        /// What rustls reported.
+        message: String,
+    },
+
+    /// The response was larger than spuff accepts. Never retried.
+    #[error("{provider}: {operation}: the response is larger than {limit} bytes")]
+    ResponseTooLarge {
+        /// Provider name.
+        provider: &'static str,
+        /// Method and path.
+        operation: String,
+        /// The cap, in bytes.
+        limit: usize,
+    },
+
     /// The API answered 2xx with a body we could not understand.
     #[error("{provider}: unexpected response to {operation}: {message}")]
     InvalidResponse {
@@ -164,6 +187,8 @@ impl ProviderError {
             | ProviderError::Timeout { provider, .. }
             | ProviderError::Api { provider, .. }
             | ProviderError::Network { provider, .. }
+            | ProviderError::Tls { provider, .. }
+            | ProviderError::ResponseTooLarge { provider, .. }
             | ProviderError::InvalidResponse { provider, .. }
             | ProviderError::Unsupported { provider, .. }
             | ProviderError::ActionFailed { provider, .. } => provider,
@@ -202,10 +227,21 @@ impl ProviderError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             ProviderError::Authentication { provider, .. } => {
-                let var = token_env_var(provider);
-                format!(
-                    "check the {provider} API token ({var} or `spuff config`): it may be mistyped, expired or lack write scope"
-                )
+                match super::ProviderInfo::by_canonical(provider) {
+                    Some(info) => format!(
+                        "check the {} API token ({}): it may be missing, mistyped, expired or lack write scope; create one at {}",
+                        info.display_name,
+                        info.token_hint(),
+                        info.token_url
+                    ),
+                    None => format!("check the {provider} credentials"),
+                }
+            }
+            ProviderError::Tls { .. } => {
+                "the API's certificate is not trusted here: behind a TLS-inspecting proxy, give its CA with SPUFF_CA_FILE".into()
+            }
+            ProviderError::ResponseTooLarge { .. } => {
+                "the API (or a proxy in between) sent far more than expected; check SPUFF_API_URL and any proxy".into()
             }
             ProviderError::RateLimit { .. } => {
                 "wait a minute and try again; another tool using the same token may be consuming the quota".into()
@@ -236,15 +272,6 @@ impl ProviderError {
             }
             _ => return None,
         })
-    }
-}
-
-/// The environment variable holding the token, for hints.
-fn token_env_var(provider: &str) -> &'static str {
-    match provider {
-        "digitalocean" => "DIGITALOCEAN_TOKEN",
-        "hetzner" => "HCLOUD_TOKEN",
-        _ => "the provider's token variable",
     }
 }
 
@@ -290,5 +317,12 @@ mod tests {
                 .unwrap_or_default()
                 .contains("DIGITALOCEAN_TOKEN")
         );
+        let tls = ProviderError::Tls {
+            provider: "hetzner",
+            operation: "GET /v1/servers".into(),
+            message: "invalid peer certificate: UnknownIssuer".into(),
+        };
+        assert!(!tls.is_retryable());
+        assert!(tls.hint().unwrap_or_default().contains("SPUFF_CA_FILE"));
     }
 }

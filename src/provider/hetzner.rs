@@ -12,45 +12,55 @@
 //! paged by `page`/`per_page` and followed through `meta.pagination.next_page`.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use http::Method;
-use http::header::HeaderMap;
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use super::digitalocean::IdText;
+use super::digitalocean::id_values;
+use super::engine::{ActionProgress, ActionState, IdText, Paging, Rest, path_id, query_value};
 use super::error::{ProviderError, ProviderResult};
-use super::http::{ApiRequest, ApiResponse, ErrorBody, HttpClient, HttpStats, RetryPolicy};
-use super::registry::{ProviderConfig, ProviderFactory};
+use super::factory::{ProviderConfig, ProviderFactory};
+use super::http::{ApiRequest, Auth, ErrorShape, HttpStats};
+use super::info::{ProviderInfo, ProviderType};
 use super::types::{
-    ImageSpec, InstanceRequest, InstanceStatus, ProviderInstance, ProviderTimeouts, ProviderType,
-    RegionInfo, SizeInfo, Snapshot, SshKeyInfo,
+    ImageSpec, InstanceRequest, InstanceStatus, Listing, ProviderInstance, RegionInfo, SizeInfo,
+    Snapshot, SshEndpoint, SshKeyInfo,
 };
-use super::{MANAGED_LABEL, Provider, md5_fingerprint};
+use super::{MANAGED_LABEL, Provider, SPUFF_ID_LABEL, md5_fingerprint};
 
 /// The public API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.hetzner.cloud/v1/";
 
-const NAME: &str = "hetzner";
+/// Pages are numbered; the next number is in `meta.pagination.next_page`
+/// (50 per page is the API's maximum).
+const PAGING: Paging = Paging::PageNumber {
+    per_page: 50,
+    next: "/meta/pagination/next_page",
+};
 
-/// The page size spuff asks for (the API's maximum is 50).
-const PER_PAGE: u32 = 50;
+/// `{"error":{"code","message","details"}}`; the request id is the
+/// `X-Correlation-Id` header.
+const ERRORS: ErrorShape = ErrorShape {
+    code: "/error/code",
+    message: "/error/message",
+    request_id: None,
+    request_id_header: "x-correlation-id",
+};
 
-/// Hetzner refuses user data over 32 KiB.
-const MAX_USER_DATA: usize = 32 * 1024;
+fn info() -> &'static ProviderInfo {
+    ProviderType::Hetzner.info()
+}
 
 /// Builds [`Client`]s for the registry.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Factory;
 
 impl ProviderFactory for Factory {
-    fn provider_type(&self) -> ProviderType {
-        ProviderType::Hetzner
+    fn info(&self) -> &'static ProviderInfo {
+        info()
     }
 
     fn create(&self, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>> {
@@ -61,9 +71,7 @@ impl ProviderFactory for Factory {
 /// A Hetzner Cloud project (tokens are per project).
 #[derive(Debug, Clone)]
 pub struct Client {
-    http: HttpClient,
-    timeouts: ProviderTimeouts,
-    retry: RetryPolicy,
+    rest: Rest,
 }
 
 impl Client {
@@ -72,147 +80,79 @@ impl Client {
     /// # Errors
     /// A missing token, a non-https base URL, or an unreadable CA file.
     pub fn new(config: ProviderConfig) -> ProviderResult<Self> {
-        let base = config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
-        let http = HttpClient::new(
-            NAME,
-            base,
-            &config.token,
-            &config.timeouts,
-            &config.http,
-            parse_error,
-        )?;
+        let auth = Auth::Bearer(config.token.clone());
         Ok(Client {
-            http,
-            timeouts: config.timeouts,
-            retry: config.http.retry,
+            rest: Rest::new(info(), &config, auth, DEFAULT_BASE_URL, ERRORS)?,
         })
     }
 
     /// Transport counters.
     pub fn stats(&self) -> HttpStats {
-        self.http.stats()
+        self.rest.http.stats()
     }
 
-    async fn get_json<T: DeserializeOwned>(&self, req: ApiRequest) -> ProviderResult<T> {
-        let resp = self.http.send(req).await?;
-        parse(&resp)
+    /// An id that goes into a URL path: digits only (Hetzner ids are integers).
+    fn id<'a>(&self, id: &'a str) -> ProviderResult<&'a str> {
+        path_id(self.rest.name(), id).and_then(|id| {
+            if id.chars().all(|c| c.is_ascii_digit()) {
+                Ok(id)
+            } else {
+                Err(self
+                    .rest
+                    .invalid("id", format!("`{id}` is not a Hetzner id")))
+            }
+        })
     }
 
-    /// Every item under `key` on every page of `path` (which may carry a
-    /// query), following `meta.pagination.next_page`.
-    async fn list_all<T: DeserializeOwned>(&self, path: &str, key: &str) -> ProviderResult<Vec<T>> {
-        let sep = if path.contains('?') { '&' } else { '?' };
-        let mut out = Vec::new();
-        let mut page = 1u64;
-        loop {
-            if page > 1000 {
-                return Err(ProviderError::InvalidResponse {
-                    provider: NAME,
-                    operation: format!("GET {path}"),
-                    message: "more than 1000 pages; giving up".into(),
-                });
-            }
-            let target = format!("{path}{sep}page={page}&per_page={PER_PAGE}");
-            let resp = self.http.send(ApiRequest::get(target)).await?;
-            let body: ListPage = parse(&resp)?;
-            if let Some(items) = body.items.get(key) {
-                let items: Vec<T> = serde_json::from_value(items.clone()).map_err(|e| {
-                    ProviderError::InvalidResponse {
-                        provider: NAME,
-                        operation: resp.operation.clone(),
-                        message: format!("`{key}`: {e}"),
-                    }
-                })?;
-                out.extend(items);
-            }
-            match body
-                .meta
-                .and_then(|m| m.pagination)
-                .and_then(|p| p.next_page)
-            {
-                // A next page that does not move forward must not loop us.
-                Some(next) if next > page => page = next,
-                _ => return Ok(out),
-            }
-        }
-    }
-
-    async fn find_by_name(&self, name: &str) -> ProviderResult<Option<ProviderInstance>> {
-        let servers: Vec<Server> = self
-            .list_all(&format!("servers?name={}", query_value(name)), "servers")
+    /// Servers matching a label selector, with the malformed ones skipped.
+    async fn servers(&self, selector: &str) -> ProviderResult<Listing> {
+        let (servers, skipped) = self
+            .rest
+            .list_lenient::<Server>(
+                &format!("servers?label_selector={}", query_value(selector)),
+                "servers",
+                PAGING,
+                "server",
+            )
             .await?;
-        Ok(servers
-            .into_iter()
-            .map(Server::into_instance)
-            .find(|i| i.name == name))
+        Ok(Listing {
+            instances: servers.into_iter().map(Server::into_instance).collect(),
+            skipped,
+        })
     }
 
     /// Starts a server action (`poweroff`, …) and waits for it.
     async fn run_action(&self, server_id: &str, action: &str, what: &str) -> ProviderResult<()> {
         let req = ApiRequest::new(
             Method::POST,
-            format!("servers/{}/actions/{action}", path_id(server_id)?),
+            format!("servers/{}/actions/{action}", self.id(server_id)?),
         )
         .resource("server", server_id);
-        let started: ActionEnvelope = self.get_json(req).await?;
-        self.wait_action(started.action, what).await.map(drop)
+        let started: ActionEnvelope = self.rest.json(req).await?;
+        self.wait_action(started.action, what).await
     }
 
-    async fn wait_action(&self, mut action: Action, what: &str) -> ProviderResult<Action> {
-        let start = Instant::now();
-        let mut backoff = poll_backoff(&self.timeouts);
-        loop {
-            // Only `status` decides: a `running` action may already carry an
-            // `error` object that is not final.
-            match action.status.as_str() {
-                "success" => return Ok(action),
-                "error" => {
-                    let detail = action
-                        .error
-                        .as_ref()
-                        .and_then(|e| e.message.clone().or_else(|| e.code.clone()))
-                        .map(|m| format!("error: {m}"))
-                        .unwrap_or_else(|| "error".into());
-                    return Err(ProviderError::ActionFailed {
-                        provider: NAME,
-                        operation: what.to_string(),
-                        action_id: action.id.0,
-                        status: detail,
-                    });
-                }
-                _ => {}
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= self.timeouts.action {
-                return Err(ProviderError::Timeout {
-                    provider: NAME,
-                    operation: what.to_string(),
-                    elapsed,
-                    last_seen: Some(format!("action {} {}", action.id.0, action.status)),
-                });
-            }
-            let delay = backoff.next().unwrap_or(self.timeouts.poll_max);
-            tokio::time::sleep(delay.min(self.timeouts.action - elapsed)).await;
-            let req = ApiRequest::get(format!("actions/{}", path_id(&action.id.0)?))
-                .resource("action", action.id.0.clone());
-            action = self.get_json::<ActionEnvelope>(req).await?.action;
-        }
+    async fn wait_action(&self, action: Action, what: &str) -> ProviderResult<()> {
+        self.rest
+            .wait_action(action.state(), what, |id| async move {
+                let req = ApiRequest::get(format!("actions/{}", self.id(&id)?))
+                    .resource("action", id.clone());
+                Ok(self.rest.json::<ActionEnvelope>(req).await?.action.state())
+            })
+            .await
+            .map(drop)
     }
 
     fn create_body(&self, request: &InstanceRequest) -> ProviderResult<Value> {
-        let invalid = |field: &str, message: String| ProviderError::InvalidConfig {
-            provider: NAME,
-            field: field.into(),
-            message,
-        };
         if request.name.is_empty() {
-            return Err(invalid("name", "a server needs a name".into()));
+            return Err(self.rest.invalid("name", "a server needs a name"));
         }
         let mut labels = serde_json::Map::new();
         labels.insert(MANAGED_LABEL.into(), json!(""));
+        labels.insert(SPUFF_ID_LABEL.into(), json!(request.spuff_id));
         for (k, v) in &request.labels {
             if !valid_label(k, true) || !valid_label(v, false) {
-                return Err(invalid(
+                return Err(self.rest.invalid(
                     "labels",
                     format!(
                         "`{k}={v}`: Hetzner labels allow letters, digits, `-`, `_` and `.` (at most 63, starting and ending alphanumeric)"
@@ -221,31 +161,21 @@ impl Client {
             }
             labels.insert(k.clone(), json!(v));
         }
-        let ssh_keys: Vec<Value> = request
-            .ssh_keys
-            .iter()
-            .map(|k| match k.parse::<u64>() {
-                Ok(n) => json!(n),
-                Err(_) => json!(k),
-            })
-            .collect();
         let mut body = json!({
             "name": request.name,
             "server_type": request.size,
             "image": image_ref(&request.image)?,
             "location": request.region,
-            "ssh_keys": ssh_keys,
+            "ssh_keys": id_values(&request.ssh_keys),
             "labels": labels,
             "start_after_create": true,
         });
         if let Some(ud) = &request.user_data {
-            if ud.len() > MAX_USER_DATA {
-                return Err(invalid(
+            let limit = info().user_data_limit;
+            if ud.len() > limit {
+                return Err(self.rest.invalid(
                     "user_data",
-                    format!(
-                        "{} bytes; Hetzner accepts at most {MAX_USER_DATA}",
-                        ud.len()
-                    ),
+                    format!("{} bytes; Hetzner accepts at most {limit}", ud.len()),
                 ));
             }
             body["user_data"] = json!(ud);
@@ -256,133 +186,72 @@ impl Client {
 
 #[async_trait::async_trait]
 impl Provider for Client {
-    fn name(&self) -> &'static str {
-        NAME
+    fn info(&self) -> &'static ProviderInfo {
+        info()
     }
 
     async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance> {
         let body = self.create_body(request)?;
-        let attempts = self.retry.max_attempts.max(1);
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(self.retry.min_delay)
-            .with_max_delay(self.retry.max_delay)
-            .with_jitter()
-            .without_max_times()
-            .build();
-        let mut attempt = 1;
-        loop {
+        let create = || async {
             // POST is not idempotent: the HTTP layer resends it only after a 429.
             let req = ApiRequest::new(Method::POST, "servers")
                 .json(&body)
                 .resource("server", &request.name);
-            let err = match self.get_json::<ServerEnvelope>(req).await {
-                Ok(env) => return Ok(env.server.into_instance()),
-                Err(e) => e,
-            };
-            if !err.is_retryable() {
-                return Err(err);
-            }
-            // The server may exist although the answer was lost: look it up
-            // by its unique name before sending the create again.
-            tracing::debug!(name = %request.name, attempt, error = %err, "create failed; looking for the server before resending");
-            if let Some(found) = self.find_by_name(&request.name).await? {
-                return Ok(found);
-            }
-            if attempt >= attempts {
-                return Err(err);
-            }
-            attempt += 1;
-            let delay = err
-                .retry_after()
-                .unwrap_or(self.retry.min_delay)
-                .min(backoff.next().unwrap_or(self.retry.max_delay));
-            tokio::time::sleep(delay).await;
-        }
+            let env: ServerEnvelope = self.rest.json(req).await?;
+            Ok(env.server.into_instance())
+        };
+        let find = || self.find_by_spuff_id(&request.spuff_id);
+        self.rest.create_then_find(request, create, find).await
     }
 
     async fn destroy_instance(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("servers/{}", path_id(id)?))
+        let req = ApiRequest::new(Method::DELETE, format!("servers/{}", self.id(id)?))
             .resource("server", id);
-        match self.http.send(req).await {
-            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.rest.delete(req).await
     }
 
     async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>> {
-        let req = ApiRequest::get(format!("servers/{}", path_id(id)?)).resource("server", id);
-        match self.get_json::<ServerEnvelope>(req).await {
-            Ok(env) => Ok(Some(env.server.into_instance())),
-            Err(ProviderError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        let req = ApiRequest::get(format!("servers/{}", self.id(id)?)).resource("server", id);
+        Ok(self
+            .rest
+            .json_optional::<ServerEnvelope>(req)
+            .await?
+            .map(|env| env.server.into_instance()))
     }
 
-    async fn list_instances(&self) -> ProviderResult<Vec<ProviderInstance>> {
-        let servers: Vec<Server> = self
-            .list_all(
-                &format!("servers?label_selector={MANAGED_LABEL}"),
-                "servers",
-            )
+    async fn list_instances(&self) -> ProviderResult<Listing> {
+        self.servers(MANAGED_LABEL).await
+    }
+
+    async fn find_by_spuff_id(&self, spuff_id: &str) -> ProviderResult<Vec<ProviderInstance>> {
+        if !valid_label(spuff_id, false) {
+            return Err(self
+                .rest
+                .invalid("spuff_id", format!("`{spuff_id}` is not a label value")));
+        }
+        let listing = self
+            .servers(&format!("{MANAGED_LABEL},{SPUFF_ID_LABEL}={spuff_id}"))
             .await?;
-        Ok(servers.into_iter().map(Server::into_instance).collect())
+        Ok(listing
+            .instances
+            .into_iter()
+            .filter(|i| i.spuff_id() == Some(spuff_id))
+            .collect())
     }
 
     async fn wait_ready(&self, id: &str) -> ProviderResult<ProviderInstance> {
-        let start = Instant::now();
-        let mut backoff = poll_backoff(&self.timeouts);
-        let mut last_seen: String;
-        let mut missing = 0;
-        let operation = || format!("waiting for server {id} to become running");
-        loop {
-            match self.get_instance(id).await {
-                Ok(Some(vm)) if vm.is_ready() => return Ok(vm),
-                Ok(Some(vm)) => {
-                    if vm.status == InstanceStatus::Off {
-                        return Err(ProviderError::Api {
-                            provider: NAME,
-                            operation: operation(),
-                            status: 200,
-                            code: None,
-                            message: "the server is off and will not start by itself".into(),
-                            request_id: None,
-                        });
-                    }
-                    last_seen = vm.describe_state();
-                }
-                Ok(None) if missing < 3 => {
-                    missing += 1;
-                    last_seen = "not found".into();
-                }
-                Ok(None) => {
-                    return Err(ProviderError::NotFound {
-                        provider: NAME,
-                        resource: "server",
-                        id: id.to_string(),
-                    });
-                }
-                Err(e) if e.is_retryable() => last_seen = format!("error: {e}"),
-                Err(e) => return Err(e),
-            }
-            let elapsed = start.elapsed();
-            if elapsed >= self.timeouts.instance_ready {
-                return Err(ProviderError::Timeout {
-                    provider: NAME,
-                    operation: operation(),
-                    elapsed,
-                    last_seen: Some(last_seen),
-                });
-            }
-            let delay = backoff.next().unwrap_or(self.timeouts.poll_max);
-            tokio::time::sleep(delay.min(self.timeouts.instance_ready - elapsed)).await;
-        }
+        self.rest
+            .wait_ready(id, "server", &[InstanceStatus::Off], || {
+                self.get_instance(id)
+            })
+            .await
     }
 
     async fn create_snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
         let what = format!("snapshot `{name}` of server {instance_id}");
         let req = ApiRequest::new(
             Method::POST,
-            format!("servers/{}/actions/create_image", path_id(instance_id)?),
+            format!("servers/{}/actions/create_image", self.id(instance_id)?),
         )
         .json(&json!({
             "description": name,
@@ -390,7 +259,7 @@ impl Provider for Client {
             "labels": { MANAGED_LABEL: "" },
         }))
         .resource("server", instance_id);
-        let started: CreateImageEnvelope = self.get_json(req).await?;
+        let started: CreateImageEnvelope = self.rest.json(req).await?;
         self.wait_action(started.action, &what).await?;
         let mut snap = started.image.into_snapshot();
         if snap.source_instance.is_none() {
@@ -398,24 +267,22 @@ impl Provider for Client {
         }
         Ok(snap)
     }
-
     async fn list_snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
         let images: Vec<Image> = self
+            .rest
             .list_all(
                 &format!("images?type=snapshot&label_selector={MANAGED_LABEL}"),
                 "images",
+                PAGING,
             )
             .await?;
         Ok(images.into_iter().map(Image::into_snapshot).collect())
     }
 
     async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("images/{}", path_id(id)?))
+        let req = ApiRequest::new(Method::DELETE, format!("images/{}", self.id(id)?))
             .resource("image", id);
-        match self.http.send(req).await {
-            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.rest.delete(req).await
     }
 
     async fn power_off(&self, id: &str) -> ProviderResult<()> {
@@ -429,22 +296,24 @@ impl Provider for Client {
     }
 
     async fn list_ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
-        let keys: Vec<HSshKey> = self.list_all("ssh_keys", "ssh_keys").await?;
+        let keys: Vec<HSshKey> = self.rest.list_all("ssh_keys", "ssh_keys", PAGING).await?;
         Ok(keys.into_iter().map(HSshKey::into_info).collect())
     }
 
     async fn ensure_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
-        let fingerprint =
-            md5_fingerprint(public_key).ok_or_else(|| ProviderError::InvalidConfig {
-                provider: NAME,
-                field: "ssh_key".into(),
-                message: "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)".into(),
-            })?;
+        let fingerprint = md5_fingerprint(public_key).ok_or_else(|| {
+            self.rest.invalid(
+                "ssh_key",
+                "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)",
+            )
+        })?;
         let lookup = || async {
             let keys: Vec<HSshKey> = self
+                .rest
                 .list_all(
                     &format!("ssh_keys?fingerprint={}", query_value(&fingerprint)),
                     "ssh_keys",
+                    PAGING,
                 )
                 .await?;
             Ok::<_, ProviderError>(
@@ -463,7 +332,7 @@ impl Provider for Client {
                 "labels": { MANAGED_LABEL: "" },
             }))
             .resource("ssh key", name);
-        match self.get_json::<SshKeyEnvelope>(req).await {
+        match self.rest.json::<SshKeyEnvelope>(req).await {
             Ok(env) => Ok(env.ssh_key.into_info()),
             // Imported meanwhile by another spuff (409 uniqueness_error), or
             // the answer was lost: look again.
@@ -475,12 +344,15 @@ impl Provider for Client {
     }
 
     async fn list_sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
-        let types: Vec<ServerType> = self.list_all("server_types", "server_types").await?;
+        let types: Vec<ServerType> = self
+            .rest
+            .list_all("server_types", "server_types", PAGING)
+            .await?;
         Ok(types.into_iter().map(ServerType::into_size).collect())
     }
 
     async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>> {
-        let locations: Vec<Location> = self.list_all("locations", "locations").await?;
+        let locations: Vec<Location> = self.rest.list_all("locations", "locations", PAGING).await?;
         Ok(locations
             .into_iter()
             .map(|l| RegionInfo {
@@ -492,46 +364,8 @@ impl Provider for Client {
     }
 
     fn http_stats(&self) -> HttpStats {
-        self.http.stats()
+        self.rest.http.stats()
     }
-}
-
-/// Poll intervals: fast at first, ×1.5 up to `poll_max` so a slow boot does
-/// not burn the 3600/hour rate limit.
-fn poll_backoff(t: &ProviderTimeouts) -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(t.poll_initial)
-        .with_max_delay(t.poll_max.max(t.poll_initial))
-        .with_factor(1.5)
-        .without_max_times()
-        .build()
-}
-
-/// An id that goes into a URL path: digits only (Hetzner ids are integers).
-fn path_id(id: &str) -> ProviderResult<&str> {
-    if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) {
-        Ok(id)
-    } else {
-        Err(ProviderError::InvalidConfig {
-            provider: NAME,
-            field: "id".into(),
-            message: format!("`{id}` is not a Hetzner id"),
-        })
-    }
-}
-
-/// Percent-encodes a query value (names and fingerprints contain `:` and
-/// possibly other reserved characters).
-fn query_value(v: &str) -> String {
-    v.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// Hetzner's label rule: at most 63 characters of `[a-zA-Z0-9._-]`, starting
@@ -565,7 +399,7 @@ pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
         ImageSpec::Custom(id) | ImageSpec::Snapshot(id) => {
             if id.is_empty() {
                 return Err(ProviderError::InvalidConfig {
-                    provider: NAME,
+                    provider: info().name,
                     field: "image".into(),
                     message: "empty image id".into(),
                 });
@@ -578,69 +412,7 @@ pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
     })
 }
 
-fn parse<T: DeserializeOwned>(resp: &ApiResponse) -> ProviderResult<T> {
-    serde_json::from_slice(&resp.body).map_err(|e| ProviderError::InvalidResponse {
-        provider: NAME,
-        operation: format!("{} (HTTP {})", resp.operation, resp.status.as_u16()),
-        message: e.to_string(),
-    })
-}
-
-/// Hetzner's error body: `{"error":{"code","message","details"}}`; the
-/// request id is the `X-Correlation-Id` header. Falls back to the raw body.
-pub(crate) fn parse_error(body: &[u8], headers: &HeaderMap) -> ErrorBody {
-    #[derive(Deserialize)]
-    struct Envelope {
-        error: Inner,
-    }
-    #[derive(Deserialize)]
-    struct Inner {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    let request_id = headers
-        .get("x-correlation-id")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    match serde_json::from_slice::<Envelope>(body) {
-        Ok(env) => ErrorBody {
-            code: env.error.code.filter(|s| !s.is_empty()),
-            message: env.error.message.unwrap_or_else(|| "(no message)".into()),
-            request_id,
-        },
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let mut message: String = text.trim().chars().take(300).collect();
-            if message.is_empty() {
-                message = "(empty body)".into();
-            }
-            ErrorBody {
-                code: None,
-                message,
-                request_id,
-            }
-        }
-    }
-}
-
 // ---- wire types ----------------------------------------------------------
-
-#[derive(Deserialize)]
-struct ListPage {
-    meta: Option<Meta>,
-    #[serde(flatten)]
-    items: BTreeMap<String, Value>,
-}
-
-#[derive(Deserialize)]
-struct Meta {
-    pagination: Option<Pagination>,
-}
-
-#[derive(Deserialize)]
-struct Pagination {
-    next_page: Option<u64>,
-}
 
 #[derive(Deserialize)]
 struct ServerEnvelope {
@@ -734,9 +506,15 @@ impl Server {
             .or_else(|| name_of(self.location.as_ref()))
             .or_else(|| name_of(self.datacenter.as_ref()))
             .unwrap_or_default();
+        let labels = self.labels.unwrap_or_default();
+        let ssh = public_ipv4
+            .map(IpAddr::V4)
+            .or(public_ipv6.map(IpAddr::V6))
+            .map(|ip| SshEndpoint::from_labels(ip, &labels));
         ProviderInstance {
             id: self.id.0,
             name: self.name,
+            ssh,
             public_ipv4,
             public_ipv6,
             private_ipv4,
@@ -744,7 +522,7 @@ impl Server {
             region,
             size: name_of(self.server_type.as_ref()).unwrap_or_default(),
             created_at: self.created,
-            labels: self.labels.unwrap_or_default(),
+            labels,
         }
     }
 }
@@ -773,6 +551,29 @@ struct Action {
     status: String,
     #[serde(default)]
     error: Option<ActionError>,
+}
+
+impl Action {
+    /// Only `status` decides: a `running` action may already carry an
+    /// `error` object that is not final.
+    fn state(self) -> ActionState {
+        let progress = match self.status.as_str() {
+            "success" => ActionProgress::Done,
+            "error" => ActionProgress::Failed(
+                self.error
+                    .as_ref()
+                    .and_then(|e| e.message.clone().or_else(|| e.code.clone()))
+                    .map(|m| format!("error: {}", crate::util::terminal_safe(&m)))
+                    .unwrap_or_else(|| "error".into()),
+            ),
+            _ => ActionProgress::Running,
+        };
+        ActionState {
+            id: self.id.0,
+            progress,
+            status: self.status,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -950,20 +751,6 @@ mod tests {
             ipv6_host("2a01:4f9:c012:fa81::/64"),
             "2a01:4f9:c012:fa81::1".parse::<Ipv6Addr>().ok()
         );
-    }
-
-    #[test]
-    fn error_body_and_correlation_id() {
-        let mut h = HeaderMap::new();
-        h.insert("x-correlation-id", http::HeaderValue::from_static("c-1"));
-        let e = parse_error(
-            br#"{"error":{"code":"uniqueness_error","message":"SSH key not unique","details":{}}}"#,
-            &h,
-        );
-        assert_eq!(e.code.as_deref(), Some("uniqueness_error"));
-        assert_eq!(e.request_id.as_deref(), Some("c-1"));
-        let e = parse_error(b"oops", &HeaderMap::new());
-        assert_eq!(e.message, "oops");
     }
 
     #[test]

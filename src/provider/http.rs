@@ -19,9 +19,15 @@
 //! key lookups) runs over one TLS connection; [`HttpStats`] counts connections
 //! and requests so tests and the bench can check that.
 //!
-//! The token travels only in a sensitive `Authorization` header, is never
-//! logged, and is never sent to a host other than the base URL's (pagination
-//! links are checked).
+//! Failures that cannot succeed on a second try (an untrusted certificate,
+//! a response over the size cap, a 4xx other than 429) are never resent, and
+//! every request has one total budget ([`RetryPolicy::total`]) across its
+//! tries, so a provider that never answers costs one stated wait, not five.
+//!
+//! Credentials ([`Auth`]: a bearer token, a Proxmox API token, or a request
+//! signer such as AWS SigV4) travel only in sensitive headers, are never
+//! logged, and are never sent to a host other than the base URL's
+//! (pagination links are checked).
 
 use std::fmt;
 use std::future::Future;
@@ -48,7 +54,8 @@ use tokio::net::TcpStream;
 use tower_service::Service;
 
 use super::error::{ProviderError, ProviderResult};
-use super::types::{ProviderTimeouts, Secret};
+use super::types::ProviderTimeouts;
+use crate::util::{Secret, fmt_duration};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -82,6 +89,11 @@ pub struct RetryPolicy {
     /// Longest wait the API may ask for (429) before we give up with
     /// [`ProviderError::RateLimit`] instead of sleeping.
     pub max_server_wait: Duration,
+    /// The most one request may take, all tries and waits included: a
+    /// provider that never answers costs this once per request, and the
+    /// error says so. Kept well under a minute so a read command fails in
+    /// bounded time.
+    pub total: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -91,8 +103,67 @@ impl Default for RetryPolicy {
             min_delay: Duration::from_millis(500),
             max_delay: Duration::from_secs(10),
             max_server_wait: Duration::from_secs(90),
+            total: Duration::from_secs(40),
         }
     }
+}
+
+/// How requests prove who they are.
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Auth {
+    /// `Authorization: Bearer TOKEN` (DigitalOcean, Hetzner).
+    Bearer(Secret),
+    /// `Authorization: PVEAPIToken=USER@REALM!TOKENID=SECRET` (Proxmox VE);
+    /// the secret holds everything after `PVEAPIToken=`.
+    PveApiToken(Secret),
+    /// Each request is signed by this signer (AWS Signature Version 4).
+    Signer(Arc<dyn RequestSigner>),
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Auth::Bearer(_) => "Auth::Bearer(***)",
+            Auth::PveApiToken(_) => "Auth::PveApiToken(***)",
+            Auth::Signer(_) => "Auth::Signer(..)",
+        })
+    }
+}
+
+impl Auth {
+    /// Whether there is no credential at all (an empty token).
+    pub fn is_missing(&self) -> bool {
+        match self {
+            Auth::Bearer(t) | Auth::PveApiToken(t) => t.is_empty(),
+            Auth::Signer(_) => false,
+        }
+    }
+}
+
+/// A request about to be sent, for a [`RequestSigner`] to sign.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct SignRequest<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The absolute URL.
+    pub uri: &'a Uri,
+    /// The headers so far (`host` is not among them: it is the URL's
+    /// authority); the signer adds its own.
+    pub headers: &'a mut HeaderMap,
+    /// The exact body bytes.
+    pub body: &'a [u8],
+}
+
+/// Signs each request (AWS SigV4 plugs in here). Called once per try, so a
+/// resent request carries a fresh signature and date.
+pub trait RequestSigner: Send + Sync {
+    /// Adds the signature headers.
+    ///
+    /// # Errors
+    /// Why the request cannot be signed (reported as a config error).
+    fn sign(&self, request: SignRequest<'_>) -> Result<(), String>;
 }
 
 /// Transport settings shared by all providers.
@@ -226,10 +297,58 @@ pub(crate) struct ErrorBody {
     pub(crate) request_id: Option<String>,
 }
 
-/// Reads a provider's error body; the header map gives fallbacks such as `x-request-id`.
-pub(crate) type ErrorParser = fn(&[u8], &HeaderMap) -> ErrorBody;
+/// Where a provider's error body keeps its facts, as JSON pointers, and
+/// which header carries the request id when the body does not.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorShape {
+    /// The API's error code (`/id`, `/error/code`).
+    pub(crate) code: &'static str,
+    /// The message (`/message`, `/error/message`).
+    pub(crate) message: &'static str,
+    /// The request id in the body, if the API puts it there.
+    pub(crate) request_id: Option<&'static str>,
+    /// The request id header (`x-request-id`, `x-correlation-id`).
+    pub(crate) request_id_header: &'static str,
+}
+
+impl ErrorShape {
+    /// Reads an error body. A body that is not the API's JSON (an HTML page
+    /// from a proxy, plain text) is summarised, never dumped; text from the
+    /// API is made terminal-safe.
+    pub(crate) fn parse(&self, body: &[u8], headers: &HeaderMap) -> ErrorBody {
+        let header_id = headers
+            .get(self.request_id_header)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| crate::util::terminal_safe(s).into_owned());
+        let json: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        let text = |pointer: &str| {
+            json.as_ref()
+                .and_then(|j| j.pointer(pointer))
+                .and_then(serde_json::Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(|s| crate::util::summarize_body(s.as_bytes()))
+        };
+        let message = match (&json, text(self.message)) {
+            (_, Some(m)) => m,
+            (Some(_), None) => "(no message)".into(),
+            (None, None) => crate::util::summarize_body(body),
+        };
+        ErrorBody {
+            code: text(self.code),
+            message,
+            request_id: self.request_id.and_then(text).or(header_id),
+        }
+    }
+}
 
 type Connector = CountingConnector<HttpsConnector<ProxyConnector>>;
+
+/// [`Auth`] made ready once: a header value, or the signer.
+#[derive(Clone)]
+enum AuthHeader {
+    Value(HeaderValue),
+    Signer(Arc<dyn RequestSigner>),
+}
 
 /// A pooled HTTPS client bound to one provider's base URL and token.
 #[derive(Clone)]
@@ -237,13 +356,13 @@ pub(crate) struct HttpClient {
     provider: &'static str,
     client: Client<Connector, Full<Bytes>>,
     base: Uri,
-    auth: HeaderValue,
+    auth: AuthHeader,
     user_agent: HeaderValue,
     request_timeout: Duration,
     max_body: usize,
     retry: RetryPolicy,
     counters: Arc<Counters>,
-    parse_error: ErrorParser,
+    errors: ErrorShape,
 }
 
 impl fmt::Debug for HttpClient {
@@ -262,17 +381,17 @@ impl HttpClient {
     pub(crate) fn new(
         provider: &'static str,
         base_url: &str,
-        token: &Secret,
+        auth: &Auth,
         timeouts: &ProviderTimeouts,
         config: &HttpConfig,
-        parse_error: ErrorParser,
+        errors: ErrorShape,
     ) -> ProviderResult<Self> {
         let invalid = |field: &str, message: String| ProviderError::InvalidConfig {
             provider,
             field: field.into(),
             message,
         };
-        if token.is_empty() {
+        if auth.is_missing() {
             return Err(ProviderError::Authentication {
                 provider,
                 message: "no API token given".into(),
@@ -293,14 +412,21 @@ impl HttpClient {
                 ),
             ));
         }
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", token.expose().trim()))
-            .map_err(|_| {
+        let header = |text: String| {
+            let mut value = HeaderValue::from_str(&text).map_err(|_| {
                 invalid(
                     "token",
                     "contains characters not allowed in an HTTP header".into(),
                 )
             })?;
-        auth.set_sensitive(true);
+            value.set_sensitive(true);
+            Ok::<_, ProviderError>(AuthHeader::Value(value))
+        };
+        let auth = match auth {
+            Auth::Bearer(t) => header(format!("Bearer {}", t.expose().trim()))?,
+            Auth::PveApiToken(t) => header(format!("PVEAPIToken={}", t.expose().trim()))?,
+            Auth::Signer(s) => AuthHeader::Signer(s.clone()),
+        };
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| invalid("user_agent", "not a valid header value".into()))?;
 
@@ -339,7 +465,7 @@ impl HttpClient {
             max_body: config.max_body_bytes,
             retry: config.retry.clone(),
             counters,
-            parse_error,
+            errors,
         })
     }
 
@@ -381,7 +507,8 @@ impl HttpClient {
         Ok(uri)
     }
 
-    /// Sends `req`, resending it when that is safe, and returns the 2xx
+    /// Sends `req`, resending it when that is safe and could help, within
+    /// one total budget ([`RetryPolicy::total`]), and returns the 2xx
     /// response or the classified error.
     pub(crate) async fn send(&self, req: ApiRequest) -> ProviderResult<ApiResponse> {
         let mut backoff = ExponentialBuilder::default()
@@ -390,22 +517,41 @@ impl HttpClient {
             .with_jitter()
             .with_max_times(self.retry.max_attempts.saturating_sub(1) as usize)
             .build();
+        let started = Instant::now();
+        let deadline = started + self.retry.total;
         let mut attempt = 1u32;
         loop {
-            let result = self.send_once(&req).await;
-            let err = match result {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let err = match self.send_once(&req, left).await {
                 Ok(resp) => return Ok(resp),
                 Err(e) => e,
             };
             // A 429 was refused before processing: resending is safe for any
             // method. Anything else that may have reached the server is
-            // resent only for idempotent requests.
+            // resent only for idempotent requests, and only if another try
+            // could change the outcome.
             let resend = match &err.error {
                 ProviderError::RateLimit { .. } => true,
                 e => req.idempotent && e.is_retryable(),
             };
+            let out_of_time = |error: ProviderError| {
+                // The budget, not one try, ran out: say how long in all.
+                match error {
+                    ProviderError::Timeout {
+                        provider,
+                        operation,
+                        ..
+                    } if attempt > 1 => ProviderError::Timeout {
+                        provider,
+                        operation,
+                        elapsed: started.elapsed(),
+                        last_seen: Some(format!("no answer to {attempt} tries")),
+                    },
+                    e => e,
+                }
+            };
             let Some(mut delay) = resend.then(|| backoff.next()).flatten() else {
-                return Err(err.error);
+                return Err(out_of_time(err.error));
             };
             if let Some(wait) = err.server_wait {
                 if wait > self.retry.max_server_wait {
@@ -413,7 +559,10 @@ impl HttpClient {
                 }
                 delay = delay.max(wait);
             }
-            tracing::debug!(
+            if Instant::now() + delay >= deadline {
+                return Err(out_of_time(err.error));
+            }
+            tracing::info!(
                 provider = self.provider,
                 operation = %req.operation(),
                 attempt,
@@ -427,27 +576,53 @@ impl HttpClient {
         }
     }
 
-    async fn send_once(&self, req: &ApiRequest) -> Result<ApiResponse, Failure> {
-        let operation = req.operation();
-        let uri = self.url(&req.target).map_err(Failure::from)?;
-        let mut builder = http::Request::builder()
+    /// The request as it goes on the wire: URL, headers, credentials.
+    fn build(&self, req: &ApiRequest) -> ProviderResult<http::Request<Full<Bytes>>> {
+        let uri = self.url(&req.target)?;
+        let body = req.body.clone().unwrap_or_default();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::USER_AGENT, self.user_agent.clone());
+        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        if req.body.is_some() {
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+        }
+        match &self.auth {
+            AuthHeader::Value(v) => {
+                headers.insert(header::AUTHORIZATION, v.clone());
+            }
+            AuthHeader::Signer(signer) => signer
+                .sign(SignRequest {
+                    method: &req.method,
+                    uri: &uri,
+                    headers: &mut headers,
+                    body: &body,
+                })
+                .map_err(|message| ProviderError::InvalidConfig {
+                    provider: self.provider,
+                    field: "credentials".into(),
+                    message,
+                })?,
+        }
+        let mut request = http::Request::builder()
             .method(req.method.clone())
             .uri(uri)
-            .header(header::AUTHORIZATION, self.auth.clone())
-            .header(header::USER_AGENT, self.user_agent.clone())
-            .header(header::ACCEPT, "application/json")
-            .header(header::ACCEPT_ENCODING, "gzip");
-        if req.body.is_some() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
-        }
-        let body = Full::new(Bytes::from(req.body.clone().unwrap_or_default()));
-        let request = builder.body(body).map_err(|e| {
-            Failure::from(ProviderError::InvalidConfig {
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ProviderError::InvalidConfig {
                 provider: self.provider,
                 field: "request".into(),
                 message: e.to_string(),
-            })
-        })?;
+            })?;
+        *request.headers_mut() = headers;
+        Ok(request)
+    }
+
+    async fn send_once(&self, req: &ApiRequest, budget: Duration) -> Result<ApiResponse, Failure> {
+        let operation = req.operation();
+        let request = self.build(req).map_err(Failure::from)?;
 
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
@@ -456,44 +631,46 @@ impl HttpClient {
                 .client
                 .request(request)
                 .await
-                .map_err(|e| ProviderError::Network {
-                    provider: self.provider,
-                    operation: operation.clone(),
-                    message: error_chain(&e),
-                })?;
+                .map_err(|e| transport_error(self.provider, &operation, &e))?;
             let (parts, body) = resp.into_parts();
             let bytes = Limited::new(body, self.max_body)
                 .collect()
                 .await
                 .map_err(|e| {
-                    let message = if e
-                        .downcast_ref::<http_body_util::LengthLimitError>()
+                    if e.downcast_ref::<http_body_util::LengthLimitError>()
                         .is_some()
                     {
-                        format!("response body larger than {} bytes", self.max_body)
+                        ProviderError::ResponseTooLarge {
+                            provider: self.provider,
+                            operation: operation.clone(),
+                            limit: self.max_body,
+                        }
                     } else {
-                        format!("reading the response body: {}", error_chain(e.as_ref()))
-                    };
-                    ProviderError::Network {
-                        provider: self.provider,
-                        operation: operation.clone(),
-                        message,
+                        ProviderError::Network {
+                            provider: self.provider,
+                            operation: operation.clone(),
+                            message: format!(
+                                "reading the response body: {}",
+                                error_chain(e.as_ref())
+                            ),
+                        }
                     }
                 })?
                 .to_bytes();
             Ok::<_, ProviderError>((parts, bytes))
         };
-        let (parts, raw) = match tokio::time::timeout(self.request_timeout, exchange).await {
-            Ok(r) => r.map_err(Failure::from)?,
-            Err(_) => {
-                return Err(Failure::from(ProviderError::Timeout {
-                    provider: self.provider,
-                    operation,
-                    elapsed: started.elapsed(),
-                    last_seen: None,
-                }));
-            }
-        };
+        let (parts, raw) =
+            match tokio::time::timeout(self.request_timeout.min(budget), exchange).await {
+                Ok(r) => r.map_err(Failure::from)?,
+                Err(_) => {
+                    return Err(Failure::from(ProviderError::Timeout {
+                        provider: self.provider,
+                        operation,
+                        elapsed: started.elapsed(),
+                        last_seen: None,
+                    }));
+                }
+            };
         let body = self
             .decode(&parts.headers, raw, &operation)
             .map_err(Failure::from)?;
@@ -536,10 +713,10 @@ impl HttpClient {
                 message: format!("bad gzip body: {e}"),
             })?;
         if out.len() > self.max_body {
-            return Err(ProviderError::Network {
+            return Err(ProviderError::ResponseTooLarge {
                 provider: self.provider,
                 operation: operation.to_string(),
-                message: format!("decoded response body larger than {} bytes", self.max_body),
+                limit: self.max_body,
             });
         }
         Ok(Bytes::from(out))
@@ -553,7 +730,7 @@ impl HttpClient {
         body: &[u8],
         operation: String,
     ) -> Failure {
-        let parsed = (self.parse_error)(body, headers);
+        let parsed = self.errors.parse(body, headers);
         let provider = self.provider;
         let code = parsed.code.clone().unwrap_or_default();
         let error = match status.as_u16() {
@@ -642,6 +819,38 @@ impl From<ProviderError> for Failure {
             error,
             server_wait: None,
         }
+    }
+}
+
+/// Classifies a failed exchange: a TLS failure (an untrusted or invalid
+/// certificate: another try cannot fix it) or a network failure (which may
+/// pass).
+fn transport_error(
+    provider: &'static str,
+    operation: &str,
+    e: &(dyn std::error::Error + 'static),
+) -> ProviderError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(inner) = source {
+        let tls = inner.downcast_ref::<rustls::Error>().or_else(|| {
+            inner
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|i| i.downcast_ref::<rustls::Error>())
+        });
+        if let Some(tls) = tls {
+            return ProviderError::Tls {
+                provider,
+                operation: operation.to_string(),
+                message: tls.to_string(),
+            };
+        }
+        source = inner.source();
+    }
+    ProviderError::Network {
+        provider,
+        operation: operation.to_string(),
+        message: error_chain(e),
     }
 }
 
@@ -812,11 +1021,7 @@ where
             counters.connections.fetch_add(1, Ordering::Relaxed);
             match tokio::time::timeout(timeout, fut).await {
                 Ok(r) => r,
-                Err(_) => Err(format!(
-                    "connect timed out after {}",
-                    super::error::fmt_duration(timeout)
-                )
-                .into()),
+                Err(_) => Err(format!("connect timed out after {}", fmt_duration(timeout)).into()),
             }
         })
     }
@@ -845,7 +1050,12 @@ mod tests {
 
     #[test]
     fn token_never_in_debug_and_http_base_refused() {
-        let parse: ErrorParser = |_, _| ErrorBody::default();
+        let parse = ErrorShape {
+            code: "/id",
+            message: "/message",
+            request_id: None,
+            request_id_header: "x-request-id",
+        };
         let cfg = HttpConfig {
             native_roots: false,
             ..HttpConfig::default()
@@ -854,7 +1064,7 @@ mod tests {
         let c = HttpClient::new(
             "digitalocean",
             "https://api.example/v2",
-            &Secret::new("tok-123"),
+            &Auth::Bearer(Secret::new("tok-123")),
             &t,
             &cfg,
             parse,
@@ -864,7 +1074,7 @@ mod tests {
         let e = HttpClient::new(
             "digitalocean",
             "http://api.example/v2",
-            &Secret::new("t"),
+            &Auth::Bearer(Secret::new("t")),
             &t,
             &cfg,
             parse,
@@ -872,5 +1082,112 @@ mod tests {
         assert!(matches!(e, Err(ProviderError::InvalidConfig { .. })));
         assert!(c.url("https://evil.example/v2/droplets?page=2").is_err());
         assert!(c.url("droplets?page=2").is_ok());
+    }
+
+    fn client(auth: Auth) -> HttpClient {
+        let cfg = HttpConfig {
+            native_roots: false,
+            ..HttpConfig::default()
+        };
+        let shape = ErrorShape {
+            code: "/error/code",
+            message: "/error/message",
+            request_id: None,
+            request_id_header: "x-correlation-id",
+        };
+        HttpClient::new(
+            "test",
+            "https://api.example/v1/",
+            &auth,
+            &ProviderTimeouts::default(),
+            &cfg,
+            shape,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn auth_should_become_the_right_header() {
+        let req = ApiRequest::get("nodes");
+        let c = client(Auth::PveApiToken(Secret::new("root@pam!spuff=1234-abcd")));
+        let built = c.build(&req).unwrap_or_else(|e| panic!("{e}"));
+        let h = built.headers().get(header::AUTHORIZATION);
+        assert_eq!(
+            h.and_then(|v| v.to_str().ok()),
+            Some("PVEAPIToken=root@pam!spuff=1234-abcd")
+        );
+        assert!(h.is_some_and(HeaderValue::is_sensitive));
+        let c = client(Auth::Bearer(Secret::new("t0k")));
+        let built = c.build(&req).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            built
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok()),
+            Some("Bearer t0k")
+        );
+    }
+
+    struct Stamp;
+
+    impl RequestSigner for Stamp {
+        fn sign(&self, r: SignRequest<'_>) -> Result<(), String> {
+            if r.uri.path().contains("refuse") {
+                return Err("cannot sign".into());
+            }
+            let v = format!("{} {} {}", r.method, r.uri.path(), r.body.len());
+            r.headers.insert(
+                "x-signed",
+                HeaderValue::from_str(&v).map_err(|e| e.to_string())?,
+            );
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_signer_should_see_method_url_and_body() {
+        let c = client(Auth::Signer(Arc::new(Stamp)));
+        let req = ApiRequest::new(Method::POST, "instances").json(&serde_json::json!({"a": 1}));
+        let built = c.build(&req).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            built
+                .headers()
+                .get("x-signed")
+                .and_then(|v| v.to_str().ok()),
+            Some("POST /v1/instances 7")
+        );
+        assert!(built.headers().get(header::AUTHORIZATION).is_none());
+        let e = c.build(&ApiRequest::get("refuse")).expect_err("refused");
+        assert!(matches!(e, ProviderError::InvalidConfig { .. }), "{e}");
+    }
+
+    #[test]
+    fn error_bodies_should_be_read_by_shape_and_summarised() {
+        let shape = ErrorShape {
+            code: "/error/code",
+            message: "/error/message",
+            request_id: None,
+            request_id_header: "x-correlation-id",
+        };
+        let mut h = HeaderMap::new();
+        h.insert("x-correlation-id", HeaderValue::from_static("c-1"));
+        let e = shape.parse(br#"{"error":{"code":"locked","message":"m\u001b[2J"}}"#, &h);
+        assert_eq!(e.code.as_deref(), Some("locked"));
+        assert_eq!(e.message, "m\\x1b[2J");
+        assert_eq!(e.request_id.as_deref(), Some("c-1"));
+        let e = shape.parse(
+            b"<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+            &h,
+        );
+        assert!(
+            e.message.starts_with("HTML page \"502 Bad Gateway\""),
+            "{}",
+            e.message
+        );
+        let e = shape.parse(
+            br#"{"error":{"code":null,"message":null}}"#,
+            &HeaderMap::new(),
+        );
+        assert_eq!((e.code, e.message.as_str()), (None, "(no message)"));
     }
 }

@@ -23,23 +23,44 @@
 //! ```
 
 pub mod digitalocean;
+mod engine;
 mod error;
+mod factory;
 pub mod hetzner;
 pub mod http;
+mod info;
 pub mod registry;
 mod types;
 
+#[doc(no_inline)]
+pub use crate::util::{Secret, suggest};
 pub use error::{ProviderError, ProviderResult};
-pub use http::{HttpConfig, HttpStats, ProxyConfig, RetryPolicy};
-pub use registry::{ProviderConfig, ProviderFactory, ProviderRegistry};
+pub use factory::{ProviderConfig, ProviderFactory};
+pub use http::{Auth, HttpConfig, HttpStats, ProxyConfig, RequestSigner, RetryPolicy, SignRequest};
+pub use info::{
+    Capabilities, Defaults, NoDefaults, PROVIDERS, ProviderInfo, ProviderType, UnknownProvider,
+};
+pub use registry::ProviderRegistry;
 pub use types::{
-    ImageSpec, InstanceRequest, InstanceStatus, ProviderInstance, ProviderTimeouts, ProviderType,
-    RegionInfo, Secret, SizeInfo, Snapshot, SshKeyInfo, UnknownProvider, suggest,
+    ImageSpec, InstanceRequest, InstanceStatus, Listing, ProviderInstance, ProviderTimeouts,
+    RegionInfo, SizeInfo, Skipped, Snapshot, SshEndpoint, SshKeyInfo, new_spuff_id,
 };
 
 /// The label (DigitalOcean: tag) every spuff VM carries, so that listing
 /// never touches VMs spuff did not create.
 pub const MANAGED_LABEL: &str = "spuff";
+
+/// The label holding a VM's spuff id ([`InstanceRequest::spuff_id`]): how a
+/// create whose answer was lost is found, and how `down` finds every VM of
+/// a record (DigitalOcean: the tag `spuff-id:ID`).
+pub const SPUFF_ID_LABEL: &str = "spuff-id";
+
+/// A label giving a VM's SSH port when it is not 22 (a custom image whose
+/// sshd listens elsewhere).
+pub const SSH_PORT_LABEL: &str = "spuff-ssh-port";
+
+/// A label giving the user to log in as, when it is not the user-data's.
+pub const SSH_USER_LABEL: &str = "spuff-ssh-user";
 
 /// One cloud account, as spuff uses it.
 ///
@@ -49,13 +70,22 @@ pub const MANAGED_LABEL: &str = "spuff";
 /// return [`ProviderError::Unsupported`] by default.
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync + std::fmt::Debug {
+    /// The provider's static facts.
+    fn info(&self) -> &'static ProviderInfo;
+
     /// The provider's canonical name (`digitalocean`).
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &'static str {
+        self.info().name
+    }
 
     /// Creates a VM and returns it as first seen (usually without an IP yet).
     ///
-    /// A create whose response was lost is not resent blindly: the provider
-    /// first looks for a VM with the request's name and returns it if found.
+    /// The VM carries [`MANAGED_LABEL`] and the request's spuff id
+    /// ([`SPUFF_ID_LABEL`]). A create whose response was lost is not resent
+    /// blindly: the provider looks for a VM with that spuff id, for as long
+    /// as its listing may lag, and returns it if found. An error that
+    /// [`is_retryable`](ProviderError::is_retryable) means a VM may exist
+    /// anyway.
     ///
     /// # Errors
     /// [`ProviderError::InvalidConfig`] for unknown labels or images,
@@ -68,11 +98,27 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// The VM with this id, or `None` if it does not exist.
     async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>>;
 
-    /// Every VM carrying [`MANAGED_LABEL`], across all pages.
-    async fn list_instances(&self) -> ProviderResult<Vec<ProviderInstance>>;
+    /// Every VM carrying [`MANAGED_LABEL`], across all pages; entries that
+    /// could not be read are in [`Listing::skipped`].
+    ///
+    /// # Errors
+    /// Any failure to get a complete answer, including a 200 without the
+    /// expected list: never an empty listing in its place.
+    async fn list_instances(&self) -> ProviderResult<Listing>;
 
-    /// Polls until the VM is running with a public IPv4 address, fast at
-    /// first and slower later.
+    /// Every VM carrying this spuff id (normally one; two if a create was
+    /// resent after its first answer was lost and both went through).
+    async fn find_by_spuff_id(&self, spuff_id: &str) -> ProviderResult<Vec<ProviderInstance>> {
+        Ok(self
+            .list_instances()
+            .await?
+            .into_iter()
+            .filter(|i| i.spuff_id() == Some(spuff_id))
+            .collect())
+    }
+
+    /// Polls until the VM is running with an SSH endpoint, fast at first and
+    /// slower later.
     ///
     /// # Errors
     /// [`ProviderError::Timeout`] naming the last state seen.

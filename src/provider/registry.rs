@@ -10,44 +10,9 @@ use std::sync::Arc;
 
 use super::Provider;
 use super::error::{ProviderError, ProviderResult};
-use super::http::HttpConfig;
-use super::types::{ProviderTimeouts, ProviderType, Secret, suggest};
-
-/// Everything needed to build a provider.
-#[derive(Debug, Clone, Default)]
-pub struct ProviderConfig {
-    /// The API token.
-    pub token: Secret,
-    /// Time limits.
-    pub timeouts: ProviderTimeouts,
-    /// Transport settings (CA file, proxy, retries).
-    pub http: HttpConfig,
-    /// Override of the API base URL (tests point it at a fake cloud).
-    pub base_url: Option<String>,
-}
-
-impl ProviderConfig {
-    /// A config with this token and defaults for the rest.
-    pub fn new(token: impl Into<Secret>) -> Self {
-        ProviderConfig {
-            token: token.into(),
-            ..Default::default()
-        }
-    }
-}
-
-/// Builds one kind of provider.
-pub trait ProviderFactory: Send + Sync {
-    /// Which provider this factory builds.
-    fn provider_type(&self) -> ProviderType;
-
-    /// Builds a provider.
-    ///
-    /// # Errors
-    /// [`ProviderError::Authentication`] for a missing token,
-    /// [`ProviderError::InvalidConfig`] for a bad base URL or CA file.
-    fn create(&self, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>>;
-}
+use super::factory::{ProviderConfig, ProviderFactory};
+use super::info::{PROVIDERS, ProviderInfo, ProviderType};
+use crate::util::suggest;
 
 /// Factories by provider type.
 #[derive(Default)]
@@ -83,7 +48,7 @@ impl ProviderRegistry {
     /// Registers (or replaces) a factory.
     pub fn register(&mut self, factory: impl ProviderFactory + 'static) {
         self.factories
-            .insert(factory.provider_type(), Box::new(factory));
+            .insert(factory.info().kind, Box::new(factory));
     }
 
     /// The registered provider types.
@@ -108,7 +73,8 @@ impl ProviderRegistry {
                 provider: t.name(),
                 field: "provider".into(),
                 message: format!(
-                    "{t} is not supported by this build of spuff yet; available: {}",
+                    "{} is not supported by this build of spuff yet; available: {}",
+                    t.info().display_name,
                     self.names().join(", ")
                 ),
             }),
@@ -121,11 +87,14 @@ impl ProviderRegistry {
         name: &str,
         config: ProviderConfig,
     ) -> ProviderResult<Arc<dyn Provider>> {
-        match ProviderType::from_name(name) {
-            Some(t) => self.create(t, config),
+        match ProviderInfo::by_name(name) {
+            Some(info) => self.create(info.kind, config),
             None => {
                 let names = self.names();
-                let close = suggest(name, names.iter().copied());
+                let all = PROVIDERS
+                    .iter()
+                    .flat_map(|p| std::iter::once(p.name).chain(p.aliases.iter().copied()));
+                let close = suggest(name, all);
                 let mut message =
                     format!("unknown provider `{name}`; available: {}", names.join(", "));
                 if !close.is_empty() {

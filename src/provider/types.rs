@@ -8,55 +8,10 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::{Ipv4Addr, Ipv6Addr};
-use std::str::FromStr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-/// An API token. Its `Debug` and `Display` never show the value, so it cannot
-/// leak through logs, errors or `{:?}` of a config struct.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a token.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The token itself, for the one place that needs it: the `Authorization` header.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether no token was given.
-    pub fn is_empty(&self) -> bool {
-        self.0.trim().is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Secret(s)
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(s: &str) -> Self {
-        Secret(s.to_string())
-    }
-}
+use super::{MANAGED_LABEL, SPUFF_ID_LABEL, SSH_PORT_LABEL, SSH_USER_LABEL};
 
 /// The OS image to boot, independent of any provider's naming.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -100,13 +55,19 @@ impl fmt::Display for ImageSpec {
     }
 }
 
-/// What to create. `name` must be unique among the account's spuff VMs: the
-/// provider looks the VM up by it when a create's response was lost, instead
-/// of creating a second one.
+/// What to create.
+///
+/// `spuff_id` is unique per create (a fresh random id from
+/// [`InstanceRequest::new`]); the provider labels the VM with it, and when a
+/// create's answer was lost it looks the VM up by that label (for as long as
+/// the provider's listing may lag) before it sends anything again, so a lost
+/// answer never makes a second VM. Names need not be unique.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InstanceRequest {
     /// VM name (`spuff-a1b2c3d4`).
     pub name: String,
+    /// spuff's own id for this VM, carried as the [`SPUFF_ID_LABEL`] label.
+    pub spuff_id: String,
     /// Region or location slug (`fra1`, `nbg1`).
     pub region: String,
     /// Size or server type slug (`s-2vcpu-4gb`, `cx22`).
@@ -115,7 +76,8 @@ pub struct InstanceRequest {
     pub image: ImageSpec,
     /// cloud-init user data, plain text (the provider encodes it if its API needs that).
     pub user_data: Option<String>,
-    /// Labels; spuff's own marker label is added by the provider.
+    /// Labels; spuff's own [`MANAGED_LABEL`] and [`SPUFF_ID_LABEL`] are
+    /// added by the provider.
     pub labels: BTreeMap<String, String>,
     /// SSH keys to install, as provider key ids or fingerprints (see
     /// [`crate::provider::Provider::ensure_ssh_key`]).
@@ -131,10 +93,17 @@ impl InstanceRequest {
     ) -> Self {
         InstanceRequest {
             name: name.into(),
+            spuff_id: new_spuff_id(),
             region: region.into(),
             size: size.into(),
             ..Default::default()
         }
+    }
+
+    /// Sets the spuff id (to look up or resend a create made earlier).
+    pub fn with_spuff_id(mut self, id: impl Into<String>) -> Self {
+        self.spuff_id = id.into();
+        self
     }
 
     /// Sets the image.
@@ -159,6 +128,76 @@ impl InstanceRequest {
     pub fn with_ssh_key(mut self, key: impl Into<String>) -> Self {
         self.ssh_keys.push(key.into());
         self
+    }
+}
+
+/// A fresh spuff id: 16 lowercase hex digits from the OS's generator.
+pub fn new_spuff_id() -> String {
+    let mut bytes = [0u8; 8];
+    // The OS generator does not fail on supported platforms; the fallback
+    // still differs per process and per call.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        bytes = ((nanos as u64) ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where and as whom to reach a VM over SSH, as its provider reports it.
+///
+/// For a cloud VM that is its public address on port 22, unless the VM
+/// carries the [`SSH_PORT_LABEL`] / [`SSH_USER_LABEL`] labels (a custom
+/// image whose sshd listens elsewhere); for a local VM it is a forwarded
+/// port on 127.0.0.1. The host key is never part of it: that is pinned from
+/// spuff's own state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshEndpoint {
+    /// The address to connect to.
+    pub host: IpAddr,
+    /// The TCP port.
+    pub port: u16,
+    /// The login user, when the provider knows it (else the user-data's).
+    pub user: Option<String>,
+}
+
+impl SshEndpoint {
+    /// Port 22, no user.
+    pub fn new(host: IpAddr) -> Self {
+        SshEndpoint {
+            host,
+            port: 22,
+            user: None,
+        }
+    }
+
+    /// The endpoint at `host`, with port and user from the VM's labels when
+    /// they are valid (a bad value is ignored, not trusted).
+    pub fn from_labels(host: IpAddr, labels: &BTreeMap<String, String>) -> Self {
+        let port = labels
+            .get(SSH_PORT_LABEL)
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p != 0)
+            .unwrap_or(22);
+        let user = labels
+            .get(SSH_USER_LABEL)
+            .filter(|u| crate::validate::username(u).is_ok())
+            .cloned();
+        SshEndpoint { host, port, user }
+    }
+}
+
+impl fmt::Display for SshEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(user) = &self.user {
+            write!(f, "{user}@")?;
+        }
+        match self.host {
+            IpAddr::V6(ip) => write!(f, "[{ip}]:{}", self.port),
+            IpAddr::V4(ip) => write!(f, "{ip}:{}", self.port),
+        }
     }
 }
 
@@ -218,20 +257,89 @@ pub struct ProviderInstance {
     pub created_at: Option<String>,
     /// Labels (DigitalOcean tags `k:v` become `k = v`; a bare tag maps to an empty value).
     pub labels: BTreeMap<String, String>,
+    /// How to reach it over SSH, once it has an address.
+    pub ssh: Option<SshEndpoint>,
 }
 
 impl ProviderInstance {
-    /// Ready for SSH: running and with a public IPv4 address.
+    /// Ready for SSH: running, with an SSH endpoint.
     pub fn is_ready(&self) -> bool {
-        self.status == InstanceStatus::Active && self.public_ipv4.is_some()
+        self.status == InstanceStatus::Active && self.ssh.is_some()
+    }
+
+    /// Whether spuff created it (it carries [`MANAGED_LABEL`]).
+    pub fn is_managed(&self) -> bool {
+        self.labels.contains_key(MANAGED_LABEL)
+    }
+
+    /// spuff's id for it (the [`SPUFF_ID_LABEL`] label), if it has one.
+    pub fn spuff_id(&self) -> Option<&str> {
+        self.labels
+            .get(SPUFF_ID_LABEL)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
     }
 
     /// A short description of the state, for timeout errors and progress.
     pub fn describe_state(&self) -> String {
-        match self.public_ipv4 {
-            Some(ip) => format!("status {}, public IPv4 {ip}", self.status),
-            None => format!("status {}, no public IPv4 yet", self.status),
+        match &self.ssh {
+            Some(ep) => format!("status {}, SSH at {ep}", self.status),
+            None => format!("status {}, no address yet", self.status),
         }
+    }
+}
+
+/// A provider's listing: the VMs it could read, and the entries it had to
+/// skip because they were malformed (a null where a string was promised).
+/// One bad entry must not hide every other VM, nor be dropped silently.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Listing {
+    /// The VMs read.
+    pub instances: Vec<ProviderInstance>,
+    /// The entries skipped, with why.
+    pub skipped: Vec<Skipped>,
+}
+
+/// An entry of a listing that could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    /// What it was (`droplet`, `server`).
+    pub resource: &'static str,
+    /// Its id, when that much could be read.
+    pub id: Option<String>,
+    /// Its name, when that much could be read.
+    pub name: Option<String>,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.resource)?;
+        if let Some(id) = &self.id {
+            write!(f, " {}", crate::util::terminal_safe(id))?;
+        }
+        if let Some(name) = &self.name {
+            write!(f, " ({})", crate::util::terminal_safe(name))?;
+        }
+        write!(f, ": {}", crate::util::terminal_safe(&self.reason))
+    }
+}
+
+impl std::ops::Deref for Listing {
+    type Target = [ProviderInstance];
+
+    fn deref(&self) -> &[ProviderInstance] {
+        &self.instances
+    }
+}
+
+impl IntoIterator for Listing {
+    type Item = ProviderInstance;
+    type IntoIter = std::vec::IntoIter<ProviderInstance>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.instances.into_iter()
     }
 }
 
@@ -308,6 +416,10 @@ pub struct ProviderTimeouts {
     pub poll_initial: Duration,
     /// Longest poll interval; polling slows down to save the API quota.
     pub poll_max: Duration,
+    /// How long a create whose answer was lost is looked for (by its spuff
+    /// id) before it is resent: a provider's listing can lag a create by
+    /// seconds, and resending too early would make a second VM.
+    pub create_lookup: Duration,
 }
 
 impl Default for ProviderTimeouts {
@@ -319,158 +431,9 @@ impl Default for ProviderTimeouts {
             action: Duration::from_secs(900),
             poll_initial: Duration::from_secs(1),
             poll_max: Duration::from_secs(10),
+            create_lookup: Duration::from_secs(30),
         }
     }
-}
-
-/// The providers spuff knows by name, implemented or not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[non_exhaustive]
-pub enum ProviderType {
-    /// DigitalOcean (`digitalocean`, `do`).
-    DigitalOcean,
-    /// Hetzner Cloud (`hetzner`, `hcloud`).
-    Hetzner,
-    /// AWS EC2 (`aws`, `ec2`).
-    Aws,
-}
-
-impl ProviderType {
-    /// Every known type.
-    pub const ALL: &'static [ProviderType] = &[
-        ProviderType::DigitalOcean,
-        ProviderType::Hetzner,
-        ProviderType::Aws,
-    ];
-
-    /// The canonical name, as used in config files and errors.
-    pub fn name(self) -> &'static str {
-        match self {
-            ProviderType::DigitalOcean => "digitalocean",
-            ProviderType::Hetzner => "hetzner",
-            ProviderType::Aws => "aws",
-        }
-    }
-
-    /// Other names accepted on the command line.
-    pub fn aliases(self) -> &'static [&'static str] {
-        match self {
-            ProviderType::DigitalOcean => &["do"],
-            ProviderType::Hetzner => &["hcloud"],
-            ProviderType::Aws => &["ec2"],
-        }
-    }
-
-    /// Looks a name or alias up, ignoring case.
-    pub fn from_name(name: &str) -> Option<Self> {
-        let name = name.trim().to_ascii_lowercase();
-        ProviderType::ALL
-            .iter()
-            .copied()
-            .find(|t| t.name() == name || t.aliases().contains(&name.as_str()))
-    }
-}
-
-impl fmt::Display for ProviderType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// The error of parsing a [`ProviderType`]: the name, and close matches.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown provider `{name}`{}", if suggestions.is_empty() { String::new() } else { format!("; did you mean {}?", suggestions.join(" or ")) })]
-pub struct UnknownProvider {
-    /// What was given.
-    pub name: String,
-    /// Known names close to it.
-    pub suggestions: Vec<String>,
-}
-
-impl FromStr for ProviderType {
-    type Err = UnknownProvider;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ProviderType::from_name(s).ok_or_else(|| {
-            let names = ProviderType::ALL
-                .iter()
-                .flat_map(|t| std::iter::once(t.name()).chain(t.aliases().iter().copied()));
-            UnknownProvider {
-                name: s.to_string(),
-                suggestions: suggest(s, names).into_iter().map(str::to_string).collect(),
-            }
-        })
-    }
-}
-
-/// Candidates close to `input`, in the best tier found: exact
-/// case-insensitive matches, else those that contain it, else those at the
-/// smallest edit distance (at most a third of the length, at least 2). At
-/// most 3 are returned.
-///
-/// The CLI uses this to answer `--size s-2vcpu-4g` with "did you mean
-/// `s-2vcpu-4gb`?".
-///
-/// # Examples
-/// ```
-/// use spuff::provider::suggest;
-/// let sizes = ["s-1vcpu-1gb", "s-2vcpu-4gb", "c-4"];
-/// assert_eq!(suggest("s-2vcpu-4g", sizes), vec!["s-2vcpu-4gb"]);
-/// ```
-pub fn suggest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
-    let needle = input.trim().to_ascii_lowercase();
-    if needle.is_empty() {
-        return Vec::new();
-    }
-    let max = (needle.chars().count() / 3).max(2);
-    let mut scored: Vec<(usize, &'a str)> = candidates
-        .into_iter()
-        .filter_map(|c| {
-            let lc = c.to_ascii_lowercase();
-            let score = if lc == needle {
-                0
-            } else if lc.starts_with(&needle) || lc.contains(&needle) {
-                1
-            } else {
-                let d = edit_distance(&needle, &lc);
-                if d > max {
-                    return None;
-                }
-                1 + d
-            };
-            Some((score, c))
-        })
-        .collect();
-    scored.sort_by(|a, b| {
-        a.0.cmp(&b.0)
-            .then(a.1.len().cmp(&b.1.len()))
-            .then(a.1.cmp(b.1))
-    });
-    scored.dedup_by(|a, b| a.1 == b.1);
-    // Only the best tier: a prefix match hides mere typos-away candidates.
-    let best = scored.first().map_or(0, |s| s.0);
-    scored
-        .into_iter()
-        .filter(|s| s.0 == best)
-        .take(3)
-        .map(|(_, c)| c)
-        .collect()
-}
-
-/// Levenshtein distance over chars, two rows of memory.
-pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    let mut cur = vec![0; b.len() + 1];
-    for (i, ca) in a.chars().enumerate() {
-        cur[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        std::mem::swap(&mut prev, &mut cur);
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -478,33 +441,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_never_shows_in_debug() {
-        let s = Secret::new("dop_v1_abcdef");
-        assert_eq!(format!("{s:?} {s}"), "Secret(***) ***");
-        assert_eq!(s.expose(), "dop_v1_abcdef");
+    fn request_should_carry_a_fresh_spuff_id() {
+        let a = InstanceRequest::new("a", "fra1", "s-1");
+        let b = InstanceRequest::new("a", "fra1", "s-1");
+        assert_eq!(a.spuff_id.len(), 16);
+        assert_ne!(a.spuff_id, b.spuff_id);
     }
 
     #[test]
-    fn provider_names_and_aliases() {
-        assert_eq!("do".parse::<ProviderType>(), Ok(ProviderType::DigitalOcean));
-        assert_eq!(
-            "DigitalOcean".parse::<ProviderType>(),
-            Ok(ProviderType::DigitalOcean)
-        );
-        assert_eq!("hcloud".parse::<ProviderType>(), Ok(ProviderType::Hetzner));
-        assert_eq!("hetzner".parse::<ProviderType>(), Ok(ProviderType::Hetzner));
-        let err = "hetzer".parse::<ProviderType>().expect_err("must fail");
-        assert_eq!(err.suggestions, vec!["hetzner"]);
-        assert!(err.to_string().contains("did you mean hetzner"));
-    }
-
-    #[test]
-    fn suggestions_rank_close_matches() {
-        assert_eq!(edit_distance("kitten", "sitting"), 3);
-        let regions = ["nyc1", "nyc3", "fra1", "sfo3", "ams3"];
-        assert_eq!(suggest("fra", regions), vec!["fra1"]);
-        assert_eq!(suggest("nyc2", regions), vec!["nyc1", "nyc3"]);
-        assert!(suggest("mars-1", regions).is_empty());
-        assert!(suggest("", regions).is_empty());
+    fn endpoint_should_come_from_labels_or_default_to_22() {
+        let mut labels = BTreeMap::new();
+        let ip: IpAddr = "203.0.113.9"
+            .parse()
+            .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(SshEndpoint::from_labels(ip, &labels).port, 22);
+        labels.insert(SSH_PORT_LABEL.to_string(), "2222".to_string());
+        labels.insert(SSH_USER_LABEL.to_string(), "ana".to_string());
+        let e = SshEndpoint::from_labels(ip, &labels);
+        assert_eq!((e.port, e.user.as_deref()), (2222, Some("ana")));
+        labels.insert(SSH_PORT_LABEL.to_string(), "0".to_string());
+        labels.insert(SSH_USER_LABEL.to_string(), "bad user".to_string());
+        let e = SshEndpoint::from_labels(ip, &labels);
+        assert_eq!((e.port, e.user), (22, None));
     }
 }

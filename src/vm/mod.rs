@@ -69,7 +69,8 @@ pub struct Entry {
 /// the [`MANAGED_LABEL`] count; others are not spuff's business). Local
 /// records of other providers come back as [`Tracking::Unchecked`]. A local
 /// record without a provider id (the create call's answer never arrived)
-/// matches a remote VM by name.
+/// matches a remote VM by its spuff id (by name for records older than
+/// spuff ids).
 pub fn reconcile(
     local: &[Instance],
     active: Option<&str>,
@@ -95,10 +96,12 @@ pub fn reconcile(
         }
         let found = remote.iter().enumerate().position(|(i, r)| {
             !used[i]
-                && if record.provider_id.is_empty() {
-                    r.name == record.name
-                } else {
+                && if !record.provider_id.is_empty() {
                     r.id == record.provider_id
+                } else if !record.spuff_id.is_empty() {
+                    r.spuff_id() == Some(record.spuff_id.as_str())
+                } else {
+                    r.name == record.name
                 }
         });
         match found {
@@ -163,7 +166,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
-    use crate::provider::Secret;
+    use crate::util::Secret;
 
     fn local(name: &str, id: &str, provider: &str) -> Instance {
         Instance::new(
@@ -194,6 +197,9 @@ mod tests {
             region: "fra1".to_string(),
             size: "s-1".to_string(),
             created_at: None,
+            ssh: Some(crate::provider::SshEndpoint::new(
+                "203.0.113.9".parse().unwrap(),
+            )),
             labels,
         }
     }

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use crate::agent::api::BootstrapStatus;
 use crate::cloudinit::{self, AgentInstall, Limit};
-use crate::provider::{ImageSpec, InstanceRequest, MANAGED_LABEL, Provider, ProviderError};
+use crate::provider::{ImageSpec, InstanceRequest, Provider, ProviderError};
 use crate::ssh::{self, RetryPolicy};
 use crate::state::{self, Instance, Lifecycle, Store};
 
@@ -96,9 +96,9 @@ pub struct Plan {
     pub user_data: cloudinit::Config,
     /// The provider's user-data limit.
     pub limit: Limit,
-    /// How to log in; `host`, `port` and `host_keys` are filled in by `up`
-    /// (the port is kept if not 22, for tests that stand a local sshd in for
-    /// the VM).
+    /// How to log in (auth, timeouts); `host`, `port`, `user` and
+    /// `host_keys` are filled in by `up` from the provider's
+    /// [`SshEndpoint`](crate::provider::SshEndpoint) and the pinned key.
     pub ssh: ssh::Config,
     /// The agent binary to upload (`--dev`), with how to install it.
     pub upload_agent: Option<(PathBuf, AgentInstall)>,
@@ -110,14 +110,6 @@ pub struct Plan {
     pub bootstrap_timeout: Duration,
     /// How often to look at the bootstrap.
     pub bootstrap_poll: Duration,
-    /// Where the VM keeps its bootstrap status and log
-    /// ([`BOOTSTRAP_STATUS_PATH`](crate::agent::api::BOOTSTRAP_STATUS_PATH),
-    /// [`BOOTSTRAP_LOG_PATH`](crate::agent::api::BOOTSTRAP_LOG_PATH)); only
-    /// tests that stand a local sshd in for the VM change them.
-    pub bootstrap_files: (String, String),
-    /// Log in as this user instead of the user-data's user; only for tests
-    /// that stand a local sshd in for the VM.
-    pub login_user: Option<String>,
 }
 
 impl Plan {
@@ -146,11 +138,6 @@ impl Plan {
             login: RetryPolicy::default(),
             bootstrap_timeout: Duration::from_secs(1200),
             bootstrap_poll: Duration::from_secs(1),
-            bootstrap_files: (
-                crate::agent::api::BOOTSTRAP_STATUS_PATH.to_string(),
-                crate::agent::api::BOOTSTRAP_LOG_PATH.to_string(),
-            ),
-            login_user: None,
         }
     }
 }
@@ -245,7 +232,12 @@ pub async fn up(
         ImageSpec::Custom(v) | ImageSpec::Snapshot(v) => v.clone(),
     };
 
-    // Recorded before the create call: a kill from here on leaves a name.
+    let request = InstanceRequest::new(&plan.name, &plan.region, &plan.size)
+        .with_image(plan.image.clone())
+        .with_user_data(user_data.as_str());
+
+    // Recorded before the create call, with the spuff id the VM will carry:
+    // a kill from here on leaves a record that finds the VM.
     let mut record = Instance::new(
         &plan.name,
         provider.name(),
@@ -253,34 +245,24 @@ pub async fn up(
         &plan.region,
         &plan.size,
         image_label,
-        // Whoever logs in is who later commands log in as.
-        plan.login_user
-            .as_deref()
-            .unwrap_or(&plan.user_data.username),
+        &plan.user_data.username,
         plan.user_data.host_key.public_key_openssh(),
-        crate::provider::Secret::new(plan.user_data.agent.token.clone()),
+        crate::util::Secret::new(plan.user_data.agent.token.clone()),
     );
+    record.spuff_id = request.spuff_id.clone();
     record.dev = plan.upload_agent.is_some();
-    if plan.ssh.port != 22 {
-        record.ssh_port = plan.ssh.port;
-    }
     store.insert(&record).map_err(Error::State)?;
 
-    let mut request = InstanceRequest::new(&plan.name, &plan.region, &plan.size)
-        .with_image(plan.image.clone())
-        .with_user_data(user_data.as_str());
-    request
-        .labels
-        .insert(MANAGED_LABEL.to_string(), String::new());
     observer.event(Event::Creating);
     let created = match provider.create_instance(&request).await {
         Ok(created) => created,
         Err(source) => {
             // A refusal (bad size, quota, token) created nothing; anything
-            // else (a timeout, a 5xx) may have: keep the record for `list`.
+            // else (a timeout, a 5xx) may have, although the provider did
+            // not find it by its spuff id: keep the record as "may exist".
             let maybe_created = source.is_retryable();
             if maybe_created {
-                let _ = store.update(&plan.name, |i| i.status = Lifecycle::Failed);
+                let _ = store.update(&plan.name, |i| i.status = Lifecycle::Unconfirmed);
             } else {
                 let _ = store.remove(&plan.name);
             }
@@ -324,34 +306,38 @@ pub async fn up(
         }
     }
     .map_err(|e| after_create("waiting for the VM to start", e))?;
-    let ip = ready
-        .public_ipv4
-        .map(std::net::IpAddr::V4)
-        .or(ready.public_ipv6.map(std::net::IpAddr::V6))
-        .ok_or_else(|| {
-            after_create(
-                "waiting for an address",
-                "the VM has no public address".into(),
-            )
-        })?;
+    let endpoint = ready.ssh.clone().ok_or_else(|| {
+        after_create(
+            "waiting for an address",
+            "the provider reports no address to reach it over SSH".into(),
+        )
+    })?;
+    let public = |v4: Option<std::net::Ipv4Addr>, v6: Option<std::net::Ipv6Addr>| {
+        v4.map(std::net::IpAddr::V4)
+            .or(v6.map(std::net::IpAddr::V6))
+    };
     let record = store
         .update(&plan.name, |i| {
             i.ipv4 = ready.public_ipv4.map(std::net::IpAddr::V4);
             i.ipv6 = ready.public_ipv6.map(std::net::IpAddr::V6);
+            // Only kept apart when it differs from the public address.
+            i.ssh_host = (public(ready.public_ipv4, ready.public_ipv6) != Some(endpoint.host))
+                .then_some(endpoint.host);
+            i.ssh_port = endpoint.port;
+            if let Some(user) = &endpoint.user {
+                i.ssh_user = user.clone();
+            }
             i.status = Lifecycle::Provisioning;
         })
         .map_err(recording)?;
-    observer.event(Event::Address { ip });
+    observer.event(Event::Address { ip: endpoint.host });
 
     // The first login, with the host key we generated: nothing else passes.
     let started = Instant::now();
     let mut ssh_config = plan.ssh.clone();
-    ssh_config.host = ip.to_string();
+    ssh_config.host = endpoint.host.to_string();
     ssh_config.port = record.ssh_port;
-    ssh_config.user = plan
-        .login_user
-        .clone()
-        .unwrap_or_else(|| plan.user_data.username.clone());
+    ssh_config.user = record.ssh_user.clone();
     ssh_config.host_keys = ssh::HostKeyPolicy::pinned([host_key]);
     let session = ssh::wait_for_login(ssh_config, &plan.login)
         .await
@@ -389,7 +375,10 @@ async fn follow_bootstrap(
     plan: &Plan,
     observer: &dyn Observer,
 ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (status_path, log_path) = &plan.bootstrap_files;
+    let (status_path, log_path) = (
+        crate::agent::api::BOOTSTRAP_STATUS_PATH,
+        crate::agent::api::BOOTSTRAP_LOG_PATH,
+    );
     let command = format!(
         "cat {} 2>/dev/null; echo; tail -n 1 {} 2>/dev/null",
         crate::cloudinit::escape::sh_quote(status_path),

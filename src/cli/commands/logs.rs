@@ -28,9 +28,7 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Context) -> anyhow::Result<u8> {
         let file = if args.which.cloud_init {
             "/var/log/cloud-init-output.log".to_string()
         } else {
-            // The end-to-end tests' stand-in VM keeps its log elsewhere.
-            std::env::var("SPUFF_TEST_BOOTSTRAP_LOG")
-                .unwrap_or_else(|_| spuff::agent::api::BOOTSTRAP_LOG_PATH.to_string())
+            spuff::agent::api::BOOTSTRAP_LOG_PATH.to_string()
         };
         format!(
             "{sudo}tail -n {lines}{follow} -- '{}'",

@@ -27,22 +27,23 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         None => ctx.settings.provider,
     };
     let provider = ctx.provider(kind.name())?;
+    let info = kind.info();
     let file = &ctx.settings.file;
-    let (default_region, default_size) = defaults(kind);
-    let region = args
-        .region
-        .clone()
-        .or(file.region.clone())
-        .unwrap_or(default_region.into());
-    let size = args
-        .size
-        .clone()
-        .or(file.size.clone())
-        .unwrap_or(default_size.into());
+    // A setting missing from both the flags and the config takes this
+    // provider's default; a provider without defaults says what to give.
+    let defaults = || info.require_defaults();
+    let region = match args.region.clone().or(file.region.clone()) {
+        Some(r) => r,
+        None => defaults()?.region.to_string(),
+    };
+    let size = match args.size.clone().or(file.size.clone()) {
+        Some(s) => s,
+        None => defaults()?.size.to_string(),
+    };
     let image = match (&args.snapshot, args.image.clone().or(file.image.clone())) {
         (Some(id), _) => ImageSpec::Snapshot(id.clone()),
         (None, Some(image)) => ImageSpec::Custom(image),
-        (None, None) => ImageSpec::Ubuntu("24.04".into()),
+        (None, None) => ImageSpec::Ubuntu(defaults()?.ubuntu.into()),
     };
     let name = match &args.name {
         Some(name) => name.clone(),
@@ -73,17 +74,16 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
 
     let mut ssh = spuff::ssh::Config::new("", &ctx.settings.ssh_user);
     ssh.auth = ctx.auth_methods();
-    if let Ok(port) = std::env::var("SPUFF_SSH_PORT") {
-        // Stands a local sshd in for the VM in the end-to-end tests.
-        ssh.port = port.parse().context("SPUFF_SSH_PORT is not a port")?;
-    }
-    let limit = match kind {
-        ProviderType::Hetzner => Limit::HETZNER,
-        _ => Limit::DIGITALOCEAN,
-    };
-    let mut plan = Plan::new(&name, &region, &size, image, user_data, limit, ssh);
+    let mut plan = Plan::new(
+        &name,
+        &region,
+        &size,
+        image,
+        user_data,
+        Limit::of(info),
+        ssh,
+    );
     plan.upload_agent = upload;
-    apply_test_overrides(&mut plan);
 
     ctx.ui.info(format!(
         "Creating {name} on {} ({region}, {size})",
@@ -171,14 +171,6 @@ async fn interrupted(name: &str, ctx: &Context) -> anyhow::Result<u8> {
         ));
     }
     Ok(crate::cli::EXIT_INTERRUPTED)
-}
-
-/// Region and size when neither the flags nor the config name one.
-fn defaults(kind: ProviderType) -> (&'static str, &'static str) {
-    match kind {
-        ProviderType::Hetzner => ("nbg1", "cx22"),
-        _ => ("fra1", "s-2vcpu-4gb"),
-    }
 }
 
 fn random_u64() -> u64 {
@@ -297,15 +289,7 @@ fn agent_delivery(
             binary.display()
         ));
     }
-    let mut install = AgentInstall::default();
-    if let Ok(dest) = std::env::var("SPUFF_AGENT_INSTALL_DEST") {
-        // End-to-end tests: a local sshd stands in for the VM.
-        install.dest = dest;
-    }
-    if let Ok(start) = std::env::var("SPUFF_AGENT_START_COMMAND") {
-        install.start_command = Some(start);
-    }
-    Ok((AgentSource::Upload, Some((binary, install))))
+    Ok((AgentSource::Upload, Some((binary, AgentInstall::default()))))
 }
 
 fn find_local_agent() -> Option<PathBuf> {
@@ -320,20 +304,6 @@ fn find_local_agent() -> Option<PathBuf> {
     }
     let built = PathBuf::from("target/release").join(name);
     built.is_file().then_some(built)
-}
-
-/// Test hooks read from the environment: where the fake VM keeps its
-/// bootstrap files and who logs in. Real VMs never set these.
-fn apply_test_overrides(plan: &mut Plan) {
-    if let (Ok(status), Ok(log)) = (
-        std::env::var("SPUFF_TEST_BOOTSTRAP_STATUS"),
-        std::env::var("SPUFF_TEST_BOOTSTRAP_LOG"),
-    ) {
-        plan.bootstrap_files = (status, log);
-    }
-    if let Ok(user) = std::env::var("SPUFF_TEST_LOGIN_USER") {
-        plan.login_user = Some(user);
-    }
 }
 
 /// Draws `up`'s events as one spinner per stage.
