@@ -10,22 +10,21 @@
 //! IPs are chosen by `type`, never by position.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::engine::{ActionProgress, ActionState, IdText, Paging, Rest, path_id};
-use super::error::{ProviderError, ProviderResult};
-use super::factory::{ProviderConfig, ProviderFactory};
-use super::http::{ApiRequest, Auth, ErrorShape, HttpStats};
-use super::info::{ProviderInfo, ProviderType};
-use super::types::{
-    ImageSpec, InstanceRequest, InstanceStatus, Listing, ProviderInstance, RegionInfo, SizeInfo,
-    Snapshot, SshEndpoint, SshKeyInfo,
+use super::engine::{
+    Extras, IdText, Paging, Selector, WireSshKey, image_id, path_id, query_value, rest_provider,
 };
-use super::{MANAGED_LABEL, Provider, SPUFF_ID_LABEL, md5_fingerprint};
+use super::error::{ProviderError, ProviderResult};
+use super::http::ApiRequest;
+use super::types::{
+    ImageSpec, InstanceRequest, ProviderInstance, RegionInfo, SizeInfo, Snapshot, SshEndpoint,
+    SshKeyInfo,
+};
+use super::{MANAGED_LABEL, SPUFF_ID_LABEL};
 
 /// The public API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.digitalocean.com/v2/";
@@ -33,100 +32,56 @@ pub const DEFAULT_BASE_URL: &str = "https://api.digitalocean.com/v2/";
 /// The API's largest page (`per_page` maximum).
 const PER_PAGE: u32 = 200;
 
-/// Pages link to the next one with an absolute URL.
-const PAGING: Paging = Paging::NextLink("/links/pages/next");
-
-/// `{"id","message","request_id"}`, any of them possibly missing; the
-/// request id may also come as `x-request-id`.
-const ERRORS: ErrorShape = ErrorShape {
-    code: "/id",
-    message: "/message",
-    request_id: Some("/request_id"),
-    request_id_header: "x-request-id",
-};
-
-fn info() -> &'static ProviderInfo {
-    ProviderType::DigitalOcean.info()
-}
-
-/// Builds [`Client`]s for the registry.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl ProviderFactory for Factory {
-    fn info(&self) -> &'static ProviderInfo {
-        info()
-    }
-
-    fn create(&self, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>> {
-        Ok(Arc::new(Client::new(config)?))
-    }
-}
-
-/// A DigitalOcean account.
-#[derive(Debug, Clone)]
-pub struct Client {
-    rest: Rest,
+rest_provider! {
+    /// A DigitalOcean account.
+    DigitalOcean at DEFAULT_BASE_URL, VMs Droplet as "droplet" in "droplets" (stuck: Archive, Off);
+    pages: Paging::NextLink("/links/pages/next");
+    // `{"id","message","request_id"}`, any of them possibly missing.
+    errors: "/id", "/message", Some("/request_id"), "x-request-id";
+    actions: "completed" | "errored";
+    statuses: "new" => New, "active" => Active, "off" => Off, "archive" => Archive;
 }
 
 impl Client {
-    /// A client for the account `config.token` belongs to.
-    ///
-    /// # Errors
-    /// A missing token, a non-https base URL, or an unreadable CA file.
-    pub fn new(config: ProviderConfig) -> ProviderResult<Self> {
-        let auth = Auth::Bearer(config.token.clone());
-        Ok(Client {
-            rest: Rest::new(info(), &config, auth, DEFAULT_BASE_URL, ERRORS)?,
-        })
-    }
-
-    /// Transport counters.
-    pub fn stats(&self) -> HttpStats {
-        self.rest.http.stats()
-    }
-
-    fn id<'a>(&self, id: &'a str) -> ProviderResult<&'a str> {
-        path_id(self.rest.name(), id)
-    }
-
-    /// Droplets carrying `tag`, with the malformed ones skipped.
-    async fn droplets(&self, tag: &str) -> ProviderResult<Listing> {
-        let (droplets, skipped) = self
-            .rest
-            .list_lenient::<Droplet>(
-                &format!(
-                    "droplets?tag_name={}&per_page={PER_PAGE}",
-                    super::engine::query_value(tag)
-                ),
-                "droplets",
-                PAGING,
-                "droplet",
-            )
-            .await?;
-        Ok(Listing {
-            instances: droplets.into_iter().map(Droplet::into_instance).collect(),
-            skipped,
-        })
-    }
-
     /// Starts a droplet action and waits for it to complete.
     async fn run_action(&self, droplet_id: &str, body: Value, what: &str) -> ProviderResult<()> {
         let req = ApiRequest::new(
             Method::POST,
-            format!("droplets/{}/actions", self.id(droplet_id)?),
+            format!("droplets/{}/actions", self.check_id(droplet_id)?),
         )
         .json(&body)
         .resource("droplet", droplet_id);
-        let started: ActionEnvelope = self.rest.json(req).await?;
-        self.rest
-            .wait_action(started.action.state(), what, |id| async move {
-                let req = ApiRequest::get(format!("actions/{}", self.id(&id)?))
-                    .resource("action", id.clone());
-                Ok(self.rest.json::<ActionEnvelope>(req).await?.action.state())
-            })
-            .await
-            .map(drop)
+        self.rest.run_action(req, ACTIONS, what).await
+    }
+}
+
+/// Key or image ids: integers when they are numbers, else strings.
+pub(crate) fn id_values(ids: &[String]) -> Vec<Value> {
+    ids.iter()
+        .map(|k| match k.parse::<u64>() {
+            Ok(n) => json!(n),
+            Err(_) => json!(k),
+        })
+        .collect()
+}
+
+#[async_trait::async_trait]
+impl Extras for Client {
+    fn check_id<'a>(&self, id: &'a str) -> ProviderResult<&'a str> {
+        path_id(self.rest.name(), id)
+    }
+
+    /// DigitalOcean filters by one tag: `spuff` for all of spuff's
+    /// droplets, the spuff id's tag for one.
+    fn vms_query(&self, selector: Selector<'_>) -> ProviderResult<String> {
+        let tag = match selector {
+            Selector::Managed => MANAGED_LABEL.to_string(),
+            Selector::SpuffId(id) => format!("{SPUFF_ID_LABEL}:{id}"),
+        };
+        Ok(format!(
+            "droplets?tag_name={}&per_page={PER_PAGE}",
+            query_value(&tag)
+        ))
     }
 
     fn create_body(&self, request: &InstanceRequest) -> ProviderResult<Value> {
@@ -160,7 +115,7 @@ impl Client {
                 tags.push(tag);
             }
         }
-        let mut body = json!({
+        let body = json!({
             "name": request.name,
             "region": request.region,
             "size": request.size,
@@ -170,95 +125,10 @@ impl Client {
             "ipv6": true,
             "monitoring": false,
         });
-        if let Some(ud) = &request.user_data {
-            let limit = info().user_data_limit;
-            if ud.len() > limit {
-                return Err(self.rest.invalid(
-                    "user_data",
-                    format!("{} bytes; DigitalOcean accepts at most {limit}", ud.len()),
-                ));
-            }
-            body["user_data"] = json!(ud);
-        }
         Ok(body)
     }
-}
 
-/// Key or image ids: integers when they are numbers, else strings.
-pub(crate) fn id_values(ids: &[String]) -> Vec<Value> {
-    ids.iter()
-        .map(|k| match k.parse::<u64>() {
-            Ok(n) => json!(n),
-            Err(_) => json!(k),
-        })
-        .collect()
-}
-
-#[async_trait::async_trait]
-impl Provider for Client {
-    fn info(&self) -> &'static ProviderInfo {
-        info()
-    }
-
-    async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance> {
-        let body = self.create_body(request)?;
-        let create = || async {
-            // POST is not idempotent, so the HTTP layer resends it only after
-            // a 429 (which the API refused before doing anything).
-            let req = ApiRequest::new(Method::POST, "droplets")
-                .json(&body)
-                .resource("droplet", &request.name);
-            let env: DropletEnvelope = self.rest.json(req).await?;
-            Ok(env.droplet.into_instance())
-        };
-        let find = || self.find_by_spuff_id(&request.spuff_id);
-        self.rest.create_then_find(request, create, find).await
-    }
-
-    async fn destroy_instance(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("droplets/{}", self.id(id)?))
-            .resource("droplet", id);
-        self.rest.delete(req).await
-    }
-
-    async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>> {
-        let req = ApiRequest::get(format!("droplets/{}", self.id(id)?)).resource("droplet", id);
-        Ok(self
-            .rest
-            .json_optional::<DropletEnvelope>(req)
-            .await?
-            .map(|env| env.droplet.into_instance()))
-    }
-
-    async fn list_instances(&self) -> ProviderResult<Listing> {
-        self.droplets(MANAGED_LABEL).await
-    }
-
-    async fn find_by_spuff_id(&self, spuff_id: &str) -> ProviderResult<Vec<ProviderInstance>> {
-        // DigitalOcean filters by one tag, so the spuff id tag alone narrows
-        // the listing to this VM.
-        let listing = self
-            .droplets(&format!("{SPUFF_ID_LABEL}:{spuff_id}"))
-            .await?;
-        Ok(listing
-            .instances
-            .into_iter()
-            .filter(|i| i.is_managed() && i.spuff_id() == Some(spuff_id))
-            .collect())
-    }
-
-    async fn wait_ready(&self, id: &str) -> ProviderResult<ProviderInstance> {
-        self.rest
-            .wait_ready(
-                id,
-                "droplet",
-                &[InstanceStatus::Archive, InstanceStatus::Off],
-                || self.get_instance(id),
-            )
-            .await
-    }
-
-    async fn create_snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
+    async fn snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
         let what = format!("snapshot `{name}` of droplet {instance_id}");
         self.run_action(
             instance_id,
@@ -271,7 +141,7 @@ impl Provider for Client {
             .list_all(
                 &format!(
                     "droplets/{}/snapshots?per_page={PER_PAGE}",
-                    self.id(instance_id)?
+                    self.check_id(instance_id)?
                 ),
                 "snapshots",
                 PAGING,
@@ -289,7 +159,7 @@ impl Provider for Client {
             })
     }
 
-    async fn list_snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
+    async fn snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
         let snaps: Vec<DoSnapshot> = self
             .rest
             .list_all(
@@ -301,32 +171,28 @@ impl Provider for Client {
         Ok(snaps.into_iter().map(|s| s.into_snapshot(None)).collect())
     }
 
-    async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("snapshots/{}", self.id(id)?))
+    async fn remove_snapshot(&self, id: &str) -> ProviderResult<()> {
+        let req = ApiRequest::new(Method::DELETE, format!("snapshots/{}", self.check_id(id)?))
             .resource("snapshot", id);
         self.rest.delete(req).await
     }
 
-    async fn power_off(&self, id: &str) -> ProviderResult<()> {
+    async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
+        let (kind, what) = if on {
+            ("power_on", "on")
+        } else {
+            ("power_off", "off")
+        };
         self.run_action(
             id,
-            json!({"type": "power_off"}),
-            &format!("power off droplet {id}"),
+            json!({ "type": kind }),
+            &format!("power {what} droplet {id}"),
         )
         .await
     }
 
-    async fn power_on(&self, id: &str) -> ProviderResult<()> {
-        self.run_action(
-            id,
-            json!({"type": "power_on"}),
-            &format!("power on droplet {id}"),
-        )
-        .await
-    }
-
-    async fn list_ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
-        let keys: Vec<DoSshKey> = self
+    async fn ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
+        let keys: Vec<WireSshKey> = self
             .rest
             .list_all(
                 &format!("account/keys?per_page={PER_PAGE}"),
@@ -334,38 +200,19 @@ impl Provider for Client {
                 PAGING,
             )
             .await?;
-        Ok(keys.into_iter().map(DoSshKey::into_info).collect())
+        Ok(keys.into_iter().map(SshKeyInfo::from).collect())
     }
 
-    async fn ensure_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
-        let fingerprint = md5_fingerprint(public_key).ok_or_else(|| {
-            self.rest.invalid(
-                "ssh_key",
-                "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)",
-            )
-        })?;
-        let find = |keys: Vec<SshKeyInfo>| {
-            keys.into_iter()
-                .find(|k| k.fingerprint.eq_ignore_ascii_case(&fingerprint))
-        };
-        if let Some(k) = find(self.list_ssh_keys().await?) {
-            return Ok(k);
-        }
-        let req = ApiRequest::new(Method::POST, "account/keys")
+    async fn import_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
+        let import = ApiRequest::new(Method::POST, "account/keys")
             .json(&json!({"name": name, "public_key": public_key.trim()}))
             .resource("ssh key", name);
-        match self.rest.json::<SshKeyEnvelope>(req).await {
-            Ok(env) => Ok(env.ssh_key.into_info()),
-            // Another spuff may have imported it meanwhile (DigitalOcean
-            // answers 422 "already in use"), or the answer was lost: look again.
-            Err(e) if e.is_retryable() || matches!(e, ProviderError::Api { status: 422, .. }) => {
-                find(self.list_ssh_keys().await?).ok_or(e)
-            }
-            Err(e) => Err(e),
-        }
+        // DigitalOcean answers 422 "already in use" to a duplicate.
+        let keys = |_fingerprint| self.ssh_keys();
+        self.rest.ensure_key(public_key, keys, import, 422).await
     }
 
-    async fn list_sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
+    async fn sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
         let sizes: Vec<DoSize> = self
             .rest
             .list_all(&format!("sizes?per_page={PER_PAGE}"), "sizes", PAGING)
@@ -384,7 +231,7 @@ impl Provider for Client {
             .collect())
     }
 
-    async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>> {
+    async fn regions(&self) -> ProviderResult<Vec<RegionInfo>> {
         let regions: Vec<DoRegion> = self
             .rest
             .list_all(&format!("regions?per_page={PER_PAGE}"), "regions", PAGING)
@@ -398,38 +245,19 @@ impl Provider for Client {
             })
             .collect())
     }
-
-    fn http_stats(&self) -> HttpStats {
-        self.rest.http.stats()
-    }
 }
 
 /// Maps an [`ImageSpec`] to the `image` field: a slug, or an integer id.
 pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
-    let as_id = |s: &str| match s.parse::<u64>() {
-        Ok(n) => json!(n),
-        Err(_) => json!(s),
-    };
-    Ok(match image {
+    match image {
         // "24.04" -> "ubuntu-24-04-x64", DigitalOcean's slug scheme.
-        ImageSpec::Ubuntu(v) => json!(format!("ubuntu-{}-x64", v.replace('.', "-"))),
-        ImageSpec::Debian(v) => json!(format!("debian-{}-x64", v.split('.').next().unwrap_or(v))),
-        ImageSpec::Custom(id) | ImageSpec::Snapshot(id) => {
-            if id.is_empty() {
-                return Err(ProviderError::InvalidConfig {
-                    provider: info().name,
-                    field: "image".into(),
-                    message: "empty image id".into(),
-                });
-            }
-            as_id(id)
-        }
-    })
-}
-
-#[derive(Deserialize)]
-struct DropletEnvelope {
-    droplet: Droplet,
+        ImageSpec::Ubuntu(v) => Ok(json!(format!("ubuntu-{}-x64", v.replace('.', "-")))),
+        ImageSpec::Debian(v) => Ok(json!(format!(
+            "debian-{}-x64",
+            v.split('.').next().unwrap_or(v)
+        ))),
+        ImageSpec::Custom(id) | ImageSpec::Snapshot(id) => image_id(info().name, id),
+    }
 }
 
 /// A droplet, as much of it as spuff uses.
@@ -478,6 +306,12 @@ fn slug_of(v: &Option<Value>) -> Option<String> {
     }
 }
 
+impl From<Droplet> for ProviderInstance {
+    fn from(d: Droplet) -> ProviderInstance {
+        d.into_instance()
+    }
+}
+
 impl Droplet {
     pub(crate) fn into_instance(self) -> ProviderInstance {
         let nets = self.networks.unwrap_or_default();
@@ -512,7 +346,7 @@ impl Droplet {
             public_ipv4,
             public_ipv6,
             private_ipv4: v4("private"),
-            status: map_status(&self.status),
+            status: status_of(&self.status),
             region: slug_of(&self.region).unwrap_or_default(),
             size: self
                 .size_slug
@@ -520,45 +354,6 @@ impl Droplet {
                 .unwrap_or_default(),
             created_at: self.created_at,
             labels,
-        }
-    }
-}
-
-/// Droplet status names to spuff's.
-pub(crate) fn map_status(s: &str) -> InstanceStatus {
-    match s {
-        "new" => InstanceStatus::New,
-        "active" => InstanceStatus::Active,
-        "off" => InstanceStatus::Off,
-        "archive" => InstanceStatus::Archive,
-        other => InstanceStatus::Unknown(other.to_string()),
-    }
-}
-
-#[derive(Deserialize)]
-struct ActionEnvelope {
-    action: Action,
-}
-
-#[derive(Debug, Deserialize)]
-struct Action {
-    id: IdText,
-    #[serde(default)]
-    status: String,
-}
-
-impl Action {
-    /// `in-progress`, `completed` or `errored`.
-    fn state(self) -> ActionState {
-        let progress = match self.status.as_str() {
-            "completed" => ActionProgress::Done,
-            "errored" => ActionProgress::Failed("errored".into()),
-            _ => ActionProgress::Running,
-        };
-        ActionState {
-            id: self.id.0,
-            progress,
-            status: self.status,
         }
     }
 }
@@ -587,30 +382,6 @@ impl DoSnapshot {
             size_gb: self.size_gigabytes,
             regions: self.regions,
             source_instance: self.resource_id.map(|r| r.0).or(source.map(str::to_string)),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct SshKeyEnvelope {
-    ssh_key: DoSshKey,
-}
-
-#[derive(Debug, Deserialize)]
-struct DoSshKey {
-    id: IdText,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    fingerprint: String,
-}
-
-impl DoSshKey {
-    fn into_info(self) -> SshKeyInfo {
-        SshKeyInfo {
-            id: self.id.0,
-            name: self.name,
-            fingerprint: self.fingerprint,
         }
     }
 }
@@ -651,22 +422,15 @@ mod tests {
 
     #[test]
     fn images_map_to_slugs() {
-        assert_eq!(
-            image_ref(&ImageSpec::ubuntu("24.04")).ok(),
-            Some(json!("ubuntu-24-04-x64"))
-        );
-        assert_eq!(
-            image_ref(&ImageSpec::debian("12")).ok(),
-            Some(json!("debian-12-x64"))
-        );
-        assert_eq!(
-            image_ref(&ImageSpec::Snapshot("6372321".into())).ok(),
-            Some(json!(6372321))
-        );
-        assert_eq!(
-            image_ref(&ImageSpec::Custom("my-slug".into())).ok(),
-            Some(json!("my-slug"))
-        );
+        let cases = [
+            (ImageSpec::ubuntu("24.04"), json!("ubuntu-24-04-x64")),
+            (ImageSpec::debian("12"), json!("debian-12-x64")),
+            (ImageSpec::Snapshot("6372321".into()), json!(6372321)),
+            (ImageSpec::Custom("my-slug".into()), json!("my-slug")),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(image_ref(&spec).ok(), Some(want), "{spec}");
+        }
     }
 
     #[test]

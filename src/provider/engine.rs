@@ -30,6 +30,275 @@ use super::http::{ApiRequest, ApiResponse, Auth, ErrorShape, HttpClient, RetryPo
 use super::info::ProviderInfo;
 use super::types::{InstanceRequest, InstanceStatus, ProviderInstance, ProviderTimeouts, Skipped};
 
+/// Declares a REST provider's `Client` (holding a [`Rest`]), its registry
+/// `Factory`, `info()`, and its whole [`Provider`](super::Provider) impl:
+/// the VM operations run through the engine's generic ones with the
+/// module's [`VmResource`] and wire type; everything provider-specific
+/// (snapshots, power, keys, sizes, regions, the create body, list filters)
+/// is the module's [`Extras`] impl. Written once, so no provider module
+/// repeats another.
+macro_rules! rest_provider {
+    (
+        $(#[$doc:meta])*
+        $kind:ident at $base:expr, VMs $wire:ty as $noun:literal in $collection:literal (stuck: $($stuck:ident),*);
+        pages: $paging:expr;
+        errors: $code:literal, $message:literal, $request_id:expr, $request_id_header:literal;
+        actions: $done:literal | $failed:literal;
+        statuses: $($($word:literal)|+ => $status:ident),+ $(,)?;
+    ) => {
+        /// How the lists page.
+        const PAGING: $crate::provider::engine::Paging = $paging;
+
+        /// The VM resource, for the engine's generic VM operations.
+        const VMS: $crate::provider::engine::VmResource = $crate::provider::engine::VmResource {
+            noun: $noun,
+            collection: $collection,
+            stuck: &[$($crate::provider::InstanceStatus::$stuck),*],
+            paging: PAGING,
+        };
+
+        /// The action status words.
+        const ACTIONS: $crate::provider::engine::ActionWords =
+            $crate::provider::engine::ActionWords { done: $done, failed: $failed };
+
+        /// The VM status words as spuff's.
+        fn status_of(word: &str) -> $crate::provider::InstanceStatus {
+            match word {
+                $($($word)|+ => $crate::provider::InstanceStatus::$status,)+
+                other => $crate::provider::InstanceStatus::Unknown(other.to_string()),
+            }
+        }
+
+        $(#[$doc])*
+        #[derive(Debug, Clone)]
+        pub struct Client {
+            rest: $crate::provider::engine::Rest,
+        }
+
+        impl Client {
+            /// A client for the account the token in `config` belongs to.
+            ///
+            /// # Errors
+            /// A missing token, a non-https base URL, or an unreadable CA file.
+            pub fn new(config: $crate::provider::ProviderConfig) -> $crate::provider::ProviderResult<Self> {
+                let auth = $crate::provider::Auth::Bearer(config.token.clone());
+                let errors = $crate::provider::http::ErrorShape {
+                    code: $code,
+                    message: $message,
+                    request_id: $request_id,
+                    request_id_header: $request_id_header,
+                };
+                $crate::provider::engine::Rest::new(info(), &config, auth, $base, errors)
+                    .map(|rest| Client { rest })
+            }
+        }
+
+        /// Builds [`Client`]s for the registry.
+        #[derive(Debug, Clone, Copy, Default)]
+        pub struct Factory;
+
+        impl $crate::provider::ProviderFactory for Factory {
+            fn info(&self) -> &'static $crate::provider::ProviderInfo {
+                info()
+            }
+
+            fn create(
+                &self,
+                config: $crate::provider::ProviderConfig,
+            ) -> $crate::provider::ProviderResult<std::sync::Arc<dyn $crate::provider::Provider>> {
+                Ok(std::sync::Arc::new(Client::new(config)?))
+            }
+        }
+
+        fn info() -> &'static $crate::provider::ProviderInfo {
+            $crate::provider::ProviderType::$kind.info()
+        }
+
+        $crate::provider::engine::rest_provider_impl!(VMS, $wire);
+    };
+}
+pub(crate) use rest_provider;
+
+/// The `Provider` impl of [`rest_provider!`].
+macro_rules! rest_provider_impl {
+    ($vms:expr, $wire:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::provider::Provider for Client {
+            fn info(&self) -> &'static $crate::provider::ProviderInfo {
+                info()
+            }
+
+            async fn create_instance(
+                &self,
+                request: &$crate::provider::InstanceRequest,
+            ) -> $crate::provider::ProviderResult<$crate::provider::ProviderInstance> {
+                use $crate::provider::engine::Extras as _;
+                let body = self.create_body(request)?;
+                let find = || self.find_by_spuff_id(&request.spuff_id);
+                self.rest
+                    .create_vm::<$wire, _, _>(&$vms, &body, request, find)
+                    .await
+            }
+
+            async fn destroy_instance(&self, id: &str) -> $crate::provider::ProviderResult<()> {
+                use $crate::provider::engine::Extras as _;
+                self.rest.destroy_vm(&$vms, self.check_id(id)?).await
+            }
+
+            async fn get_instance(
+                &self,
+                id: &str,
+            ) -> $crate::provider::ProviderResult<Option<$crate::provider::ProviderInstance>> {
+                use $crate::provider::engine::Extras as _;
+                self.rest.get_vm::<$wire>(&$vms, self.check_id(id)?).await
+            }
+
+            async fn list_instances(
+                &self,
+            ) -> $crate::provider::ProviderResult<$crate::provider::Listing> {
+                use $crate::provider::engine::Extras as _;
+                let query = self.vms_query($crate::provider::engine::Selector::Managed)?;
+                self.rest.list_vms::<$wire>(&$vms, &query).await
+            }
+
+            async fn find_by_spuff_id(
+                &self,
+                spuff_id: &str,
+            ) -> $crate::provider::ProviderResult<Vec<$crate::provider::ProviderInstance>> {
+                use $crate::provider::engine::Extras as _;
+                let query =
+                    self.vms_query($crate::provider::engine::Selector::SpuffId(spuff_id))?;
+                let listing = self.rest.list_vms::<$wire>(&$vms, &query).await?;
+                Ok(listing
+                    .instances
+                    .into_iter()
+                    .filter(|i| i.is_managed() && i.spuff_id() == Some(spuff_id))
+                    .collect())
+            }
+
+            async fn wait_ready(
+                &self,
+                id: &str,
+            ) -> $crate::provider::ProviderResult<$crate::provider::ProviderInstance> {
+                self.rest
+                    .wait_ready(id, $vms.noun, $vms.stuck, || self.get_instance(id))
+                    .await
+            }
+
+            async fn create_snapshot(
+                &self,
+                instance_id: &str,
+                name: &str,
+            ) -> $crate::provider::ProviderResult<$crate::provider::Snapshot> {
+                $crate::provider::engine::Extras::snapshot(self, instance_id, name).await
+            }
+
+            async fn list_snapshots(
+                &self,
+            ) -> $crate::provider::ProviderResult<Vec<$crate::provider::Snapshot>> {
+                $crate::provider::engine::Extras::snapshots(self).await
+            }
+
+            async fn delete_snapshot(&self, id: &str) -> $crate::provider::ProviderResult<()> {
+                $crate::provider::engine::Extras::remove_snapshot(self, id).await
+            }
+
+            async fn power_off(&self, id: &str) -> $crate::provider::ProviderResult<()> {
+                $crate::provider::engine::Extras::power(self, id, false).await
+            }
+
+            async fn power_on(&self, id: &str) -> $crate::provider::ProviderResult<()> {
+                $crate::provider::engine::Extras::power(self, id, true).await
+            }
+
+            async fn list_ssh_keys(
+                &self,
+            ) -> $crate::provider::ProviderResult<Vec<$crate::provider::SshKeyInfo>> {
+                $crate::provider::engine::Extras::ssh_keys(self).await
+            }
+
+            async fn ensure_ssh_key(
+                &self,
+                name: &str,
+                public_key: &str,
+            ) -> $crate::provider::ProviderResult<$crate::provider::SshKeyInfo> {
+                $crate::provider::engine::Extras::import_ssh_key(self, name, public_key).await
+            }
+
+            async fn list_sizes(
+                &self,
+            ) -> $crate::provider::ProviderResult<Vec<$crate::provider::SizeInfo>> {
+                $crate::provider::engine::Extras::sizes(self).await
+            }
+
+            async fn list_regions(
+                &self,
+            ) -> $crate::provider::ProviderResult<Vec<$crate::provider::RegionInfo>> {
+                $crate::provider::engine::Extras::regions(self).await
+            }
+
+            fn http_stats(&self) -> $crate::provider::HttpStats {
+                self.rest.http.stats()
+            }
+        }
+    };
+}
+pub(crate) use rest_provider_impl;
+
+/// Which VMs a listing asks for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Selector<'a> {
+    /// Every VM carrying [`MANAGED_LABEL`](super::MANAGED_LABEL).
+    Managed,
+    /// The VMs carrying this spuff id.
+    SpuffId(&'a str),
+}
+
+/// A provider's VM resource, as the engine's generic VM operations need it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VmResource {
+    /// One VM, for messages and single-VM envelopes (`droplet`, `server`).
+    pub(crate) noun: &'static str,
+    /// The collection's path and listing key (`droplets`, `servers`).
+    pub(crate) collection: &'static str,
+    /// Statuses that will not become running by themselves.
+    pub(crate) stuck: &'static [InstanceStatus],
+    /// How the collection pages.
+    pub(crate) paging: Paging,
+}
+
+/// What a REST provider module writes itself: everything that is not the
+/// same for every provider.
+#[async_trait::async_trait]
+pub(crate) trait Extras {
+    /// An id checked for use in a URL path.
+    fn check_id<'a>(&self, id: &'a str) -> ProviderResult<&'a str>;
+    /// The create request's JSON body, labels included.
+    fn create_body(&self, request: &InstanceRequest) -> ProviderResult<Value>;
+    /// The listing path and query for `selector`.
+    fn vms_query(&self, selector: Selector<'_>) -> ProviderResult<String>;
+    /// [`Provider::create_snapshot`](super::Provider::create_snapshot).
+    async fn snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<super::Snapshot>;
+    /// [`Provider::list_snapshots`](super::Provider::list_snapshots).
+    async fn snapshots(&self) -> ProviderResult<Vec<super::Snapshot>>;
+    /// [`Provider::delete_snapshot`](super::Provider::delete_snapshot).
+    async fn remove_snapshot(&self, id: &str) -> ProviderResult<()>;
+    /// [`Provider::power_on`](super::Provider::power_on) and off.
+    async fn power(&self, id: &str, on: bool) -> ProviderResult<()>;
+    /// [`Provider::list_ssh_keys`](super::Provider::list_ssh_keys).
+    async fn ssh_keys(&self) -> ProviderResult<Vec<super::SshKeyInfo>>;
+    /// [`Provider::ensure_ssh_key`](super::Provider::ensure_ssh_key).
+    async fn import_ssh_key(
+        &self,
+        name: &str,
+        public_key: &str,
+    ) -> ProviderResult<super::SshKeyInfo>;
+    /// [`Provider::list_sizes`](super::Provider::list_sizes).
+    async fn sizes(&self) -> ProviderResult<Vec<super::SizeInfo>>;
+    /// [`Provider::list_regions`](super::Provider::list_regions).
+    async fn regions(&self) -> ProviderResult<Vec<super::RegionInfo>>;
+}
+
 /// How a provider's list endpoints link their pages.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Paging {
@@ -78,6 +347,65 @@ pub(crate) enum ActionProgress {
     Done,
     /// Finished in error, with the provider's detail.
     Failed(String),
+}
+
+/// The status words a provider's actions end with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ActionWords {
+    /// Finished well (`completed`, `success`).
+    pub(crate) done: &'static str,
+    /// Finished in error (`errored`, `error`).
+    pub(crate) failed: &'static str,
+}
+
+/// An action as DigitalOcean and Hetzner send it: an id, a status word and,
+/// at Hetzner, an `error` object.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct WireAction {
+    id: IdText,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    error: Option<WireActionError>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct WireActionError {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// `{"action": …}`, the answer to starting or fetching an action.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct ActionEnvelope {
+    pub(crate) action: WireAction,
+}
+
+impl WireAction {
+    /// Only the status word decides: a running Hetzner action may already
+    /// carry an `error` object that is not final.
+    fn state(self, words: ActionWords) -> ActionState {
+        let progress = if self.status == words.done {
+            ActionProgress::Done
+        } else if self.status == words.failed {
+            ActionProgress::Failed(
+                self.error
+                    .as_ref()
+                    .and_then(|e| e.message.clone().or_else(|| e.code.clone()))
+                    .map(|m| format!("{}: {}", words.failed, crate::util::terminal_safe(&m)))
+                    .unwrap_or_else(|| words.failed.to_string()),
+            )
+        } else {
+            ActionProgress::Running
+        };
+        ActionState {
+            id: self.id.0,
+            progress,
+            status: self.status,
+        }
+    }
 }
 
 /// One provider's HTTP client plus its facts and limits.
@@ -145,18 +473,6 @@ impl Rest {
     pub(crate) async fn json<T: DeserializeOwned>(&self, req: ApiRequest) -> ProviderResult<T> {
         let resp = self.http.send(req).await?;
         self.parse(&resp)
-    }
-
-    /// Sends `req` and parses the answer; a 404 is `None`.
-    pub(crate) async fn json_optional<T: DeserializeOwned>(
-        &self,
-        req: ApiRequest,
-    ) -> ProviderResult<Option<T>> {
-        match self.json(req).await {
-            Ok(v) => Ok(Some(v)),
-            Err(ProviderError::NotFound { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
     }
 
     /// Sends a delete; a 404 is success (a resent delete whose first try
@@ -327,12 +643,40 @@ impl Rest {
         }
     }
 
+    /// Sends `req`, which starts an action (answered `{"action": …}`), and
+    /// waits for the action to finish.
+    pub(crate) async fn run_action(
+        &self,
+        req: ApiRequest,
+        words: ActionWords,
+        what: &str,
+    ) -> ProviderResult<()> {
+        let started: ActionEnvelope = self.json(req).await?;
+        self.await_action(started.action, words, what).await
+    }
+
+    /// Waits for a started action, fetching it from `actions/{id}`.
+    pub(crate) async fn await_action(
+        &self,
+        action: WireAction,
+        words: ActionWords,
+        what: &str,
+    ) -> ProviderResult<()> {
+        self.wait_action(action.state(words), what, |id| async move {
+            let req = ApiRequest::get(format!("actions/{}", path_id(self.name(), &id)?))
+                .resource("action", id.clone());
+            Ok(self.json::<ActionEnvelope>(req).await?.action.state(words))
+        })
+        .await
+        .map(drop)
+    }
+
     /// Waits for an action to finish, fetching it again with `fetch(id)`.
     ///
     /// # Errors
     /// [`ProviderError::ActionFailed`] with the provider's detail, or
     /// [`ProviderError::Timeout`] after [`ProviderTimeouts::action`].
-    pub(crate) async fn wait_action<F, Fut>(
+    async fn wait_action<F, Fut>(
         &self,
         first: ActionState,
         what: &str,
@@ -444,6 +788,155 @@ impl Rest {
         }
     }
 
+    /// Creates a VM (see [`Rest::create_then_find`]): POSTs `body`, with the
+    /// request's user-data as `user_data` once checked against the
+    /// provider's limit, to the collection and reads the `noun` envelope of
+    /// the answer.
+    pub(crate) async fn create_vm<W, L, LF>(
+        &self,
+        res: &VmResource,
+        body: &Value,
+        request: &InstanceRequest,
+        find: L,
+    ) -> ProviderResult<ProviderInstance>
+    where
+        W: DeserializeOwned + Into<ProviderInstance>,
+        L: Fn() -> LF,
+        LF: Future<Output = ProviderResult<Vec<ProviderInstance>>>,
+    {
+        let mut body = body.clone();
+        if let Some(ud) = &request.user_data {
+            let limit = self.info.user_data_limit;
+            if ud.len() > limit {
+                return Err(self.invalid(
+                    "user_data",
+                    format!(
+                        "{} bytes; {} accepts at most {limit}",
+                        ud.len(),
+                        self.info.display_name
+                    ),
+                ));
+            }
+            body["user_data"] = Value::String(ud.clone());
+        }
+        let body = &body;
+        let create = || async {
+            // POST is not idempotent, so the HTTP layer resends it only after
+            // a 429 (which the API refused before doing anything).
+            let req = ApiRequest::new(http::Method::POST, res.collection)
+                .json(body)
+                .resource(res.noun, &request.name);
+            let resp = self.http.send(req).await?;
+            self.envelope::<W>(res, &resp).map(Into::into)
+        };
+        self.create_then_find(request, create, find).await
+    }
+
+    /// The VM with this (checked) id, or `None` on a 404.
+    pub(crate) async fn get_vm<W>(
+        &self,
+        res: &VmResource,
+        id: &str,
+    ) -> ProviderResult<Option<ProviderInstance>>
+    where
+        W: DeserializeOwned + Into<ProviderInstance>,
+    {
+        let req = ApiRequest::get(format!("{}/{id}", res.collection)).resource(res.noun, id);
+        match self.http.send(req).await {
+            Ok(resp) => self.envelope::<W>(res, &resp).map(|w| Some(w.into())),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the VM with this (checked) id; gone is success.
+    pub(crate) async fn destroy_vm(&self, res: &VmResource, id: &str) -> ProviderResult<()> {
+        let req = ApiRequest::new(http::Method::DELETE, format!("{}/{id}", res.collection))
+            .resource(res.noun, id);
+        self.delete(req).await
+    }
+
+    /// The VMs at `query`, malformed entries skipped and reported.
+    pub(crate) async fn list_vms<W>(
+        &self,
+        res: &VmResource,
+        query: &str,
+    ) -> ProviderResult<super::Listing>
+    where
+        W: DeserializeOwned + Into<ProviderInstance>,
+    {
+        let (vms, skipped) = self
+            .list_lenient::<W>(query, res.collection, res.paging, res.noun)
+            .await?;
+        Ok(super::Listing {
+            instances: vms.into_iter().map(Into::into).collect(),
+            skipped,
+        })
+    }
+
+    /// The `{"<noun>": {...}}` envelope of a single-VM answer.
+    fn envelope<W: DeserializeOwned>(
+        &self,
+        res: &VmResource,
+        resp: &ApiResponse,
+    ) -> ProviderResult<W> {
+        let mut body: Value = self.parse(resp)?;
+        let vm = body
+            .get_mut(res.noun)
+            .map(Value::take)
+            .unwrap_or(Value::Null);
+        serde_json::from_value(vm).map_err(|e| ProviderError::InvalidResponse {
+            provider: self.name(),
+            operation: format!("{} (HTTP {})", resp.operation, resp.status.as_u16()),
+            message: format!("`{}`: {e}", res.noun),
+        })
+    }
+
+    /// Makes sure a public key is registered, never twice: looks it up by
+    /// its MD5 fingerprint with `keys` (the account's keys, or a filtered
+    /// listing), imports it with `import` if absent, and when the import is
+    /// refused as a duplicate (`conflict`: another spuff imported it
+    /// meanwhile) or its answer is lost, looks again.
+    pub(crate) async fn ensure_key<K, KF>(
+        &self,
+        public_key: &str,
+        keys: K,
+        import: ApiRequest,
+        conflict: u16,
+    ) -> ProviderResult<super::SshKeyInfo>
+    where
+        K: Fn(String) -> KF,
+        KF: Future<Output = ProviderResult<Vec<super::SshKeyInfo>>>,
+    {
+        let fingerprint = super::md5_fingerprint(public_key).ok_or_else(|| {
+            self.invalid(
+                "ssh_key",
+                "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)",
+            )
+        })?;
+        let find = || async {
+            Ok::<_, ProviderError>(
+                keys(fingerprint.clone())
+                    .await?
+                    .into_iter()
+                    .find(|k| k.fingerprint.eq_ignore_ascii_case(&fingerprint)),
+            )
+        };
+        if let Some(k) = find().await? {
+            return Ok(k);
+        }
+        match self.json::<SshKeyEnvelope>(import).await {
+            Ok(env) => Ok(env.ssh_key.into()),
+            Err(e)
+                if e.is_retryable()
+                    || matches!(e, ProviderError::Api { status, .. } if status == conflict) =>
+            {
+                find().await?.ok_or(e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Polls `get` until the VM is running with an SSH endpoint.
     ///
     /// `stuck` names statuses that will not become running by themselves
@@ -542,6 +1035,48 @@ pub(crate) fn path_id<'a>(provider: &'static str, id: &'a str) -> ProviderResult
             ),
         })
     }
+}
+
+/// The `image` field for a custom image or snapshot: an integer id when it
+/// is a number, else the name or slug as given.
+pub(crate) fn image_id(provider: &'static str, id: &str) -> ProviderResult<Value> {
+    if id.is_empty() {
+        return Err(ProviderError::InvalidConfig {
+            provider,
+            field: "image".into(),
+            message: "empty image id".into(),
+        });
+    }
+    Ok(match id.parse::<u64>() {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::from(id),
+    })
+}
+
+/// An account SSH key as DigitalOcean and Hetzner both send it.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct WireSshKey {
+    id: IdText,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    fingerprint: String,
+}
+
+impl From<WireSshKey> for super::SshKeyInfo {
+    fn from(k: WireSshKey) -> Self {
+        super::SshKeyInfo {
+            id: k.id.0,
+            name: k.name,
+            fingerprint: k.fingerprint,
+        }
+    }
+}
+
+/// `{"ssh_key": …}`, the answer to a key import.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct SshKeyEnvelope {
+    pub(crate) ssh_key: WireSshKey,
 }
 
 /// Percent-encodes a query value.

@@ -13,86 +13,55 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
 
 use http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::digitalocean::id_values;
-use super::engine::{ActionProgress, ActionState, IdText, Paging, Rest, path_id, query_value};
-use super::error::{ProviderError, ProviderResult};
-use super::factory::{ProviderConfig, ProviderFactory};
-use super::http::{ApiRequest, Auth, ErrorShape, HttpStats};
-use super::info::{ProviderInfo, ProviderType};
-use super::types::{
-    ImageSpec, InstanceRequest, InstanceStatus, Listing, ProviderInstance, RegionInfo, SizeInfo,
-    Snapshot, SshEndpoint, SshKeyInfo,
+use super::engine::{
+    Extras, IdText, Paging, Selector, WireAction, WireSshKey, image_id, path_id, query_value,
+    rest_provider,
 };
-use super::{MANAGED_LABEL, Provider, SPUFF_ID_LABEL, md5_fingerprint};
+use super::error::ProviderResult;
+use super::http::ApiRequest;
+use super::types::{
+    ImageSpec, InstanceRequest, ProviderInstance, RegionInfo, SizeInfo, Snapshot, SshEndpoint,
+    SshKeyInfo,
+};
+use super::{MANAGED_LABEL, SPUFF_ID_LABEL};
 
 /// The public API's base URL.
 pub const DEFAULT_BASE_URL: &str = "https://api.hetzner.cloud/v1/";
 
-/// Pages are numbered; the next number is in `meta.pagination.next_page`
-/// (50 per page is the API's maximum).
-const PAGING: Paging = Paging::PageNumber {
-    per_page: 50,
-    next: "/meta/pagination/next_page",
-};
-
-/// `{"error":{"code","message","details"}}`; the request id is the
-/// `X-Correlation-Id` header.
-const ERRORS: ErrorShape = ErrorShape {
-    code: "/error/code",
-    message: "/error/message",
-    request_id: None,
-    request_id_header: "x-correlation-id",
-};
-
-fn info() -> &'static ProviderInfo {
-    ProviderType::Hetzner.info()
-}
-
-/// Builds [`Client`]s for the registry.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Factory;
-
-impl ProviderFactory for Factory {
-    fn info(&self) -> &'static ProviderInfo {
-        info()
-    }
-
-    fn create(&self, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>> {
-        Ok(Arc::new(Client::new(config)?))
-    }
-}
-
-/// A Hetzner Cloud project (tokens are per project).
-#[derive(Debug, Clone)]
-pub struct Client {
-    rest: Rest,
+rest_provider! {
+    /// A Hetzner Cloud project (tokens are per project).
+    Hetzner at DEFAULT_BASE_URL, VMs Server as "server" in "servers" (stuck: Off);
+    // Numbered pages; 50 per page is the API's maximum.
+    pages: Paging::PageNumber { per_page: 50, next: "/meta/pagination/next_page" };
+    // `{"error":{"code","message","details"}}`; the request id is a header.
+    errors: "/error/code", "/error/message", None, "x-correlation-id";
+    actions: "success" | "error";
+    statuses: "initializing" | "starting" => New, "running" => Active, "off" => Off,
+        "stopping" | "migrating" | "rebuilding" => Transitioning, "deleting" => Deleting;
 }
 
 impl Client {
-    /// A client for the project `config.token` belongs to.
-    ///
-    /// # Errors
-    /// A missing token, a non-https base URL, or an unreadable CA file.
-    pub fn new(config: ProviderConfig) -> ProviderResult<Self> {
-        let auth = Auth::Bearer(config.token.clone());
-        Ok(Client {
-            rest: Rest::new(info(), &config, auth, DEFAULT_BASE_URL, ERRORS)?,
-        })
+    /// Starts a server action (`poweroff`, …) and waits for it.
+    async fn run_action(&self, server_id: &str, action: &str, what: &str) -> ProviderResult<()> {
+        let req = ApiRequest::new(
+            Method::POST,
+            format!("servers/{}/actions/{action}", self.check_id(server_id)?),
+        )
+        .resource("server", server_id);
+        self.rest.run_action(req, ACTIONS, what).await
     }
+}
 
-    /// Transport counters.
-    pub fn stats(&self) -> HttpStats {
-        self.rest.http.stats()
-    }
-
+#[async_trait::async_trait]
+impl Extras for Client {
     /// An id that goes into a URL path: digits only (Hetzner ids are integers).
-    fn id<'a>(&self, id: &'a str) -> ProviderResult<&'a str> {
+    fn check_id<'a>(&self, id: &'a str) -> ProviderResult<&'a str> {
         path_id(self.rest.name(), id).and_then(|id| {
             if id.chars().all(|c| c.is_ascii_digit()) {
                 Ok(id)
@@ -104,43 +73,21 @@ impl Client {
         })
     }
 
-    /// Servers matching a label selector, with the malformed ones skipped.
-    async fn servers(&self, selector: &str) -> ProviderResult<Listing> {
-        let (servers, skipped) = self
-            .rest
-            .list_lenient::<Server>(
-                &format!("servers?label_selector={}", query_value(selector)),
-                "servers",
-                PAGING,
-                "server",
-            )
-            .await?;
-        Ok(Listing {
-            instances: servers.into_iter().map(Server::into_instance).collect(),
-            skipped,
-        })
-    }
-
-    /// Starts a server action (`poweroff`, …) and waits for it.
-    async fn run_action(&self, server_id: &str, action: &str, what: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(
-            Method::POST,
-            format!("servers/{}/actions/{action}", self.id(server_id)?),
-        )
-        .resource("server", server_id);
-        let started: ActionEnvelope = self.rest.json(req).await?;
-        self.wait_action(started.action, what).await
-    }
-
-    async fn wait_action(&self, action: Action, what: &str) -> ProviderResult<()> {
-        self.rest
-            .wait_action(action.state(), what, |id| async move {
-                let req = ApiRequest::get(format!("actions/{}", self.id(&id)?))
-                    .resource("action", id.clone());
-                Ok(self.rest.json::<ActionEnvelope>(req).await?.action.state())
-            })
-            .await
-            .map(drop)
+    /// Hetzner selects by label: `spuff` for all of spuff's servers, and
+    /// `spuff,spuff-id=ID` for one.
+    fn vms_query(&self, selector: Selector<'_>) -> ProviderResult<String> {
+        let labels = match selector {
+            Selector::Managed => MANAGED_LABEL.to_string(),
+            Selector::SpuffId(id) if valid_label(id, false) => {
+                format!("{MANAGED_LABEL},{SPUFF_ID_LABEL}={id}")
+            }
+            Selector::SpuffId(id) => {
+                return Err(self
+                    .rest
+                    .invalid("spuff_id", format!("`{id}` is not a label value")));
+            }
+        };
+        Ok(format!("servers?label_selector={}", query_value(&labels)))
     }
 
     fn create_body(&self, request: &InstanceRequest) -> ProviderResult<Value> {
@@ -161,7 +108,7 @@ impl Client {
             }
             labels.insert(k.clone(), json!(v));
         }
-        let mut body = json!({
+        let body = json!({
             "name": request.name,
             "server_type": request.size,
             "image": image_ref(&request.image)?,
@@ -170,88 +117,17 @@ impl Client {
             "labels": labels,
             "start_after_create": true,
         });
-        if let Some(ud) = &request.user_data {
-            let limit = info().user_data_limit;
-            if ud.len() > limit {
-                return Err(self.rest.invalid(
-                    "user_data",
-                    format!("{} bytes; Hetzner accepts at most {limit}", ud.len()),
-                ));
-            }
-            body["user_data"] = json!(ud);
-        }
         Ok(body)
     }
-}
 
-#[async_trait::async_trait]
-impl Provider for Client {
-    fn info(&self) -> &'static ProviderInfo {
-        info()
-    }
-
-    async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance> {
-        let body = self.create_body(request)?;
-        let create = || async {
-            // POST is not idempotent: the HTTP layer resends it only after a 429.
-            let req = ApiRequest::new(Method::POST, "servers")
-                .json(&body)
-                .resource("server", &request.name);
-            let env: ServerEnvelope = self.rest.json(req).await?;
-            Ok(env.server.into_instance())
-        };
-        let find = || self.find_by_spuff_id(&request.spuff_id);
-        self.rest.create_then_find(request, create, find).await
-    }
-
-    async fn destroy_instance(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("servers/{}", self.id(id)?))
-            .resource("server", id);
-        self.rest.delete(req).await
-    }
-
-    async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>> {
-        let req = ApiRequest::get(format!("servers/{}", self.id(id)?)).resource("server", id);
-        Ok(self
-            .rest
-            .json_optional::<ServerEnvelope>(req)
-            .await?
-            .map(|env| env.server.into_instance()))
-    }
-
-    async fn list_instances(&self) -> ProviderResult<Listing> {
-        self.servers(MANAGED_LABEL).await
-    }
-
-    async fn find_by_spuff_id(&self, spuff_id: &str) -> ProviderResult<Vec<ProviderInstance>> {
-        if !valid_label(spuff_id, false) {
-            return Err(self
-                .rest
-                .invalid("spuff_id", format!("`{spuff_id}` is not a label value")));
-        }
-        let listing = self
-            .servers(&format!("{MANAGED_LABEL},{SPUFF_ID_LABEL}={spuff_id}"))
-            .await?;
-        Ok(listing
-            .instances
-            .into_iter()
-            .filter(|i| i.spuff_id() == Some(spuff_id))
-            .collect())
-    }
-
-    async fn wait_ready(&self, id: &str) -> ProviderResult<ProviderInstance> {
-        self.rest
-            .wait_ready(id, "server", &[InstanceStatus::Off], || {
-                self.get_instance(id)
-            })
-            .await
-    }
-
-    async fn create_snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
+    async fn snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
         let what = format!("snapshot `{name}` of server {instance_id}");
         let req = ApiRequest::new(
             Method::POST,
-            format!("servers/{}/actions/create_image", self.id(instance_id)?),
+            format!(
+                "servers/{}/actions/create_image",
+                self.check_id(instance_id)?
+            ),
         )
         .json(&json!({
             "description": name,
@@ -260,14 +136,16 @@ impl Provider for Client {
         }))
         .resource("server", instance_id);
         let started: CreateImageEnvelope = self.rest.json(req).await?;
-        self.wait_action(started.action, &what).await?;
+        self.rest
+            .await_action(started.action, ACTIONS, &what)
+            .await?;
         let mut snap = started.image.into_snapshot();
         if snap.source_instance.is_none() {
             snap.source_instance = Some(instance_id.to_string());
         }
         Ok(snap)
     }
-    async fn list_snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
+    async fn snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
         let images: Vec<Image> = self
             .rest
             .list_all(
@@ -279,71 +157,42 @@ impl Provider for Client {
         Ok(images.into_iter().map(Image::into_snapshot).collect())
     }
 
-    async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("images/{}", self.id(id)?))
+    async fn remove_snapshot(&self, id: &str) -> ProviderResult<()> {
+        let req = ApiRequest::new(Method::DELETE, format!("images/{}", self.check_id(id)?))
             .resource("image", id);
         self.rest.delete(req).await
     }
 
-    async fn power_off(&self, id: &str) -> ProviderResult<()> {
-        self.run_action(id, "poweroff", &format!("power off server {id}"))
-            .await
+    async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
+        let action = if on { "poweron" } else { "poweroff" };
+        let what = format!("{action} server {id}");
+        self.run_action(id, action, &what).await
     }
 
-    async fn power_on(&self, id: &str) -> ProviderResult<()> {
-        self.run_action(id, "poweron", &format!("power on server {id}"))
-            .await
+    async fn ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
+        let keys: Vec<WireSshKey> = self.rest.list_all("ssh_keys", "ssh_keys", PAGING).await?;
+        Ok(keys.into_iter().map(SshKeyInfo::from).collect())
     }
 
-    async fn list_ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
-        let keys: Vec<HSshKey> = self.rest.list_all("ssh_keys", "ssh_keys", PAGING).await?;
-        Ok(keys.into_iter().map(HSshKey::into_info).collect())
-    }
-
-    async fn ensure_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
-        let fingerprint = md5_fingerprint(public_key).ok_or_else(|| {
-            self.rest.invalid(
-                "ssh_key",
-                "not an OpenSSH public key line (`ssh-ed25519 AAAA… comment`)",
-            )
-        })?;
-        let lookup = || async {
-            let keys: Vec<HSshKey> = self
-                .rest
-                .list_all(
-                    &format!("ssh_keys?fingerprint={}", query_value(&fingerprint)),
-                    "ssh_keys",
-                    PAGING,
-                )
-                .await?;
-            Ok::<_, ProviderError>(
-                keys.into_iter()
-                    .map(HSshKey::into_info)
-                    .find(|k| k.fingerprint.eq_ignore_ascii_case(&fingerprint)),
-            )
-        };
-        if let Some(k) = lookup().await? {
-            return Ok(k);
-        }
-        let req = ApiRequest::new(Method::POST, "ssh_keys")
+    async fn import_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
+        let import = ApiRequest::new(Method::POST, "ssh_keys")
             .json(&json!({
                 "name": name,
                 "public_key": public_key.trim(),
                 "labels": { MANAGED_LABEL: "" },
             }))
             .resource("ssh key", name);
-        match self.rest.json::<SshKeyEnvelope>(req).await {
-            Ok(env) => Ok(env.ssh_key.into_info()),
-            // Imported meanwhile by another spuff (409 uniqueness_error), or
-            // the answer was lost: look again.
-            Err(e) if e.is_retryable() || matches!(e, ProviderError::Api { status: 409, .. }) => {
-                lookup().await?.ok_or(e)
-            }
-            Err(e) => Err(e),
-        }
+        // Hetzner filters keys by fingerprint, and answers 409
+        // `uniqueness_error` to a duplicate.
+        let keys = |fingerprint: String| async move {
+            let path = format!("ssh_keys?fingerprint={}", query_value(&fingerprint));
+            let keys: Vec<WireSshKey> = self.rest.list_all(&path, "ssh_keys", PAGING).await?;
+            Ok(keys.into_iter().map(SshKeyInfo::from).collect())
+        };
+        self.rest.ensure_key(public_key, keys, import, 409).await
     }
 
-    async fn list_sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
+    async fn sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
         let types: Vec<ServerType> = self
             .rest
             .list_all("server_types", "server_types", PAGING)
@@ -351,7 +200,7 @@ impl Provider for Client {
         Ok(types.into_iter().map(ServerType::into_size).collect())
     }
 
-    async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>> {
+    async fn regions(&self) -> ProviderResult<Vec<RegionInfo>> {
         let locations: Vec<Location> = self.rest.list_all("locations", "locations", PAGING).await?;
         Ok(locations
             .into_iter()
@@ -361,10 +210,6 @@ impl Provider for Client {
                 available: true,
             })
             .collect())
-    }
-
-    fn http_stats(&self) -> HttpStats {
-        self.rest.http.stats()
     }
 }
 
@@ -393,31 +238,17 @@ fn valid_label(s: &str, is_key: bool) -> bool {
 
 /// Maps an [`ImageSpec`] to the `image` field: an image name or an integer id.
 pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
-    Ok(match image {
-        ImageSpec::Ubuntu(v) => json!(format!("ubuntu-{v}")),
-        ImageSpec::Debian(v) => json!(format!("debian-{}", v.split('.').next().unwrap_or(v))),
-        ImageSpec::Custom(id) | ImageSpec::Snapshot(id) => {
-            if id.is_empty() {
-                return Err(ProviderError::InvalidConfig {
-                    provider: info().name,
-                    field: "image".into(),
-                    message: "empty image id".into(),
-                });
-            }
-            match id.parse::<u64>() {
-                Ok(n) => json!(n),
-                Err(_) => json!(id),
-            }
-        }
-    })
+    match image {
+        ImageSpec::Ubuntu(v) => Ok(json!(format!("ubuntu-{v}"))),
+        ImageSpec::Debian(v) => Ok(json!(format!(
+            "debian-{}",
+            v.split('.').next().unwrap_or(v)
+        ))),
+        ImageSpec::Custom(id) | ImageSpec::Snapshot(id) => image_id(info().name, id),
+    }
 }
 
 // ---- wire types ----------------------------------------------------------
-
-#[derive(Deserialize)]
-struct ServerEnvelope {
-    server: Server,
-}
 
 /// A server, as much of it as spuff uses.
 #[derive(Debug, Deserialize)]
@@ -486,6 +317,12 @@ fn ipv6_host(network: &str) -> Option<Ipv6Addr> {
     Some(Ipv6Addr::from((u128::from(net) & mask) | 1))
 }
 
+impl From<Server> for ProviderInstance {
+    fn from(s: Server) -> ProviderInstance {
+        s.into_instance()
+    }
+}
+
 impl Server {
     fn into_instance(self) -> ProviderInstance {
         let net = self.public_net.unwrap_or_default();
@@ -518,7 +355,7 @@ impl Server {
             public_ipv4,
             public_ipv6,
             private_ipv4,
-            status: map_status(&self.status),
+            status: status_of(&self.status),
             region,
             size: name_of(self.server_type.as_ref()).unwrap_or_default(),
             created_at: self.created,
@@ -527,67 +364,10 @@ impl Server {
     }
 }
 
-/// Server status names to spuff's.
-fn map_status(s: &str) -> InstanceStatus {
-    match s {
-        "initializing" | "starting" => InstanceStatus::New,
-        "running" => InstanceStatus::Active,
-        "off" => InstanceStatus::Off,
-        "stopping" | "migrating" | "rebuilding" => InstanceStatus::Transitioning,
-        "deleting" => InstanceStatus::Deleting,
-        other => InstanceStatus::Unknown(other.to_string()),
-    }
-}
-
-#[derive(Deserialize)]
-struct ActionEnvelope {
-    action: Action,
-}
-
-#[derive(Debug, Deserialize)]
-struct Action {
-    id: IdText,
-    #[serde(default)]
-    status: String,
-    #[serde(default)]
-    error: Option<ActionError>,
-}
-
-impl Action {
-    /// Only `status` decides: a `running` action may already carry an
-    /// `error` object that is not final.
-    fn state(self) -> ActionState {
-        let progress = match self.status.as_str() {
-            "success" => ActionProgress::Done,
-            "error" => ActionProgress::Failed(
-                self.error
-                    .as_ref()
-                    .and_then(|e| e.message.clone().or_else(|| e.code.clone()))
-                    .map(|m| format!("error: {}", crate::util::terminal_safe(&m)))
-                    .unwrap_or_else(|| "error".into()),
-            ),
-            _ => ActionProgress::Running,
-        };
-        ActionState {
-            id: self.id.0,
-            progress,
-            status: self.status,
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-struct ActionError {
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: Option<String>,
-}
-
 #[derive(Deserialize)]
 struct CreateImageEnvelope {
     image: Image,
-    action: Action,
+    action: WireAction,
 }
 
 #[derive(Debug, Deserialize)]
@@ -624,30 +404,6 @@ impl Image {
             size_gb: self.image_size,
             regions: Vec::new(),
             source_instance: source,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct SshKeyEnvelope {
-    ssh_key: HSshKey,
-}
-
-#[derive(Debug, Deserialize)]
-struct HSshKey {
-    id: IdText,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    fingerprint: String,
-}
-
-impl HSshKey {
-    fn into_info(self) -> SshKeyInfo {
-        SshKeyInfo {
-            id: self.id.0,
-            name: self.name,
-            fingerprint: self.fingerprint,
         }
     }
 }
@@ -727,18 +483,14 @@ mod tests {
 
     #[test]
     fn images_map_to_names() {
-        assert_eq!(
-            image_ref(&ImageSpec::ubuntu("24.04")).ok(),
-            Some(json!("ubuntu-24.04"))
-        );
-        assert_eq!(
-            image_ref(&ImageSpec::debian("12")).ok(),
-            Some(json!("debian-12"))
-        );
-        assert_eq!(
-            image_ref(&ImageSpec::Snapshot("4711".into())).ok(),
-            Some(json!(4711))
-        );
+        let cases = [
+            (ImageSpec::ubuntu("24.04"), json!("ubuntu-24.04")),
+            (ImageSpec::debian("12"), json!("debian-12")),
+            (ImageSpec::Snapshot("4711".into()), json!(4711)),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(image_ref(&spec).ok(), Some(want), "{spec}");
+        }
     }
 
     #[test]
