@@ -23,12 +23,14 @@
 pub mod agent;
 pub mod cloudinit;
 pub mod config;
-pub mod forward;
 pub mod location;
 pub mod paths;
 mod platform;
 pub mod provider;
-pub mod sftp;
 pub mod ssh;
 pub mod state;
 pub mod vm;
+
+// SFTP and forwarding run on an ssh::Session, so they live in ssh/; these
+// keep the short paths `spuff::sftp` and `spuff::forward` working.
+pub use ssh::{forward, sftp};

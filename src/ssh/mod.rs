@@ -30,9 +30,11 @@ mod agent;
 mod auth;
 mod error;
 mod exec;
+pub mod forward;
 mod handler;
 mod key_file;
 mod known_hosts;
+pub mod sftp;
 mod shell;
 mod wait;
 
