@@ -11,7 +11,9 @@ pub enum FileType {
     File,
     /// A directory.
     Dir,
-    /// A symbolic link (only from [`Sftp::symlink_metadata`] and [`Sftp::read_dir`]).
+    /// A symbolic link (only from
+    /// [`Sftp::symlink_metadata`](super::Sftp::symlink_metadata) and
+    /// [`Sftp::read_dir`](super::Sftp::read_dir)).
     Symlink,
     /// A device, socket or FIFO, or the server did not say.
     Other,
