@@ -1,10 +1,16 @@
 //! What the server says about a remote file: [`Metadata`], [`FileType`], [`DirEntry`].
+//!
+//! SFTP version 3 sends attributes as a set of optional fields, with the
+//! file's type folded into the mode word. These types give them one plain
+//! shape, close to [`std::fs::Metadata`], so callers never decode mode bits
+//! or handle fields the server left out.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use russh_sftp::protocol::FileAttributes;
 
-/// Kind of a remote file.
+/// Kind of a remote file, decoded from the type bits of its mode
+/// (`mode & 0o170000`) as `ls` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileType {
     /// A regular file.
@@ -20,19 +26,37 @@ pub enum FileType {
 }
 
 /// Attributes of a remote file.
+///
+/// From [`Sftp::metadata`](super::Sftp::metadata) (following symlinks),
+/// [`Sftp::symlink_metadata`](super::Sftp::symlink_metadata) and
+/// [`Sftp::read_dir`](super::Sftp::read_dir) (not following them). SFTP makes
+/// every attribute optional: one the server leaves out reads as 0, and a
+/// missing mode gives [`FileType::Other`]. OpenSSH sends them all.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+/// let m = sftp.metadata("/etc/hostname").await?;
+/// assert!(m.is_file());
+/// println!("{} bytes, mode {:o}, changed {:?}", m.size, m.permissions(), m.modified());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metadata {
     /// Size in bytes.
     pub size: u64,
     /// Unix mode: type and permission bits (`0o100644`).
     pub mode: u32,
-    /// Modification time, seconds since the Unix epoch.
+    /// Modification time, whole seconds since the Unix epoch (SFTP version 3
+    /// has nothing finer).
     pub mtime: u64,
     /// What kind of file it is.
     pub file_type: FileType,
 }
 
 impl Metadata {
+    /// Decode the server's attributes; missing ones read as 0.
     pub(super) fn from_attrs(a: &FileAttributes) -> Metadata {
         let mode = a.permissions.unwrap_or(0);
         let file_type = match mode & 0o170_000 {
@@ -75,12 +99,13 @@ impl Metadata {
     }
 }
 
-/// One entry of a remote directory.
+/// One entry of a remote directory, from [`Sftp::read_dir`](super::Sftp::read_dir).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
     /// File name within the directory.
     pub name: String,
-    /// Full remote path.
+    /// The directory as given joined with `name` (so relative when the
+    /// directory was).
     pub path: String,
     /// Its attributes, not following symlinks.
     pub metadata: Metadata,

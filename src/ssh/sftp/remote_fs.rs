@@ -1,4 +1,11 @@
 //! Remote filesystem operations on an [`Sftp`] session, one request each.
+//!
+//! These are the SFTP counterparts of [`std::fs`] (stat, mkdir, rename,
+//! symlinks, permissions, directory listings), with the few extra steps a
+//! plain SFTP version 3 request lacks: `mkdir -p`, a rename that replaces
+//! its target, and an `exists` that is not an error. The transfer engine and
+//! the tree transfers build on them. Also here: joining and splitting remote
+//! paths, which use `/` whatever the local platform.
 
 use russh_sftp::client::error::Error as RawError;
 use russh_sftp::protocol::{FileAttributes, Packet, StatusCode};
@@ -35,7 +42,8 @@ fn put_string(buf: &mut Vec<u8>, s: &str) {
 }
 
 impl Sftp {
-    /// Attributes of `path`, following symlinks.
+    /// Attributes of `path`, following symlinks, like [`std::fs::metadata`].
+    /// See [`Metadata`] for an example.
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the path and the server's reason ("No such file").
@@ -48,12 +56,17 @@ impl Sftp {
         Ok(Metadata::from_attrs(&a.attrs))
     }
 
-    /// Same as [`Sftp::metadata`].
+    /// Same as [`Sftp::metadata`], under the SFTP (and POSIX) name.
+    ///
+    /// # Errors
+    /// As for [`Sftp::metadata`].
     pub async fn stat(&self, path: &str) -> Result<Metadata> {
         self.metadata(path).await
     }
 
-    /// Attributes of `path` itself, not following a symlink.
+    /// Attributes of `path` itself, not following a symlink, like
+    /// [`std::fs::symlink_metadata`]: a symlink reports
+    /// [`FileType::Symlink`](super::FileType::Symlink).
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the path and the server's reason.
@@ -69,7 +82,18 @@ impl Sftp {
     /// Whether `path` exists (a dangling symlink counts).
     ///
     /// # Errors
-    /// [`Error::Sftp`] for failures other than "no such file".
+    /// [`Error::Sftp`] for failures other than "no such file", such as a
+    /// parent directory the user may not search.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// if !sftp.exists(".config/app").await? {
+    ///     sftp.mkdir_p(".config/app").await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn exists(&self, path: &str) -> Result<bool> {
         match self.raw().lstat(path).await {
             Ok(_) => Ok(true),
@@ -79,10 +103,21 @@ impl Sftp {
     }
 
     /// Create `path` and any missing parents, like `mkdir -p`. Existing
-    /// directories are fine; an existing non-directory is an error.
+    /// directories are fine; an existing non-directory is an error. New
+    /// directories get the server's default mode (OpenSSH: `0777` less its umask).
     ///
     /// # Errors
-    /// [`Error::Sftp`] naming the component that could not be created.
+    /// [`Error::Sftp`] naming the component that could not be created, or
+    /// that exists and is not a directory.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// sftp.mkdir_p("/srv/app/releases/42").await?;
+    /// sftp.mkdir_p("/srv/app/releases/42").await?; // already there: fine
+    /// # Ok(()) }
+    /// ```
     pub async fn mkdir_p(&self, path: &str) -> Result<()> {
         if let Ok(a) = self.raw().stat(path).await
             && Metadata::from_attrs(&a.attrs).is_dir()
@@ -127,10 +162,12 @@ impl Sftp {
         }
     }
 
-    /// Create one directory; its parent must exist.
+    /// Create one directory, like [`std::fs::create_dir`]; its parent must
+    /// exist. See [`Sftp::mkdir_p`] to create parents too.
     ///
     /// # Errors
-    /// [`Error::Sftp`] naming the path and the server's reason.
+    /// [`Error::Sftp`] naming the path and the server's reason, including
+    /// when `path` already exists.
     pub async fn create_dir(&self, path: &str) -> Result<()> {
         self.raw()
             .mkdir(path, FileAttributes::default())
@@ -139,7 +176,7 @@ impl Sftp {
             .map_err(|e| self.err("mkdir", path, e))
     }
 
-    /// Remove an empty directory.
+    /// Remove an empty directory, like [`std::fs::remove_dir`].
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the path and the server's reason.
@@ -151,7 +188,8 @@ impl Sftp {
             .map_err(|e| self.err("rmdir", path, e))
     }
 
-    /// Remove a file or symlink.
+    /// Remove a file or symlink (the link itself, not its target), like
+    /// [`std::fs::remove_file`].
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the path and the server's reason.
@@ -169,12 +207,25 @@ impl Sftp {
     ///
     /// # Errors
     /// [`Error::Sftp`] naming `from` and the server's reason.
+    ///
+    /// # Examples
+    ///
+    /// Switch a `current` symlink over to a new release in one step:
+    ///
+    /// ```no_run
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// sftp.symlink("releases/42", "/srv/app/current.new").await?;
+    /// sftp.rename("/srv/app/current.new", "/srv/app/current").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn rename(&self, from: &str, to: &str) -> Result<()> {
         self.replace(from, to)
             .await
             .map_err(|e| self.err("rename", from, e))
     }
 
+    /// [`Sftp::rename`] with the raw error, so that uploads can name the
+    /// operation and path their own way.
     pub(super) async fn replace(&self, from: &str, to: &str) -> Result<(), RawError> {
         if self.inner.posix_rename {
             let mut data = Vec::with_capacity(from.len() + to.len() + 8);
@@ -202,7 +253,8 @@ impl Sftp {
         }
     }
 
-    /// Where the symlink at `path` points.
+    /// Where the symlink at `path` points: the target as stored, not
+    /// resolved, like [`std::fs::read_link`].
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the path and the server's reason.
@@ -223,7 +275,10 @@ impl Sftp {
             })
     }
 
-    /// Create a symlink at `link` pointing to `target`.
+    /// Create a symlink at `link` pointing to `target`: the argument order
+    /// of `ln -s` and `std::os::unix::fs::symlink`. `target` is stored as
+    /// given and need not exist; a relative one is relative to the link's
+    /// directory.
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the link and the server's reason.
@@ -238,7 +293,8 @@ impl Sftp {
             .map_err(|e| self.err("symlink", link, e))
     }
 
-    /// Set the permission bits of `path`.
+    /// Set the permission bits of `path` (`0o755`); bits above `0o7777` are
+    /// ignored. Follows symlinks.
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the path and the server's reason.
@@ -255,9 +311,25 @@ impl Sftp {
     }
 
     /// The entries of a remote directory, without `.` and `..`, sorted by name.
+    /// Their metadata does not follow symlinks. The whole listing is read
+    /// before this returns.
     ///
     /// # Errors
     /// [`Error::Sftp`] naming the path and the server's reason.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// let logs: Vec<String> = sftp
+    ///     .read_dir("/var/log/app")
+    ///     .await?
+    ///     .into_iter()
+    ///     .filter(|e| e.metadata.is_file() && e.name.ends_with(".log"))
+    ///     .map(|e| e.path)
+    ///     .collect();
+    /// # Ok(()) }
+    /// ```
     pub async fn read_dir(&self, path: &str) -> Result<Vec<DirEntry>> {
         let handle = self
             .raw()

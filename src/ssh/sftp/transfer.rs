@@ -1,4 +1,19 @@
 //! The pipelined transfer engine: one file up or down with many requests in flight.
+//!
+//! SFTP moves a file one READ or WRITE request at a time, each answered
+//! separately; waiting for every answer caps throughput at one chunk per
+//! round trip. This engine keeps many requests outstanding instead:
+//!
+//! - A [`Transfer`] is one public call's budget (a semaphore of requests in
+//!   flight, capped at [`MAX_BYTES_IN_FLIGHT`]) and its progress counters,
+//!   shared by every file of a tree transfer.
+//! - Uploads read the local file in order and send WRITEs at increasing
+//!   offsets as permits allow ([`Sftp::write_chunks`]).
+//! - Downloads send READs ahead and write the replies in order through a
+//!   reorder buffer whose chunks keep their permits, so a slow reply cannot
+//!   make memory grow ([`Sftp::read_chunks`]). Short reads ask for the rest.
+//! - Both sides write to a hidden temporary file next to the target and
+//!   rename it over the target once complete.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -19,10 +34,17 @@ use crate::ssh::{Error, Result};
 /// channel window the server just waits, and queued replies cost memory.
 const MAX_BYTES_IN_FLIGHT: u32 = 4 * 1024 * 1024;
 
-/// Called as a transfer moves forward.
+/// Called as a transfer moves forward; see [`TransferOptions::progress`].
+///
+/// An `Arc` so that options can be cloned and shared between transfers;
+/// `Send + Sync` because transfers sharing one may run on several tasks.
 pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
 
 /// Where a transfer stands. Counts cover the whole call: for a tree, all files.
+///
+/// `bytes_done` never exceeds `bytes_total` (a file that grows while it is
+/// copied raises the total). When a call succeeds its last report (if it
+/// made any) has `files_done == files_total`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     /// Remote path of the file that just moved forward.
@@ -33,17 +55,47 @@ pub struct Progress {
     pub bytes_total: u64,
     /// Files completed so far.
     pub files_done: u64,
-    /// Files to transfer in all.
+    /// Files to transfer in all (regular files only, for a tree).
     pub files_total: u64,
 }
 
-/// How to transfer files.
+/// How to transfer files: what to keep, whom to tell, how hard to push.
+///
+/// `TransferOptions::default()` keeps modes and times, reports nothing and
+/// lets the server's limits pick the chunk size. Fill in what you need and
+/// take the rest from the default.
+///
+/// # Examples
+///
+/// Report progress as a percentage, and do not carry local modes and times
+/// over:
+///
+/// ```no_run
+/// use std::sync::Arc;
+///
+/// use spuff::sftp::TransferOptions;
+///
+/// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+/// let opts = TransferOptions {
+///     preserve: false,
+///     progress: Some(Arc::new(|p| {
+///         let pct = (p.bytes_done * 100).checked_div(p.bytes_total).unwrap_or(100);
+///         eprint!("\r{pct:3}% {}", p.path);
+///     })),
+///     ..TransferOptions::default()
+/// };
+/// sftp.upload_dir("site/public", "/srv/www", &opts).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct TransferOptions {
-    /// Keep permission bits and modification times (true).
+    /// Keep permission bits and modification times (true). Without it, an
+    /// uploaded file keeps the mode of the file it replaces (`0644` when
+    /// new) and gets the current time; downloads get the local defaults.
     pub preserve: bool,
     /// Called each time a chunk completes and each time a file completes;
-    /// keep it quick, it runs on the transfer's task.
+    /// keep it quick, it runs on the transfer's task. It is not called again
+    /// after an error.
     pub progress: Option<ProgressFn>,
     /// Most READ/WRITE requests outstanding at once, across all files of the
     /// call (64). Memory use is about this times the chunk size. Further
@@ -105,6 +157,7 @@ impl<'a> Transfer<'a> {
         }
     }
 
+    /// Count `bytes` more (and a finished file) and tell the caller.
     fn report(&self, path: &str, bytes: u64, file_done: bool) {
         let bytes_done = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let files_done = self
@@ -140,7 +193,9 @@ impl<'a> Transfer<'a> {
     }
 }
 
-/// Local attributes carried to the remote side.
+/// Local attributes carried to the remote side. Times are whole seconds, as
+/// SFTP version 3 sends them; on Windows the mode is made up from the
+/// read-only flag.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct LocalAttrs {
     pub(super) size: u64,
@@ -210,11 +265,13 @@ fn temp_file_name(name: &str) -> String {
 }
 
 impl Sftp {
+    /// Bytes per request: the caller's choice within `512..=server_max`.
     fn chunk(&self, opts: &TransferOptions, server_max: u32) -> u32 {
         opts.chunk_size
             .map_or(server_max, |c| c.clamp(512, server_max))
     }
 
+    /// The larger of the read and write chunk, which sizes the in-flight budget.
     pub(super) fn max_chunk(&self, opts: &TransferOptions) -> u32 {
         self.chunk(opts, self.inner.read_len.max(self.inner.write_len))
     }
@@ -224,12 +281,29 @@ impl Sftp {
     /// `opts.preserve` the local mode and mtime are kept; otherwise an existing
     /// target keeps its mode and a new one gets `0644`.
     ///
-    /// Returns the number of bytes sent.
+    /// `remote`'s directory must exist ([`Sftp::mkdir_p`]); an existing
+    /// `remote` is replaced. Returns the number of bytes sent.
     ///
     /// # Errors
-    /// [`Error::LocalIo`] when `local` cannot be read, [`Error::Sftp`] naming
-    /// `remote` and the server's reason, [`Error::ConnectionLost`]. On error
-    /// the temporary file is removed and `remote` is untouched.
+    /// [`Error::LocalIo`] when `local` cannot be read or is not a regular
+    /// file, [`Error::Sftp`] naming `remote` and the server's reason,
+    /// [`Error::ConnectionLost`]. On error the temporary file is removed and
+    /// `remote` is untouched; only when the connection is lost can the
+    /// temporary file (`.<name>.spuff-tmp-<random>`) stay behind.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::sftp::TransferOptions;
+    ///
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// sftp.mkdir_p("/srv/app/bin").await?;
+    /// let n = sftp
+    ///     .upload_file("target/release/app", "/srv/app/bin/app", &TransferOptions::default())
+    ///     .await?;
+    /// println!("sent {n} bytes");
+    /// # Ok(()) }
+    /// ```
     pub async fn upload_file(
         &self,
         local: impl AsRef<Path>,
@@ -252,6 +326,7 @@ impl Sftp {
         self.upload_one(local, remote, attrs, &t).await
     }
 
+    /// [`Sftp::upload_file`] within a call's [`Transfer`] (for trees too).
     pub(super) async fn upload_one(
         &self,
         local: &Path,
@@ -312,6 +387,8 @@ impl Sftp {
         result
     }
 
+    /// Give the complete temporary file its final attributes, then rename it
+    /// over `remote`.
     async fn finish_upload(&self, tmp: &str, remote: &str, attrs: FileAttributes) -> Result<()> {
         self.raw()
             .setstat(tmp, attrs)
@@ -374,12 +451,26 @@ impl Sftp {
     /// temporary file next to `local`, renamed over it once complete. With
     /// `opts.preserve` the remote mode and mtime are kept.
     ///
-    /// Returns the number of bytes received.
+    /// `local`'s directory must exist; an existing `local` is replaced.
+    /// Files that report no size (`/proc`-like) are read until EOF. Returns
+    /// the number of bytes received.
     ///
     /// # Errors
     /// [`Error::Sftp`] naming `remote` and the server's reason ("No such
-    /// file"), [`Error::LocalIo`] when `local` cannot be written,
-    /// [`Error::ConnectionLost`]. On error `local` is untouched.
+    /// file"; also when it is a directory), [`Error::LocalIo`] when `local`
+    /// cannot be written, [`Error::ConnectionLost`]. On error `local` is
+    /// untouched and the temporary file removed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::sftp::TransferOptions;
+    ///
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// let opts = TransferOptions::default();
+    /// sftp.download_file("/var/log/syslog", "syslog", &opts).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn download_file(
         &self,
         remote: &str,
@@ -390,6 +481,8 @@ impl Sftp {
         self.download_one(remote, local.as_ref(), &t, true).await
     }
 
+    /// [`Sftp::download_file`] within a call's [`Transfer`]; `add_total`
+    /// when the size was not known when the call started.
     pub(super) async fn download_one(
         &self,
         remote: &str,
@@ -414,6 +507,8 @@ impl Sftp {
         result
     }
 
+    /// The part of a download with the remote file open: check it, copy it
+    /// to a temporary file, set its attributes, rename it into place.
     async fn download_open(
         &self,
         handle: &str,
@@ -591,6 +686,8 @@ async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resul
     Ok(n)
 }
 
+/// Give a downloaded file the remote mode and mtime (on Windows only the
+/// read-only flag follows the mode).
 fn set_local_attrs(file: &std::fs::File, path: &Path, meta: &Metadata) -> std::io::Result<()> {
     // Times first: a read-only file on Windows refuses new times.
     file.set_modified(meta.modified())?;

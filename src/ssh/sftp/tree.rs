@@ -1,4 +1,16 @@
 //! Whole directory trees up and down: walk, then copy through the transfer engine.
+//!
+//! A tree transfer is four passes, in an order chosen so that the result is
+//! right even though files move several at a time:
+//!
+//! 1. Walk the whole source tree first, so that progress knows the totals
+//!    and a problem with a local name is found before anything is sent.
+//! 2. Create the directories, kept writable by us for now.
+//! 3. Copy the files, [`FILES_AT_ONCE`] at a time, all under one
+//!    [`Transfer`] budget; small files are dominated by round trips, which
+//!    overlap this way.
+//! 4. Recreate symlinks, then set directory modes and times deepest first
+//!    (a parent's mtime set earlier would be changed again by its children).
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +26,11 @@ use crate::ssh::{Error, Result};
 /// by round trips (open, close, setstat, rename), which overlap this way.
 const FILES_AT_ONCE: usize = 4;
 
-/// What a tree transfer did.
+/// What a tree transfer did, from [`Sftp::upload_dir`] and
+/// [`Sftp::download_dir`].
+///
+/// Every entry of the tree is counted once: `dirs + files + symlinks +
+/// skipped` is the number of entries, the top directory included.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransferSummary {
     /// Regular files copied.
@@ -37,8 +53,31 @@ impl Sftp {
     /// `opts.preserve`, modes and mtimes of files and directories are kept.
     /// Existing remote files are replaced; extra remote files are left alone.
     ///
+    /// The contents of `local_dir` land in `remote_dir` (like
+    /// `cp -r local_dir/. remote_dir`), which is created with its parents
+    /// when missing. Symlinks inside the tree are not followed, and their
+    /// targets are copied as text, so an absolute target names a path on the
+    /// server. Without `opts.preserve`, created directories still get their
+    /// local permission bits (the top one keeps its own) but not their times.
+    ///
     /// # Errors
-    /// The first error met; files already copied stay.
+    /// The first error met; files already copied stay, each one whole.
+    /// [`Error::LocalIo`] when `local_dir` is not a directory, cannot be read
+    /// or holds a name that is not UTF-8; otherwise as for
+    /// [`Sftp::upload_file`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::sftp::TransferOptions;
+    ///
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// let summary = sftp
+    ///     .upload_dir("dotfiles", ".dotfiles", &TransferOptions::default())
+    ///     .await?;
+    /// println!("{} files, {} bytes", summary.files, summary.bytes);
+    /// # Ok(()) }
+    /// ```
     pub async fn upload_dir(
         &self,
         local_dir: impl AsRef<Path>,
@@ -141,10 +180,33 @@ impl Sftp {
     /// atomically (several at a time), symlinks recreated as symlinks on Unix
     /// (skipped with a warning elsewhere), special files skipped with a
     /// warning. With `opts.preserve`, modes and mtimes of files and
-    /// directories are kept.
+    /// directories are kept (directories only on Unix).
+    ///
+    /// The contents of `remote_dir` land in `local_dir`, which is created
+    /// with its parents when missing. Existing local files and symlinks are
+    /// replaced; extra local files are left alone. Symlinks inside the tree
+    /// are not followed.
     ///
     /// # Errors
-    /// The first error met; files already copied stay.
+    /// The first error met; files already copied stay, each one whole.
+    /// [`Error::Sftp`] when `remote_dir` is missing or not a directory, or a
+    /// directory in it cannot be listed; otherwise as for
+    /// [`Sftp::download_file`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::sftp::TransferOptions;
+    ///
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// let summary = sftp
+    ///     .download_dir("project/target/doc", "doc", &TransferOptions::default())
+    ///     .await?;
+    /// if summary.skipped > 0 {
+    ///     eprintln!("{} entries skipped (see the log)", summary.skipped);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn download_dir(
         &self,
         remote_dir: &str,
@@ -223,6 +285,7 @@ impl Sftp {
     }
 }
 
+/// What a local entry becomes on the remote side.
 enum LocalKind {
     Dir(LocalAttrs),
     File(LocalAttrs),
@@ -230,6 +293,7 @@ enum LocalKind {
     Skip(&'static str),
 }
 
+/// One entry of a local tree walk.
 struct LocalEntry {
     /// Path relative to the root, `/`-separated; empty for the root.
     rel: String,
@@ -313,6 +377,7 @@ async fn walk_local(root: &Path) -> Result<Vec<LocalEntry>> {
     Ok(out)
 }
 
+/// Give a downloaded directory the remote mode and mtime (Unix only).
 fn set_local_dir_attrs(path: &Path, meta: &Metadata) -> std::io::Result<()> {
     #[cfg(unix)]
     {
