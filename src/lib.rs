@@ -12,8 +12,10 @@
 //! - [`vm`]: local state and the provider's listing side by side (orphans, gone VMs).
 //! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
 //!   policies, key/agent authentication, exec, interactive shells.
-//! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
-//! - [`forward`]: local, in-process and remote port forwarding.
+//! - [`sftp`]: pipelined, bounded-memory file and tree transfer (it lives
+//!   in [`ssh::sftp`]; `spuff::sftp` is the same module).
+//! - [`forward`]: local, in-process and remote port forwarding (in
+//!   [`ssh::forward`], also at `spuff::forward`).
 //! - [`paths`]: where spuff's config, data and known_hosts live on each platform.
 //! - [`location`]: `NAME:path` copy arguments, with Windows drive letters.
 //! - [`provider`]: cloud providers (DigitalOcean, Hetzner) behind one trait: create,

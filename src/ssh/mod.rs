@@ -24,6 +24,11 @@
 //! # Ok(()) }
 //! ```
 //!
+//! File transfer ([`sftp`], opened with [`Session::sftp`]) and port
+//! forwarding ([`forward`], started with [`Session::forward_local`] and its
+//! kin) have modules of their own. [`HostKeyPair`] makes the key pairs spuff
+//! installs on its VMs and pins.
+//!
 //! Runnable programs: `examples/exec.rs`, `examples/upload.rs`, `examples/tunnel.rs`.
 
 mod agent;

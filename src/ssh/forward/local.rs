@@ -1,4 +1,12 @@
 //! Local forwards (OpenSSH `-L`): [`LocalForward`].
+//!
+//! For tools that need a port on this machine (a browser, `psql`, a
+//! debugger) to reach a service on or near the VM. A task accepts on the
+//! local listener and gives each connection its own `direct-tcpip`
+//! channel, so connections run side by side and one slow connection holds
+//! up no other. The task also watches the SSH connection: a forward whose
+//! connection is gone stops listening rather than accept connections it
+//! cannot carry.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -17,6 +25,26 @@ use crate::ssh::{Error, Result, Session};
 
 /// A running local forward. Stop it with [`LocalForward::shutdown`]; dropping
 /// it stops the listener and lets connections in progress finish.
+///
+/// Made by [`Session::forward_local`]. It holds a clone of the session, so
+/// the SSH connection stays up while the forward runs.
+///
+/// # Examples
+///
+/// Reach the VM's PostgreSQL on a free local port for as long as a job runs:
+///
+/// ```no_run
+/// use std::time::Duration;
+///
+/// use spuff::forward::LocalForwardSpec;
+///
+/// # async fn run_migrations(_: std::net::SocketAddr) {}
+/// # async fn demo(session: spuff::ssh::Session) -> Result<(), spuff::ssh::Error> {
+/// let forward = session.forward_local("0:localhost:5432".parse()?).await?;
+/// run_migrations(forward.local_addr()).await;
+/// forward.shutdown_graceful(Duration::from_secs(5)).await;
+/// # Ok(()) }
+/// ```
 pub struct LocalForward {
     spec: LocalForwardSpec,
     local_addr: SocketAddr,
@@ -36,7 +64,7 @@ impl std::fmt::Debug for LocalForward {
 
 impl LocalForward {
     /// The address actually listened on (with the chosen port when the spec
-    /// asked for port 0).
+    /// asked for port 0): what to tell the local client to connect to.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
@@ -48,12 +76,18 @@ impl LocalForward {
 
     /// The connection events, from the start; `Some` on the first call only.
     /// Events not read pile up to a limit, then newer ones are dropped.
+    ///
+    /// Reading them is optional. The receiver ends once the forward has
+    /// stopped and its last connection has reported. See [`ForwardEvent`]
+    /// for an example.
     pub fn events(&mut self) -> Option<mpsc::Receiver<ForwardEvent>> {
         self.events.take()
     }
 
     /// Stop accepting, close the connections in progress and wait for the
     /// forward's tasks to end. The port is free when this returns.
+    ///
+    /// Cut connections report a [`ForwardEvent::Closed`] with an error.
     pub async fn shutdown(self) {
         self.shutdown_graceful(Duration::ZERO).await;
     }
@@ -84,6 +118,18 @@ impl Session {
     /// # Errors
     /// [`Error::Forward`] when the local address cannot be listened on (in
     /// use, not permitted).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::forward::LocalForwardSpec;
+    ///
+    /// # async fn demo(session: spuff::ssh::Session) -> Result<(), spuff::ssh::Error> {
+    /// // ssh -L 8080:localhost:80
+    /// let forward = session.forward_local(LocalForwardSpec::new(8080, "localhost", 80)).await?;
+    /// println!("open http://{}/", forward.local_addr());
+    /// # Ok(()) }
+    /// ```
     pub async fn forward_local(&self, spec: LocalForwardSpec) -> Result<LocalForward> {
         let listener = TcpListener::bind(spec.bind)
             .await
@@ -115,6 +161,8 @@ impl Session {
     }
 }
 
+/// The forward's task: accept until stopped or the connection is gone, then
+/// wait for the connections in progress.
 async fn run_local(
     session: Session,
     listener: TcpListener,
@@ -160,6 +208,7 @@ async fn run_local(
     tracing::debug!(%spec, "local forward stopped");
 }
 
+/// One accepted connection: open its channel, report, relay until done.
 async fn local_connection(
     session: Session,
     spec: LocalForwardSpec,

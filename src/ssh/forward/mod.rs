@@ -32,6 +32,30 @@
 //! A running forward holds a clone of its [`Session`], so the SSH connection
 //! stays up for as long as the forward does.
 //!
+//! # Stopping
+//!
+//! [`LocalForward::shutdown`] and [`RemoteForward::shutdown`] stop accepting,
+//! cut the connections in progress and return once the forward's tasks have
+//! ended; the `shutdown_graceful` variants first give connections a grace
+//! period. Dropping a forward stops it accepting and lets its connections
+//! finish in the background. A local forward also stops by itself when the
+//! SSH connection is lost.
+//!
+//! # Errors
+//!
+//! Everything returns the SSH layer's [`Error`](crate::ssh::Error):
+//! `Error::Forward` for a spec that does not parse or a listener that cannot
+//! be set up, `Error::ChannelRefused` when the server will not connect or
+//! listen (the reason says which `sshd_config` setting to look at),
+//! `Error::ConnectionLost` when the connection is gone. Once a forward runs,
+//! a connection that fails is not an error of the forward: it is reported
+//! as a [`ForwardEvent::Failed`] and the forward goes on.
+//!
+//! Dynamic (SOCKS, `-D`) forwards and Unix socket forwards are not supported.
+//!
+//! Runnable program: `examples/tunnel.rs` (a local forward until Ctrl-C,
+//! with a line per connection).
+//!
 //! [`Session`]: crate::ssh::Session
 //! [`Session::open_tcp_stream`]: crate::ssh::Session::open_tcp_stream
 //! [`Session::forward_local`]: crate::ssh::Session::forward_local
@@ -52,7 +76,7 @@ pub use remote::RemoteForward;
 pub use spec::{LocalForwardSpec, RemoteForwardSpec};
 pub use stream::TunnelStream;
 
-/// `host:port`, with IPv6 literals in brackets.
+/// `host:port`, with IPv6 literals in brackets, as OpenSSH and URLs write it.
 fn host_port(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")

@@ -1,4 +1,10 @@
 //! What both forward kinds share: copying a connection both ways, and stopping.
+//!
+//! Local and remote forwards differ only in who listens and who connects.
+//! Once a connection has both ends, both kinds carry it the same way: bytes
+//! copied each way with half-close passed on, counted for the `Closed`
+//! event, cut when the forward shuts down. And both stop the same way: stop
+//! accepting, give connections in progress a grace period, then cut them.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -118,6 +124,8 @@ pub(super) async fn drain(conns: &mut JoinSet<()>) {
     }
 }
 
+/// Stop a forward: no new connections, then up to `grace` for the ones in
+/// progress, then cut them; returns once the forward's task has ended.
 pub(super) async fn stop_forward(stop: &Stop, task: &mut Option<JoinHandle<()>>, grace: Duration) {
     stop.accepting.cancel();
     let Some(handle) = task.take() else { return };

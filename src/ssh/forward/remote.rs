@@ -1,4 +1,11 @@
 //! Remote forwards (OpenSSH `-R`): [`RemoteForward`].
+//!
+//! For letting the VM reach a service on this machine (a dev server, a
+//! local registry). The server does the listening (`tcpip-forward`, RFC 4254
+//! section 7.1) and opens a `forwarded-tcpip` channel per connection. Those
+//! arrive in the connection's handler, which looks the listening address
+//! and port up in a table this module registers forwards in, and queues the
+//! channel to the forward's task; the task connects it to the local target.
 
 use std::collections::hash_map::Entry;
 use std::time::{Duration, Instant};
@@ -21,6 +28,10 @@ const REMOTE_BACKLOG: usize = 64;
 /// A running remote forward. Stop it with [`RemoteForward::shutdown`], which
 /// also tells the server to stop listening; dropping it does the same in the
 /// background.
+///
+/// Made by [`Session::forward_remote`]. It holds a clone of the session, so
+/// the SSH connection stays up while the forward runs. One session can run
+/// many remote forwards, each on its own address and port.
 pub struct RemoteForward {
     session: Session,
     spec: RemoteForwardSpec,
@@ -42,7 +53,7 @@ impl std::fmt::Debug for RemoteForward {
 
 impl RemoteForward {
     /// The port the server listens on (the one it chose when the spec asked
-    /// for port 0).
+    /// for port 0): what to tell clients on the VM to connect to.
     pub fn bound_port(&self) -> u16 {
         self.bound_port
     }
@@ -54,6 +65,10 @@ impl RemoteForward {
 
     /// The connection events, from the start; `Some` on the first call only.
     /// Events not read pile up to a limit, then newer ones are dropped.
+    ///
+    /// Reading them is optional. The receiver ends once the forward has
+    /// stopped and its last connection has reported. See [`ForwardEvent`]
+    /// for an example.
     pub fn events(&mut self) -> Option<mpsc::Receiver<ForwardEvent>> {
         self.events.take()
     }
@@ -119,6 +134,7 @@ impl Drop for RemoteForward {
     }
 }
 
+/// Ask the server to stop listening for `address:port` (`cancel-tcpip-forward`).
 async fn cancel_remote(session: &Session, address: &str, port: u16) -> Result<()> {
     session
         .handle()
@@ -142,6 +158,24 @@ impl Session {
     /// port; [`Error::ChannelRefused`] when the server refuses to listen
     /// (port in use or privileged, forwarding disabled);
     /// [`Error::ConnectionLost`] when the connection is gone.
+    ///
+    /// A connection whose local target refuses is reported as a
+    /// [`ForwardEvent::Failed`]; the forward goes on.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::forward::RemoteForwardSpec;
+    ///
+    /// # async fn demo(session: spuff::ssh::Session) -> Result<(), spuff::ssh::Error> {
+    /// // ssh -R 0:localhost:3000: the VM reaches our dev server on a port it picks.
+    /// let forward = session.forward_remote(RemoteForwardSpec::new(0, "localhost", 3000)).await?;
+    /// let cmd = format!("curl -s http://localhost:{}/", forward.bound_port());
+    /// let out = session.exec(&cmd).await?;
+    /// println!("{}", String::from_utf8_lossy(&out.stdout));
+    /// forward.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn forward_remote(&self, spec: RemoteForwardSpec) -> Result<RemoteForward> {
         let (tx, rx) = mpsc::channel::<ForwardedConnection>(REMOTE_BACKLOG);
         let address = spec.bind_address.clone();
@@ -214,6 +248,8 @@ impl Session {
         })
     }
 
+    /// Route the server's connections for `spec.bind_address:port` to `tx`;
+    /// one forward per address and port on a session.
     fn register_remote(
         &self,
         spec: &RemoteForwardSpec,
@@ -244,6 +280,8 @@ impl Session {
     }
 }
 
+/// The forward's task: take the connections the handler queues until
+/// stopped or unregistered, then wait for the ones in progress.
 async fn run_remote(
     mut incoming: mpsc::Receiver<ForwardedConnection>,
     spec: RemoteForwardSpec,
@@ -271,6 +309,8 @@ async fn run_remote(
     tracing::debug!(%spec, "remote forward stopped");
 }
 
+/// One connection from the server: connect to the local target, report,
+/// relay until done.
 async fn remote_connection(
     spec: RemoteForwardSpec,
     conn: ForwardedConnection,

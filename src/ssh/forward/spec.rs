@@ -1,4 +1,10 @@
 //! What to forward, parsed from OpenSSH's `-L`/`-R` syntax.
+//!
+//! Users already know `ssh -L 8080:localhost:80`, so the CLI takes the same
+//! strings and the library parses them ([`FromStr`]), one set of rules and
+//! error messages for both. IPv6 addresses go in brackets as in OpenSSH.
+//! A spec that does not parse is an `Error::Forward` quoting it and saying
+//! which part is wrong and what the syntax is.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::str::FromStr;
@@ -8,12 +14,34 @@ use crate::ssh::{Error, Result};
 
 /// A local forward: listen on `bind` and connect each connection, through the
 /// server, to `remote_host:remote_port`. OpenSSH `-L`.
+///
+/// Pass it to [`Session::forward_local`](crate::ssh::Session::forward_local).
+/// Build it with [`LocalForwardSpec::new`], as a struct, or parse it from
+/// OpenSSH's syntax; `Display` shows it as `127.0.0.1:8080 -> localhost:80`.
+///
+/// # Examples
+///
+/// ```
+/// use spuff::forward::LocalForwardSpec;
+///
+/// let spec: LocalForwardSpec = "8080:localhost:80".parse()?;
+/// assert_eq!(spec, LocalForwardSpec::new(8080, "localhost", 80));
+///
+/// // Every interface, and an IPv6 target.
+/// let spec: LocalForwardSpec = "*:5432:[fd00::2]:5432".parse()?;
+/// assert_eq!(spec.to_string(), "0.0.0.0:5432 -> [fd00::2]:5432");
+///
+/// let err = "8080:localhost".parse::<LocalForwardSpec>().unwrap_err();
+/// assert!(err.to_string().contains("expected [bind_address:]port:host:hostport"));
+/// # Ok::<(), spuff::ssh::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalForwardSpec {
     /// Local address to listen on; port 0 picks a free port (see
     /// [`LocalForward::local_addr`](super::LocalForward::local_addr)).
     pub bind: SocketAddr,
-    /// Host to connect to, as resolved by the server.
+    /// Host to connect to, as resolved by the server (`localhost` is the
+    /// server itself).
     pub remote_host: String,
     /// Port to connect to.
     pub remote_port: u16,
@@ -79,6 +107,26 @@ impl FromStr for LocalForwardSpec {
 
 /// A remote forward: the server listens on `bind_address:bind_port` and each
 /// connection is connected, from here, to `local_host:local_port`. OpenSSH `-R`.
+///
+/// Pass it to [`Session::forward_remote`](crate::ssh::Session::forward_remote).
+/// Build it with [`RemoteForwardSpec::new`], as a struct, or parse it from
+/// OpenSSH's syntax; `Display` shows it as
+/// `remote localhost:8080 -> localhost:3000`.
+///
+/// # Examples
+///
+/// ```
+/// use spuff::forward::RemoteForwardSpec;
+///
+/// let spec: RemoteForwardSpec = "8080:localhost:3000".parse()?;
+/// assert_eq!(spec, RemoteForwardSpec::new(8080, "localhost", 3000));
+/// assert_eq!(spec.bind_address, "localhost");
+///
+/// // Port 0: the server picks one.
+/// let spec: RemoteForwardSpec = "0:127.0.0.1:3000".parse()?;
+/// assert_eq!(spec.bind_port, 0);
+/// # Ok::<(), spuff::ssh::Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteForwardSpec {
     /// Address for the server to listen on, sent as is: `localhost` (the
@@ -159,6 +207,7 @@ impl FromStr for RemoteForwardSpec {
     }
 }
 
+/// `Error::Forward` for the spec as the user wrote it.
 fn spec_error(spec: &str, reason: impl Into<String>) -> Error {
     Error::Forward {
         spec: format!("`{spec}`"),
@@ -207,6 +256,7 @@ fn split_spec(s: &str, syntax: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// A port field; `zero_ok` where 0 means "pick one".
 fn parse_port(spec: &str, what: &str, field: &str, zero_ok: bool) -> Result<u16> {
     match field.parse::<u16>() {
         Ok(0) if !zero_ok => Err(spec_error(spec, format!("{what} must not be 0"))),
@@ -219,6 +269,7 @@ fn parse_port(spec: &str, what: &str, field: &str, zero_ok: bool) -> Result<u16>
     }
 }
 
+/// A host field: not empty, no spaces or slashes (a Unix socket path).
 fn parse_host(spec: &str, field: &str) -> Result<String> {
     if field.is_empty() {
         return Err(spec_error(spec, "host to connect to is missing"));

@@ -1,4 +1,10 @@
 //! One `direct-tcpip` channel as a byte stream: [`TunnelStream`].
+//!
+//! The CLI talks to the agent on the VM's loopback through such a stream,
+//! with no local port that other users of this machine could reach. Local
+//! forwards open one per accepted connection and remote forwards wrap the
+//! channels the server opens, so this is also where a refused channel is
+//! turned into a reason a user can act on.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -16,6 +22,25 @@ use crate::ssh::{Error, Result, Session};
 /// [`AsyncWriteExt::shutdown`](tokio::io::AsyncWriteExt::shutdown) sends EOF
 /// (the far end sees the connection half-closed and can still reply);
 /// dropping the stream closes the channel.
+///
+/// Made by [`Session::open_tcp_stream`]. It works with anything that takes
+/// a tokio stream: [`tokio::io::copy_bidirectional`], an HTTP client
+/// connection, a codec. Reads end with EOF when the far end closes.
+///
+/// # Examples
+///
+/// ```no_run
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// # async fn demo(session: spuff::ssh::Session) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut stream = session.open_tcp_stream("127.0.0.1", 8080).await?;
+/// stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n").await?;
+/// stream.shutdown().await?; // EOF; the server can still answer
+/// let mut reply = Vec::new();
+/// stream.read_to_end(&mut reply).await?;
+/// println!("{}", String::from_utf8_lossy(&reply));
+/// # Ok(()) }
+/// ```
 pub struct TunnelStream {
     pub(super) inner: ChannelStream<Msg>,
     pub(super) target: String,
@@ -30,7 +55,7 @@ impl std::fmt::Debug for TunnelStream {
 }
 
 impl TunnelStream {
-    /// `host:port` as asked for.
+    /// `host:port` as asked for (IPv6 literals in brackets).
     pub fn target(&self) -> &str {
         &self.target
     }
@@ -73,6 +98,8 @@ impl Session {
     /// channel) and return it as a stream, with no local listener.
     ///
     /// `host` is resolved by the server: `127.0.0.1` is the server itself.
+    /// Each call opens its own channel, so any number of streams can be open
+    /// at once on one session. See [`TunnelStream`] for an example.
     ///
     /// # Errors
     /// [`Error::ChannelRefused`] naming `host:port` when the server cannot
@@ -87,6 +114,8 @@ impl Session {
         })
     }
 
+    /// Open a `direct-tcpip` channel to `host:port`, naming the originator
+    /// (the local peer of a forwarded connection) as RFC 4254 section 7.2 asks.
     pub(super) async fn open_direct_tcpip(
         &self,
         host: &str,
