@@ -24,6 +24,25 @@ const COMMENT: &str = "spuff-vm-host-key";
 ///
 /// The private key is a secret: it is kept in memory that is wiped on drop,
 /// and `Debug` shows only the public fingerprint.
+///
+/// # Examples
+///
+/// Make a VM's host key, pin it for the connection, and keep the private
+/// half to rebuild the same VM later:
+///
+/// ```
+/// use spuff::ssh::{Config, HostKeyPair, HostKeyPolicy};
+///
+/// let key = HostKeyPair::generate()?;
+/// let config = Config {
+///     host_keys: HostKeyPolicy::pinned([key.public_key().clone()]),
+///     ..Config::new("203.0.113.7", "dev")
+/// };
+/// // What to keep (as a secret) to rebuild the same VM later:
+/// let again = HostKeyPair::from_openssh(key.private_key_openssh())?;
+/// assert_eq!(again.fingerprint(), key.fingerprint());
+/// # Ok::<(), spuff::ssh::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct HostKeyPair {
     private_openssh: Zeroizing<String>,
