@@ -12,8 +12,10 @@
 //! - [`vm`]: local state and the provider's listing side by side (orphans, gone VMs).
 //! - [`ssh`]: a pure-Rust SSH client (no `ssh` binary needed): host key
 //!   policies, key/agent authentication, exec, interactive shells.
-//! - [`sftp`]: pipelined, bounded-memory file and tree transfer.
-//! - [`forward`]: local, in-process and remote port forwarding.
+//! - [`sftp`]: pipelined, bounded-memory file and tree transfer (it lives
+//!   in [`ssh::sftp`]; `spuff::sftp` is the same module).
+//! - [`forward`]: local, in-process and remote port forwarding (in
+//!   [`ssh::forward`], also at `spuff::forward`).
 //! - [`paths`]: where spuff's config, data and known_hosts live on each platform.
 //! - [`location`]: `NAME:path` copy arguments, with Windows drive letters.
 //! - [`provider`]: cloud providers (DigitalOcean, Hetzner) behind one trait: create,
@@ -24,12 +26,10 @@
 pub mod agent;
 pub mod cloudinit;
 pub mod config;
-pub mod forward;
 pub mod location;
 pub mod paths;
 mod platform;
 pub mod provider;
-pub mod sftp;
 pub mod ssh;
 pub mod state;
 mod util;
@@ -38,3 +38,7 @@ pub mod vm;
 
 #[doc(inline)]
 pub use util::{Secret, fmt_duration, suggest, summarize_body, terminal_safe};
+
+// SFTP and forwarding run on an ssh::Session, so they live in ssh/; these
+// keep the short paths `spuff::sftp` and `spuff::forward` working.
+pub use ssh::{forward, sftp};

@@ -51,7 +51,10 @@ pub enum Error {
         message: String,
     },
 
-    /// The host key could not be generated or read.
+    /// The host key could not be generated or read. No longer produced:
+    /// [`HostKeyPair`](crate::ssh::HostKeyPair) now reports
+    /// [`ssh::Error::HostKeyPair`], which arrives here as [`Error::Ssh`].
+    /// Kept so that existing matches compile.
     #[error("host key: {0}")]
     HostKey(String),
 

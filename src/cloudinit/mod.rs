@@ -9,7 +9,8 @@
 //! - **Every value is escaped for where it lands**: YAML values become
 //!   double-quoted scalars or literal blocks, values inside the bootstrap
 //!   scripts become single-quoted shell words. The document is pure ASCII.
-//! - **The host key is made here** ([`HostKeyPair`]) and pinned by the CLI,
+//! - **The host key is made by spuff** ([`HostKeyPair`], from
+//!   [`ssh`](crate::ssh)), installed by the user-data and pinned by the CLI,
 //!   so the first SSH connection is verified rather than trusted.
 //! - **The agent's token stays out of argv and the environment**: it is in
 //!   `/etc/spuff/agent.json` (0600, root), which the agent's unit points at.
@@ -44,7 +45,6 @@
 
 mod error;
 pub(crate) mod escape;
-mod host_key;
 mod upload;
 
 use std::io::Write as _;
@@ -58,8 +58,8 @@ use spuff_agent_api::{
 };
 use zeroize::Zeroizing;
 
+pub use crate::ssh::HostKeyPair;
 pub use error::{Error, Result};
-pub use host_key::HostKeyPair;
 pub use upload::{AgentInstall, install_uploaded_agent};
 
 /// The directory spuff's scripts and the agent binary live in on the VM.

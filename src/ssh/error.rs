@@ -275,6 +275,12 @@ pub enum Error {
         last: String,
     },
 
+    /// A [`HostKeyPair`](super::HostKeyPair) could not be generated or read:
+    /// no random source, or a private key that is not an unencrypted
+    /// ed25519 key in OpenSSH format.
+    #[error("host key: {0}")]
+    HostKeyPair(String),
+
     /// Invalid configuration or argument, refused before any traffic.
     #[error("invalid SSH configuration: {0}")]
     Config(String),
@@ -320,6 +326,9 @@ impl Error {
             }
             Error::LoginTimeout { last, .. } => {
                 return last.hint();
+            }
+            Error::HostKeyPair(_) => {
+                "this is a bug in spuff; please report it with the command you ran".into()
             }
             Error::PortTimeout { .. } => {
                 "the VM may still be booting or a firewall blocks the port; try again or check the provider console".into()

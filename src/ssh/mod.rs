@@ -24,15 +24,23 @@
 //! # Ok(()) }
 //! ```
 //!
+//! File transfer ([`sftp`], opened with [`Session::sftp`]) and port
+//! forwarding ([`forward`], started with [`Session::forward_local`] and its
+//! kin) have modules of their own. [`HostKeyPair`] makes the key pairs spuff
+//! installs on its VMs and pins.
+//!
 //! Runnable programs: `examples/exec.rs`, `examples/upload.rs`, `examples/tunnel.rs`.
 
 mod agent;
 mod auth;
 mod error;
 mod exec;
+pub mod forward;
 mod handler;
 mod key_file;
+mod key_pair;
 mod known_hosts;
+pub mod sftp;
 mod shell;
 mod wait;
 
@@ -48,6 +56,7 @@ pub use auth::{AuthMethod, PassphraseFn, load_private_key};
 pub use error::{AuthAttempt, Error, ExpectedKey, KeySource, Result};
 pub use exec::{ExecEvent, ExecOutput, ExitStatus, RemoteCommand};
 pub use handler::ForwardedConnection;
+pub use key_pair::HostKeyPair;
 pub use known_hosts::{HostKeyCheck, HostKeyPolicy, fingerprint};
 pub use russh::keys::{PrivateKey, PublicKey};
 pub use shell::{ShellOptions, TermSize};

@@ -2,9 +2,12 @@
 //!
 //! spuff never trusts a VM's host key on first use: it makes the key pair
 //! itself, sends the private half to the VM in the user-data (cloud-init's
-//! `ssh_keys`) and pins the public half for every connection
-//! ([`HostKeyPolicy::pinned`](crate::ssh::HostKeyPolicy::pinned)). Someone
-//! answering in the VM's place on its first boot cannot present that key.
+//! `ssh_keys`, see [`cloudinit`](crate::cloudinit)) and pins the public half
+//! for every connection ([`HostKeyPolicy::pinned`](super::HostKeyPolicy::pinned)). Someone answering in the
+//! VM's place on its first boot cannot present that key.
+//!
+//! The key pair is plain SSH key material, so it lives with the rest of the
+//! SSH key handling; `spuff::cloudinit::HostKeyPair` re-exports it.
 
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;
@@ -21,6 +24,25 @@ const COMMENT: &str = "spuff-vm-host-key";
 ///
 /// The private key is a secret: it is kept in memory that is wiped on drop,
 /// and `Debug` shows only the public fingerprint.
+///
+/// # Examples
+///
+/// Make a VM's host key, pin it for the connection, and keep the private
+/// half to rebuild the same VM later:
+///
+/// ```
+/// use spuff::ssh::{Config, HostKeyPair, HostKeyPolicy};
+///
+/// let key = HostKeyPair::generate()?;
+/// let config = Config {
+///     host_keys: HostKeyPolicy::pinned([key.public_key().clone()]),
+///     ..Config::new("203.0.113.7", "dev")
+/// };
+/// // What to keep (as a secret) to rebuild the same VM later:
+/// let again = HostKeyPair::from_openssh(key.private_key_openssh())?;
+/// assert_eq!(again.fingerprint(), key.fingerprint());
+/// # Ok::<(), spuff::ssh::Error>(())
+/// ```
 #[derive(Clone)]
 pub struct HostKeyPair {
     private_openssh: Zeroizing<String>,
@@ -40,12 +62,12 @@ impl HostKeyPair {
     /// A new ed25519 key pair from the operating system's random source.
     ///
     /// # Errors
-    /// [`Error::HostKey`] when the OS has no random source or the key cannot
+    /// [`Error::HostKeyPair`] when the OS has no random source or the key cannot
     /// be encoded (neither happens on a working system).
     pub fn generate() -> Result<Self> {
         let mut seed = Zeroizing::new([0u8; 32]);
         getrandom::fill(seed.as_mut())
-            .map_err(|e| Error::HostKey(format!("no random source: {e}")))?;
+            .map_err(|e| Error::HostKeyPair(format!("no random source: {e}")))?;
         let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
         key.set_comment(COMMENT);
         Self::from_private_key(&key)
@@ -55,26 +77,26 @@ impl HostKeyPair {
     /// KEY-----`), such as one kept in spuff's state for a VM that is rebuilt.
     ///
     /// # Errors
-    /// [`Error::HostKey`] when the text is not an unencrypted ed25519 key.
+    /// [`Error::HostKeyPair`] when the text is not an unencrypted ed25519 key.
     pub fn from_openssh(private_openssh: &str) -> Result<Self> {
         let key = PrivateKey::from_openssh(private_openssh)
-            .map_err(|e| Error::HostKey(format!("not an OpenSSH private key: {e}")))?;
+            .map_err(|e| Error::HostKeyPair(format!("not an OpenSSH private key: {e}")))?;
         if key.is_encrypted() {
-            return Err(Error::HostKey("the private key is encrypted".into()));
+            return Err(Error::HostKeyPair("the private key is encrypted".into()));
         }
         Self::from_private_key(&key)
     }
 
     fn from_private_key(key: &PrivateKey) -> Result<Self> {
         if key.algorithm() != Algorithm::Ed25519 {
-            return Err(Error::HostKey(format!(
+            return Err(Error::HostKeyPair(format!(
                 "expected an ed25519 key, got {}",
                 key.algorithm()
             )));
         }
         let private_openssh = key
             .to_openssh(LineEnding::LF)
-            .map_err(|e| Error::HostKey(format!("cannot encode the private key: {e}")))?;
+            .map_err(|e| Error::HostKeyPair(format!("cannot encode the private key: {e}")))?;
         Ok(HostKeyPair {
             private_openssh,
             public: key.public_key().clone(),

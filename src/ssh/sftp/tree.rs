@@ -1,0 +1,412 @@
+//! Whole directory trees up and down: walk, then copy through the transfer engine.
+//!
+//! A tree transfer is four passes, in an order chosen so that the result is
+//! right even though files move several at a time:
+//!
+//! 1. Walk the whole source tree first, so that progress knows the totals
+//!    and a problem with a local name is found before anything is sent.
+//! 2. Create the directories, kept writable by us for now.
+//! 3. Copy the files, [`FILES_AT_ONCE`] at a time, all under one
+//!    [`Transfer`] budget; small files are dominated by round trips, which
+//!    overlap this way.
+//! 4. Recreate symlinks, then set directory modes and times deepest first
+//!    (a parent's mtime set earlier would be changed again by its children).
+
+use std::path::{Path, PathBuf};
+
+use futures::stream::StreamExt;
+use russh_sftp::protocol::FileAttributes;
+
+use super::remote_fs::join_remote;
+use super::transfer::{LocalAttrs, Transfer};
+use super::{FileType, Metadata, Sftp, TransferOptions, local_err, not_a_dir};
+use crate::ssh::{Error, Result};
+
+/// Files moved at the same time in tree transfers: small files are dominated
+/// by round trips (open, close, setstat, rename), which overlap this way.
+const FILES_AT_ONCE: usize = 4;
+
+/// What a tree transfer did, from [`Sftp::upload_dir`] and
+/// [`Sftp::download_dir`].
+///
+/// Every entry of the tree is counted once: `dirs + files + symlinks +
+/// skipped` is the number of entries, the top directory included.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransferSummary {
+    /// Regular files copied.
+    pub files: u64,
+    /// Directories created or updated, the top one included.
+    pub dirs: u64,
+    /// Symbolic links recreated.
+    pub symlinks: u64,
+    /// Entries skipped (special files; symlinks where they cannot be made),
+    /// each with a `tracing` warning.
+    pub skipped: u64,
+    /// Bytes of file data copied.
+    pub bytes: u64,
+}
+
+impl Sftp {
+    /// Upload a directory tree: directories are created, files copied
+    /// atomically (several at a time), symlinks recreated as symlinks with the
+    /// same target, special files skipped with a warning. With
+    /// `opts.preserve`, modes and mtimes of files and directories are kept.
+    /// Existing remote files are replaced; extra remote files are left alone.
+    ///
+    /// The contents of `local_dir` land in `remote_dir` (like
+    /// `cp -r local_dir/. remote_dir`), which is created with its parents
+    /// when missing. Symlinks inside the tree are not followed, and their
+    /// targets are copied as text, so an absolute target names a path on the
+    /// server. Without `opts.preserve`, created directories still get their
+    /// local permission bits (the top one keeps its own) but not their times.
+    ///
+    /// # Errors
+    /// The first error met; files already copied stay, each one whole.
+    /// [`Error::LocalIo`] when `local_dir` is not a directory, cannot be read
+    /// or holds a name that is not UTF-8; otherwise as for
+    /// [`Sftp::upload_file`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::sftp::TransferOptions;
+    ///
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// let summary = sftp
+    ///     .upload_dir("dotfiles", ".dotfiles", &TransferOptions::default())
+    ///     .await?;
+    /// println!("{} files, {} bytes", summary.files, summary.bytes);
+    /// # Ok(()) }
+    /// ```
+    pub async fn upload_dir(
+        &self,
+        local_dir: impl AsRef<Path>,
+        remote_dir: &str,
+        opts: &TransferOptions,
+    ) -> Result<TransferSummary> {
+        let local_dir = local_dir.as_ref();
+        let plan = walk_local(local_dir).await?;
+        let mut summary = TransferSummary::default();
+        let bytes_total = plan
+            .iter()
+            .map(|e| {
+                if let LocalKind::File(a) = e.kind {
+                    a.size
+                } else {
+                    0
+                }
+            })
+            .sum();
+        let files_total = plan
+            .iter()
+            .filter(|e| matches!(e.kind, LocalKind::File(_)))
+            .count() as u64;
+        let t = Transfer::new(opts, self.max_chunk(opts), bytes_total, files_total);
+        self.mkdir_p(remote_dir).await?;
+        let remote_of = |rel: &str| {
+            if rel.is_empty() {
+                remote_dir.to_string()
+            } else {
+                join_remote(remote_dir, rel)
+            }
+        };
+        for e in &plan {
+            if let LocalKind::Dir(a) = e.kind {
+                if !e.rel.is_empty() {
+                    // Writable by us until the end, when the real mode is set.
+                    self.mkdir_if_missing(&remote_of(&e.rel), Some(a.mode | 0o700))
+                        .await?;
+                }
+                summary.dirs += 1;
+            }
+        }
+        let files = plan.iter().filter_map(|e| match e.kind {
+            LocalKind::File(a) => Some((e, a)),
+            _ => None,
+        });
+        let mut uploads = futures::stream::iter(files.map(|(e, a)| {
+            let remote = remote_of(&e.rel);
+            let t = &t;
+            async move { self.upload_one(&e.local, &remote, a, t).await }
+        }))
+        .buffer_unordered(FILES_AT_ONCE);
+        while let Some(r) = uploads.next().await {
+            summary.bytes += r?;
+            summary.files += 1;
+        }
+        drop(uploads);
+        for e in &plan {
+            match &e.kind {
+                LocalKind::Symlink(target) => {
+                    let link = remote_of(&e.rel);
+                    if self.exists(&link).await? && !self.symlink_metadata(&link).await?.is_dir() {
+                        self.remove_file(&link).await?;
+                    }
+                    self.symlink(target, &link).await?;
+                    summary.symlinks += 1;
+                }
+                LocalKind::Skip(why) => {
+                    tracing::warn!(path = %e.local.display(), "not uploaded: {why}");
+                    summary.skipped += 1;
+                }
+                _ => {}
+            }
+        }
+        // Deepest first: setting a parent's mtime before its children are
+        // done would be undone by their changes.
+        for e in plan.iter().rev() {
+            if let LocalKind::Dir(a) = e.kind {
+                let remote = remote_of(&e.rel);
+                let attrs = if opts.preserve {
+                    a.sftp_attrs()
+                } else {
+                    FileAttributes {
+                        permissions: Some(a.mode),
+                        ..Default::default()
+                    }
+                };
+                if opts.preserve || !e.rel.is_empty() {
+                    self.raw()
+                        .setstat(remote.as_str(), attrs)
+                        .await
+                        .map_err(|err| self.err("setstat", &remote, err))?;
+                }
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Download a directory tree: directories are created, files copied
+    /// atomically (several at a time), symlinks recreated as symlinks on Unix
+    /// (skipped with a warning elsewhere), special files skipped with a
+    /// warning. With `opts.preserve`, modes and mtimes of files and
+    /// directories are kept (directories only on Unix).
+    ///
+    /// The contents of `remote_dir` land in `local_dir`, which is created
+    /// with its parents when missing. Existing local files and symlinks are
+    /// replaced; extra local files are left alone. Symlinks inside the tree
+    /// are not followed.
+    ///
+    /// # Errors
+    /// The first error met; files already copied stay, each one whole.
+    /// [`Error::Sftp`] when `remote_dir` is missing or not a directory, or a
+    /// directory in it cannot be listed; otherwise as for
+    /// [`Sftp::download_file`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use spuff::sftp::TransferOptions;
+    ///
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// let summary = sftp
+    ///     .download_dir("project/target/doc", "doc", &TransferOptions::default())
+    ///     .await?;
+    /// if summary.skipped > 0 {
+    ///     eprintln!("{} entries skipped (see the log)", summary.skipped);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn download_dir(
+        &self,
+        remote_dir: &str,
+        local_dir: impl AsRef<Path>,
+        opts: &TransferOptions,
+    ) -> Result<TransferSummary> {
+        let local_dir = local_dir.as_ref();
+        let root = self.metadata(remote_dir).await?;
+        if !root.is_dir() {
+            return Err(not_a_dir("download", remote_dir));
+        }
+        // Walk first, so progress knows the totals.
+        let mut plan: Vec<(String, PathBuf, Metadata)> =
+            vec![(remote_dir.to_string(), local_dir.to_path_buf(), root)];
+        let mut i = 0;
+        while i < plan.len() {
+            if plan[i].2.is_dir() {
+                let (remote, local) = (plan[i].0.clone(), plan[i].1.clone());
+                for entry in self.read_dir(&remote).await? {
+                    plan.push((entry.path, local.join(&entry.name), entry.metadata));
+                }
+            }
+            i += 1;
+        }
+        let mut summary = TransferSummary::default();
+        let files: Vec<_> = plan.iter().filter(|(_, _, m)| m.is_file()).collect();
+        let t = Transfer::new(
+            opts,
+            self.max_chunk(opts),
+            files.iter().map(|(_, _, m)| m.size).sum(),
+            files.len() as u64,
+        );
+        for (_, local, m) in &plan {
+            if m.is_dir() {
+                tokio::fs::create_dir_all(local)
+                    .await
+                    .map_err(local_err("create directory", local))?;
+                summary.dirs += 1;
+            }
+        }
+        let mut downloads = futures::stream::iter(files.iter().map(|(remote, local, _)| {
+            let t = &t;
+            async move { self.download_one(remote, local, t, false).await }
+        }))
+        .buffer_unordered(FILES_AT_ONCE);
+        while let Some(r) = downloads.next().await {
+            summary.bytes += r?;
+            summary.files += 1;
+        }
+        drop(downloads);
+        for (remote, local, m) in &plan {
+            match m.file_type {
+                FileType::Symlink => {
+                    let target = self.read_link(remote).await?;
+                    if make_local_symlink(&target, local)? {
+                        summary.symlinks += 1;
+                    } else {
+                        summary.skipped += 1;
+                    }
+                }
+                FileType::Other => {
+                    tracing::warn!(path = %remote, "not downloaded: not a regular file, directory or symlink");
+                    summary.skipped += 1;
+                }
+                _ => {}
+            }
+        }
+        if opts.preserve {
+            for (_, local, m) in plan.iter().rev() {
+                if m.is_dir() {
+                    set_local_dir_attrs(local, m).map_err(local_err("set attributes of", local))?;
+                }
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// What a local entry becomes on the remote side.
+enum LocalKind {
+    Dir(LocalAttrs),
+    File(LocalAttrs),
+    Symlink(String),
+    Skip(&'static str),
+}
+
+/// One entry of a local tree walk.
+struct LocalEntry {
+    /// Path relative to the root, `/`-separated; empty for the root.
+    rel: String,
+    local: PathBuf,
+    kind: LocalKind,
+}
+
+/// The tree under `root`, parents before children, names sorted.
+async fn walk_local(root: &Path) -> Result<Vec<LocalEntry>> {
+    let meta = tokio::fs::metadata(root)
+        .await
+        .map_err(local_err("stat", root))?;
+    if !meta.is_dir() {
+        return Err(Error::LocalIo {
+            operation: "upload directory",
+            path: root.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a directory"),
+        });
+    }
+    let mut out = vec![LocalEntry {
+        rel: String::new(),
+        local: root.to_path_buf(),
+        kind: LocalKind::Dir(LocalAttrs::of(&meta)),
+    }];
+    let mut i = 0;
+    while i < out.len() {
+        if matches!(out[i].kind, LocalKind::Dir(_)) {
+            let dir = out[i].local.clone();
+            let rel = out[i].rel.clone();
+            let mut rd = tokio::fs::read_dir(&dir)
+                .await
+                .map_err(local_err("read directory", &dir))?;
+            let mut children = Vec::new();
+            while let Some(entry) = rd
+                .next_entry()
+                .await
+                .map_err(local_err("read directory", &dir))?
+            {
+                children.push(entry);
+            }
+            children.sort_by_key(|e| e.file_name());
+            for entry in children {
+                let path = entry.path();
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    return Err(Error::LocalIo {
+                        operation: "upload",
+                        path,
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidData,
+                            "file name is not UTF-8",
+                        ),
+                    });
+                };
+                let meta = tokio::fs::symlink_metadata(&path)
+                    .await
+                    .map_err(local_err("stat", &path))?;
+                let kind = if meta.is_symlink() {
+                    let target = tokio::fs::read_link(&path)
+                        .await
+                        .map_err(local_err("readlink", &path))?;
+                    match target.to_str() {
+                        Some(t) => LocalKind::Symlink(t.replace('\\', "/")),
+                        None => LocalKind::Skip("symlink target is not UTF-8"),
+                    }
+                } else if meta.is_dir() {
+                    LocalKind::Dir(LocalAttrs::of(&meta))
+                } else if meta.is_file() {
+                    LocalKind::File(LocalAttrs::of(&meta))
+                } else {
+                    LocalKind::Skip("not a regular file, directory or symlink")
+                };
+                out.push(LocalEntry {
+                    rel: join_remote(&rel, &name),
+                    local: path,
+                    kind,
+                });
+            }
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// Give a downloaded directory the remote mode and mtime (Unix only).
+fn set_local_dir_attrs(path: &Path, meta: &Metadata) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::File::open(path)?.set_modified(meta.modified())?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.permissions()))
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows opens directories only with backup semantics; their times
+        // and modes matter little there.
+        let _ = (path, meta);
+        Ok(())
+    }
+}
+
+/// Recreate a symlink; `false` when it was skipped.
+fn make_local_symlink(target: &str, link: &Path) -> Result<bool> {
+    #[cfg(unix)]
+    {
+        if std::fs::symlink_metadata(link).is_ok_and(|m| !m.is_dir()) {
+            std::fs::remove_file(link).map_err(local_err("remove", link))?;
+        }
+        std::os::unix::fs::symlink(target, link).map_err(local_err("create symlink", link))?;
+        Ok(true)
+    }
+    #[cfg(not(unix))]
+    {
+        tracing::warn!(path = %link.display(), target, "symlink not created: needs privileges on Windows");
+        Ok(false)
+    }
+}
