@@ -9,20 +9,20 @@
 //! no field we do not need is declared: serde ignores undeclared duplicates).
 //! IPs are chosen by `type`, never by position.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::engine::{
-    Extras, IdText, Paging, Selector, WireSshKey, image_id, path_id, query_value, rest_provider,
+    Extras, IdText, Paging, Selector, VmHead, WireSshKey, image_id, path_id, query_value,
+    rest_provider,
 };
 use super::error::{ProviderError, ProviderResult};
 use super::http::ApiRequest;
 use super::types::{
-    ImageSpec, InstanceRequest, ProviderInstance, RegionInfo, SizeInfo, Snapshot, SshEndpoint,
-    SshKeyInfo,
+    ImageSpec, InstanceRequest, ProviderInstance, RegionInfo, SizeInfo, Snapshot, SshKeyInfo,
 };
 use super::{MANAGED_LABEL, SPUFF_ID_LABEL};
 
@@ -40,6 +40,8 @@ rest_provider! {
     errors: "/id", "/message", Some("/request_id"), "x-request-id";
     actions: "completed" | "errored";
     statuses: "new" => New, "active" => Active, "off" => Off, "archive" => Archive;
+    snapshots: DoSnapshot as "snapshot" in "snapshots"
+        listed at format!("snapshots?resource_type=droplet&per_page={PER_PAGE}");
 }
 
 impl Client {
@@ -159,24 +161,6 @@ impl Extras for Client {
             })
     }
 
-    async fn snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
-        let snaps: Vec<DoSnapshot> = self
-            .rest
-            .list_all(
-                &format!("snapshots?resource_type=droplet&per_page={PER_PAGE}"),
-                "snapshots",
-                PAGING,
-            )
-            .await?;
-        Ok(snaps.into_iter().map(|s| s.into_snapshot(None)).collect())
-    }
-
-    async fn remove_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("snapshots/{}", self.check_id(id)?))
-            .resource("snapshot", id);
-        self.rest.delete(req).await
-    }
-
     async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
         let (kind, what) = if on {
             ("power_on", "on")
@@ -192,15 +176,10 @@ impl Extras for Client {
     }
 
     async fn ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
-        let keys: Vec<WireSshKey> = self
-            .rest
-            .list_all(
-                &format!("account/keys?per_page={PER_PAGE}"),
-                "ssh_keys",
-                PAGING,
-            )
-            .await?;
-        Ok(keys.into_iter().map(SshKeyInfo::from).collect())
+        let path = format!("account/keys?per_page={PER_PAGE}");
+        self.rest
+            .list_into::<WireSshKey, _>(&path, "ssh_keys", PAGING)
+            .await
     }
 
     async fn import_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
@@ -213,37 +192,17 @@ impl Extras for Client {
     }
 
     async fn sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
-        let sizes: Vec<DoSize> = self
-            .rest
-            .list_all(&format!("sizes?per_page={PER_PAGE}"), "sizes", PAGING)
-            .await?;
-        Ok(sizes
-            .into_iter()
-            .map(|s| SizeInfo {
-                slug: s.slug,
-                vcpus: s.vcpus,
-                memory_mb: s.memory,
-                disk_gb: s.disk,
-                price_monthly: s.price_monthly,
-                regions: s.regions,
-                available: s.available,
-            })
-            .collect())
+        let path = format!("sizes?per_page={PER_PAGE}");
+        self.rest
+            .list_into::<DoSize, _>(&path, "sizes", PAGING)
+            .await
     }
 
     async fn regions(&self) -> ProviderResult<Vec<RegionInfo>> {
-        let regions: Vec<DoRegion> = self
-            .rest
-            .list_all(&format!("regions?per_page={PER_PAGE}"), "regions", PAGING)
-            .await?;
-        Ok(regions
-            .into_iter()
-            .map(|r| RegionInfo {
-                slug: r.slug,
-                name: r.name,
-                available: r.available,
-            })
-            .collect())
+        let path = format!("regions?per_page={PER_PAGE}");
+        self.rest
+            .list_into::<DoRegion, _>(&path, "regions", PAGING)
+            .await
     }
 }
 
@@ -263,11 +222,8 @@ pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
 /// A droplet, as much of it as spuff uses.
 #[derive(Debug, Deserialize)]
 pub(crate) struct Droplet {
-    id: IdText,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    status: String,
+    #[serde(flatten)]
+    head: VmHead,
     #[serde(default)]
     created_at: Option<String>,
     #[serde(default)]
@@ -334,27 +290,15 @@ impl Droplet {
                 None => (t.clone(), String::new()),
             })
             .collect();
-        let public_ipv4 = v4("public");
-        let ssh = public_ipv4
-            .map(IpAddr::V4)
-            .or(public_ipv6.map(IpAddr::V6))
-            .map(|ip| SshEndpoint::from_labels(ip, &labels));
-        ProviderInstance {
-            id: self.id.0,
-            name: self.name,
-            ssh,
-            public_ipv4,
-            public_ipv6,
-            private_ipv4: v4("private"),
-            status: status_of(&self.status),
-            region: slug_of(&self.region).unwrap_or_default(),
-            size: self
-                .size_slug
-                .or_else(|| slug_of(&self.size))
-                .unwrap_or_default(),
-            created_at: self.created_at,
-            labels,
-        }
+        let ips = (v4("public"), public_ipv6, v4("private"));
+        let mut vm = self.head.into_instance(status_of, ips, labels);
+        vm.region = slug_of(&self.region).unwrap_or_default();
+        vm.size = self
+            .size_slug
+            .or_else(|| slug_of(&self.size))
+            .unwrap_or_default();
+        vm.created_at = self.created_at;
+        vm
     }
 }
 
@@ -371,6 +315,36 @@ struct DoSnapshot {
     size_gigabytes: Option<f64>,
     #[serde(default)]
     resource_id: Option<IdText>,
+}
+
+impl From<DoSnapshot> for Snapshot {
+    fn from(s: DoSnapshot) -> Snapshot {
+        s.into_snapshot(None)
+    }
+}
+
+impl From<DoSize> for SizeInfo {
+    fn from(s: DoSize) -> SizeInfo {
+        SizeInfo {
+            slug: s.slug,
+            vcpus: s.vcpus,
+            memory_mb: s.memory,
+            disk_gb: s.disk,
+            price_monthly: s.price_monthly,
+            regions: s.regions,
+            available: s.available,
+        }
+    }
+}
+
+impl From<DoRegion> for RegionInfo {
+    fn from(r: DoRegion) -> RegionInfo {
+        RegionInfo {
+            slug: r.slug,
+            name: r.name,
+            available: r.available,
+        }
+    }
 }
 
 impl DoSnapshot {
@@ -419,19 +393,6 @@ fn yes() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn images_map_to_slugs() {
-        let cases = [
-            (ImageSpec::ubuntu("24.04"), json!("ubuntu-24-04-x64")),
-            (ImageSpec::debian("12"), json!("debian-12-x64")),
-            (ImageSpec::Snapshot("6372321".into()), json!(6372321)),
-            (ImageSpec::Custom("my-slug".into()), json!("my-slug")),
-        ];
-        for (spec, want) in cases {
-            assert_eq!(image_ref(&spec).ok(), Some(want), "{spec}");
-        }
-    }
 
     #[test]
     fn ips_by_type_not_position() {

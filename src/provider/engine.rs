@@ -45,7 +45,22 @@ macro_rules! rest_provider {
         errors: $code:literal, $message:literal, $request_id:expr, $request_id_header:literal;
         actions: $done:literal | $failed:literal;
         statuses: $($($word:literal)|+ => $status:ident),+ $(,)?;
+        snapshots: $snap_wire:ty as $snap_noun:literal in $snap_collection:literal listed at $snap_list:expr;
     ) => {
+        /// The snapshot resource: listed at its own path, deleted at
+        /// `collection/{id}`.
+        const SNAPSHOTS: $crate::provider::engine::VmResource = $crate::provider::engine::VmResource {
+            noun: $snap_noun,
+            collection: $snap_collection,
+            stuck: &[],
+            paging: PAGING,
+        };
+
+        /// Where spuff's snapshots are listed.
+        fn snapshots_path() -> String {
+            $snap_list
+        }
+
         /// How the lists page.
         const PAGING: $crate::provider::engine::Paging = $paging;
 
@@ -114,14 +129,14 @@ macro_rules! rest_provider {
             $crate::provider::ProviderType::$kind.info()
         }
 
-        $crate::provider::engine::rest_provider_impl!(VMS, $wire);
+        $crate::provider::engine::rest_provider_impl!(VMS, $wire, SNAPSHOTS, $snap_wire);
     };
 }
 pub(crate) use rest_provider;
 
 /// The `Provider` impl of [`rest_provider!`].
 macro_rules! rest_provider_impl {
-    ($vms:expr, $wire:ty) => {
+    ($vms:expr, $wire:ty, $snaps:expr, $snap_wire:ty) => {
         #[async_trait::async_trait]
         impl $crate::provider::Provider for Client {
             fn info(&self) -> &'static $crate::provider::ProviderInfo {
@@ -196,11 +211,15 @@ macro_rules! rest_provider_impl {
             async fn list_snapshots(
                 &self,
             ) -> $crate::provider::ProviderResult<Vec<$crate::provider::Snapshot>> {
-                $crate::provider::engine::Extras::snapshots(self).await
+                self.rest
+                    .list_into::<$snap_wire, _>(&snapshots_path(), $snaps.collection, $snaps.paging)
+                    .await
             }
 
             async fn delete_snapshot(&self, id: &str) -> $crate::provider::ProviderResult<()> {
-                $crate::provider::engine::Extras::remove_snapshot(self, id).await
+                use $crate::provider::engine::Extras as _;
+                // Gone is success, as for VMs.
+                self.rest.destroy_vm(&$snaps, self.check_id(id)?).await
             }
 
             async fn power_off(&self, id: &str) -> $crate::provider::ProviderResult<()> {
@@ -279,10 +298,6 @@ pub(crate) trait Extras {
     fn vms_query(&self, selector: Selector<'_>) -> ProviderResult<String>;
     /// [`Provider::create_snapshot`](super::Provider::create_snapshot).
     async fn snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<super::Snapshot>;
-    /// [`Provider::list_snapshots`](super::Provider::list_snapshots).
-    async fn snapshots(&self) -> ProviderResult<Vec<super::Snapshot>>;
-    /// [`Provider::delete_snapshot`](super::Provider::delete_snapshot).
-    async fn remove_snapshot(&self, id: &str) -> ProviderResult<()>;
     /// [`Provider::power_on`](super::Provider::power_on) and off.
     async fn power(&self, id: &str, on: bool) -> ProviderResult<()>;
     /// [`Provider::list_ssh_keys`](super::Provider::list_ssh_keys).
@@ -568,6 +583,25 @@ impl Rest {
             .collect()
     }
 
+    /// Every item under `key` on every page, read as the wire type `W` and
+    /// converted to spuff's `T` (strict, as [`Rest::list_all`]).
+    pub(crate) async fn list_into<W, T>(
+        &self,
+        path: &str,
+        key: &str,
+        paging: Paging,
+    ) -> ProviderResult<Vec<T>>
+    where
+        W: DeserializeOwned + Into<T>,
+    {
+        Ok(self
+            .list_all::<W>(path, key, paging)
+            .await?
+            .into_iter()
+            .map(Into::into)
+            .collect())
+    }
+
     /// Every item under `key`, each as `T`; one that does not parse is
     /// skipped and reported (with its id and name when those can be read),
     /// so one malformed VM does not hide the others.
@@ -849,7 +883,7 @@ impl Rest {
         }
     }
 
-    /// Deletes the VM with this (checked) id; gone is success.
+    /// Deletes the VM (or snapshot) with this (checked) id; gone is success.
     pub(crate) async fn destroy_vm(&self, res: &VmResource, id: &str) -> ProviderResult<()> {
         let req = ApiRequest::new(http::Method::DELETE, format!("{}/{id}", res.collection))
             .resource(res.noun, id);
@@ -1051,6 +1085,36 @@ pub(crate) fn image_id(provider: &'static str, id: &str) -> ProviderResult<Value
         Ok(n) => Value::from(n),
         Err(_) => Value::from(id),
     })
+}
+
+/// The fields every provider's VM starts with: its id, name and status
+/// word (flattened into each provider's wire type). A `null` name or status
+/// fails the entry, which a lenient listing then skips and reports.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct VmHead {
+    pub(crate) id: IdText,
+    #[serde(default)]
+    pub(crate) name: String,
+    #[serde(default)]
+    pub(crate) status: String,
+}
+
+impl VmHead {
+    /// The VM, reached at its public address (see
+    /// [`ProviderInstance::cloud`]), with the status word read by the
+    /// provider's `status_of`.
+    pub(crate) fn into_instance(
+        self,
+        status_of: fn(&str) -> InstanceStatus,
+        ips: (
+            Option<std::net::Ipv4Addr>,
+            Option<std::net::Ipv6Addr>,
+            Option<std::net::Ipv4Addr>,
+        ),
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> ProviderInstance {
+        ProviderInstance::cloud(self.id.0, self.name, status_of(&self.status), ips, labels)
+    }
 }
 
 /// An account SSH key as DigitalOcean and Hetzner both send it.

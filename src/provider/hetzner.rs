@@ -12,7 +12,7 @@
 //! paged by `page`/`per_page` and followed through `meta.pagination.next_page`.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use http::Method;
 use serde::Deserialize;
@@ -20,14 +20,13 @@ use serde_json::{Value, json};
 
 use super::digitalocean::id_values;
 use super::engine::{
-    Extras, IdText, Paging, Selector, WireAction, WireSshKey, image_id, path_id, query_value,
-    rest_provider,
+    Extras, IdText, Paging, Selector, VmHead, WireAction, WireSshKey, image_id, path_id,
+    query_value, rest_provider,
 };
 use super::error::ProviderResult;
 use super::http::ApiRequest;
 use super::types::{
-    ImageSpec, InstanceRequest, ProviderInstance, RegionInfo, SizeInfo, Snapshot, SshEndpoint,
-    SshKeyInfo,
+    ImageSpec, InstanceRequest, ProviderInstance, RegionInfo, SizeInfo, Snapshot, SshKeyInfo,
 };
 use super::{MANAGED_LABEL, SPUFF_ID_LABEL};
 
@@ -44,6 +43,9 @@ rest_provider! {
     actions: "success" | "error";
     statuses: "initializing" | "starting" => New, "running" => Active, "off" => Off,
         "stopping" | "migrating" | "rebuilding" => Transitioning, "deleting" => Deleting;
+    // Snapshots are images of type `snapshot`; spuff's carry its label.
+    snapshots: Image as "image" in "images"
+        listed at format!("images?type=snapshot&label_selector={MANAGED_LABEL}");
 }
 
 impl Client {
@@ -120,6 +122,51 @@ impl Extras for Client {
         Ok(body)
     }
 
+    async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
+        let action = if on { "poweron" } else { "poweroff" };
+        let what = format!("{action} server {id}");
+        self.run_action(id, action, &what).await
+    }
+
+    async fn ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
+        self.rest
+            .list_into::<WireSshKey, _>("ssh_keys", "ssh_keys", PAGING)
+            .await
+    }
+
+    async fn import_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
+        let import = ApiRequest::new(Method::POST, "ssh_keys")
+            .json(&json!({
+                "name": name,
+                "public_key": public_key.trim(),
+                "labels": { MANAGED_LABEL: "" },
+            }))
+            .resource("ssh key", name);
+        // Hetzner filters keys by fingerprint, and answers 409
+        // `uniqueness_error` to a duplicate.
+        let keys = |fingerprint: String| async move {
+            let path = format!("ssh_keys?fingerprint={}", query_value(&fingerprint));
+            self.rest
+                .list_into::<WireSshKey, _>(&path, "ssh_keys", PAGING)
+                .await
+        };
+        self.rest.ensure_key(public_key, keys, import, 409).await
+    }
+
+    async fn sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
+        self.rest
+            .list_into::<ServerType, _>("server_types", "server_types", PAGING)
+            .await
+    }
+
+    async fn regions(&self) -> ProviderResult<Vec<RegionInfo>> {
+        // Locations say nothing of availability: all of them take servers.
+        self.rest
+            .list_into::<Location, _>("locations", "locations", PAGING)
+            .await
+    }
+
+    // Snapshots are images of type `snapshot`.
     async fn snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
         let what = format!("snapshot `{name}` of server {instance_id}");
         let req = ApiRequest::new(
@@ -144,72 +191,6 @@ impl Extras for Client {
             snap.source_instance = Some(instance_id.to_string());
         }
         Ok(snap)
-    }
-    async fn snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
-        let images: Vec<Image> = self
-            .rest
-            .list_all(
-                &format!("images?type=snapshot&label_selector={MANAGED_LABEL}"),
-                "images",
-                PAGING,
-            )
-            .await?;
-        Ok(images.into_iter().map(Image::into_snapshot).collect())
-    }
-
-    async fn remove_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let req = ApiRequest::new(Method::DELETE, format!("images/{}", self.check_id(id)?))
-            .resource("image", id);
-        self.rest.delete(req).await
-    }
-
-    async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
-        let action = if on { "poweron" } else { "poweroff" };
-        let what = format!("{action} server {id}");
-        self.run_action(id, action, &what).await
-    }
-
-    async fn ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
-        let keys: Vec<WireSshKey> = self.rest.list_all("ssh_keys", "ssh_keys", PAGING).await?;
-        Ok(keys.into_iter().map(SshKeyInfo::from).collect())
-    }
-
-    async fn import_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
-        let import = ApiRequest::new(Method::POST, "ssh_keys")
-            .json(&json!({
-                "name": name,
-                "public_key": public_key.trim(),
-                "labels": { MANAGED_LABEL: "" },
-            }))
-            .resource("ssh key", name);
-        // Hetzner filters keys by fingerprint, and answers 409
-        // `uniqueness_error` to a duplicate.
-        let keys = |fingerprint: String| async move {
-            let path = format!("ssh_keys?fingerprint={}", query_value(&fingerprint));
-            let keys: Vec<WireSshKey> = self.rest.list_all(&path, "ssh_keys", PAGING).await?;
-            Ok(keys.into_iter().map(SshKeyInfo::from).collect())
-        };
-        self.rest.ensure_key(public_key, keys, import, 409).await
-    }
-
-    async fn sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
-        let types: Vec<ServerType> = self
-            .rest
-            .list_all("server_types", "server_types", PAGING)
-            .await?;
-        Ok(types.into_iter().map(ServerType::into_size).collect())
-    }
-
-    async fn regions(&self) -> ProviderResult<Vec<RegionInfo>> {
-        let locations: Vec<Location> = self.rest.list_all("locations", "locations", PAGING).await?;
-        Ok(locations
-            .into_iter()
-            .map(|l| RegionInfo {
-                name: l.description.or(l.city).unwrap_or_else(|| l.name.clone()),
-                slug: l.name,
-                available: true,
-            })
-            .collect())
     }
 }
 
@@ -253,11 +234,8 @@ pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
 /// A server, as much of it as spuff uses.
 #[derive(Debug, Deserialize)]
 struct Server {
-    id: IdText,
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    status: String,
+    #[serde(flatten)]
+    head: VmHead,
     #[serde(default)]
     created: Option<String>,
     #[serde(default)]
@@ -343,24 +321,13 @@ impl Server {
             .or_else(|| name_of(self.location.as_ref()))
             .or_else(|| name_of(self.datacenter.as_ref()))
             .unwrap_or_default();
+        let ips = (public_ipv4, public_ipv6, private_ipv4);
         let labels = self.labels.unwrap_or_default();
-        let ssh = public_ipv4
-            .map(IpAddr::V4)
-            .or(public_ipv6.map(IpAddr::V6))
-            .map(|ip| SshEndpoint::from_labels(ip, &labels));
-        ProviderInstance {
-            id: self.id.0,
-            name: self.name,
-            ssh,
-            public_ipv4,
-            public_ipv6,
-            private_ipv4,
-            status: status_of(&self.status),
-            region,
-            size: name_of(self.server_type.as_ref()).unwrap_or_default(),
-            created_at: self.created,
-            labels,
-        }
+        let mut vm = self.head.into_instance(status_of, ips, labels);
+        vm.size = name_of(self.server_type.as_ref()).unwrap_or_default();
+        vm.created_at = self.created;
+        vm.region = region;
+        vm
     }
 }
 
@@ -383,6 +350,28 @@ struct Image {
     image_size: Option<f64>,
     #[serde(default)]
     created_from: Option<Value>,
+}
+
+impl From<Location> for RegionInfo {
+    fn from(l: Location) -> RegionInfo {
+        RegionInfo {
+            name: l.description.or(l.city).unwrap_or_else(|| l.name.clone()),
+            slug: l.name,
+            available: true,
+        }
+    }
+}
+
+impl From<Image> for Snapshot {
+    fn from(i: Image) -> Snapshot {
+        i.into_snapshot()
+    }
+}
+
+impl From<ServerType> for SizeInfo {
+    fn from(t: ServerType) -> SizeInfo {
+        t.into_size()
+    }
 }
 
 impl Image {
@@ -480,18 +469,6 @@ struct Location {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn images_map_to_names() {
-        let cases = [
-            (ImageSpec::ubuntu("24.04"), json!("ubuntu-24.04")),
-            (ImageSpec::debian("12"), json!("debian-12")),
-            (ImageSpec::Snapshot("4711".into()), json!(4711)),
-        ];
-        for (spec, want) in cases {
-            assert_eq!(image_ref(&spec).ok(), Some(want), "{spec}");
-        }
-    }
 
     #[test]
     fn ipv6_network_maps_to_host_one() {

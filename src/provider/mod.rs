@@ -201,6 +201,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn image_specs_should_map_to_each_providers_names() {
+        use serde_json::json;
+        type ImageRef = fn(&ImageSpec) -> ProviderResult<serde_json::Value>;
+        let (d, h): (ImageRef, ImageRef) = (digitalocean::image_ref, hetzner::image_ref);
+        let cases = [
+            (d, ImageSpec::ubuntu("24.04"), json!("ubuntu-24-04-x64")),
+            (d, ImageSpec::debian("12"), json!("debian-12-x64")),
+            (d, ImageSpec::Snapshot("6372321".into()), json!(6372321)),
+            (d, ImageSpec::Custom("my-slug".into()), json!("my-slug")),
+            (h, ImageSpec::ubuntu("24.04"), json!("ubuntu-24.04")),
+            (h, ImageSpec::debian("12"), json!("debian-12")),
+            (h, ImageSpec::Snapshot("4711".into()), json!(4711)),
+        ];
+        for (image_ref, spec, want) in cases {
+            assert_eq!(image_ref(&spec).ok(), Some(want), "{spec}");
+        }
+        assert!(d(&ImageSpec::Custom(String::new())).is_err());
+    }
+
+    #[test]
     fn md5_fingerprint_matches_ssh_keygen() {
         // Expected value printed by `ssh-keygen -l -E md5 -f` for this key.
         let key =

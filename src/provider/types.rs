@@ -262,6 +262,39 @@ pub struct ProviderInstance {
 }
 
 impl ProviderInstance {
+    /// A cloud VM reached at its public address (IPv4, else IPv6), with the
+    /// SSH port and user from its labels; region, size and creation time
+    /// are left for the caller to fill in.
+    pub(crate) fn cloud(
+        id: String,
+        name: String,
+        status: InstanceStatus,
+        (public_ipv4, public_ipv6, private_ipv4): (
+            Option<Ipv4Addr>,
+            Option<Ipv6Addr>,
+            Option<Ipv4Addr>,
+        ),
+        labels: BTreeMap<String, String>,
+    ) -> Self {
+        let ssh = public_ipv4
+            .map(IpAddr::V4)
+            .or(public_ipv6.map(IpAddr::V6))
+            .map(|ip| SshEndpoint::from_labels(ip, &labels));
+        ProviderInstance {
+            id,
+            name,
+            public_ipv4,
+            public_ipv6,
+            private_ipv4,
+            status,
+            region: String::new(),
+            size: String::new(),
+            created_at: None,
+            labels,
+            ssh,
+        }
+    }
+
     /// Ready for SSH: running, with an SSH endpoint.
     pub fn is_ready(&self) -> bool {
         self.status == InstanceStatus::Active && self.ssh.is_some()
