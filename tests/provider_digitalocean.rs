@@ -265,7 +265,7 @@ async fn slow_and_truncated_responses_should_be_retried_for_reads() {
 #[tokio::test]
 async fn wait_ready_timeout_should_name_the_last_state() {
     let fake = FakeCloud::start().await;
-    fake.state().ready_after_polls = u32::MAX;
+    fake.state().account.ready_after_polls = u32::MAX;
     let mut c = fake.config();
     c.timeouts.instance_ready = Duration::from_millis(300);
     let do_ = provider(c);

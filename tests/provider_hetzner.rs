@@ -53,9 +53,9 @@ async fn hetzner_up_should_run_over_one_tls_connection() {
     {
         let st = fake.state();
         let srv = st.servers.values().next().expect("server");
-        assert_eq!(srv.image, serde_json::json!("ubuntu-24.04"));
-        assert_eq!(srv.labels.get("spuff").map(String::as_str), Some(""));
-        assert_eq!(srv.user_data.as_deref(), Some("#cloud-config\n"));
+        assert_eq!(srv.request["image"], serde_json::json!("ubuntu-24.04"));
+        assert_eq!(srv.request["labels"]["spuff"], "");
+        assert_eq!(srv.request["user_data"], "#cloud-config\n");
     }
     let vm = h.wait_ready(&vm.id).await.expect("ready");
     assert!(vm.is_ready());
@@ -223,10 +223,10 @@ async fn hetzner_ssh_key_should_be_imported_once() {
         a.fingerprint,
         "b0:ef:dd:3c:27:1c:ea:6a:ba:16:ba:b5:8c:58:a5:a0"
     );
-    assert_eq!(fake.state().keys.len(), 1);
+    assert_eq!(fake.state().account.keys.len(), 1);
     assert_eq!(fake.stats().count("POST /v1/ssh_keys"), 1);
     // The import's answer is lost after the key was stored: found by fingerprint, not re-imported.
-    fake.state().keys.clear();
+    fake.state().account.keys.clear();
     fake.push_fault(Fault::new(
         Method::POST,
         "/v1/ssh_keys",
@@ -237,7 +237,7 @@ async fn hetzner_ssh_key_should_be_imported_once() {
         .await
         .expect("lost answer");
     assert_eq!(c.fingerprint, a.fingerprint);
-    assert_eq!(fake.state().keys.len(), 1);
+    assert_eq!(fake.state().account.keys.len(), 1);
     assert_eq!(h.list_ssh_keys().await.expect("list").len(), 1);
 }
 
@@ -537,7 +537,7 @@ async fn hetzner_real_error_bodies_should_map_to_variants() {
 #[tokio::test]
 async fn hetzner_wait_ready_timeout_should_name_the_last_state() {
     let fake = FakeHetzner::start().await;
-    fake.state().ready_after_polls = 10_000;
+    fake.state().account.ready_after_polls = 10_000;
     let mut config = fake.config();
     config.timeouts.instance_ready = std::time::Duration::from_millis(300);
     let h = provider(config);
