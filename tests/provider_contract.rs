@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::fakecloud::server::{Account, Api, Fault, FaultKind, Server};
 
 /// What the scenarios need to know of a fake beyond the shared server.
-trait ContractFake: Api {
+pub(crate) trait ContractFake: Api {
     /// Its folder of real bodies under tests/data.
     const DATA: &'static str;
     /// Where the VMs are listed; one VM is at `{VMS}/{id}`.
@@ -122,7 +122,8 @@ async fn start<A: ContractFake>() -> (Server<A>, Arc<dyn Provider>) {
     (fake, provider)
 }
 
-fn request<A: ContractFake>(name: &str) -> InstanceRequest {
+/// A VM of a size in a region the fake offers, with user data and a label.
+pub(crate) fn request<A: ContractFake>(name: &str) -> InstanceRequest {
     InstanceRequest::new(name, A::REGION, A::SIZE)
         .with_image(ImageSpec::ubuntu("24.04"))
         .with_user_data("#cloud-config\n")

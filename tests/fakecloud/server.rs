@@ -72,6 +72,18 @@ pub enum FaultKind {
     Drop,
 }
 
+impl FaultKind {
+    /// [`FaultKind::Respond`] with `body` (a real one from tests/data) and
+    /// no extra headers.
+    pub fn respond(status: u16, body: &str) -> Self {
+        FaultKind::Respond {
+            status,
+            headers: vec![],
+            body: body.to_string(),
+        }
+    }
+}
+
 /// A scripted fault: applies to the next request whose method and path match.
 #[derive(Debug, Clone)]
 pub struct Fault {
@@ -505,6 +517,12 @@ impl<A: Api> Server<A> {
 
     pub fn push_fault(&self, fault: Fault) {
         self.state().faults.push_back(fault);
+    }
+
+    /// Answers the next `method path` with `status` and `body` (a real one
+    /// from tests/data) instead of handling it.
+    pub fn serve(&self, method: Method, path: &str, status: u16, body: &str) {
+        self.push_fault(Fault::new(method, path, FaultKind::respond(status, body)));
     }
 
     /// `https://127.0.0.1:PORT`.
