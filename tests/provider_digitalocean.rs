@@ -7,8 +7,8 @@ use http::Method;
 use serde_json::Value;
 use spuff::provider::ProviderError;
 
-use crate::fakecloud::digitalocean::State as DigitalOcean;
 use crate::fakecloud::FakeCloud;
+use crate::fakecloud::digitalocean::State as DigitalOcean;
 use crate::provider_contract::{ContractFake, request};
 
 #[tokio::test]
