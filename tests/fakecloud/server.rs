@@ -647,17 +647,14 @@ async fn handle<A: Api>(
         let pos = s.faults.iter().position(|f| f.matches(&method, &path));
         (pos.and_then(|p| s.faults.remove(p)), s.latency)
     };
+    let query = query(req.uri());
+    let bytes = req.into_body().collect().await?.to_bytes();
     let call = Call {
         method,
         path,
-        query: query(req.uri()),
-        body: Value::Null,
-        origin,
-    };
-    let bytes = req.into_body().collect().await?.to_bytes();
-    let call = Call {
+        query,
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ..call
+        origin,
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
