@@ -36,7 +36,7 @@ fn main() {
             let fake = fakecloud::FakeCloud::start().await;
             {
                 let mut s = fake.state();
-                s.ready_after_polls = 1;
+                s.account.ready_after_polls = 1;
                 s.ready_after = READY_AFTER;
                 s.latency = LATENCY;
             }

@@ -13,6 +13,7 @@ mod agent_client;
 mod cli_e2e;
 mod cloudinit;
 mod forward;
+mod provider_contract;
 mod provider_digitalocean;
 mod provider_hetzner;
 mod sftp;
