@@ -207,7 +207,7 @@ async fn wait_ready_should_time_out_naming_the_last_state<A: ContractFake>() {
     let text = e.to_string();
     assert!(matches!(e, ProviderError::Timeout { .. }), "{e:?}");
     assert!(
-        text.contains("status new, no public IPv4 yet") && text.contains(&vm.id),
+        text.contains("last seen: status new") && text.contains(&vm.id),
         "{text}"
     );
 }

@@ -202,12 +202,14 @@ impl ProviderInfo {
         })
     }
 
-    /// How to set this provider's token, for hints: `DIGITALOCEAN_TOKEN` or
-    /// `spuff config set token`.
+    /// How to set this provider's token, for hints: its variables, then
+    /// `spuff config set api_token`.
     pub fn token_hint(&self) -> String {
-        match self.token_vars.first() {
-            Some(var) => format!("export {var}=… (or `spuff config set token …`)"),
-            None => "`spuff config set token …`".into(),
+        let set = "`spuff config set api_token …`";
+        match self.token_vars {
+            [] => set.into(),
+            [only] => format!("export {only}=…, or {set}"),
+            [first, rest @ ..] => format!("export {first}=… (or {}), or {set}", rest.join(", ")),
         }
     }
 }

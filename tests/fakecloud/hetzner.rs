@@ -304,15 +304,23 @@ fn meta(key: &str, page: Page) -> Reply {
     )
 }
 
-/// `label_selector=k` or `k=v` (the only forms spuff uses).
+/// A label selector as the API reads it: comma-separated requirements,
+/// all of which must hold: `k`, `!k`, `k=v` (or `k==v`) and `k!=v`.
 fn selected(labels: &BTreeMap<String, String>, q: &BTreeMap<String, String>) -> bool {
-    match q.get("label_selector") {
-        None => true,
-        Some(sel) => match sel.split_once("%3D").or_else(|| sel.split_once('=')) {
-            Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
-            None => labels.contains_key(sel.as_str()),
-        },
-    }
+    let Some(sel) = q.get("label_selector") else {
+        return true;
+    };
+    sel.split(',').map(str::trim).all(|req| {
+        if let Some((k, v)) = req.split_once("!=") {
+            labels.get(k) != Some(&v.to_string())
+        } else if let Some((k, v)) = req.split_once("==").or_else(|| req.split_once('=')) {
+            labels.get(k).is_some_and(|x| x == v)
+        } else if let Some(k) = req.strip_prefix('!') {
+            !labels.contains_key(k)
+        } else {
+            labels.contains_key(req)
+        }
+    })
 }
 
 fn labels_of(v: &Value) -> BTreeMap<String, String> {
