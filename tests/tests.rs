@@ -10,7 +10,7 @@ mod agent_client;
 // The CLI end to end: the test cloud boots VMs into local sshds, which the
 // Windows tests only reach through the broker.
 #[cfg(not(windows))]
-// mod cli_e2e;
+mod cli_e2e;
 mod cloudinit;
 mod forward;
 mod provider_contract;
@@ -26,7 +26,7 @@ mod ssh_shell;
 // key and plays their bootstrap in local files: that needs sshd on this
 // machine, which the Windows tests (under Wine) only reach through the broker.
 #[cfg(not(windows))]
-// mod vm_up;
+mod vm_up;
 
 /// Not a test: the sshd broker the Windows tests under Wine use, run natively
 /// by `.ci/run` with SPUFF_BROKER_LISTEN set (it returns at once without).
