@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use serde_json::Value;
+use spuff::Hint as _;
 use spuff::provider::{
     ImageSpec, InstanceRequest, InstanceStatus, Provider, ProviderConfig, ProviderError,
     ProviderRegistry, ProxyConfig, suggest,

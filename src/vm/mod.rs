@@ -21,6 +21,59 @@ use crate::state::{Instance, Lifecycle};
 #[doc(inline)]
 pub use up::up;
 
+/// Connecting to a recorded VM failed.
+///
+/// It exists for its hint: the host key pinned for a spuff VM is the one
+/// spuff generated and put in the VM's user-data, kept in spuff's state, so
+/// a refusal must not be explained as a stale `known_hosts` line.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {name}")]
+#[non_exhaustive]
+pub struct ConnectError {
+    /// The VM's name.
+    pub name: String,
+    /// Why.
+    #[source]
+    pub source: crate::ssh::Error,
+}
+
+impl ConnectError {
+    /// Wraps the SSH layer's error for the VM `name`.
+    pub fn new(name: impl Into<String>, source: crate::ssh::Error) -> Self {
+        ConnectError {
+            name: name.into(),
+            source,
+        }
+    }
+}
+
+impl crate::Hint for ConnectError {
+    fn hint(&self) -> Option<String> {
+        pinned_key_refused(&self.source, &self.name).or_else(|| crate::Hint::hint(&self.source))
+    }
+}
+
+/// The hint for a host key refused although it was pinned from spuff's
+/// state, if `error` is that refusal.
+pub(crate) fn pinned_key_refused(error: &crate::ssh::Error, name: &str) -> Option<String> {
+    use crate::ssh::{Error, KeySource};
+    match error {
+        Error::HostKeyChanged { expected, .. }
+            if expected.iter().all(|k| k.source == KeySource::Pinned) =>
+        {
+            Some(format!(
+                "the expected key is the host key spuff generated for {name} and put in its \
+                 user-data (pinned from spuff's state, not from known_hosts): a different key means \
+                 the VM did not boot with that user-data (an image or snapshot whose cloud-init \
+                 ignores `ssh_keys`) or someone is intercepting the connection; do not trust it, \
+                 destroy it with `spuff down {name}`"
+            ))
+        }
+        Error::LoginTimeout { last, .. } => pinned_key_refused(last, name),
+        _ => None,
+    }
+}
+
 /// How a VM's local record and the provider's listing relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

@@ -206,6 +206,23 @@ impl Error {
     }
 }
 
+impl crate::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::UserData(source) => source.hint(),
+            Error::State(source) => source.hint(),
+            Error::Create { source, .. } => source.hint(),
+            Error::AfterCreate { name, source, .. } => {
+                let source: &(dyn std::error::Error + 'static) = source.as_ref();
+                source
+                    .downcast_ref::<ssh::Error>()
+                    .and_then(|e| super::pinned_key_refused(e, name))
+                    .or_else(|| crate::chain_hint(source))
+            }
+        }
+    }
+}
+
 /// A `Result` whose error is `up`'s [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

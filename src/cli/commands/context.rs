@@ -115,8 +115,10 @@ impl Context {
     /// Connects to a recorded VM.
     pub(crate) async fn connect(&self, instance: &Instance) -> anyhow::Result<ssh::Session> {
         let config = self.ssh_config(instance)?;
-        ssh::Session::connect(config)
+        // A typed error, so a refused host key is explained as the key
+        // spuff pinned for this VM (see `spuff::vm::ConnectError`).
+        Ok(ssh::Session::connect(config)
             .await
-            .with_context(|| format!("cannot connect to {}", instance.name))
+            .map_err(|e| spuff::vm::ConnectError::new(&instance.name, e))?)
     }
 }
