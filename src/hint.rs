@@ -41,6 +41,8 @@ pub fn hint_of(error: &(dyn StdError + 'static)) -> Option<String> {
     }
     first_of!(
         crate::vm::up::Error,
+        crate::vm::down::Error,
+        crate::vm::snapshot::Error,
         crate::vm::ConnectError,
         crate::ssh::Error,
         crate::provider::ProviderError,

@@ -6,9 +6,19 @@
 //! entry whose VM is gone (destroyed in the provider's console). [`reconcile`]
 //! finds both, so `spuff list` can flag them and `spuff down` can act on them.
 //!
-//! [`up`] is the other half of that promise: the whole creation flow, which
-//! records the VM before anything can fail.
+//! The lifecycle steps are the other half of that promise, each a library
+//! call that reports through one [`Observer`] and fails with a typed error
+//! saying what exists:
+//! - [`up`]: the whole creation flow, which records the VM before anything
+//!   can fail;
+//! - [`down`](down()): destroy every VM a record stands for (all that carry its
+//!   spuff id), confirm with the provider that none remains, and only then
+//!   forget the record; orphans are found by name ([`down::find_orphans`]);
+//! - [`snapshot`](snapshot()): a provider snapshot of a recorded VM.
 
+pub mod down;
+mod event;
+pub mod snapshot;
 pub mod up;
 
 use std::net::IpAddr;
@@ -18,6 +28,12 @@ use serde::Serialize;
 use crate::provider::{InstanceStatus, MANAGED_LABEL, ProviderInstance};
 use crate::state::{Instance, Lifecycle};
 
+#[doc(inline)]
+pub use down::down;
+#[doc(inline)]
+pub use event::{Event, Ignore, Observer};
+#[doc(inline)]
+pub use snapshot::snapshot;
 #[doc(inline)]
 pub use up::up;
 
@@ -87,7 +103,7 @@ pub enum Tracking {
     /// Local state has it, the provider does not: it was destroyed elsewhere.
     Gone,
     /// Local state has it but its provider was not asked (another provider,
-    /// or `--local`).
+    /// or `--local`) or could not be asked (unreachable, refused).
     Unchecked,
 }
 
