@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     after_help = "Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted; \
                         `spuff exec` and `spuff ssh` exit with the remote command's code.\n\
-                        Environment: SPUFF_API_TOKEN, SPUFF_CONFIG_DIR, RUST_LOG, NO_COLOR."
+                        Environment: SPUFF_API_TOKEN, SPUFF_CONFIG_DIR, SPUFF_API_TIMEOUT, RUST_LOG, NO_COLOR."
 )]
 pub(crate) struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG wins.
