@@ -9,7 +9,7 @@
 //! The lifecycle steps are the other half of that promise, each a library
 //! call that reports through one [`Observer`] and fails with a typed error
 //! saying what exists:
-//! - [`up`]: the whole creation flow, which records the VM before anything
+//! - [`up`](up()): the whole creation flow, which records the VM before anything
 //!   can fail;
 //! - [`down`](down()): destroy every VM a record stands for (all that carry its
 //!   spuff id), confirm with the provider that none remains, and only then
