@@ -9,6 +9,7 @@
 
 use std::process::ExitCode;
 
+use spuff::Hint as _;
 use spuff::forward::LocalForwardSpec;
 use spuff::ssh::{AuthMethod, Config, HostKeyPolicy, Session};
 

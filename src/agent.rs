@@ -171,9 +171,15 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::Hint for Error {
     /// One line of advice the user can act on.
-    pub fn hint(&self) -> &'static str {
+    fn hint(&self) -> Option<String> {
+        Some(self.advice().to_string())
+    }
+}
+
+impl Error {
+    fn advice(&self) -> &'static str {
         match self {
             Error::Unreachable { source, .. } if source.is_retryable() => {
                 "the SSH connection dropped; run the command again"

@@ -193,10 +193,10 @@ pub enum Error {
     Paths(#[from] crate::paths::Error),
 }
 
-impl Error {
+impl crate::Hint for Error {
     /// One line of advice the user can act on.
-    pub fn hint(&self) -> String {
-        match self {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             Error::Io { path, .. } => format!("check the permissions of {}", path.display()),
             Error::Parse { .. } => "fix the file with `spuff config edit`".to_string(),
             Error::UnknownKey { suggestions, .. } if !suggestions.is_empty() => {
@@ -210,8 +210,8 @@ impl Error {
                 Some((_, help)) => format!("{key}: {help}"),
                 None => "see `spuff config --help`".to_string(),
             },
-            Error::Paths(e) => e.hint(),
-        }
+            Error::Paths(e) => return crate::Hint::hint(e),
+        })
     }
 }
 

@@ -21,11 +21,14 @@
 //! - [`provider`]: cloud providers (DigitalOcean, Hetzner) behind one trait: create,
 //!   wait for, list and destroy VMs, snapshots, SSH keys, sizes and regions.
 //! - [`validate`]: the input checks `config set` and the user-data share.
+//! - [`Hint`]: one line of advice from any of these modules' errors, chosen
+//!   by variant ([`hint_of`], [`chain_hint`]).
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod agent;
 pub mod cloudinit;
 pub mod config;
+mod hint;
 pub mod location;
 pub mod paths;
 mod platform;
@@ -36,6 +39,8 @@ mod util;
 pub mod validate;
 pub mod vm;
 
+#[doc(inline)]
+pub use hint::{Hint, chain_hint, hint_of};
 #[doc(inline)]
 pub use util::{Secret, fmt_duration, suggest, summarize_body, terminal_safe};
 

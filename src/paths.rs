@@ -66,14 +66,14 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::Hint for Error {
     /// One line of advice for the user.
-    pub fn hint(&self) -> String {
-        match self {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             Error::NotFound { .. } => {
                 format!("set {CONFIG_DIR_VAR} to the directory spuff should keep its files in")
             }
-        }
+        })
     }
 }
 
@@ -236,6 +236,7 @@ fn identity_candidates(ssh_dir: &Path) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Hint;
 
     /// A lookup over a fixed set of variables.
     fn env(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<OsString> {
@@ -365,7 +366,7 @@ mod tests {
             }
         );
         assert!(err.to_string().contains("XDG_CONFIG_HOME"));
-        assert!(err.hint().contains("SPUFF_CONFIG_DIR"));
+        assert!(err.hint().unwrap_or_default().contains("SPUFF_CONFIG_DIR"));
         let err = ssh_dir_in(Os::Windows, &e).expect_err("no profile");
         assert!(err.to_string().contains("USERPROFILE"), "{err}");
         assert!(data_dir_in(Os::Windows, &e).is_err());

@@ -258,10 +258,10 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::Hint for Error {
     /// One line of advice the user can act on.
-    pub fn hint(&self) -> String {
-        match self {
+    fn hint(&self) -> Option<String> {
+        Some(match self {
             Error::Busy { .. } => {
                 "another spuff command is writing the state; try again in a moment".to_string()
             }
@@ -281,7 +281,7 @@ impl Error {
             Error::NotFound { known, .. } => format!("known instances: {}", known.join(", ")),
             Error::NoDefault { count: 0 } => "create one with `spuff up`".to_string(),
             Error::NoDefault { .. } => "name the instance, e.g. `spuff ssh NAME` (see `spuff list`)".to_string(),
-        }
+        })
     }
 }
 

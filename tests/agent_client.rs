@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use spuff::Hint as _;
 use spuff::agent::api::{self, ActivityKind, BootstrapStatus, ExecRequest};
 use spuff::agent::{Client, ClientConfig, Error};
 use spuff_agent::{AgentOptions, AppState, SystemPaths};
@@ -202,7 +203,8 @@ async fn agent_client_should_report_a_wrong_token_as_unauthorized() {
     let err = agent_client.status().await.expect_err("wrong token");
     assert!(matches!(err, Error::Unauthorized { .. }), "{err:?}");
     assert!(!err.is_retryable());
-    assert!(err.hint().contains("token"), "{}", err.hint());
+    let hint = err.hint().unwrap_or_default();
+    assert!(hint.contains("token"), "{hint}");
     // The token never appears in the error.
     assert!(!format!("{err} {err:?}").contains("wrong-token"));
 }
@@ -236,7 +238,8 @@ async fn agent_client_should_say_the_agent_is_not_running_when_nothing_listens()
     let err = agent_client.status().await.expect_err("nothing listens");
     assert!(matches!(err, Error::Unreachable { .. }), "{err:?}");
     assert!(err.is_retryable());
-    assert!(err.hint().contains("agent"), "{}", err.hint());
+    let hint = err.hint().unwrap_or_default();
+    assert!(hint.contains("agent"), "{hint}");
     assert!(err.to_string().contains("127.0.0.1:"), "{err}");
 }
 

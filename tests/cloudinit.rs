@@ -771,6 +771,7 @@ mod with_linux_tools {
 /// `install_uploaded_agent` against a real sshd: the binary lands at the
 /// destination with mode 0755 and the start command runs.
 mod upload {
+    use spuff::Hint as _;
     use spuff::cloudinit::{AgentInstall, Error, install_uploaded_agent};
 
     use crate::util::Sshd;

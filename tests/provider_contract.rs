@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use spuff::Hint as _;
 use spuff::provider::{
     self, ImageSpec, InstanceRequest, InstanceStatus, MANAGED_LABEL, Provider, ProviderConfig,
     ProviderError, ProxyConfig, suggest,

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 #[cfg(not(windows))]
+use spuff::Hint as _;
 use spuff::ssh::AgentLocation;
 use spuff::ssh::{AuthMethod, Error, Session};
 

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use spuff::Hint as _;
 use spuff::ssh::{Error, ExecEvent, ExitStatus, RetryPolicy, Session};
 
 use crate::util::{Sshd, free_port};

@@ -22,6 +22,12 @@ mod ssh_concurrency;
 mod ssh_exec;
 mod ssh_host_keys;
 mod ssh_shell;
+// The lifecycle's clean-up and `list`'s truthfulness, through the library
+// and through the binary, against the fake cloud.
+#[cfg(not(windows))]
+mod cli_lifecycle;
+#[cfg(not(windows))]
+mod vm_down;
 // The fake cloud boots its droplets into local sshds with the user-data's host
 // key and plays their bootstrap in local files: that needs sshd on this
 // machine, which the Windows tests (under Wine) only reach through the broker.

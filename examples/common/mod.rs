@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+use spuff::Hint as _;
 use spuff::ssh::{AgentLocation, AuthMethod, Config, HostKeyPolicy};
 
 /// Build a session config from `HOST PORT USER KEY`, trusting new host keys on

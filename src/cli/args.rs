@@ -20,7 +20,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(
     after_help = "Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted; \
                         `spuff exec` and `spuff ssh` exit with the remote command's code.\n\
-                        Environment: SPUFF_API_TOKEN, SPUFF_CONFIG_DIR, RUST_LOG, NO_COLOR."
+                        Environment: SPUFF_API_TOKEN, SPUFF_CONFIG_DIR, SPUFF_API_TIMEOUT, RUST_LOG, NO_COLOR."
 )]
 pub(crate) struct Cli {
     /// More logging on stderr (-v info, -vv debug, -vvv trace); RUST_LOG wins.
@@ -37,7 +37,8 @@ pub(crate) struct Cli {
 pub(crate) enum Command {
     /// Create a VM, bootstrap it and open a shell on it.
     Up(UpArgs),
-    /// Destroy a VM (after confirming), optionally snapshotting it first.
+    /// Destroy a VM (after confirming) and every VM with its spuff id,
+    /// optionally snapshotting it first; forget it once the provider confirms.
     Down(DownArgs),
     /// Open an interactive shell on a VM, with your ssh-agent forwarded.
     Ssh(SshArgs),
@@ -107,6 +108,11 @@ pub(crate) struct UpArgs {
     /// Do not open a shell when the VM is ready.
     #[arg(long)]
     pub(crate) no_connect: bool,
+    /// Keep the VM when `up` fails after creating it (host key refused,
+    /// bootstrap failed, timeout), to inspect it. Otherwise spuff asks on a
+    /// terminal and, without one, destroys it.
+    #[arg(long)]
+    pub(crate) keep_on_failure: bool,
     #[command(flatten)]
     pub(crate) json: JsonFlag,
 }

@@ -6,6 +6,7 @@
 
 pub(crate) mod args;
 mod commands;
+mod draw;
 pub(crate) mod ui;
 
 use std::process::ExitCode;

@@ -69,13 +69,28 @@ impl Ui {
     }
 
     /// Prints an error, its causes and the first hint any of them offers.
+    /// Messages carry text from outside (API bodies, VM names), so every
+    /// line goes through [`spuff::terminal_safe`].
     pub(crate) fn report_error(&self, error: &anyhow::Error) {
-        let mut out = format!("{} {error}", self.paint("31;1", "error:"));
+        let safe = |text: String| spuff::terminal_safe(&text).into_owned();
+        let mut out = format!(
+            "{} {}",
+            self.paint("31;1", "error:"),
+            safe(error.to_string())
+        );
         for cause in error.chain().skip(1) {
-            out.push_str(&format!("\n  {} {cause}", self.paint("2", "caused by:")));
+            out.push_str(&format!(
+                "\n  {} {}",
+                self.paint("2", "caused by:"),
+                safe(cause.to_string())
+            ));
         }
         if let Some(hint) = super::commands::hint_for(error) {
-            out.push_str(&format!("\n  {} {hint}", self.paint("36;1", "try:")));
+            out.push_str(&format!(
+                "\n  {} {}",
+                self.paint("36;1", "try:"),
+                safe(hint)
+            ));
         }
         eprintln!("{out}");
     }

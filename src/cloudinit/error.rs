@@ -1,7 +1,7 @@
 //! The cloud-init layer's error type.
 //!
 //! Variants carry the facts (the field at fault, the size and the provider's
-//! limit, the remote command that failed) and [`Error::hint`] turns them into
+//! limit, the remote command that failed) and its [`Hint`](crate::Hint) turns them into
 //! one line of advice, like the SSH and provider errors.
 
 use crate::ssh;
@@ -76,9 +76,9 @@ pub enum Error {
     },
 }
 
-impl Error {
+impl crate::Hint for Error {
     /// One line of advice the user can act on, when there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             Error::Invalid { field, .. } if field.starts_with("authorized_keys") => {
                 "give public keys as single OpenSSH lines, such as the content of ~/.ssh/id_ed25519.pub".into()
@@ -99,7 +99,7 @@ impl Error {
             Error::Template { .. } | Error::HostKey(_) => {
                 "this is a bug in spuff; please report it with the command you ran".into()
             }
-            Error::Ssh(e) => return e.hint(),
+            Error::Ssh(e) => return crate::Hint::hint(e),
             Error::RemoteCommand { command, .. } if command.contains("sudo -n") => {
                 "the login user must be able to run sudo without a password (spuff's VMs allow it; check `sudo -n true` on the VM)".into()
             }
@@ -113,6 +113,7 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Hint;
 
     #[test]
     fn too_large_should_name_size_limit_and_provider() {

@@ -629,7 +629,9 @@ impl Rest {
                         name: field("name"),
                         reason: e.to_string(),
                     };
-                    tracing::warn!(provider = self.name(), entry = %skip, "skipping a malformed entry");
+                    // Callers show the skipped entries (`Listing::skipped`); this is
+                    // for `-v`, not a second warning.
+                    tracing::info!(provider = self.name(), entry = %skip, "skipping a malformed entry");
                     skipped.push(skip);
                 }
             }

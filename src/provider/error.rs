@@ -2,7 +2,7 @@
 //!
 //! Each variant names the provider and carries the facts a user needs to act
 //! (HTTP status, the API's own message and request id, how long we waited and
-//! what state the VM was last seen in); [`ProviderError::hint`] turns it into
+//! what state the VM was last seen in); its [`Hint`](crate::Hint) turns it into
 //! one line of advice. Retry decisions are made on the variant, never on
 //! message text: see [`ProviderError::is_retryable`].
 
@@ -222,9 +222,11 @@ impl ProviderError {
             _ => None,
         }
     }
+}
 
+impl crate::Hint for ProviderError {
     /// One line of advice the user can act on.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             ProviderError::Authentication { provider, .. } => {
                 match super::ProviderInfo::by_canonical(provider) {
@@ -278,6 +280,7 @@ impl ProviderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Hint;
 
     #[test]
     fn timeout_names_last_state() {

@@ -1,7 +1,7 @@
 //! The SSH layer's error type.
 //!
 //! Every variant carries the facts a user needs to act (host, port, user, key
-//! fingerprints, paths) and [`Error::hint`] turns the variant into one line of
+//! fingerprints, paths) and its [`Hint`](crate::Hint) turns the variant into one line of
 //! advice. The CLI prints both; the library never prints.
 
 use std::path::PathBuf;
@@ -290,9 +290,9 @@ pub enum Error {
     Protocol(#[from] russh::Error),
 }
 
-impl Error {
+impl crate::Hint for Error {
     /// One line of advice the user can act on, when there is one.
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             Error::Connect { source, port, .. } => match source.kind() {
                 std::io::ErrorKind::ConnectionRefused => format!(
@@ -306,8 +306,18 @@ impl Error {
             Error::HostKeyUnknown { .. } => {
                 "verify the fingerprint out of band, then connect with the accept-new policy or pin the key".into()
             }
-            Error::HostKeyChanged { .. } => {
+            // A key from a known_hosts line can be out of date (the host was
+            // rebuilt); a pinned key is the caller's own, so the advice to
+            // remove a file entry would be wrong for it.
+            Error::HostKeyChanged { expected, .. }
+                if expected
+                    .iter()
+                    .any(|k| matches!(k.source, KeySource::KnownHosts { .. })) =>
+            {
                 "someone may be intercepting the connection, or the host was rebuilt; if you know it was rebuilt, remove the old entry named above".into()
+            }
+            Error::HostKeyChanged { .. } => {
+                "the expected key was pinned by the program, not read from known_hosts: this host is not the one the key belongs to, or someone is intercepting the connection; do not trust it".into()
             }
             Error::AuthFailed { tried, .. } if tried.is_empty() => {
                 "configure a key (ssh_key_path) or start ssh-agent and add a key with ssh-add".into()
@@ -325,7 +335,7 @@ impl Error {
                 "the VM may have been stopped or lost network; run `spuff status`".into()
             }
             Error::LoginTimeout { last, .. } => {
-                return last.hint();
+                return crate::Hint::hint(&**last);
             }
             Error::HostKeyPair(_) => {
                 "this is a bug in spuff; please report it with the command you ran".into()
@@ -336,7 +346,9 @@ impl Error {
             _ => return None,
         })
     }
+}
 
+impl Error {
     /// Whether retrying the same operation later could succeed (the host may
     /// still be booting). A host-key mismatch is never retryable.
     pub fn is_retryable(&self) -> bool {
@@ -356,6 +368,7 @@ pub(crate) use crate::util::fmt_duration;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Hint;
 
     #[test]
     fn changed_key_message_names_both_fingerprints() {
@@ -379,6 +392,33 @@ mod tests {
             "{s}"
         );
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn changed_key_hint_should_depend_on_where_the_key_came_from() {
+        let changed = |source| Error::HostKeyChanged {
+            host: "h".into(),
+            port: 22,
+            algorithm: "ssh-ed25519".into(),
+            presented: "SHA256:new".into(),
+            expected: vec![ExpectedKey {
+                fingerprint: "SHA256:old".into(),
+                algorithm: "ssh-ed25519".into(),
+                source,
+            }],
+        };
+        let file = changed(KeySource::KnownHosts {
+            path: "/k".into(),
+            line: 3,
+        })
+        .hint()
+        .unwrap_or_default();
+        assert!(file.contains("remove the old entry"), "{file}");
+        let pinned = changed(KeySource::Pinned).hint().unwrap_or_default();
+        assert!(
+            pinned.contains("pinned") && !pinned.contains("remove the old entry"),
+            "{pinned}"
+        );
     }
 
     #[test]

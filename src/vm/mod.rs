@@ -6,9 +6,19 @@
 //! entry whose VM is gone (destroyed in the provider's console). [`reconcile`]
 //! finds both, so `spuff list` can flag them and `spuff down` can act on them.
 //!
-//! [`up`] is the other half of that promise: the whole creation flow, which
-//! records the VM before anything can fail.
+//! The lifecycle steps are the other half of that promise, each a library
+//! call that reports through one [`Observer`] and fails with a typed error
+//! saying what exists:
+//! - [`up`](up()): the whole creation flow, which records the VM before anything
+//!   can fail;
+//! - [`down`](down()): destroy every VM a record stands for (all that carry its
+//!   spuff id), confirm with the provider that none remains, and only then
+//!   forget the record; orphans are found by name ([`down::find_orphans`]);
+//! - [`snapshot`](snapshot()): a provider snapshot of a recorded VM.
 
+pub mod down;
+mod event;
+pub mod snapshot;
 pub mod up;
 
 use std::net::IpAddr;
@@ -19,7 +29,66 @@ use crate::provider::{InstanceStatus, MANAGED_LABEL, ProviderInstance};
 use crate::state::{Instance, Lifecycle};
 
 #[doc(inline)]
+pub use down::down;
+#[doc(inline)]
+pub use event::{Event, Ignore, Observer};
+#[doc(inline)]
+pub use snapshot::snapshot;
+#[doc(inline)]
 pub use up::up;
+
+/// Connecting to a recorded VM failed.
+///
+/// It exists for its hint: the host key pinned for a spuff VM is the one
+/// spuff generated and put in the VM's user-data, kept in spuff's state, so
+/// a refusal must not be explained as a stale `known_hosts` line.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot connect to {name}")]
+#[non_exhaustive]
+pub struct ConnectError {
+    /// The VM's name.
+    pub name: String,
+    /// Why.
+    #[source]
+    pub source: crate::ssh::Error,
+}
+
+impl ConnectError {
+    /// Wraps the SSH layer's error for the VM `name`.
+    pub fn new(name: impl Into<String>, source: crate::ssh::Error) -> Self {
+        ConnectError {
+            name: name.into(),
+            source,
+        }
+    }
+}
+
+impl crate::Hint for ConnectError {
+    fn hint(&self) -> Option<String> {
+        pinned_key_refused(&self.source, &self.name).or_else(|| crate::Hint::hint(&self.source))
+    }
+}
+
+/// The hint for a host key refused although it was pinned from spuff's
+/// state, if `error` is that refusal.
+pub(crate) fn pinned_key_refused(error: &crate::ssh::Error, name: &str) -> Option<String> {
+    use crate::ssh::{Error, KeySource};
+    match error {
+        Error::HostKeyChanged { expected, .. }
+            if expected.iter().all(|k| k.source == KeySource::Pinned) =>
+        {
+            Some(format!(
+                "the expected key is the host key spuff generated for {name} and put in its \
+                 user-data (pinned from spuff's state, not from known_hosts): a different key means \
+                 the VM did not boot with that user-data (an image or snapshot whose cloud-init \
+                 ignores `ssh_keys`) or someone is intercepting the connection; do not trust it, \
+                 destroy it with `spuff down {name}`"
+            ))
+        }
+        Error::LoginTimeout { last, .. } => pinned_key_refused(last, name),
+        _ => None,
+    }
+}
 
 /// How a VM's local record and the provider's listing relate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -34,7 +103,7 @@ pub enum Tracking {
     /// Local state has it, the provider does not: it was destroyed elsewhere.
     Gone,
     /// Local state has it but its provider was not asked (another provider,
-    /// or `--local`).
+    /// or `--local`) or could not be asked (unreachable, refused).
     Unchecked,
 }
 

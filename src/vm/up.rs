@@ -27,58 +27,9 @@ use crate::provider::{ImageSpec, InstanceRequest, Provider, ProviderError};
 use crate::ssh::{self, RetryPolicy};
 use crate::state::{self, Instance, Lifecycle, Store};
 
-/// A step of `up`, reported as it happens.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum Event {
-    /// The user-data is rendered.
-    Rendered {
-        /// Its size in bytes.
-        bytes: usize,
-        /// Whether files were compressed to fit the limit.
-        compressed: bool,
-    },
-    /// The create request is about to be sent.
-    Creating,
-    /// The provider accepted it and the id is recorded.
-    Created {
-        /// The provider's id.
-        id: String,
-    },
-    /// The VM has an address.
-    Address {
-        /// The address.
-        ip: std::net::IpAddr,
-    },
-    /// Logged in over SSH with the pinned host key.
-    LoggedIn {
-        /// Time from the address to the login.
-        after: Duration,
-    },
-    /// The agent binary was uploaded and started (`--dev`).
-    AgentInstalled,
-    /// The bootstrap's state and latest log line.
-    Bootstrap {
-        /// The status file's state.
-        status: BootstrapStatus,
-        /// The last line of the bootstrap log, if any.
-        line: Option<String>,
-    },
-    /// Done.
-    Ready,
-}
-
-/// Receives [`Event`]s (the CLI draws them).
-pub trait Observer: Send + Sync {
-    /// One event.
-    fn event(&self, event: Event);
-}
-
-impl<F: Fn(Event) + Send + Sync> Observer for F {
-    fn event(&self, event: Event) {
-        self(event)
-    }
-}
+// `up`'s steps are reported through the lifecycle's one observer.
+#[doc(no_inline)]
+pub use super::{Event, Observer};
 
 /// Everything `up` needs.
 #[derive(Clone)]
@@ -202,6 +153,23 @@ impl Error {
                 ..
             } => Some(name),
             _ => None,
+        }
+    }
+}
+
+impl crate::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::UserData(source) => source.hint(),
+            Error::State(source) => source.hint(),
+            Error::Create { source, .. } => source.hint(),
+            Error::AfterCreate { name, source, .. } => {
+                let source: &(dyn std::error::Error + 'static) = source.as_ref();
+                source
+                    .downcast_ref::<ssh::Error>()
+                    .and_then(|e| super::pinned_key_refused(e, name))
+                    .or_else(|| crate::chain_hint(source))
+            }
         }
     }
 }

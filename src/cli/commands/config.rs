@@ -195,7 +195,10 @@ fn init(path: &std::path::Path, force: bool, ui: &Ui) -> anyhow::Result<()> {
             }
             match file.set(key, &answer) {
                 Ok(()) => break,
-                Err(e) => ui.warn(format!("{e}; {}", e.hint())),
+                Err(e) => match spuff::Hint::hint(&e) {
+                    Some(hint) => ui.warn(format!("{e}; {hint}")),
+                    None => ui.warn(e.to_string()),
+                },
             }
         }
     }

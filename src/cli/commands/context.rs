@@ -15,6 +15,10 @@ use crate::cli::Ui;
 pub(crate) const API_URL_VAR: &str = "SPUFF_API_URL";
 /// An extra CA certificate (PEM file) to trust for the provider API.
 pub(crate) const CA_FILE_VAR: &str = "SPUFF_CA_FILE";
+/// The most one provider request may take, retries included (`10s`, `2m`;
+/// default 40s): a script that must fail fast on an unreachable API sets it
+/// low.
+pub(crate) const API_TIMEOUT_VAR: &str = "SPUFF_API_TIMEOUT";
 
 /// The agent's port on the VM, when it is not the default (the agent reads
 /// the same variable).
@@ -64,6 +68,20 @@ impl Context {
         }
         if let Some(ca) = std::env::var_os(CA_FILE_VAR).filter(|v| !v.is_empty()) {
             config.http.extra_ca_file = Some(ca.into());
+        }
+        if let Ok(text) = std::env::var(API_TIMEOUT_VAR)
+            && !text.trim().is_empty()
+        {
+            let total = humantime::parse_duration(text.trim())
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| {
+                    format!("{API_TIMEOUT_VAR}={text:?} is not a duration such as 10s or 2m")
+                })?;
+            config.http.retry.total = total;
+            // One try cannot outlast the whole budget.
+            config.timeouts.request = config.timeouts.request.min(total);
+            config.timeouts.connect = config.timeouts.connect.min(total);
         }
         Ok(ProviderRegistry::with_defaults().create(kind, config)?)
     }
@@ -115,8 +133,10 @@ impl Context {
     /// Connects to a recorded VM.
     pub(crate) async fn connect(&self, instance: &Instance) -> anyhow::Result<ssh::Session> {
         let config = self.ssh_config(instance)?;
-        ssh::Session::connect(config)
+        // A typed error, so a refused host key is explained as the key
+        // spuff pinned for this VM (see `spuff::vm::ConnectError`).
+        Ok(ssh::Session::connect(config)
             .await
-            .with_context(|| format!("cannot connect to {}", instance.name))
+            .map_err(|e| spuff::vm::ConnectError::new(&instance.name, e))?)
     }
 }

@@ -1,12 +1,13 @@
-//! `spuff down`: destroy VMs, optionally snapshotting first; forget them only
-//! once the provider confirms.
+//! `spuff down`: confirm, then let `spuff::vm::down` destroy, verify and
+//! forget; this draws its progress and says how it ended.
 
-use anyhow::Context as _;
-use spuff::provider::MANAGED_LABEL;
-use spuff::state::{Instance, Lifecycle};
+use spuff::state::Instance;
+use spuff::terminal_safe;
+use spuff::vm::down::{self, Options, Outcome};
 
 use super::context::Context;
 use crate::cli::args::DownArgs;
+use crate::cli::draw::Drawer;
 
 pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
     let targets: Vec<Instance> = if args.all {
@@ -15,13 +16,13 @@ pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
         match ctx.store.get(name)? {
             Some(instance) => vec![instance],
             // Not in state: it may be an orphan the provider has.
-            None => return destroy_orphan(name, &args, ctx).await,
+            None => return destroy_orphans(name, &args, ctx).await,
         }
     } else {
         vec![ctx.store.resolve(None)?]
     };
     if targets.is_empty() {
-        ctx.ui.info("No VMs to destroy.");
+        ctx.ui.info("Local state has no VMs to destroy.");
         return Ok(0);
     }
     let names: Vec<&str> = targets.iter().map(|i| i.name.as_str()).collect();
@@ -30,14 +31,19 @@ pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
     let mut results = Vec::new();
     let mut failed = false;
     for instance in &targets {
-        match destroy(instance, &args, ctx).await {
-            Ok(snapshot) => {
-                results.push(serde_json::json!({ "name": instance.name, "destroyed": true, "snapshot": snapshot }))
-            }
+        let snapshot = args
+            .snapshot
+            .then(|| spuff::vm::snapshot::default_name(&instance.name));
+        match destroy_record(instance, snapshot, ctx).await {
+            Ok(outcome) => results.push(result_json(&instance.name, &outcome)),
             Err(e) => {
                 failed = true;
                 ctx.ui.report_error(&e);
-                results.push(serde_json::json!({ "name": instance.name, "destroyed": false, "error": format!("{e:#}") }));
+                results.push(serde_json::json!({
+                    "name": instance.name,
+                    "destroyed": false,
+                    "error": format!("{e:#}"),
+                }));
             }
         }
     }
@@ -62,88 +68,100 @@ fn confirm(question: &str, args: &DownArgs, ctx: &Context) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Destroys one recorded VM; returns the snapshot id if one was taken.
-async fn destroy(
-    instance: &Instance,
-    args: &DownArgs,
-    ctx: &Context,
-) -> anyhow::Result<Option<String>> {
-    let provider = ctx.provider(&instance.provider)?;
-    let mut id = instance.provider_id.clone();
-    if id.is_empty() {
-        // The create call's answer never arrived: find the VM by name.
-        let remote = provider.list_instances().await?;
-        match remote
-            .iter()
-            .find(|r| r.name == instance.name && r.labels.contains_key(MANAGED_LABEL))
-        {
-            Some(r) => id = r.id.clone(),
-            None => {
-                ctx.store.remove(&instance.name)?;
-                ctx.ui
-                    .success(format!("{} was never created; forgotten", instance.name));
-                return Ok(None);
-            }
+fn result_json(name: &str, outcome: &Outcome) -> serde_json::Value {
+    match outcome {
+        Outcome::Destroyed { ids, snapshots } => serde_json::json!({
+            "name": name,
+            "destroyed": true,
+            "outcome": "destroyed",
+            "ids": ids,
+            "snapshots": snapshots
+                .iter()
+                .map(|s| serde_json::json!({ "id": s.id, "name": s.name }))
+                .collect::<Vec<_>>(),
+        }),
+        Outcome::AlreadyGone => {
+            serde_json::json!({ "name": name, "destroyed": true, "outcome": "already_gone" })
         }
-    }
-    let mut snapshot = None;
-    if args.snapshot {
-        let step = ctx.ui.spinner(format!("Snapshotting {}", instance.name));
-        let name =
-            format!("{}-{}", instance.name, spuff::agent::api::Timestamp::now()).replace(':', "-");
-        match provider.create_snapshot(&id, &name).await {
-            Ok(s) => {
-                step.finish(format!("snapshot {} ({})", s.name, s.id));
-                snapshot = Some(s.id);
-            }
-            Err(e) => {
-                step.fail();
-                return Err(anyhow::Error::from(e).context(format!(
-                    "cannot snapshot {}; it was not destroyed",
-                    instance.name
-                )));
-            }
+        Outcome::NeverCreated => {
+            serde_json::json!({ "name": name, "destroyed": true, "outcome": "never_created" })
         }
+        _ => serde_json::json!({ "name": name, "destroyed": true }),
     }
-    ctx.store
-        .update(&instance.name, |i| i.status = Lifecycle::Destroying)?;
-    let step = ctx.ui.spinner(format!("Destroying {}", instance.name));
-    if let Err(e) = provider.destroy_instance(&id).await {
-        step.fail();
-        return Err(anyhow::Error::from(e).context(format!(
-            "cannot destroy {} ({} {id})",
-            instance.name, instance.provider
-        )));
-    }
-    ctx.store
-        .remove(&instance.name)
-        .with_context(|| format!("{} was destroyed, but forgetting it failed", instance.name))?;
-    step.finish(format!("destroyed {}", instance.name));
-    Ok(snapshot)
 }
 
-/// `spuff down NAME` for a VM state does not know: destroy the provider's
-/// spuff-labelled VM of that name, if there is one.
-async fn destroy_orphan(name: &str, args: &DownArgs, ctx: &Context) -> anyhow::Result<u8> {
+/// Destroys what `record` stands for (every VM with its spuff id), waits for
+/// the provider to confirm, and forgets it; says how it ended. Used by
+/// `down`, and by `up` to clean up after a failure or Ctrl-C.
+pub(crate) async fn destroy_record(
+    record: &Instance,
+    snapshot: Option<String>,
+    ctx: &Context,
+) -> anyhow::Result<Outcome> {
+    let provider = ctx.provider(&record.provider)?;
+    let options = Options {
+        snapshot,
+        ..Options::default()
+    };
+    let drawer = Drawer::new(&ctx.ui);
+    let result = down::down(&*provider, &ctx.store, record, &options, &drawer).await;
+    drawer.abandon();
+    let outcome = result?;
+    let name = &record.name;
+    match &outcome {
+        Outcome::Destroyed { .. } => ctx.ui.success(format!("{name} is forgotten")),
+        Outcome::AlreadyGone => ctx.ui.success(format!(
+            "{name} was already gone at {}; forgotten",
+            record.provider
+        )),
+        Outcome::NeverCreated => ctx.ui.success(format!(
+            "{name} was never created ({} has no VM with its spuff id); forgotten",
+            record.provider
+        )),
+        _ => {}
+    }
+    Ok(outcome)
+}
+
+/// `spuff down NAME` for a name state does not know: destroy every
+/// spuff-labelled VM of that name that no record claims.
+async fn destroy_orphans(name: &str, args: &DownArgs, ctx: &Context) -> anyhow::Result<u8> {
     let provider = ctx.default_provider()?;
-    let remote = provider.list_instances().await?;
-    let Some(vm) = remote
-        .iter()
-        .find(|r| r.name == name && r.labels.contains_key(MANAGED_LABEL))
-    else {
+    let orphans = down::find_orphans(&*provider, &ctx.store, name).await?;
+    if orphans.is_empty() {
         return Err(spuff::state::Error::NotFound {
             name: name.to_string(),
             known: ctx.store.list()?.into_iter().map(|i| i.name).collect(),
         }
         .into());
-    };
+    }
+    let ids: Vec<&str> = orphans.iter().map(|vm| vm.id.as_str()).collect();
+    let shown = terminal_safe(name);
     confirm(
-        &format!("Destroy orphan {name} ({} {})?", provider.name(), vm.id),
+        &format!(
+            "Destroy {} orphan VM{} named {shown} ({} {})?",
+            orphans.len(),
+            if orphans.len() == 1 { "" } else { "s" },
+            provider.name(),
+            terminal_safe(&ids.join(", "))
+        ),
         args,
         ctx,
     )?;
-    let step = ctx.ui.spinner(format!("Destroying {name}"));
-    provider.destroy_instance(&vm.id).await?;
-    step.finish(format!("destroyed {name}"));
+    let options = Options {
+        snapshot: args
+            .snapshot
+            .then(|| spuff::vm::snapshot::default_name(name)),
+        ..Options::default()
+    };
+    let drawer = Drawer::new(&ctx.ui);
+    let result =
+        down::destroy_orphans(&*provider, &ctx.store, name, &orphans, &options, &drawer).await;
+    drawer.abandon();
+    let outcome = result?;
+    if args.json.json {
+        ctx.ui
+            .json(&serde_json::json!({ "results": [result_json(name, &outcome)] }))?;
+    }
     Ok(0)
 }

@@ -74,26 +74,8 @@ fn version(args: JsonFlag, ui: &Ui) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The first hint any typed error in the chain offers.
+/// The first hint any of spuff's errors in the chain offers, outermost
+/// first (each chooses by its variant; see [`spuff::Hint`]).
 pub(crate) fn hint_for(error: &anyhow::Error) -> Option<String> {
-    for cause in error.chain() {
-        if let Some(e) = cause.downcast_ref::<spuff::ssh::Error>() {
-            if let Some(hint) = e.hint() {
-                return Some(hint);
-            }
-        } else if let Some(e) = cause.downcast_ref::<spuff::provider::ProviderError>() {
-            if let Some(hint) = e.hint() {
-                return Some(hint);
-            }
-        } else if let Some(e) = cause.downcast_ref::<spuff::agent::Error>() {
-            return Some(e.hint().to_string());
-        } else if let Some(e) = cause.downcast_ref::<spuff::state::Error>() {
-            return Some(e.hint());
-        } else if let Some(e) = cause.downcast_ref::<spuff::config::Error>() {
-            return Some(e.hint());
-        } else if let Some(e) = cause.downcast_ref::<spuff::paths::Error>() {
-            return Some(e.hint());
-        }
-    }
-    None
+    error.chain().find_map(spuff::hint_of)
 }

@@ -2,8 +2,11 @@
 
 use std::io::Write;
 
+use spuff::terminal_safe;
+
 use super::context::Context;
 use crate::cli::args::SnapshotCommand;
+use crate::cli::draw::Drawer;
 
 pub(crate) async fn run(command: SnapshotCommand, ctx: &Context) -> anyhow::Result<u8> {
     match command {
@@ -13,31 +16,13 @@ pub(crate) async fn run(command: SnapshotCommand, ctx: &Context) -> anyhow::Resu
             json,
         } => {
             let instance = ctx.store.resolve(name.as_deref())?;
-            if instance.provider_id.is_empty() {
-                anyhow::bail!(
-                    "{} has no provider id yet; wait for `spuff up` to finish",
-                    instance.name
-                );
-            }
             let provider = ctx.provider(&instance.provider)?;
-            let snapshot_name = snapshot_name.unwrap_or_else(|| {
-                format!("{}-{}", instance.name, spuff::agent::api::Timestamp::now())
-                    .replace(':', "-")
-            });
-            let step = ctx
-                .ui
-                .spinner(format!("Snapshotting {} as {snapshot_name}", instance.name));
-            let snapshot = match provider
-                .create_snapshot(&instance.provider_id, &snapshot_name)
-                .await
-            {
-                Ok(s) => s,
-                Err(e) => {
-                    step.fail();
-                    return Err(e.into());
-                }
-            };
-            step.finish(format!("snapshot {} ({})", snapshot.name, snapshot.id));
+            let snapshot_name =
+                snapshot_name.unwrap_or_else(|| spuff::vm::snapshot::default_name(&instance.name));
+            let drawer = Drawer::new(&ctx.ui);
+            let result = spuff::vm::snapshot(&*provider, &instance, &snapshot_name, &drawer).await;
+            drawer.abandon();
+            let snapshot = result?;
             if json.json {
                 ctx.ui
                     .json(&serde_json::json!({ "id": snapshot.id, "name": snapshot.name }))?;
@@ -61,9 +46,9 @@ pub(crate) async fn run(command: SnapshotCommand, ctx: &Context) -> anyhow::Resu
                     writeln!(
                         out,
                         "{:<14} {:<40} {}",
-                        s.id,
-                        s.name,
-                        s.created_at.as_deref().unwrap_or("-")
+                        terminal_safe(&s.id),
+                        terminal_safe(&s.name),
+                        terminal_safe(s.created_at.as_deref().unwrap_or("-"))
                     )?;
                 }
             }

@@ -136,8 +136,14 @@ fn report(
             )?;
         }
         Err(e) => {
-            writeln!(out, "  agent     unavailable: {e}")?;
-            writeln!(out, "            try: {}", e.hint())?;
+            writeln!(
+                out,
+                "  agent     unavailable: {}",
+                spuff::terminal_safe(&e.to_string())
+            )?;
+            if let Some(hint) = spuff::Hint::hint(&e) {
+                writeln!(out, "            try: {}", spuff::terminal_safe(&hint))?;
+            }
         }
     }
     if let Some(m) = agent.metrics {

@@ -3,18 +3,17 @@
 //! and decides what to do with a VM whose `up` failed.
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::Context as _;
 use spuff::agent::api::AgentConfig;
 use spuff::cloudinit::{self, AgentInstall, AgentSource, Dotfiles, HostKeyPair, Limit};
 use spuff::provider::{ImageSpec, ProviderType};
 use spuff::ssh::{AgentLocation, ShellOptions};
-use spuff::vm::up::{Event, Plan};
+use spuff::vm::up::Plan;
 
 use super::context::Context;
 use crate::cli::args::UpArgs;
-use crate::cli::ui::Step;
+use crate::cli::draw::Drawer;
 
 /// The agent release to download, when set (`SPUFF_AGENT_URL` plus its
 /// `SPUFF_AGENT_SHA256`); otherwise a local agent binary is uploaded.
@@ -89,7 +88,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         "Creating {name} on {} ({region}, {size})",
         provider.name()
     ));
-    let drawer = Drawer::new(ctx);
+    let drawer = Drawer::new(&ctx.ui);
     let flow = spuff::vm::up(provider.clone(), &ctx.store, plan, &drawer);
     let result = tokio::select! {
         result = flow => result,
@@ -101,15 +100,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     drawer.abandon();
     let up = match result {
         Ok(up) => up,
-        Err(e) => {
-            if let Some(created) = e.created() {
-                ctx.ui.warn(format!(
-                    "{created} exists and bills; inspect it with `spuff status {created}` / \
-                     `spuff logs {created}`, or remove it with `spuff down {created}`"
-                ));
-            }
-            return Err(e.into());
-        }
+        Err(e) => return failed(e, &args, ctx).await,
     };
     let instance = up.instance;
     ctx.ui.success(format!(
@@ -145,32 +136,79 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     Ok(u8::try_from(status.shell_code()).unwrap_or(255))
 }
 
+/// `up` failed. When a VM exists (or may: the create's answer was lost),
+/// the error is reported first, then the VM's fate is decided: kept with
+/// `--keep-on-failure`, else asked on a terminal, else destroyed (nobody is
+/// there to remember it).
+async fn failed(e: spuff::vm::up::Error, args: &UpArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let Some(name) = e.created().map(str::to_string) else {
+        return Err(e.into());
+    };
+    let unconfirmed = matches!(
+        e,
+        spuff::vm::up::Error::Create {
+            maybe_created: true,
+            ..
+        }
+    );
+    ctx.ui.report_error(&anyhow::Error::new(e));
+    let what = if unconfirmed {
+        format!("{name} may exist (the create's answer was lost) and bill")
+    } else {
+        format!("{name} exists and bills")
+    };
+    let destroy = if args.keep_on_failure {
+        false
+    } else if ctx.ui.interactive() {
+        ctx.ui.confirm(&format!("{what}. Destroy it?"), true)?
+    } else {
+        ctx.ui.info(format!(
+            "{what}; destroying it (no terminal to ask; --keep-on-failure keeps it)"
+        ));
+        true
+    };
+    if destroy {
+        if let Err(e) = clean_up(&name, ctx).await {
+            ctx.ui.report_error(&e);
+        }
+    } else {
+        ctx.ui.warn(format!(
+            "kept {name}: {what}; inspect it with `spuff status {name}` / `spuff logs {name}`, \
+             remove it with `spuff down {name}`"
+        ));
+    }
+    Ok(crate::cli::EXIT_FAILURE)
+}
+
 /// Ctrl-C: the VM may exist. Ask whether to destroy it; without a terminal,
 /// destroy it (nobody is there to remember it).
 async fn interrupted(name: &str, ctx: &Context) -> anyhow::Result<u8> {
     ctx.ui.warn("interrupted");
-    let Some(instance) = ctx.store.get(name)? else {
+    if ctx.store.get(name)?.is_none() {
         return Ok(crate::cli::EXIT_INTERRUPTED);
-    };
+    }
     let destroy = !ctx.ui.interactive()
         || ctx
             .ui
             .confirm(&format!("Destroy {name}, which was being created?"), true)?;
     if destroy {
-        let args = crate::cli::args::DownArgs {
-            name: Some(instance.name.clone()),
-            all: false,
-            snapshot: false,
-            force: true,
-            json: crate::cli::args::JsonFlag { json: false },
-        };
-        super::down::run(args, ctx).await?;
+        clean_up(name, ctx).await?;
     } else {
         ctx.ui.info(format!(
             "Kept {name}; remove it later with `spuff down {name}`."
         ));
     }
     Ok(crate::cli::EXIT_INTERRUPTED)
+}
+
+/// Destroys what the record `name` stands for (found by its spuff id, so a
+/// create whose answer was lost is found too), confirmed with the provider.
+async fn clean_up(name: &str, ctx: &Context) -> anyhow::Result<()> {
+    let Some(record) = ctx.store.get(name)? else {
+        return Ok(());
+    };
+    super::down::destroy_record(&record, None, ctx).await?;
+    Ok(())
 }
 
 fn random_u64() -> u64 {
@@ -304,77 +342,4 @@ fn find_local_agent() -> Option<PathBuf> {
     }
     let built = PathBuf::from("target/release").join(name);
     built.is_file().then_some(built)
-}
-
-/// Draws `up`'s events as one spinner per stage.
-struct Drawer {
-    ui: crate::cli::Ui,
-    step: Mutex<Option<Step>>,
-}
-
-impl Drawer {
-    fn new(ctx: &Context) -> Self {
-        Drawer {
-            ui: ctx.ui.clone(),
-            step: Mutex::new(None),
-        }
-    }
-
-    fn next(&self, done: Option<String>, next: Option<String>) {
-        let Ok(mut step) = self.step.lock() else {
-            return;
-        };
-        if let Some(current) = step.take() {
-            match done {
-                Some(message) => current.finish(message),
-                None => current.fail(),
-            }
-        }
-        *step = next.map(|m| self.ui.spinner(m));
-    }
-
-    fn abandon(&self) {
-        if let Ok(mut step) = self.step.lock()
-            && let Some(current) = step.take()
-        {
-            current.fail();
-        }
-    }
-}
-
-impl spuff::vm::up::Observer for Drawer {
-    fn event(&self, event: Event) {
-        match event {
-            Event::Rendered { bytes, compressed } => self.ui.info(format!(
-                "user-data {bytes} bytes{}",
-                if compressed { " (compressed)" } else { "" }
-            )),
-            Event::Creating => self.next(None, Some("Creating the VM".into())),
-            Event::Created { id } => self.next(
-                Some(format!("created (id {id}), recorded in local state")),
-                Some("Waiting for an address".into()),
-            ),
-            Event::Address { ip } => self.next(
-                Some(format!("address {ip}")),
-                Some("Waiting for SSH (pinned host key)".into()),
-            ),
-            Event::LoggedIn { .. } => self.next(
-                Some("logged in with the pinned host key".into()),
-                Some("Bootstrapping".into()),
-            ),
-            Event::AgentInstalled => self.ui.info("agent uploaded and started"),
-            Event::Bootstrap { status, line } => {
-                if let Ok(step) = self.step.lock()
-                    && let Some(step) = step.as_ref()
-                {
-                    step.set_message(match line {
-                        Some(line) => format!("Bootstrapping ({status}): {line}"),
-                        None => format!("Bootstrapping ({status})"),
-                    });
-                }
-            }
-            Event::Ready => self.next(Some("bootstrap finished".into()), None),
-            _ => {}
-        }
-    }
 }

@@ -1,0 +1,384 @@
+//! The `spuff` binary's clean-up and reporting, as a user runs it (no
+//! terminal, private config dir and `HOME`), against the fake DigitalOcean
+//! API (tests/fakecloud): `down` destroys every VM of a record and of an
+//! orphan name and confirms it with the provider; `list` never says "No
+//! VMs" when it could not ask, names what it skipped, shows failed VMs and
+//! neutralises escape sequences in names; a failed `up` destroys its VM
+//! unless `--keep-on-failure`; `-v` shows the provider's retries.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use http::Method;
+use spuff::state::{Lifecycle, Store};
+
+use crate::fakecloud::{FakeCloud, Fault, FaultKind, TOKEN};
+use crate::util::{Sshd, free_port, keys};
+use crate::vm_down::{endpoint_fault, record};
+
+/// A user's machine (config dir, HOME) beside a fake cloud.
+struct Machine {
+    fake: FakeCloud,
+    dir: tempfile::TempDir,
+    /// Replaces the fake's URL (an unreachable API).
+    api_url: Option<String>,
+}
+
+impl Machine {
+    async fn start() -> Machine {
+        let fake = FakeCloud::start().await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["config", "home"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        std::fs::write(dir.path().join("ca.pem"), &fake.ca_pem).expect("ca");
+        Machine {
+            fake,
+            dir,
+            api_url: None,
+        }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    /// `spuff ARGS` without a terminal.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spuff"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", self.path("home"))
+            .env("SPUFF_CONFIG_DIR", self.path("config"))
+            .env("DIGITALOCEAN_TOKEN", TOKEN)
+            .env(
+                "SPUFF_API_URL",
+                self.api_url.as_deref().unwrap_or(&self.fake.base_url),
+            )
+            .env("SPUFF_CA_FILE", self.path("ca.pem"))
+            .env("SPUFF_API_TIMEOUT", "2s")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `spuff ARGS` off the async runtime's workers.
+    async fn spuff(&self, args: &[&str]) -> Output {
+        let mut cmd = self.command(args);
+        tokio::task::spawn_blocking(move || cmd.output().expect("run spuff"))
+            .await
+            .expect("spuff thread")
+    }
+
+    fn store(&self) -> Store {
+        Store::open(self.path("config").join(spuff::state::FILE_NAME)).expect("store")
+    }
+
+    fn droplet_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .fake
+            .state()
+            .droplets
+            .values()
+            .map(|d| d.name.clone())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+fn text(out: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        let (stdout, stderr) = text(out);
+        panic!("not JSON ({e}):\n{stdout}\n{stderr}")
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_should_destroy_both_vms_sharing_a_spuff_id_and_confirm() {
+    let m = Machine::start().await;
+    let first = m
+        .fake
+        .seed_droplet("web", &["spuff", "spuff-id:0123456789abcdef"]);
+    m.fake
+        .seed_droplet("web", &["spuff", "spuff-id:0123456789abcdef"]);
+    m.fake
+        .seed_droplet("keep", &["spuff", "spuff-id:fedcba9876543210"]);
+    m.store()
+        .insert(&record(
+            "web",
+            &first.to_string(),
+            "0123456789abcdef",
+            Lifecycle::Ready,
+        ))
+        .expect("insert");
+
+    let out = m.spuff(&["down", "web", "--force", "--json"]).await;
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(m.droplet_names(), vec!["keep"], "{stderr}");
+    assert!(m.store().get("web").expect("get").is_none());
+    let v = json(&out);
+    assert_eq!(v["results"][0]["outcome"], "destroyed", "{v}");
+    assert_eq!(v["results"][0]["ids"].as_array().map(Vec::len), Some(2));
+    assert!(stderr.contains("no longer reports it"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn down_should_destroy_every_orphan_of_the_name() {
+    let m = Machine::start().await;
+    m.fake
+        .seed_droplet("twin", &["spuff", "spuff-id:1111111111111111"]);
+    m.fake
+        .seed_droplet("twin", &["spuff", "spuff-id:2222222222222222"]);
+    m.fake.seed_droplet("twin", &["not-spuff"]);
+
+    let out = m.spuff(&["down", "twin", "--force"]).await;
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        m.droplet_names(),
+        vec!["twin"],
+        "only the non-spuff VM is left"
+    );
+    assert!(
+        m.fake
+            .state()
+            .droplets
+            .values()
+            .all(|d| d.tags == ["not-spuff"]),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_should_not_claim_no_vms_when_the_provider_cannot_be_asked() {
+    let mut m = Machine::start().await;
+    m.api_url = Some(format!("https://127.0.0.1:{}/v2/", free_port()));
+    m.store()
+        .insert(&record("box", "42", "0000000000000042", Lifecycle::Ready))
+        .expect("insert");
+
+    let out = m.spuff(&["list"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("No VMs"), "{stdout}");
+    assert!(
+        stdout.contains("box") && stdout.contains("unchecked"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("could not ask digitalocean"), "{stderr}");
+    assert!(stderr.contains("Connection refused"), "the cause: {stderr}");
+
+    let out = m.spuff(&["list", "--json"]).await;
+    assert_eq!(out.status.code(), Some(1));
+    let v = json(&out);
+    assert_eq!(v["provider_errors"][0]["provider"], "digitalocean", "{v}");
+    assert!(
+        v["provider_errors"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("Connection refused")),
+        "{v}"
+    );
+    assert_eq!(v["instances"][0]["name"], "box");
+    assert_eq!(v["instances"][0]["tracking"], "unchecked");
+    assert!(v["instances"][0]["provider_error"].is_string(), "{v}");
+
+    // With nothing recorded either: still no "No VMs".
+    m.store().remove("box").expect("remove");
+    let out = m.spuff(&["list"]).await;
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!stdout.contains("No VMs"), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_should_show_each_provider_retry() {
+    let mut m = Machine::start().await;
+    m.api_url = Some(format!("https://127.0.0.1:{}/v2/", free_port()));
+    let out = m.spuff(&["-v", "list"]).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr.contains("retrying provider request"), "{stderr}");
+    assert!(stderr.contains("attempt=1"), "{stderr}");
+    // Without -v, no log lines.
+    let out = m.spuff(&["list"]).await;
+    let (_, stderr) = text(&out);
+    assert!(!stderr.contains("retrying provider request"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_should_show_the_rest_and_name_a_malformed_droplet() {
+    let m = Machine::start().await;
+    let body = serde_json::json!({
+        "droplets": [
+            {"id": 501, "name": "good", "status": "active", "tags": ["spuff", "spuff-id:5050505050505050"],
+             "networks": {"v4": [{"ip_address": "203.0.113.5", "type": "public"}], "v6": []},
+             "region": {"slug": "fra1"}, "size_slug": "s-1vcpu-1gb"},
+            {"id": 502, "name": null, "status": "active", "tags": ["spuff"]}
+        ],
+        "links": {},
+        "meta": {"total": 2}
+    });
+    let respond = || FaultKind::Respond {
+        status: 200,
+        headers: vec![],
+        body: body.to_string(),
+    };
+    m.fake
+        .push_fault(Fault::new(Method::GET, "/v2/droplets", respond()));
+    let out = m.spuff(&["list"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("good"), "{stdout}");
+    assert!(stderr.contains("droplet 502"), "named: {stderr}");
+    assert!(stderr.contains("cannot read"), "{stderr}");
+
+    m.fake
+        .push_fault(Fault::new(Method::GET, "/v2/droplets", respond()));
+    let v = json(&m.spuff(&["list", "--json"]).await);
+    assert_eq!(v["instances"][0]["name"], "good", "{v}");
+    assert_eq!(v["skipped"][0]["id"], "502", "{v}");
+    assert_eq!(v["skipped"][0]["resource"], "droplet", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_should_show_failed_and_unconfirmed_vms_as_such() {
+    let m = Machine::start().await;
+    let id = m
+        .fake
+        .seed_droplet("broken", &["spuff", "spuff-id:abababababababab"]);
+    let store = m.store();
+    store
+        .insert(&record(
+            "broken",
+            &id.to_string(),
+            "abababababababab",
+            Lifecycle::Failed,
+        ))
+        .expect("insert");
+    store
+        .insert(&record(
+            "maybe",
+            "",
+            "cdcdcdcdcdcdcdcd",
+            Lifecycle::Unconfirmed,
+        ))
+        .expect("insert");
+    let out = m.spuff(&["list"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no {name} row: {stdout}"))
+            .to_string()
+    };
+    assert!(row("broken").contains("failed"), "{stdout}");
+    assert!(row("maybe").contains("may exist"), "{stdout}");
+    assert!(
+        stderr.contains("broken failed during `spuff up`"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn list_should_neutralise_escape_sequences_in_vm_names() {
+    let m = Machine::start().await;
+    m.fake.seed_droplet(
+        "evil\u{1b}[2J\u{1b}]0;owned\u{7}",
+        &["spuff", "spuff-id:0e0e0e0e0e0e0e0e"],
+    );
+    let out = m.spuff(&["list"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    for (what, s) in [("stdout", &stdout), ("stderr", &stderr)] {
+        assert!(
+            !s.contains('\u{1b}') && !s.contains('\u{7}'),
+            "raw control characters on {what}: {s:?}"
+        );
+    }
+    assert!(stdout.contains("evil\\x1b[2J"), "{stdout}");
+    assert!(
+        stderr.contains("evil\\x1b[2J"),
+        "the orphan warning: {stderr}"
+    );
+}
+
+/// `up` against a "VM" whose sshd presents a key spuff did not pin.
+async fn up_with_refused_host_key(m: &Machine, extra: &[&str]) -> (Output, Sshd) {
+    let key = keys().ed25519.display().to_string();
+    let out = m.spuff(&["config", "set", "ssh_key_path", &key]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let impostor = Sshd::start();
+    endpoint_fault(&m.fake, "failing", impostor.port);
+    let mut args = vec!["up", "--name", "failing", "--no-connect"];
+    args.extend_from_slice(extra);
+    let mut cmd = m.command(&args);
+    cmd.env("SPUFF_AGENT_URL", "https://example.invalid/spuff-agent")
+        .env("SPUFF_AGENT_SHA256", "0".repeat(64));
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("up"))
+        .await
+        .expect("up thread");
+    (out, impostor)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_up_without_a_terminal_should_destroy_the_vm() {
+    let m = Machine::start().await;
+    let (out, _sshd) = up_with_refused_host_key(&m, &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    // The error, with the hint for a key spuff pinned itself.
+    assert!(stderr.contains("HOST KEY CHANGED"), "{stderr}");
+    assert!(stderr.contains("spuff's state"), "{stderr}");
+    assert!(!stderr.contains("remove the old entry"), "{stderr}");
+    // Then the clean-up, confirmed by the provider.
+    assert!(stderr.contains("--keep-on-failure"), "{stderr}");
+    assert!(stderr.contains("no longer reports it"), "{stderr}");
+    assert!(m.droplet_names().is_empty(), "{stderr}");
+    assert!(m.store().list().expect("list").is_empty(), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_up_with_keep_on_failure_should_keep_the_vm() {
+    let m = Machine::start().await;
+    let (out, _sshd) = up_with_refused_host_key(&m, &["--keep-on-failure"]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stderr.contains("kept failing"), "{stderr}");
+    assert_eq!(m.droplet_names(), vec!["failing"]);
+    let kept = m.store().get("failing").expect("get").expect("kept");
+    assert_eq!(kept.status, Lifecycle::Failed);
+
+    // list shows it as failed; down removes it.
+    let out = m.spuff(&["list"]).await;
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("failing") && l.contains("failed")),
+        "{stdout}"
+    );
+    let out = m.spuff(&["down", "failing", "--force"]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(m.droplet_names().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn up_help_should_describe_keep_on_failure() {
+    let m = Machine::start().await;
+    let out = m.spuff(&["up", "--help"]).await;
+    let (stdout, _) = text(&out);
+    assert!(out.status.success());
+    assert!(stdout.contains("--keep-on-failure"), "{stdout}");
+}
