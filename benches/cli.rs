@@ -9,9 +9,10 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use spuff::Secret;
 use spuff::agent::api::AgentConfig;
-use spuff::cloudinit::{self, AgentSource, HostKeyPair, Limit};
-use spuff::provider::Secret;
+use spuff::cloudinit::{self, AgentSource, Limit};
+use spuff::ssh::HostKeyPair;
 use spuff::state::{Instance, Lifecycle, Store};
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {

@@ -2,7 +2,8 @@
 //!
 //! Run with: cargo run --example render_user_data -- "$(cat ~/.ssh/id_ed25519.pub)" [AGENT_URL SHA256]
 
-use spuff::cloudinit::{self, AgentSource, Config, HostKeyPair, Limit};
+use spuff::cloudinit::{self, AgentSource, Config, Limit};
+use spuff::ssh::HostKeyPair;
 use spuff_agent_api::AgentConfig;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

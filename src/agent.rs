@@ -37,8 +37,8 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::provider::Secret;
 use crate::ssh::{self, fmt_duration};
+use crate::util::Secret;
 
 #[doc(inline)]
 pub use spuff_agent_api as api;

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::provider::{ProviderType, Secret, suggest};
+use crate::provider::ProviderType;
+use crate::util::{Secret, suggest};
 
 /// The config file's name inside spuff's config directory.
 pub const FILE_NAME: &str = "config.yaml";

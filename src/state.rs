@@ -31,10 +31,10 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefini
 use serde::{Deserialize, Serialize};
 
 use crate::agent::api::Timestamp;
-use crate::provider::Secret;
+use crate::util::Secret;
 
 /// The schema this build writes. Bump it, and add a migration in
-/// [`Store::migrate`], when a change cannot be read by serde defaults alone.
+/// `Store::migrate`, when a change cannot be read by serde defaults alone.
 pub const SCHEMA_VERSION: u64 = 1;
 
 /// The state file's name inside spuff's config directory.
@@ -178,7 +178,7 @@ impl Instance {
 mod secret_string {
     use serde::{Deserialize, Deserializer, Serializer};
 
-    use crate::provider::Secret;
+    use crate::util::Secret;
 
     pub(super) fn serialize<S: Serializer>(secret: &Secret, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(secret.expose())

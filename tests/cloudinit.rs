@@ -11,8 +11,9 @@
 use std::io::Read as _;
 
 use spuff::cloudinit::{
-    self, AgentSource, BOOTSTRAP_ASYNC_PATH, Config, Dotfiles, HostKeyPair, Limit, UserData,
+    self, AgentSource, BOOTSTRAP_ASYNC_PATH, Config, Dotfiles, Limit, UserData,
 };
+use spuff::ssh::HostKeyPair;
 use spuff_agent_api::{AgentConfig, CONFIG_PATH};
 
 const KEY_A: &str =

@@ -17,8 +17,9 @@ use http::Method;
 use spuff::Hint as _;
 use spuff::provider::{
     self, ImageSpec, InstanceRequest, InstanceStatus, MANAGED_LABEL, Provider, ProviderConfig,
-    ProviderError, ProxyConfig, suggest,
+    ProviderError, ProxyConfig,
 };
+use spuff::suggest;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::fakecloud::server::{Account, Api, Fault, FaultKind, Server};

@@ -9,8 +9,9 @@ use std::time::Duration;
 
 use http::Method;
 use spuff::agent::api::AgentConfig;
-use spuff::cloudinit::{self, AgentSource, HostKeyPair, Limit};
+use spuff::cloudinit::{self, AgentSource, Limit};
 use spuff::provider::{ImageSpec, Provider, ProviderConfig, ProviderRegistry};
+use spuff::ssh::HostKeyPair;
 use spuff::ssh::{self, AuthMethod, RetryPolicy};
 use spuff::state::{Instance, Lifecycle, Store};
 use spuff::vm::down::{self, Error, Options, Outcome};

@@ -25,7 +25,8 @@
 //! # Examples
 //!
 //! ```
-//! use spuff::cloudinit::{self, AgentSource, Config, HostKeyPair, Limit};
+//! use spuff::cloudinit::{self, AgentSource, Config, Limit};
+//! use spuff::ssh::HostKeyPair;
 //! use spuff_agent_api::AgentConfig;
 //!
 //! # fn demo() -> Result<(), cloudinit::Error> {
@@ -50,6 +51,7 @@ mod upload;
 use std::io::Write as _;
 use std::sync::OnceLock;
 
+use crate::ssh::HostKeyPair;
 use crate::validate;
 use handlebars::Handlebars;
 use serde::Serialize;
@@ -58,7 +60,6 @@ use spuff_agent_api::{
 };
 use zeroize::Zeroizing;
 
-pub use crate::ssh::HostKeyPair;
 pub use error::{Error, Result};
 pub use upload::{AgentInstall, install_uploaded_agent};
 

@@ -26,7 +26,8 @@ use serde_json::Value;
 
 use super::error::{ProviderError, ProviderResult};
 use super::factory::ProviderConfig;
-use super::http::{ApiRequest, ApiResponse, Auth, ErrorShape, HttpClient, RetryPolicy};
+pub(crate) use super::http::ErrorShape;
+use super::http::{ApiRequest, ApiResponse, Auth, HttpClient, RetryPolicy};
 use super::info::ProviderInfo;
 use super::types::{InstanceRequest, InstanceStatus, ProviderInstance, ProviderTimeouts, Skipped};
 
@@ -97,7 +98,7 @@ macro_rules! rest_provider {
             /// A missing token, a non-https base URL, or an unreadable CA file.
             pub fn new(config: $crate::provider::ProviderConfig) -> $crate::provider::ProviderResult<Self> {
                 let auth = $crate::provider::Auth::Bearer(config.token.clone());
-                let errors = $crate::provider::http::ErrorShape {
+                let errors = $crate::provider::engine::ErrorShape {
                     code: $code,
                     message: $message,
                     request_id: $request_id,

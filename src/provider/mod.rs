@@ -3,8 +3,8 @@
 //!
 //! Everything above this module (the CLI, `up`, `down`) talks to an
 //! `Arc<dyn` [`Provider`]`>` made by a [`ProviderRegistry`], so adding a cloud
-//! is one module and one registration line (see [`registry`]). Providers talk
-//! HTTP through one pooled, retrying client ([`http`]); they differ only in
+//! is one module and one registration line (see [`ProviderRegistry`]). Providers talk
+//! HTTP through one pooled, retrying client ([`HttpConfig`]); they differ only in
 //! URLs, JSON shapes and status names.
 //!
 //! ```no_run
@@ -27,13 +27,11 @@ mod engine;
 mod error;
 mod factory;
 pub mod hetzner;
-pub mod http;
+mod http;
 mod info;
-pub mod registry;
+mod registry;
 mod types;
 
-#[doc(no_inline)]
-pub use crate::util::{Secret, suggest};
 pub use error::{ProviderError, ProviderResult};
 pub use factory::{ProviderConfig, ProviderFactory};
 pub use http::{Auth, HttpConfig, HttpStats, ProxyConfig, RequestSigner, RetryPolicy, SignRequest};

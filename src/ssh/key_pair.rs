@@ -7,7 +7,7 @@
 //! VM's place on its first boot cannot present that key.
 //!
 //! The key pair is plain SSH key material, so it lives with the rest of the
-//! SSH key handling; `spuff::cloudinit::HostKeyPair` re-exports it.
+//! SSH key handling.
 
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::ssh_key::private::Ed25519Keypair;

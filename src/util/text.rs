@@ -132,7 +132,7 @@ const BODY_CHARS: usize = 300;
 
 /// One line saying what an error body was, for messages: an HTML page (a
 /// proxy's or load balancer's error page) becomes `HTML page "<title>"
-/// (N bytes)`, anything else its first [`BODY_CHARS`] characters with
+/// (N bytes)`, anything else its first 300 characters with
 /// whitespace collapsed; both [`terminal_safe`].
 ///
 /// # Examples

@@ -28,8 +28,7 @@ use crate::ssh::{self, RetryPolicy};
 use crate::state::{self, Instance, Lifecycle, Store};
 
 // `up`'s steps are reported through the lifecycle's one observer.
-#[doc(no_inline)]
-pub use super::{Event, Observer};
+use super::{Event, Observer};
 
 /// Everything `up` needs.
 #[derive(Clone)]

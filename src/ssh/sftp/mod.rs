@@ -46,7 +46,7 @@
 //! operation, the remote path and the server's reason ("No such file",
 //! "Permission denied"); [`Error::LocalIo`] names the local path and the OS
 //! error; [`Error::ConnectionLost`] says the connection went away during the
-//! call. [`Error::hint`] has advice for the user where there is some.
+//! call. [`Hint::hint`](crate::Hint::hint) has advice for the user where there is some.
 //!
 //! # Examples
 //!
