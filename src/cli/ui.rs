@@ -85,7 +85,7 @@ impl Ui {
                 safe(cause.to_string())
             ));
         }
-        if let Some(hint) = super::commands::hint_for(error) {
+        if let Some(hint) = hint_for(error) {
             out.push_str(&format!(
                 "\n  {} {}",
                 self.paint("36;1", "try:"),
@@ -209,4 +209,10 @@ impl Step {
             bar.abandon_with_message(format!("{} failed", self.message));
         }
     }
+}
+
+/// The first hint any of spuff's errors in the chain offers, outermost
+/// first (each chooses by its variant; see [`spuff::Hint`]).
+pub(crate) fn hint_for(error: &anyhow::Error) -> Option<String> {
+    error.chain().find_map(spuff::hint_of)
 }

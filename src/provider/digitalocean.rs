@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::engine::{
-    Extras, IdText, Paging, Selector, VmHead, WireSshKey, image_id, path_id, query_value,
-    rest_provider,
+    Extras, IdText, Paging, Selector, VmHead, WireSshKey, id_values, image_id, path_id,
+    query_value, rest_provider,
 };
 use super::error::{ProviderError, ProviderResult};
 use super::http::ApiRequest;
@@ -55,16 +55,6 @@ impl Client {
         .resource("droplet", droplet_id);
         self.rest.run_action(req, ACTIONS, what).await
     }
-}
-
-/// Key or image ids: integers when they are numbers, else strings.
-pub(crate) fn id_values(ids: &[String]) -> Vec<Value> {
-    ids.iter()
-        .map(|k| match k.parse::<u64>() {
-            Ok(n) => json!(n),
-            Err(_) => json!(k),
-        })
-        .collect()
 }
 
 #[async_trait::async_trait]

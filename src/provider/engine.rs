@@ -1146,6 +1146,16 @@ pub(crate) struct SshKeyEnvelope {
     pub(crate) ssh_key: WireSshKey,
 }
 
+/// Key or image ids: integers when they are numbers, else strings.
+pub(crate) fn id_values(ids: &[String]) -> Vec<Value> {
+    ids.iter()
+        .map(|k| match k.parse::<u64>() {
+            Ok(n) => Value::from(n),
+            Err(_) => Value::from(k.as_str()),
+        })
+        .collect()
+}
+
 /// Percent-encodes a query value.
 pub(crate) fn query_value(v: &str) -> String {
     v.bytes()

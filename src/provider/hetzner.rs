@@ -18,9 +18,8 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::digitalocean::id_values;
 use super::engine::{
-    Extras, IdText, Paging, Selector, VmHead, WireAction, WireSshKey, image_id, path_id,
+    Extras, IdText, Paging, Selector, VmHead, WireAction, WireSshKey, id_values, image_id, path_id,
     query_value, rest_provider,
 };
 use super::error::ProviderResult;

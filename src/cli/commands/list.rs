@@ -139,7 +139,7 @@ fn print_json(
             serde_json::json!({
                 "provider": provider,
                 "error": format!("{e:#}"),
-                "hint": super::hint_for(e),
+                "hint": crate::cli::ui::hint_for(e),
             })
         })
         .collect();

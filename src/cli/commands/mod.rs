@@ -73,9 +73,3 @@ fn version(args: JsonFlag, ui: &Ui) -> anyhow::Result<u8> {
     }
     Ok(0)
 }
-
-/// The first hint any of spuff's errors in the chain offers, outermost
-/// first (each chooses by its variant; see [`spuff::Hint`]).
-pub(crate) fn hint_for(error: &anyhow::Error) -> Option<String> {
-    error.chain().find_map(spuff::hint_of)
-}
