@@ -4,6 +4,10 @@
 //! sshd broker (tests/util/broker.rs, docs/windows.md).
 
 mod fakecloud;
+// A VM the fake cloud boots into: a local sshd, which the Windows tests only
+// reach through the broker.
+#[cfg(not(windows))]
+mod fakevm;
 mod util;
 
 mod agent_client;
