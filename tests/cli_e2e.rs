@@ -18,7 +18,7 @@
 //! Then `spuff up` is killed at each stage, and `list` must still show the VM
 //! and `down` must remove it: no VM is ever lost.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ use spuff::agent::api;
 
 use crate::fakecloud::{FakeCloud, FakeDroplet, Fault, FaultKind, TOKEN};
 use crate::fakevm::{self, FakeVm};
-use crate::util::{free_port, keys};
+use crate::util::{free_port, keys, server_path, shared_tempdir};
 
 /// How the fake VM's bootstrap ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +100,25 @@ impl World {
             .env("SPUFF_AGENT_PORT", self.agent_port.to_string())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
+        if cfg!(windows) {
+            // What a Windows program (and Wine's loader) needs to start.
+            for var in [
+                "SystemRoot",
+                "windir",
+                "SystemDrive",
+                "TEMP",
+                "TMP",
+                "USERPROFILE",
+                "APPDATA",
+                "LOCALAPPDATA",
+                "WINEPREFIX",
+                "WINEDEBUG",
+            ] {
+                if let Some(value) = std::env::var_os(var) {
+                    cmd.env(var, value);
+                }
+            }
+        }
         cmd
     }
 
@@ -108,7 +127,7 @@ impl World {
     }
 
     fn up(&self, name: &str) -> Command {
-        let agent = agent_binary();
+        let agent = fakevm::agent_binary();
         let agent = agent.display().to_string();
         self.command(&[
             "up",
@@ -162,27 +181,6 @@ impl World {
             .map(|d| d.name.clone())
             .collect()
     }
-}
-
-/// The spuff-agent binary of this build (built first if missing).
-fn agent_binary() -> PathBuf {
-    // tests → target/<profile>/deps/tests-…; the agent is in target/<profile>.
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let name = if cfg!(windows) {
-        "spuff-agent.exe"
-    } else {
-        "spuff-agent"
-    };
-    let path = profile_dir.join(name);
-    if !path.is_file() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "spuff-agent", "--bin", "spuff-agent"])
-            .status()
-            .expect("cargo build -p spuff-agent");
-        assert!(status.success(), "building spuff-agent failed");
-    }
-    path
 }
 
 /// The fake cloud boots a droplet into a fake VM (the agent's config with
@@ -281,16 +279,19 @@ fn whole_life(w: &World) {
     // The agent binary was uploaded over SFTP and installed 0755 where
     // systemd starts it from.
     {
-        use std::os::unix::fs::PermissionsExt;
         let installed = w.vm_path(api::BINARY_PATH);
-        let mode = std::fs::metadata(&installed)
-            .expect("agent installed")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o755);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&installed)
+                .expect("agent installed")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o755);
+        }
         assert_eq!(
             std::fs::read(&installed).expect("installed"),
-            std::fs::read(agent_binary()).expect("built")
+            std::fs::read(fakevm::agent_binary()).expect("built")
         );
     }
 
@@ -329,9 +330,11 @@ fn whole_life(w: &World) {
     // cp both ways: a file and a tree.
     let local = w.path("home/notes.txt");
     std::fs::write(&local, "some notes\n").expect("write");
-    let remote_dir = w.path("remote");
+    // A directory on the VM's machine (under Wine: the Linux side's /tmp).
+    let remote_root = shared_tempdir();
+    let remote_dir = remote_root.path().join("files");
     std::fs::create_dir_all(&remote_dir).expect("mkdir");
-    let remote = format!("e2e:{}/", remote_dir.display());
+    let remote = format!("e2e:{}/", server_path(&remote_dir));
     assert_success(
         &w.spuff(&["cp", "-q", &local.display().to_string(), &remote]),
         "cp up",
@@ -352,7 +355,7 @@ fn whole_life(w: &World) {
         "a\n"
     );
     let back = w.path("home/back.txt");
-    let from = format!(":{}/notes.txt", remote_dir.display());
+    let from = format!(":{}/notes.txt", server_path(&remote_dir));
     assert_success(
         &w.spuff(&["cp", &from, &back.display().to_string()]),
         "cp down",
@@ -381,14 +384,19 @@ fn whole_life(w: &World) {
     });
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("spuff-agent"), "{response}");
-    // Ctrl-C ends it cleanly.
+    // Ctrl-C ends it cleanly. (Wine has no console to send it through.)
+    #[cfg(unix)]
     let _ = Command::new("kill")
         .args(["-INT", &tunnel.id().to_string()])
         .status();
+    #[cfg(windows)]
+    let _ = tunnel.kill();
     let status = tunnel.wait().expect("tunnel exit");
     let mut err = String::new();
     std::io::Read::read_to_string(tunnel.stderr.as_mut().expect("stderr"), &mut err).ok();
-    assert!(status.success(), "tunnel: {status:?}\n{err}");
+    if cfg!(unix) {
+        assert!(status.success(), "tunnel: {status:?}\n{err}");
+    }
     assert!(
         err.contains("opened from"),
         "a line per connection with -v: {err}"
@@ -412,21 +420,14 @@ fn whole_life(w: &World) {
     assert!(journal.contains("spuff-agent listening"), "{journal}");
 
     // ssh-config: a Host entry and the pinned key, good enough for OpenSSH
-    // itself (the test's own ssh, not spuff's PATH) to log in strictly.
+    // itself (the test's own ssh, not spuff's PATH; not under Wine) to log in
+    // strictly.
     assert_success(&w.spuff(&["ssh-config", "--no-include"]), "ssh-config");
     let ssh_config = w.path("config/ssh_config");
     let text = std::fs::read_to_string(&ssh_config).expect("ssh_config");
     assert!(text.contains("Host e2e"), "{text}");
-    let out = Command::new("ssh")
-        .arg("-F")
-        .arg(&ssh_config)
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
-        .arg(&keys().ed25519)
-        .args(["e2e", "echo", "openssh-ok"])
-        .output()
-        .expect("ssh");
-    assert_success(&out, "OpenSSH with spuff's ssh-config");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "openssh-ok\n");
+    #[cfg(unix)]
+    openssh_should_log_in_with(&ssh_config);
 
     // list: reconciled with the provider, nothing flagged.
     let list = json(&w.spuff(&["list", "--json"]), "list");
@@ -494,6 +495,21 @@ fn whole_life(w: &World) {
         stats.log.iter().all(|l| !l.contains("/v2/account/keys")),
         "no key uploads"
     );
+}
+
+/// OpenSSH logs in to the VM with spuff's `ssh_config` alone, strictly.
+#[cfg(unix)]
+fn openssh_should_log_in_with(ssh_config: &std::path::Path) {
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(ssh_config)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&keys().ed25519)
+        .args(["e2e", "echo", "openssh-ok"])
+        .output()
+        .expect("ssh");
+    assert_success(&out, "OpenSSH with spuff's ssh-config");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "openssh-ok\n");
 }
 
 /// Where `up` is when the test kills it.
@@ -612,6 +628,7 @@ async fn killing_up_while_it_bootstraps_should_not_lose_the_vm() {
     kill_up_at(Stage::Bootstrapping).await;
 }
 
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_up_without_a_terminal_should_destroy_the_vm() {
     let world = Arc::new(World::start(Bootstrap::Forever).await);
