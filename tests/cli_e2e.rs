@@ -1,7 +1,11 @@
 //! The `spuff` binary end to end, as a user runs it, against a test cloud:
-//! the fake DigitalOcean API (tests/fakecloud) whose droplets boot into a
-//! real OpenSSH sshd on 127.0.0.1 built from the create request's user-data
-//! (host key, authorized keys, the agent's config file).
+//! the fake DigitalOcean API (tests/fakecloud) whose droplets boot into fake
+//! VMs (tests/fakevm): a real OpenSSH sshd on 127.0.0.1 built from the create
+//! request's user-data (host key, authorized keys, the agent's config file),
+//! whose sessions see the VM's paths under its own root directory. The
+//! binary learns where to log in from the API alone (the droplet's address
+//! and its `spuff-ssh-port` / `spuff-ssh-user` tags) and runs the same
+//! remote commands as on a real VM: no test hook in the product.
 //!
 //! `spuff up --dev --no-connect` runs the whole flow (create, record, wait,
 //! log in with the pinned host key, SFTP upload of the agent, agent started,
@@ -14,16 +18,17 @@
 //! Then `spuff up` is killed at each stage, and `list` must still show the VM
 //! and `down` must remove it: no VM is ever lost.
 
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::Method;
+use spuff::agent::api;
 
 use crate::fakecloud::{FakeCloud, FakeDroplet, Fault, FaultKind, TOKEN};
-use crate::util::{Sshd, SshdOptions, current_user, free_port, keys};
+use crate::fakevm::{self, FakeVm};
+use crate::util::{free_port, keys, server_path, shared_tempdir};
 
 /// How the fake VM's bootstrap ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,40 +39,38 @@ enum Bootstrap {
     Forever,
 }
 
-/// A test cloud, a user's machine (config dir, HOME, PATH without ssh) and
-/// the "VM"'s files, in one temporary directory.
+/// A test cloud and a user's machine (config dir, HOME, PATH without ssh)
+/// in one temporary directory, and the VMs the cloud booted.
 struct World {
     fake: FakeCloud,
     dir: tempfile::TempDir,
-    ssh_port: u16,
+    /// The agent's port on the VMs (they share this machine's loopback).
     agent_port: u16,
-    vms: Arc<Mutex<Vec<Sshd>>>,
+    vms: Arc<Mutex<Vec<FakeVm>>>,
 }
 
 impl World {
     async fn start(bootstrap: Bootstrap) -> World {
         let fake = FakeCloud::start().await;
         let dir = tempfile::tempdir().expect("tempdir");
-        for sub in ["config", "home", "bin", "vm"] {
+        for sub in ["config", "home", "bin"] {
             std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
         }
         std::fs::write(dir.path().join("ca.pem"), &fake.ca_pem).expect("ca");
-        let ssh_port = free_port();
         let agent_port = free_port();
         let vms = Arc::new(Mutex::new(Vec::new()));
         {
             let vms = vms.clone();
-            let vm_dir = dir.path().join("vm");
             fake.on_create(move |droplet| {
-                let sshd = boot(droplet, &vm_dir, ssh_port, agent_port, bootstrap);
-                vms.lock().unwrap_or_else(|p| p.into_inner()).push(sshd);
-                Some(Ipv4Addr::LOCALHOST)
+                let vm = boot(droplet, agent_port, bootstrap);
+                let booted = vm.booted();
+                vms.lock().unwrap_or_else(|p| p.into_inner()).push(vm);
+                booted
             });
         }
         let world = World {
             fake,
             dir,
-            ssh_port,
             agent_port,
             vms,
         };
@@ -94,18 +97,28 @@ impl World {
             .env("DIGITALOCEAN_TOKEN", TOKEN)
             .env("SPUFF_API_URL", &self.fake.base_url)
             .env("SPUFF_CA_FILE", self.path("ca.pem"))
-            .env("SPUFF_SSH_PORT", self.ssh_port.to_string())
             .env("SPUFF_AGENT_PORT", self.agent_port.to_string())
-            .env("SPUFF_TEST_LOGIN_USER", current_user())
-            .env(
-                "SPUFF_TEST_BOOTSTRAP_STATUS",
-                self.path("vm/bootstrap.status"),
-            )
-            .env("SPUFF_TEST_BOOTSTRAP_LOG", self.path("vm/bootstrap.log"))
-            .env("SPUFF_AGENT_INSTALL_DEST", self.path("vm/spuff-agent"))
-            .env("SPUFF_AGENT_START_COMMAND", self.agent_start_command())
             .env("NO_COLOR", "1")
             .stdin(Stdio::null());
+        if cfg!(windows) {
+            // What a Windows program (and Wine's loader) needs to start.
+            for var in [
+                "SystemRoot",
+                "windir",
+                "SystemDrive",
+                "TEMP",
+                "TMP",
+                "USERPROFILE",
+                "APPDATA",
+                "LOCALAPPDATA",
+                "WINEPREFIX",
+                "WINEDEBUG",
+            ] {
+                if let Some(value) = std::env::var_os(var) {
+                    cmd.env(var, value);
+                }
+            }
+        }
         cmd
     }
 
@@ -113,19 +126,8 @@ impl World {
         self.command(args).output().expect("run spuff")
     }
 
-    /// The "VM" starts the uploaded agent as systemd would: in the
-    /// background, with the config cloud-init wrote.
-    fn agent_start_command(&self) -> String {
-        format!(
-            "nohup {} --config {} > {} 2>&1 < /dev/null &",
-            self.path("vm/spuff-agent").display(),
-            self.path("vm/agent.json").display(),
-            self.path("vm/agent.log").display()
-        )
-    }
-
     fn up(&self, name: &str) -> Command {
-        let agent = agent_binary();
+        let agent = fakevm::agent_binary();
         let agent = agent.display().to_string();
         self.command(&[
             "up",
@@ -150,7 +152,7 @@ impl World {
             .collect()
     }
 
-    /// Waits until `up` has logged in to the "VM" (its sshd says so).
+    /// Waits until `up` has logged in to the VM (its sshd says so).
     fn wait_for_login(&self) {
         eventually("the login", Duration::from_secs(30), || {
             let log: String = self
@@ -158,10 +160,17 @@ impl World {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
-                .map(Sshd::log)
+                .map(FakeVm::log)
                 .collect();
             log.contains("Accepted publickey").then_some(())
         });
+    }
+
+    /// Where the (one) VM's absolute `path` is on this machine.
+    fn vm_path(&self, path: &str) -> PathBuf {
+        let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(vms.len(), 1, "one VM booted");
+        vms[0].path(path)
     }
 
     fn droplet_names(&self) -> Vec<String> {
@@ -174,106 +183,30 @@ impl World {
     }
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        // The agent the "VM" started runs until killed.
-        if let Ok(pid) = std::fs::read_to_string(self.path("vm/agent.pid")) {
-            let _ = Command::new("kill").arg(pid.trim()).status();
-        }
-        let _ = Command::new("pkill")
-            .arg("-f")
-            .arg(self.path("vm/spuff-agent"))
-            .status();
-    }
-}
-
-/// The spuff-agent binary of this build (built first if missing).
-fn agent_binary() -> PathBuf {
-    // tests → target/<profile>/deps/tests-…; the agent is in target/<profile>.
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let name = if cfg!(windows) {
-        "spuff-agent.exe"
-    } else {
-        "spuff-agent"
-    };
-    let path = profile_dir.join(name);
-    if !path.is_file() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "-p", "spuff-agent", "--bin", "spuff-agent"])
-            .status()
-            .expect("cargo build -p spuff-agent");
-        assert!(status.success(), "building spuff-agent failed");
-    }
-    path
-}
-
-/// The fake cloud boots a droplet: sshd from the user-data's host key and
-/// authorized keys, the agent config from its `write_files` (with the test's
-/// port), and a bootstrap that reports `running`, then maybe `ready`.
-fn boot(
-    droplet: &FakeDroplet,
-    vm: &Path,
-    port: u16,
-    agent_port: u16,
-    bootstrap: Bootstrap,
-) -> Sshd {
-    let text = droplet.user_data.as_deref().expect("user-data");
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("user-data is YAML");
-    let host_key = doc["ssh_keys"]["ed25519_private"]
-        .as_str()
-        .expect("ssh_keys.ed25519_private")
-        .to_string();
-    let authorized: String = doc["users"][0]["ssh_authorized_keys"]
-        .as_sequence()
-        .expect("ssh_authorized_keys")
-        .iter()
-        .map(|k| format!("{}\n", k.as_str().expect("key")))
-        .collect();
-    let agent_json = doc["write_files"]
-        .as_sequence()
-        .expect("write_files")
-        .iter()
-        .find(|f| f["path"].as_str() == Some(spuff::agent::api::CONFIG_PATH))
-        .and_then(|f| f["content"].as_str())
-        .expect("the agent's config in write_files");
-    let mut config: serde_json::Value = serde_json::from_str(agent_json).expect("agent json");
-    config["port"] = serde_json::json!(agent_port);
-    write_private(&vm.join("agent.json"), &config.to_string());
-
-    std::fs::write(vm.join("bootstrap.status"), "running\n").expect("status");
-    std::fs::write(vm.join("bootstrap.log"), "phase 1: packages\n").expect("log");
-    let sshd = Sshd::launch(&SshdOptions {
-        host_key: Some(&host_key),
-        authorized_keys: Some(&authorized),
-        port: Some(port),
-        ..SshdOptions::default()
-    });
+/// The fake cloud boots a droplet into a fake VM (the agent's config with
+/// the test's port), whose bootstrap reports `running`, then maybe `ready`.
+fn boot(droplet: &FakeDroplet, agent_port: u16, bootstrap: Bootstrap) -> FakeVm {
+    let user_data = droplet.user_data.as_deref().expect("user-data");
+    let vm = FakeVm::boot(
+        user_data,
+        &fakevm::Options {
+            agent_port: Some(agent_port),
+            ..fakevm::Options::default()
+        },
+    );
+    let status = vm.path(api::BOOTSTRAP_STATUS_PATH);
+    let log = vm.path(api::BOOTSTRAP_LOG_PATH);
+    assert!(fakevm::write_atomic(&status, "running\n"));
+    std::fs::write(&log, "phase 1: packages\n").expect("log");
     if bootstrap == Bootstrap::Ready {
-        let vm = vm.to_path_buf();
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            let _ = std::fs::write(
-                vm.join("bootstrap.log"),
-                "phase 1: packages\nphase 2: done\n",
-            );
-            let _ = std::fs::write(vm.join("bootstrap.tmp"), "ready\n");
-            let _ = std::fs::rename(vm.join("bootstrap.tmp"), vm.join("bootstrap.status"));
+            if fakevm::append(&log, "phase 2: done") {
+                fakevm::write_atomic(&status, "ready\n");
+            }
         });
     }
-    sshd
-}
-
-fn write_private(path: &Path, text: &str) {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .expect("write agent.json");
-    std::io::Write::write_all(&mut f, text.as_bytes()).expect("write");
+    vm
 }
 
 fn assert_success(out: &Output, what: &str) {
@@ -343,14 +276,23 @@ fn whole_life(w: &World) {
     let id = up["provider_id"].as_str().expect("id").to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pinned host key"), "{stderr}");
-    // The agent binary was uploaded over SFTP and installed 0755.
+    // The agent binary was uploaded over SFTP and installed 0755 where
+    // systemd starts it from.
     {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(w.path("vm/spuff-agent"))
-            .expect("agent installed")
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, 0o755);
+        let installed = w.vm_path(api::BINARY_PATH);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&installed)
+                .expect("agent installed")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o755);
+        }
+        assert_eq!(
+            std::fs::read(&installed).expect("installed"),
+            std::fs::read(fakevm::agent_binary()).expect("built")
+        );
     }
 
     // status --json: the agent answers through the SSH channel.
@@ -388,9 +330,11 @@ fn whole_life(w: &World) {
     // cp both ways: a file and a tree.
     let local = w.path("home/notes.txt");
     std::fs::write(&local, "some notes\n").expect("write");
-    let remote_dir = w.path("vm/files");
+    // A directory on the VM's machine (under Wine: the Linux side's /tmp).
+    let remote_root = shared_tempdir();
+    let remote_dir = remote_root.path().join("files");
     std::fs::create_dir_all(&remote_dir).expect("mkdir");
-    let remote = format!("e2e:{}/", remote_dir.display());
+    let remote = format!("e2e:{}/", server_path(&remote_dir));
     assert_success(
         &w.spuff(&["cp", "-q", &local.display().to_string(), &remote]),
         "cp up",
@@ -411,7 +355,7 @@ fn whole_life(w: &World) {
         "a\n"
     );
     let back = w.path("home/back.txt");
-    let from = format!(":{}/notes.txt", remote_dir.display());
+    let from = format!(":{}/notes.txt", server_path(&remote_dir));
     assert_success(
         &w.spuff(&["cp", &from, &back.display().to_string()]),
         "cp down",
@@ -440,40 +384,50 @@ fn whole_life(w: &World) {
     });
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("spuff-agent"), "{response}");
-    // Ctrl-C ends it cleanly.
+    // Ctrl-C ends it cleanly. (Wine has no console to send it through.)
+    #[cfg(unix)]
     let _ = Command::new("kill")
         .args(["-INT", &tunnel.id().to_string()])
         .status();
+    #[cfg(windows)]
+    let _ = tunnel.kill();
     let status = tunnel.wait().expect("tunnel exit");
     let mut err = String::new();
     std::io::Read::read_to_string(tunnel.stderr.as_mut().expect("stderr"), &mut err).ok();
-    assert!(status.success(), "tunnel: {status:?}\n{err}");
+    if cfg!(unix) {
+        assert!(status.success(), "tunnel: {status:?}\n{err}");
+    }
     assert!(
         err.contains("opened from"),
         "a line per connection with -v: {err}"
     );
 
-    // logs: the bootstrap log, read over SSH.
+    // logs: the bootstrap log, cloud-init's and the agent's journal, read
+    // over SSH.
     let out = w.spuff(&["logs", "--bootstrap", "-n", "1"]);
     assert_success(&out, "logs");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "phase 2: done\n");
+    let out = w.spuff(&["logs", "--cloud-init", "-n", "1"]);
+    assert_success(&out, "logs --cloud-init");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("Cloud-init v."),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = w.spuff(&["logs", "--agent", "-n", "100"]);
+    assert_success(&out, "logs --agent");
+    let journal = String::from_utf8_lossy(&out.stdout);
+    assert!(journal.contains("spuff-agent listening"), "{journal}");
 
     // ssh-config: a Host entry and the pinned key, good enough for OpenSSH
-    // itself (the test's own ssh, not spuff's PATH) to log in strictly.
+    // itself (the test's own ssh, not spuff's PATH; not under Wine) to log in
+    // strictly.
     assert_success(&w.spuff(&["ssh-config", "--no-include"]), "ssh-config");
     let ssh_config = w.path("config/ssh_config");
     let text = std::fs::read_to_string(&ssh_config).expect("ssh_config");
     assert!(text.contains("Host e2e"), "{text}");
-    let out = Command::new("ssh")
-        .arg("-F")
-        .arg(&ssh_config)
-        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
-        .arg(&keys().ed25519)
-        .args(["e2e", "echo", "openssh-ok"])
-        .output()
-        .expect("ssh");
-    assert_success(&out, "OpenSSH with spuff's ssh-config");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "openssh-ok\n");
+    #[cfg(unix)]
+    openssh_should_log_in_with(&ssh_config);
 
     // list: reconciled with the provider, nothing flagged.
     let list = json(&w.spuff(&["list", "--json"]), "list");
@@ -541,6 +495,21 @@ fn whole_life(w: &World) {
         stats.log.iter().all(|l| !l.contains("/v2/account/keys")),
         "no key uploads"
     );
+}
+
+/// OpenSSH logs in to the VM with spuff's `ssh_config` alone, strictly.
+#[cfg(unix)]
+fn openssh_should_log_in_with(ssh_config: &std::path::Path) {
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(ssh_config)
+        .args(["-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i"])
+        .arg(&keys().ed25519)
+        .args(["e2e", "echo", "openssh-ok"])
+        .output()
+        .expect("ssh");
+    assert_success(&out, "OpenSSH with spuff's ssh-config");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "openssh-ok\n");
 }
 
 /// Where `up` is when the test kills it.
@@ -659,6 +628,7 @@ async fn killing_up_while_it_bootstraps_should_not_lose_the_vm() {
     kill_up_at(Stage::Bootstrapping).await;
 }
 
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread")]
 async fn ctrl_c_during_up_without_a_terminal_should_destroy_the_vm() {
     let world = Arc::new(World::start(Bootstrap::Forever).await);

@@ -4,12 +4,14 @@
 //! sshd broker (tests/util/broker.rs, docs/windows.md).
 
 mod fakecloud;
+// A VM the fake cloud boots into: a local sshd (under Wine, booted by the
+// broker on the Linux side).
+mod fakevm;
 mod util;
 
 mod agent_client;
-// The CLI end to end: the test cloud boots VMs into local sshds, which the
-// Windows tests only reach through the broker.
-#[cfg(not(windows))]
+// The CLI end to end: the test cloud boots VMs into fake VMs (under Wine,
+// through the broker).
 mod cli_e2e;
 mod cloudinit;
 mod forward;
@@ -40,5 +42,5 @@ mod vm_up;
 #[test]
 #[ignore = "the sshd broker for the Windows tests; .ci/run starts it"]
 fn sshd_broker() {
-    util::broker::server::serve_from_env();
+    util::broker::server::serve_from_env(fakevm::broker_requests);
 }

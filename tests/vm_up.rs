@@ -1,33 +1,37 @@
 //! `spuff::vm::up` end to end: the fake DigitalOcean API (tests/fakecloud)
-//! boots each droplet it creates into a real OpenSSH sshd on 127.0.0.1, built
-//! from the create request's user-data: its host key is the user-data's
-//! `ssh_keys.ed25519_private`, its authorized_keys the user's
-//! `ssh_authorized_keys`. So a login proves that spuff pins the key it
-//! generated and that cloud-init would install it, and that the key it sent
-//! is the key that lets it in.
+//! boots each droplet it creates into a fake VM (tests/fakevm): a real
+//! OpenSSH sshd on 127.0.0.1, built from the create request's user-data: its
+//! host key is the user-data's `ssh_keys.ed25519_private`, its
+//! authorized_keys the user's `ssh_authorized_keys`. So a login proves that
+//! spuff pins the key it generated and that cloud-init would install it, and
+//! that the key it sent is the key that lets it in.
 //!
-//! The "VM" plays its bootstrap in files of the test's temporary directory
-//! (`Plan::bootstrap_files`): `running` before sshd answers, then, once `up`
-//! has reported it running, a last log line and `ready` (or `failed`).
-//! The sshd runs as the current user (root in CI), so `Plan::login_user`
-//! logs in as that user rather than the user-data's `dev`.
+//! `up` learns where to log in from the API alone: the droplet's address and
+//! its `spuff-ssh-port` / `spuff-ssh-user` tags (the sshd runs as the
+//! current user, root in CI, so that is the login user rather than the
+//! user-data's `dev`). The VM plays its bootstrap in its own
+//! `/opt/spuff/bootstrap.status` and `/var/log/spuff-bootstrap.log` (under
+//! its root): `running` before sshd answers, then, once `up` has reported it
+//! running, a last log line and `ready` (or `failed`).
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use http::Method;
-use spuff::agent::api::{AgentConfig, BootstrapStatus};
-use spuff::cloudinit::{self, AgentInstall, AgentSource, HostKeyPair, Limit};
-use spuff::provider::{ImageSpec, MANAGED_LABEL, Provider, ProviderError, ProviderRegistry};
+use spuff::agent::api::{self, AgentConfig, BootstrapStatus};
+use spuff::cloudinit::{self, AgentInstall, AgentSource, Limit};
+use spuff::provider::{ImageSpec, MANAGED_LABEL, Provider, ProviderRegistry};
+use spuff::ssh::HostKeyPair;
 use spuff::ssh::{self, AuthMethod, RetryPolicy};
 use spuff::state::{self, Instance, Lifecycle, Store};
-use spuff::vm::up::{Error, Event, Observer, Plan};
+use spuff::vm::up::{Error, Plan};
 use spuff::vm::{self, Tracking};
+use spuff::vm::{Event, Observer};
 
 use crate::fakecloud::{FakeCloud, FakeDroplet, Fault, FaultKind};
-use crate::util::{Sshd, SshdOptions, current_user, free_port, keys};
+use crate::fakevm::{self, FakeVm};
+use crate::util::{current_user, keys};
 
 /// The first and last lines the "VM" writes to its bootstrap log.
 const LOG_FIRST: &str = "phase 1: installing packages";
@@ -77,17 +81,15 @@ impl Recorder {
     }
 }
 
-/// A fake cloud whose droplets boot into local sshds, a state store, and
-/// the files of the "VM"'s bootstrap, all in one temporary directory.
+/// A fake cloud whose droplets boot into fake VMs, and a state store.
 struct Lab {
     fake: FakeCloud,
     provider: Arc<dyn Provider>,
     store: Store,
-    dir: tempfile::TempDir,
-    /// The port the next booted VM's sshd listens on (`Plan.ssh.port`).
-    port: u16,
+    /// Holds the state file.
+    _dir: tempfile::TempDir,
     /// The booted VMs.
-    vms: Arc<Mutex<Vec<Sshd>>>,
+    vms: Arc<Mutex<Vec<FakeVm>>>,
     recorder: Recorder,
 }
 
@@ -106,25 +108,23 @@ impl Lab {
             .expect("provider");
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("state.redb")).expect("store");
-        let port = free_port();
         let vms = Arc::new(Mutex::new(Vec::new()));
         let recorder = Recorder::default();
-        let (status, log) = bootstrap_paths(dir.path());
         {
             let vms = vms.clone();
             let recorder = recorder.clone();
             fake.on_create(move |droplet| {
-                let sshd = boot_vm(droplet, boot, port, &status, &log, &recorder);
-                lock(&vms).push(sshd);
-                Some(Ipv4Addr::LOCALHOST)
+                let vm = boot_vm(droplet, boot, &recorder);
+                let booted = vm.booted();
+                lock(&vms).push(vm);
+                booted
             });
         }
         Lab {
             fake,
             provider,
             store,
-            dir,
-            port,
+            _dir: dir,
             vms,
             recorder,
         }
@@ -142,10 +142,10 @@ impl Lab {
                 AgentSource::Upload,
             )
         };
+        // Where and as whom `up` learns from the provider.
         let ssh = ssh::Config {
-            port: self.port,
             auth: vec![AuthMethod::KeyFile(k.ed25519.clone())],
-            ..ssh::Config::new("filled-in-by-up", current_user())
+            ..ssh::Config::new("filled-in-by-up", "filled-in-by-up")
         };
         let mut plan = Plan::new(
             name,
@@ -164,9 +164,6 @@ impl Lab {
         };
         plan.bootstrap_timeout = Duration::from_secs(30);
         plan.bootstrap_poll = Duration::from_millis(100);
-        let (status, log) = bootstrap_paths(self.dir.path());
-        plan.bootstrap_files = (status.display().to_string(), log.display().to_string());
-        plan.login_user = Some(current_user());
         plan
     }
 
@@ -182,7 +179,14 @@ impl Lab {
     }
 
     fn vm_log(&self) -> String {
-        lock(&self.vms).iter().map(Sshd::log).collect()
+        lock(&self.vms).iter().map(FakeVm::log).collect()
+    }
+
+    /// The one VM booted so far: its sshd's port and its root.
+    fn vm(&self) -> (u16, std::path::PathBuf) {
+        let vms = lock(&self.vms);
+        assert_eq!(vms.len(), 1, "one VM booted");
+        (vms[0].sshd.port, vms[0].root())
     }
 
     /// `spuff list`'s view: local state against the fake's listing.
@@ -194,62 +198,41 @@ impl Lab {
     }
 }
 
-fn bootstrap_paths(dir: &Path) -> (PathBuf, PathBuf) {
-    (dir.join("bootstrap.status"), dir.join("bootstrap.log"))
-}
-
-/// What the fake cloud does with a new droplet: read its user-data as
-/// cloud-init would, start sshd with its host key and authorized keys on
-/// `port`, and play the bootstrap.
-fn boot_vm(
-    droplet: &FakeDroplet,
-    boot: Boot,
-    port: u16,
-    status: &Path,
-    log: &Path,
-    recorder: &Recorder,
-) -> Sshd {
-    let text = droplet
+/// What the fake cloud does with a new droplet: boot a fake VM from its
+/// user-data, and play the bootstrap.
+fn boot_vm(droplet: &FakeDroplet, boot: Boot, recorder: &Recorder) -> FakeVm {
+    let user_data = droplet
         .user_data
         .as_deref()
         .expect("the create sent user-data");
-    let doc: serde_yaml_ng::Value = serde_yaml_ng::from_str(text).expect("user-data is YAML");
-    let host_key = match boot {
-        Boot::WrongHostKey => HostKeyPair::generate()
-            .expect("host key")
-            .private_key_openssh()
-            .to_string(),
-        _ => doc["ssh_keys"]["ed25519_private"]
-            .as_str()
-            .expect("ssh_keys.ed25519_private")
-            .to_string(),
-    };
-    let authorized: String = doc["users"][0]["ssh_authorized_keys"]
-        .as_sequence()
-        .expect("users[0].ssh_authorized_keys")
-        .iter()
-        .map(|k| format!("{}\n", k.as_str().expect("a key line")))
-        .collect();
+    let other_key = HostKeyPair::generate()
+        .expect("host key")
+        .private_key_openssh()
+        .to_string();
+    let vm = FakeVm::boot(
+        user_data,
+        &fakevm::Options {
+            host_key: (boot == Boot::WrongHostKey).then_some(other_key.as_str()),
+            ..fakevm::Options::default()
+        },
+    );
 
-    // Phase 1 reports `running` before sshd can be reached.
-    write_atomic(status, "running\n");
-    std::fs::write(log, format!("{LOG_FIRST}\n")).expect("bootstrap log");
-    let sshd = Sshd::launch(&SshdOptions {
-        host_key: Some(&host_key),
-        authorized_keys: Some(&authorized),
-        port: Some(port),
-        ..SshdOptions::default()
-    });
+    // Phase 1 reports `running` before sshd can be reached: the cloud names
+    // the VM's address only once this hook has returned.
+    let status = vm.path(api::BOOTSTRAP_STATUS_PATH);
+    let log = vm.path(api::BOOTSTRAP_LOG_PATH);
+    assert!(fakevm::write_atomic(&status, "running\n"));
+    std::fs::write(&log, format!("{LOG_FIRST}\n")).expect("bootstrap log");
 
     // It ends once `up` has seen it running (and a few polls later), so the
     // events are the same however fast the login is. The thread gives up
-    // quietly when the test is over (its directory gone) without that.
+    // quietly when the test is over (the VM's directory gone) without that.
     let end = match boot {
         Boot::Ready => "ready\n",
         Boot::Failed => "failed\n",
-        Boot::WrongHostKey => return sshd,
+        Boot::WrongHostKey => return vm,
     };
-    let (status, log, recorder) = (status.to_path_buf(), log.to_path_buf(), recorder.clone());
+    let recorder = recorder.clone();
     std::thread::spawn(move || {
         while !recorder.saw_bootstrap_running() {
             if !log.exists() {
@@ -258,25 +241,11 @@ fn boot_vm(
             std::thread::sleep(Duration::from_millis(20));
         }
         std::thread::sleep(Duration::from_millis(200));
-        let last_line = std::fs::OpenOptions::new()
-            .append(true)
-            .open(&log)
-            .and_then(|mut f| {
-                std::io::Write::write_all(&mut f, format!("{LOG_LAST}\n").as_bytes())
-            });
-        if last_line.is_ok() {
-            write_atomic(&status, end);
+        if fakevm::append(&log, LOG_LAST) {
+            fakevm::write_atomic(&status, end);
         }
     });
-    sshd
-}
-
-/// Replaces `path` by a rename, as the bootstrap scripts do, so a reader
-/// never sees a half-written status.
-fn write_atomic(path: &Path, content: &str) {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, content).expect("write the bootstrap status");
-    std::fs::rename(&tmp, path).expect("rename the bootstrap status");
+    vm
 }
 
 /// The event's kind, for order checks.
@@ -337,17 +306,21 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
     let out = up.session.exec("echo hi").await.expect("exec");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
 
-    // The droplet as the fake cloud received it.
+    // The droplet as the fake cloud received it, tagged by its VM with how
+    // to reach its sshd.
     let droplet = {
         let s = lab.fake.state();
         assert_eq!(s.droplets.len(), 1);
         s.droplets.values().next().cloned().expect("droplet")
     };
-    assert!(
-        droplet.tags.iter().any(|t| t == MANAGED_LABEL),
-        "{:?}",
-        droplet.tags
-    );
+    let (vm_port, _) = lab.vm();
+    for tag in [
+        MANAGED_LABEL.to_string(),
+        format!("spuff-ssh-port:{vm_port}"),
+        format!("spuff-ssh-user:{}", current_user()),
+    ] {
+        assert!(droplet.tags.contains(&tag), "{tag} in {:?}", droplet.tags);
+    }
     assert_eq!(
         droplet.user_data.as_deref(),
         Some(expected_user_data.as_str())
@@ -358,6 +331,7 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
     {
         let vms = lock(&lab.vms);
         assert_eq!(vms.len(), 1);
+        let vms: Vec<_> = vms.iter().map(|vm| &vm.sshd).collect();
         assert_eq!(vms[0].host_key.key_data(), host_key.public_key().key_data());
         assert!(
             vms[0].log().contains("Accepted publickey"),
@@ -373,9 +347,10 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
     assert_eq!(record.provider, "digitalocean");
     assert_eq!(record.provider_id, droplet.id.to_string());
     assert_eq!(record.ipv4, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
-    assert_eq!(record.ssh_port, lab.port);
+    // Where later commands log in: where `up` logged in, from the tags.
+    assert_eq!(record.ssh_port, vm_port);
+    assert_eq!(record.ssh_host, None, "the public address");
     assert_eq!(record.host_key, host_key.public_key_openssh());
-    // The user later commands log in as: the one `up` logged in as.
     assert_eq!(record.ssh_user, current_user());
     assert!(!record.dev);
     assert_eq!(
@@ -457,11 +432,16 @@ async fn up_should_record_the_vm_before_the_create_call_returns() {
     );
     assert_eq!(record.status, Lifecycle::Creating);
     assert_eq!(record.host_key, host_key);
-    assert_eq!(record.ssh_port, lab.port);
+    assert_eq!(
+        (record.ssh_port, record.ssh_user.as_str()),
+        (22, "dev"),
+        "the user-data's until the provider says otherwise"
+    );
 
     let up = result.expect("up");
     assert_eq!(up.instance.status, Lifecycle::Ready);
     assert!(!up.instance.provider_id.is_empty());
+    assert_eq!(up.instance.ssh_port, lab.vm().0);
 }
 
 /// The create succeeds but the state file is locked by another process when
@@ -566,12 +546,15 @@ async fn up_should_forget_the_vm_when_the_create_is_refused() {
 }
 
 /// The create makes the droplet but its answer is lost, and the provider's
-/// look for it by name fails too (a 5xx storm on the listing): `up` cannot
-/// know, so the record stays; `list` later matches it by name.
+/// look for it by its spuff id fails for as long as it looks (a 5xx storm on
+/// the listing): `up` cannot know, so the record stays, unconfirmed; `list`
+/// later matches it.
 #[tokio::test]
 async fn up_should_keep_the_record_when_the_create_may_have_happened() {
     let lab = Lab::start_with(Boot::Ready, |mut c| {
-        c.http.retry.max_attempts = 2;
+        // One create, never resent, and a short look for it.
+        c.http.retry.max_attempts = 1;
+        c.timeouts.create_lookup = Duration::from_millis(300);
         c
     })
     .await;
@@ -581,7 +564,8 @@ async fn up_should_keep_the_record_when_the_create_may_have_happened() {
         FaultKind::ProcessThenDrop,
     ));
     let server_error = include_str!("data/digitalocean/spec/error.500.json");
-    for _ in 0..2 {
+    // More than the look can use up in its time.
+    for _ in 0..200 {
         lab.fake.push_fault(Fault::new(
             Method::GET,
             "/v2/droplets",
@@ -596,21 +580,20 @@ async fn up_should_keep_the_record_when_the_create_may_have_happened() {
             source,
         } => {
             assert_eq!(name, "vm-lost");
-            assert!(
-                matches!(source, ProviderError::Api { status: 500, .. }),
-                "{source:?}"
-            );
+            // The create's own error (its answer was dropped).
+            assert!(source.is_retryable(), "{source:?}");
         }
         other => panic!("{other:?}"),
     }
     assert_eq!(err.created(), Some("vm-lost"));
     let record = lab.record("vm-lost");
-    assert_eq!(record.status, Lifecycle::Failed);
+    assert_eq!(record.status, Lifecycle::Unconfirmed);
     assert_eq!(record.provider_id, "");
     let stats = lab.fake.stats();
     assert_eq!(stats.count("POST /v2/droplets"), 1, "{:?}", stats.log);
-    assert_eq!(stats.count("GET /v2/droplets"), 2, "{:?}", stats.log);
-    assert!(lab.fake.state().faults.is_empty());
+    assert!(stats.count("GET /v2/droplets") >= 2, "{:?}", stats.log);
+    // The storm is over.
+    lab.fake.state().faults.clear();
 
     // `spuff list`: the droplet that was made is this record, not an orphan;
     // a spuff droplet nothing here knows of is.
@@ -626,7 +609,7 @@ async fn up_should_keep_the_record_when_the_create_may_have_happened() {
     let lost = rows.iter().find(|r| r.name == "vm-lost").expect("vm-lost");
     assert_eq!(lost.tracking, Tracking::Tracked);
     assert_eq!(lost.provider_id, droplet_id);
-    assert_eq!(lost.local_status, Some(Lifecycle::Failed));
+    assert_eq!(lost.local_status, Some(Lifecycle::Unconfirmed));
     let stray_row = rows.iter().find(|r| r.name == "vm-stray").expect("stray");
     assert_eq!(stray_row.tracking, Tracking::Orphan);
     assert_eq!(stray_row.provider_id, stray.to_string());
@@ -658,7 +641,7 @@ async fn up_should_refuse_a_vm_that_presents_another_host_key() {
             ..
         }) => {
             let vms = lock(&lab.vms);
-            assert_eq!(presented, &ssh::fingerprint(&vms[0].host_key));
+            assert_eq!(presented, &ssh::fingerprint(&vms[0].sshd.host_key));
             assert_eq!(expected.len(), 1);
             assert_eq!(expected[0].fingerprint, pinned);
         }
@@ -708,9 +691,8 @@ async fn up_should_fail_after_create_when_the_bootstrap_fails() {
         panic!("{err:?}");
     };
     assert_eq!(*step, "the bootstrap");
-    let (_, log) = bootstrap_paths(lab.dir.path());
     assert!(
-        source.to_string().contains(&log.display().to_string()),
+        source.to_string().contains(api::BOOTSTRAP_LOG_PATH),
         "names the log: {source}"
     );
     assert_eq!(err.created(), Some("vm-broken"));
@@ -739,7 +721,7 @@ async fn up_should_refuse_a_taken_name_before_creating_anything() {
         "ubuntu-24.04",
         "dev",
         "ssh-ed25519 AAAA",
-        spuff::provider::Secret::new("t"),
+        spuff::Secret::new("t"),
     );
     lab.store.insert(&existing).expect("insert");
     let before = lab.record("vm-taken");
@@ -754,6 +736,9 @@ async fn up_should_refuse_a_taken_name_before_creating_anything() {
     assert_eq!(lab.record("vm-taken"), before, "left as it was");
 }
 
+/// `--dev`: the agent goes up over SFTP and is installed and started as on
+/// a real VM (`install -D -m 0755 … /opt/spuff/spuff-agent`, then systemd):
+/// the fake VM's start runs it with the config cloud-init wrote.
 #[tokio::test]
 async fn up_should_upload_and_start_the_agent_in_dev_mode() {
     use std::os::unix::fs::PermissionsExt;
@@ -761,31 +746,44 @@ async fn up_should_upload_and_start_the_agent_in_dev_mode() {
     let lab = Lab::start(Boot::Ready).await;
     let work = tempfile::tempdir().expect("tempdir");
     let binary = work.path().join("spuff-agent");
-    std::fs::write(&binary, "#!/bin/sh\necho agent\n").expect("binary");
+    let started = work.path().join("agent-started");
+    std::fs::write(
+        &binary,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n",
+            started.display()
+        ),
+    )
+    .expect("binary");
     std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o700)).expect("chmod");
-    let dest = work.path().join("opt/spuff/spuff-agent");
-    let marker = work.path().join("agent-started");
     let mut plan = lab.plan("vm-dev");
-    plan.upload_agent = Some((
-        binary.clone(),
-        AgentInstall {
-            dest: dest.display().to_string(),
-            start_command: Some(format!("touch '{}'", marker.display())),
-            sudo: Some(false),
-        },
-    ));
+    plan.upload_agent = Some((binary.clone(), AgentInstall::default()));
     let up = match lab.up(plan).await {
         Ok(up) => up,
         Err(e) => panic!("up failed: {e:?}\n--- sshd ---\n{}", lab.vm_log()),
     };
 
+    let (_, root) = lab.vm();
+    let dest = root.join(api::BINARY_PATH.trim_start_matches('/'));
     assert_eq!(
         std::fs::read(&dest).expect("installed"),
         std::fs::read(&binary).expect("binary")
     );
     let mode = std::fs::metadata(&dest).expect("dest").permissions().mode();
     assert_eq!(mode & 0o7777, 0o755);
-    assert!(marker.exists(), "the start command ran");
+    // Started in the background, with the VM's config.
+    let config = root.join(api::CONFIG_PATH.trim_start_matches('/'));
+    assert!(config.is_file(), "cloud-init wrote the agent's config");
+    let args = format!("--config\n{}\n", config.display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&started).unwrap_or_default() != args {
+        assert!(
+            Instant::now() < deadline,
+            "started with {:?}",
+            std::fs::read_to_string(&started)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(up.instance.dev);
     assert_eq!(up.instance.status, Lifecycle::Ready);
     let events = lab.recorder.events();

@@ -175,6 +175,11 @@ impl SshEndpoint {
 
     /// The endpoint at `host`, with port and user from the VM's labels when
     /// they are valid (a bad value is ignored, not trusted).
+    ///
+    /// The user may be `root`: spuff never *creates* a root login (the
+    /// user-data's user is checked by [`crate::validate::username`]), but a
+    /// VM that says it takes root (a custom image) is logged in to as root,
+    /// and spuff's remote commands then run without `sudo`.
     pub fn from_labels(host: IpAddr, labels: &BTreeMap<String, String>) -> Self {
         let port = labels
             .get(SSH_PORT_LABEL)
@@ -183,7 +188,7 @@ impl SshEndpoint {
             .unwrap_or(22);
         let user = labels
             .get(SSH_USER_LABEL)
-            .filter(|u| crate::validate::username(u).is_ok())
+            .filter(|u| *u == "root" || crate::validate::username(u).is_ok())
             .cloned();
         SshEndpoint { host, port, user }
     }
@@ -496,5 +501,8 @@ mod tests {
         labels.insert(SSH_USER_LABEL.to_string(), "bad user".to_string());
         let e = SshEndpoint::from_labels(ip, &labels);
         assert_eq!((e.port, e.user), (22, None));
+        labels.insert(SSH_USER_LABEL.to_string(), "root".to_string());
+        let e = SshEndpoint::from_labels(ip, &labels);
+        assert_eq!(e.user.as_deref(), Some("root"));
     }
 }

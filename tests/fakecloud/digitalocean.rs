@@ -12,8 +12,12 @@
 //!
 //! A droplet can also *boot*: with a [`BootHook`] installed
 //! ([`FakeCloud::on_create`]), each create hands the droplet (with its
-//! user-data) to the hook, which stands a VM up (tests/vm_up.rs starts a real
-//! sshd from the user-data) and names the public IPv4 the API then reports.
+//! user-data) to the hook, which stands a VM up (tests/fakevm starts a real
+//! sshd from the user-data) and returns where it listens ([`BootedVm`]). The
+//! API then reports the VM's public IPv4 and, once active, carries its SSH
+//! port and user as the tags `spuff-ssh-port:PORT` and `spuff-ssh-user:USER`,
+//! as a custom image would: spuff learns how to reach the VM from the API
+//! alone.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -48,12 +52,34 @@ pub struct FakeDroplet {
     pub polls: u32,
     pub created: Instant,
     pub user_data: Option<String>,
-    /// The public IPv4 a [`BootHook`] named; `203.0.113.N` when `None`.
-    pub public_ipv4: Option<Ipv4Addr>,
+    /// The VM a [`BootHook`] stood up; without one the public IPv4 is
+    /// `203.0.113.N` and no SSH tags are added.
+    pub booted: Option<BootedVm>,
 }
 
-/// Stands a VM up for a droplet a create just made, and returns the public
-/// IPv4 the API reports for it once active (`None`: the usual `203.0.113.N`).
+/// What a [`BootHook`] stood up: where the VM's sshd listens, and whom it
+/// lets in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootedVm {
+    /// The public IPv4 the API reports once the droplet is active.
+    pub ipv4: Ipv4Addr,
+    /// The sshd's port: the tag `spuff-ssh-port:PORT`.
+    pub ssh_port: u16,
+    /// The login user: the tag `spuff-ssh-user:USER`.
+    pub ssh_user: String,
+}
+
+impl BootedVm {
+    /// The tags the droplet carries once active.
+    pub fn tags(&self) -> [String; 2] {
+        [
+            format!("{}:{}", spuff::provider::SSH_PORT_LABEL, self.ssh_port),
+            format!("{}:{}", spuff::provider::SSH_USER_LABEL, self.ssh_user),
+        ]
+    }
+}
+
+/// Stands a VM up for a droplet a create just made, and returns it.
 ///
 /// It runs on a blocking thread before the create is answered, so the VM
 /// exists when the client learns the droplet's id. A panic is reported on
@@ -61,7 +87,7 @@ pub struct FakeDroplet {
 #[derive(Clone)]
 pub struct BootHook(Arc<BootFn>);
 
-type BootFn = dyn Fn(&FakeDroplet) -> Option<Ipv4Addr> + Send + Sync;
+type BootFn = dyn Fn(&FakeDroplet) -> BootedVm + Send + Sync;
 
 impl std::fmt::Debug for BootHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -100,7 +126,7 @@ impl Server<State> {
             polls: 1000,
             created: Instant::now(),
             user_data: None,
-            public_ipv4: None,
+            booted: None,
         };
         s.droplets.insert(id, d);
         id
@@ -108,10 +134,7 @@ impl Server<State> {
 
     /// Boots a VM with `hook` for every droplet a create makes from now on
     /// (see [`BootHook`]).
-    pub fn on_create(
-        &self,
-        hook: impl Fn(&FakeDroplet) -> Option<Ipv4Addr> + Send + Sync + 'static,
-    ) {
+    pub fn on_create(&self, hook: impl Fn(&FakeDroplet) -> BootedVm + Send + Sync + 'static) {
         self.state().boot = Some(BootHook(Arc::new(hook)));
     }
 }
@@ -160,6 +183,12 @@ impl Api for State {
                 d.polls += 1;
                 if d.status == "new" && d.polls >= after_polls && d.created.elapsed() >= after {
                     d.status = "active".into();
+                    // The booted VM tags itself with how to reach its sshd.
+                    for tag in d.booted.iter().flat_map(BootedVm::tags) {
+                        if !d.tags.contains(&tag) {
+                            d.tags.push(tag);
+                        }
+                    }
                 }
                 Reply::json(200, json!({"droplet": droplet_json(d)}))
             }
@@ -258,10 +287,10 @@ impl Api for State {
         let hook = self.boot.clone()?;
         let droplet = self.droplets.get(&id)?.clone();
         Some(Box::new(move || {
-            let ip = (hook.0)(&droplet);
+            let vm = (hook.0)(&droplet);
             Box::new(move |s: &mut State| {
                 if let Some(d) = s.droplets.get_mut(&id) {
-                    d.public_ipv4 = ip;
+                    d.booted = Some(vm);
                 }
             })
         }))
@@ -287,7 +316,7 @@ impl State {
             polls: 0,
             created: Instant::now(),
             user_data: call.body["user_data"].as_str().map(String::from),
-            public_ipv4: None,
+            booted: None,
         };
         let action = format!("{}/v2/actions/{}", call.origin, id + 1000);
         let body = json!({"droplet": droplet_json(&d), "links": {"actions": [{"id": id + 1000, "rel": "create", "href": action}]}});
@@ -357,8 +386,9 @@ fn droplet_json(d: &FakeDroplet) -> Value {
     let (v4, v6) = if active {
         let n = d.id % 250;
         let public = d
-            .public_ipv4
-            .map_or_else(|| format!("203.0.113.{n}"), |ip| ip.to_string());
+            .booted
+            .as_ref()
+            .map_or_else(|| format!("203.0.113.{n}"), |vm| vm.ipv4.to_string());
         (
             json!([
                 {"ip_address": format!("10.114.0.{n}"), "netmask": "255.255.240.0", "gateway": "10.114.0.1", "type": "private"},

@@ -16,5 +16,5 @@ pub mod digitalocean;
 pub mod hetzner;
 pub mod server;
 
-pub use digitalocean::{BootHook, FakeCloud, FakeDroplet, TOKEN};
+pub use digitalocean::{BootHook, BootedVm, FakeCloud, FakeDroplet, TOKEN};
 pub use server::{Fault, FaultKind, Stats};

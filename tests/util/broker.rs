@@ -16,7 +16,9 @@
 //! - `start HEX(extra sshd_config)` → port, directory, user of a new sshd that
 //!   lives as long as this connection;
 //! - `kill-sessions`, `stop-listener`, `restart` → as the [`super::Sshd`]
-//!   methods of the same names, on this connection's sshd.
+//!   methods of the same names, on this connection's sshd;
+//! - whatever the [`server::Extension`] it was started with serves (the
+//!   fake VMs of tests/fakevm: `boot`, `agent-binary`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -106,10 +108,19 @@ pub mod server {
     use super::reply;
     use crate::util::{Sshd, keys};
 
+    /// Requests the broker does not serve itself: given the op and its
+    /// argument, `Some(reply)` when it is one of them. What a request
+    /// starts goes in `keep`, dropped when the connection ends.
+    pub type Extension = fn(
+        op: &str,
+        arg: &str,
+        keep: &mut Vec<Box<dyn std::any::Any + Send>>,
+    ) -> Option<Result<Vec<String>, String>>;
+
     /// Serve until killed, when `SPUFF_BROKER_LISTEN` (e.g. `127.0.0.1:0`)
     /// is set; the value for [`super::ENV`] is written to the file named by
     /// `SPUFF_BROKER_ADDR_FILE` (or printed). Without it, return at once.
-    pub fn serve_from_env() {
+    pub fn serve_from_env(extension: Extension) {
         let Ok(listen) = std::env::var("SPUFF_BROKER_LISTEN") else {
             eprintln!("SPUFF_BROKER_LISTEN is not set: not starting the sshd broker");
             return;
@@ -148,19 +159,21 @@ pub mod server {
         for conn in listener.incoming() {
             let Ok(conn) = conn else { continue };
             let token = token.clone();
-            std::thread::spawn(move || serve_connection(conn, &token));
+            std::thread::spawn(move || serve_connection(conn, &token, extension));
         }
     }
 
-    fn serve_connection(conn: TcpStream, token: &str) {
+    fn serve_connection(conn: TcpStream, token: &str, extension: Extension) {
         let Ok(read_half) = conn.try_clone() else {
             return;
         };
         let mut reader = BufReader::new(read_half);
         let mut writer = conn;
         let mut authed = false;
-        // The sshd of this connection: dropped (stopped) when the client goes.
+        // The sshd (and what extensions started) of this connection:
+        // dropped (stopped) when the client goes.
         let mut sshd: Option<Sshd> = None;
+        let mut kept: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
         let mut line = String::new();
         loop {
             line.clear();
@@ -178,14 +191,17 @@ pub mod server {
                     break;
                 }
             } else {
-                std::panic::catch_unwind(AssertUnwindSafe(|| handle(request, &mut sshd)))
-                    .unwrap_or_else(|panic| {
-                        Err(panic
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                            .unwrap_or_else(|| "the broker panicked".into()))
-                    })
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let (op, arg) = request.split_once(' ').unwrap_or((request, ""));
+                    extension(op, arg, &mut kept).unwrap_or_else(|| handle(request, &mut sshd))
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                        .unwrap_or_else(|| "the broker panicked".into()))
+                })
             };
             if writeln!(writer, "{}", reply(result)).is_err() {
                 break;

@@ -196,6 +196,8 @@ fn sshd_binary() -> PathBuf {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SshdOptions<'a> {
     /// Extra sshd_config lines, read before (so winning over) the defaults.
+    /// A `Subsystem` line replaces the default `Subsystem sftp internal-sftp`
+    /// (sshd refuses a subsystem defined twice).
     pub extra: &'a str,
     /// The host key, an OpenSSH private key; a fresh ed25519 key if `None`.
     pub host_key: Option<&'a str>,
@@ -292,6 +294,14 @@ impl Sshd {
             let _ = std::fs::create_dir_all("/run/sshd");
         }
         let extra = opts.extra;
+        let subsystem = if extra
+            .lines()
+            .any(|l| l.trim_start().to_ascii_lowercase().starts_with("subsystem"))
+        {
+            ""
+        } else {
+            "Subsystem sftp internal-sftp"
+        };
         // A port the caller chose gets one try; otherwise a few free ones.
         let attempts = if opts.port.is_some() { 1 } else { 5 };
         for _attempt in 0..attempts {
@@ -317,7 +327,7 @@ AcceptEnv SPUFF_*
 MaxStartups 200:30:400
 MaxSessions 200
 LogLevel VERBOSE
-Subsystem sftp internal-sftp
+{subsystem}
 ",
                 hk = host_key_path.display(),
                 pid = d.join("sshd.pid").display(),
