@@ -37,7 +37,8 @@
 //!     ],
 //!     ..Config::new(host_key.clone(), AgentConfig::new("a-long-random-token"), AgentSource::Upload)
 //! };
-//! let user_data = cloudinit::render_with_limit(&config, Limit::HETZNER)?;
+//! let hetzner = spuff::provider::ProviderType::Hetzner.info();
+//! let user_data = cloudinit::render_with_limit(&config, Limit::of(hetzner))?;
 //! assert!(user_data.as_str().starts_with("#cloud-config\n"));
 //! // Pin host_key.public_key() when connecting to the VM.
 //! # Ok(()) }

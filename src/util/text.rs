@@ -138,7 +138,7 @@ const BODY_CHARS: usize = 300;
 /// # Examples
 /// ```
 /// let page = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body>...</body></html>";
-/// assert_eq!(spuff::summarize_body(page), "HTML page \"502 Bad Gateway\" (86 bytes)");
+/// assert_eq!(spuff::summarize_body(page), "HTML page \"502 Bad Gateway\" (87 bytes)");
 /// assert_eq!(spuff::summarize_body(b"  upstream\n timed out "), "upstream timed out");
 /// ```
 pub fn summarize_body(body: &[u8]) -> String {
