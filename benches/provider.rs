@@ -58,7 +58,7 @@ fn main() {
             overhead.push(took.saturating_sub(minimum).as_secs_f64() * 1e3);
             requests = stats.requests;
             handshakes = stats.tls_handshakes;
-            assert_eq!(provider.stats().connections, handshakes);
+            assert_eq!(provider.http_stats().connections, handshakes);
         }
         let median = |v: &mut Vec<f64>| {
             v.sort_by(|a, b| a.total_cmp(b));
