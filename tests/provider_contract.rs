@@ -3,7 +3,12 @@
 //! only: create and wait for a VM over one connection, a lost create that
 //! makes no second VM, listing only spuff's VMs across pages, rate limits,
 //! authentication, 404s, 5xx storms, slow and truncated reads, proxies,
-//! idempotent deletes, power actions, snapshots, SSH keys, sizes and regions.
+//! idempotent deletes, power actions, snapshots, SSH keys, sizes and regions;
+//! and what the engine promises (docs/adr/0014-provider-engine.md): a lost
+//! create looked up by its spuff id while the listing lags, strict listings
+//! that skip and report a malformed entry, paging that cannot loop, and
+//! failures (untrusted certificates, refusals, over-size bodies, a provider
+//! that never answers) that are not retried or cost one bounded wait.
 //!
 //! A provider joins with a fake (one `server::Api` impl in tests/fakecloud),
 //! one [`ContractFake`] impl below and one line in the `contract!` call at
@@ -14,15 +19,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Method;
+use serde_json::Value;
 use spuff::Hint as _;
 use spuff::provider::{
     self, ImageSpec, InstanceRequest, InstanceStatus, MANAGED_LABEL, Provider, ProviderConfig,
-    ProviderError, ProxyConfig,
+    ProviderError, ProxyConfig, SPUFF_ID_LABEL,
 };
 use spuff::suggest;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use crate::fakecloud::server::{Account, Api, Fault, FaultKind, Server};
+use crate::fakecloud::server::{Account, Api, Fault, FaultKind, Server, Shared};
 
 /// What the scenarios need to know of a fake beyond the shared server.
 pub(crate) trait ContractFake: Api {
@@ -30,6 +36,8 @@ pub(crate) trait ContractFake: Api {
     const DATA: &'static str;
     /// Where the VMs are listed; one VM is at `{VMS}/{id}`.
     const VMS: &'static str;
+    /// The key a listing of VMs keeps them under.
+    const COLLECTION: &'static str;
     /// Where SSH keys are listed and imported.
     const KEYS: &'static str;
     /// A region and a size the fake offers.
@@ -37,12 +45,24 @@ pub(crate) trait ContractFake: Api {
     const SIZE: &'static str;
     /// The variable an authentication hint names.
     const TOKEN_VAR: &'static str;
+    /// Refusals as the API words them (4xx other than 429): status and code.
+    const REFUSALS: [(u16, &'static str); 2];
 
     /// The provider under test, made by its `Client::new`.
     fn provider(config: ProviderConfig) -> Arc<dyn Provider>;
 
     /// Adds a running VM, made by spuff (`managed`) or by someone else.
     fn seed(fake: &Server<Self>, name: &str, managed: bool) -> String;
+
+    /// Adds a running VM made by spuff with this spuff id.
+    fn seed_with_spuff_id(fake: &Server<Self>, name: &str, spuff_id: &str) -> String;
+
+    /// How the request listing the VMs that carry `spuff_id` starts, as
+    /// sent (`GET /v2/droplets?tag_name=spuff-id%3A…&`).
+    fn lookup(spuff_id: &str) -> String;
+
+    /// The spuff id a create's body carries.
+    fn spuff_id_in(body: &Value) -> Option<String>;
 
     /// VMs in the fake account.
     fn vm_count(fake: &Server<Self>) -> usize;
@@ -54,10 +74,13 @@ pub(crate) trait ContractFake: Api {
 impl ContractFake for crate::fakecloud::digitalocean::State {
     const DATA: &'static str = "digitalocean";
     const VMS: &'static str = "/v2/droplets";
+    const COLLECTION: &'static str = "droplets";
     const KEYS: &'static str = "/v2/account/keys";
     const REGION: &'static str = "fra1";
     const SIZE: &'static str = "s-2vcpu-4gb";
     const TOKEN_VAR: &'static str = "DIGITALOCEAN_TOKEN";
+    const REFUSALS: [(u16, &'static str); 2] =
+        [(400, "bad_request"), (422, "unprocessable_entity")];
 
     fn provider(config: ProviderConfig) -> Arc<dyn Provider> {
         Arc::new(provider::digitalocean::Client::new(config).expect("client"))
@@ -66,6 +89,21 @@ impl ContractFake for crate::fakecloud::digitalocean::State {
     fn seed(fake: &Server<Self>, name: &str, managed: bool) -> String {
         let tag = if managed { MANAGED_LABEL } else { "web" };
         fake.seed_droplet(name, &[tag]).to_string()
+    }
+
+    fn seed_with_spuff_id(fake: &Server<Self>, name: &str, spuff_id: &str) -> String {
+        let tag = format!("{SPUFF_ID_LABEL}:{spuff_id}");
+        fake.seed_droplet(name, &[MANAGED_LABEL, &tag]).to_string()
+    }
+
+    fn lookup(spuff_id: &str) -> String {
+        format!("GET {}?tag_name={SPUFF_ID_LABEL}%3A{spuff_id}&", Self::VMS)
+    }
+
+    fn spuff_id_in(body: &Value) -> Option<String> {
+        let prefix = format!("{SPUFF_ID_LABEL}:");
+        (body["tags"].as_array().into_iter().flatten())
+            .find_map(|t| t.as_str()?.strip_prefix(&prefix).map(String::from))
     }
 
     fn vm_count(fake: &Server<Self>) -> usize {
@@ -80,10 +118,12 @@ impl ContractFake for crate::fakecloud::digitalocean::State {
 impl ContractFake for crate::fakecloud::hetzner::State {
     const DATA: &'static str = "hetzner";
     const VMS: &'static str = "/v1/servers";
+    const COLLECTION: &'static str = "servers";
     const KEYS: &'static str = "/v1/ssh_keys";
     const REGION: &'static str = "nbg1";
     const SIZE: &'static str = "cx22";
     const TOKEN_VAR: &'static str = "HCLOUD_TOKEN";
+    const REFUSALS: [(u16, &'static str); 2] = [(400, "invalid_input"), (423, "locked")];
 
     fn provider(config: ProviderConfig) -> Arc<dyn Provider> {
         Arc::new(provider::hetzner::Client::new(config).expect("client"))
@@ -96,6 +136,23 @@ impl ContractFake for crate::fakecloud::hetzner::State {
             ("team", "x")
         };
         fake.seed_server(name, &[label]).to_string()
+    }
+
+    fn seed_with_spuff_id(fake: &Server<Self>, name: &str, spuff_id: &str) -> String {
+        let labels = [(MANAGED_LABEL, ""), (SPUFF_ID_LABEL, spuff_id)];
+        fake.seed_server(name, &labels).to_string()
+    }
+
+    fn lookup(spuff_id: &str) -> String {
+        // `spuff,spuff-id=ID`, percent-encoded.
+        format!(
+            "GET {}?label_selector={MANAGED_LABEL}%2C{SPUFF_ID_LABEL}%3D{spuff_id}&",
+            Self::VMS
+        )
+    }
+
+    fn spuff_id_in(body: &Value) -> Option<String> {
+        body["labels"][SPUFF_ID_LABEL].as_str().map(String::from)
     }
 
     fn vm_count(fake: &Server<Self>) -> usize {
@@ -124,6 +181,16 @@ async fn start<A: ContractFake>() -> (Server<A>, Arc<dyn Provider>) {
     (fake, provider)
 }
 
+/// A fake whose account knobs and provider config `set` changes first.
+async fn start_with<A: ContractFake>(
+    set: impl FnOnce(&mut Account, &mut ProviderConfig),
+) -> (Server<A>, Arc<dyn Provider>) {
+    let fake = Server::<A>::start().await;
+    let mut config = fake.config();
+    set(fake.state().api.account(), &mut config);
+    (fake, A::provider(config))
+}
+
 /// A VM of a size in a region the fake offers, with user data and a label.
 pub(crate) fn request<A: ContractFake>(name: &str) -> InstanceRequest {
     InstanceRequest::new(name, A::REGION, A::SIZE)
@@ -134,6 +201,13 @@ pub(crate) fn request<A: ContractFake>(name: &str) -> InstanceRequest {
 
 fn vm_path<A: ContractFake>(id: &str) -> String {
     format!("{}/{id}", A::VMS)
+}
+
+/// The listings of the VMs carrying `spuff_id` the fake was asked for.
+fn lookups<A: ContractFake>(fake: &Server<A>, spuff_id: &str) -> usize {
+    let lookup = A::lookup(spuff_id);
+    let targets = fake.stats().targets;
+    targets.iter().filter(|t| t.starts_with(&lookup)).count()
 }
 
 async fn names(provider: &dyn Provider) -> Vec<String> {
@@ -196,11 +270,11 @@ async fn http1_only_should_reuse_the_connection<A: ContractFake>() {
 }
 
 async fn wait_ready_should_time_out_naming_the_last_state<A: ContractFake>() {
-    let fake = Server::<A>::start().await;
-    fake.state().api.account().ready_after_polls = u32::MAX;
-    let mut config = fake.config();
-    config.timeouts.instance_ready = Duration::from_millis(300);
-    let p = A::provider(config);
+    let (_fake, p) = start_with::<A>(|account, config| {
+        account.ready_after_polls = u32::MAX;
+        config.timeouts.instance_ready = Duration::from_millis(300);
+    })
+    .await;
     let vm = p
         .create_instance(&request::<A>("spuff-stuck"))
         .await
@@ -326,12 +400,276 @@ async fn list_should_follow_every_page<A: ContractFake>() {
     assert_eq!(gets, 3, "three pages of two");
 }
 
-async fn list_should_fail_when_pages_never_end<A: ContractFake>() {
+/// Lists one VM on pages that `break_paging` breaks: the error, never a
+/// partial list, and how many pages were asked for.
+async fn list_broken_pages<A: ContractFake>(
+    break_paging: impl FnOnce(&mut Shared<A>),
+) -> (ProviderError, usize) {
     let (fake, p) = start::<A>().await;
     A::seed(&fake, "spuff-1", true);
-    fake.state().endless_pages = true;
-    let e = p.list_instances().await.expect_err("endless");
+    break_paging(&mut fake.state());
+    let e = p.list_instances().await.expect_err("broken pages");
     assert!(matches!(e, ProviderError::InvalidResponse { .. }), "{e:?}");
+    (e, fake.stats().count(&format!("GET {}", A::VMS)))
+}
+
+async fn list_should_fail_when_pages_never_end<A: ContractFake>() {
+    list_broken_pages::<A>(|s| s.endless_pages = true).await;
+}
+
+async fn list_should_fail_when_a_page_links_back<A: ContractFake>() {
+    let (e, pages) = list_broken_pages::<A>(|s| s.pages_loop_back = true).await;
+    assert!(e.to_string().contains("loop back"), "{e}");
+    assert!((1..=3).contains(&pages), "{pages} pages read");
+}
+
+// ---- the engine's promises: lookups by spuff id, strict listings, failures
+// that are not retried or cost one bounded wait ------------------------------
+
+async fn lost_create_should_be_found_by_its_spuff_id_while_the_listing_lags<A: ContractFake>() {
+    // Listings leave a new VM out three times, as real ones lag a create.
+    let lag = 3;
+    let (fake, p) = start_with::<A>(|account, config| {
+        account.listing_lag = lag;
+        config.timeouts.create_lookup = Duration::from_secs(30);
+    })
+    .await;
+    fake.push_fault(Fault::new(Method::POST, A::VMS, FaultKind::ProcessThenDrop));
+    let request = request::<A>("spuff-lagging");
+    let vm = p.create_instance(&request).await.expect("found");
+    let posts = fake.stats().count(&format!("POST {}", A::VMS));
+    assert_eq!((A::vm_count(&fake), posts), (1, 1), "not made again");
+    assert_eq!(vm.spuff_id(), Some(request.spuff_id.as_str()));
+    assert_eq!(lookups(&fake, &request.spuff_id), lag as usize + 1);
+    let listed = p.list_instances().await.expect("list");
+    let ids: Vec<&str> = listed.instances.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, [vm.id.as_str()], "the VM returned is the one made");
+}
+
+async fn create_resent_after_the_lookup_window_should_carry_the_same_spuff_id<A: ContractFake>() {
+    // The VM the lost create made stays unlisted past the lookup window.
+    let (fake, p) = start_with::<A>(|account, config| {
+        account.listing_lag = u32::MAX;
+        config.timeouts.create_lookup = Duration::from_millis(200);
+    })
+    .await;
+    fake.push_fault(Fault::new(Method::POST, A::VMS, FaultKind::ProcessThenDrop));
+    let request = request::<A>("spuff-resent");
+    let created = p.create_instance(&request).await;
+    let s = fake.stats();
+    let post = format!("POST {}", A::VMS);
+    let sent: Vec<Option<String>> = (s.bodies.iter())
+        .filter(|(what, _)| *what == post)
+        .map(|(_, body)| A::spuff_id_in(body))
+        .collect();
+    assert_eq!(sent, vec![Some(request.spuff_id.clone()); 2], "{:?}", s.log);
+    assert!(lookups(&fake, &request.spuff_id) >= 1, "{:?}", s.targets);
+    // Whether the resend made a second VM or was refused (a name that must
+    // be unique is taken by the first), every VM is found by that id once
+    // listed, and a refusal does not claim that nothing was made.
+    fake.state().api.account().listing_lag = 0;
+    let found = p.find_by_spuff_id(&request.spuff_id).await.expect("find");
+    assert_eq!(found.len(), A::vm_count(&fake));
+    match created {
+        Ok(vm) => assert!(found.iter().any(|f| f.id == vm.id), "{vm:?}"),
+        Err(e) => assert!(e.is_retryable(), "a VM may exist: {e:?}"),
+    }
+}
+
+async fn lost_create_should_not_be_resent_when_the_lookup_fails<A: ContractFake>() {
+    let (fake, p) = start::<A>().await;
+    fake.push_fault(Fault::new(Method::POST, A::VMS, FaultKind::ProcessThenDrop));
+    fake.serve(Method::GET, A::VMS, 200, "{}");
+    let e = p
+        .create_instance(&request::<A>("spuff-unsure"))
+        .await
+        .expect_err("could not look");
+    assert!(e.is_retryable(), "the VM may exist: {e:?}");
+    let posts = fake.stats().count(&format!("POST {}", A::VMS));
+    assert_eq!((A::vm_count(&fake), posts), (1, 1));
+}
+
+async fn find_by_spuff_id_should_return_every_vm_carrying_it<A: ContractFake>() {
+    let (fake, p) = start::<A>().await;
+    let id = "0123456789abcdef";
+    let mut twins = vec![
+        A::seed_with_spuff_id(&fake, "spuff-twin-1", id),
+        A::seed_with_spuff_id(&fake, "spuff-twin-2", id),
+    ];
+    A::seed_with_spuff_id(&fake, "spuff-other", "fedcba9876543210");
+    A::seed(&fake, "spuff-plain", true);
+    A::seed(&fake, "someone-elses", false);
+    let mut found: Vec<String> = (p.find_by_spuff_id(id).await.expect("find"))
+        .into_iter()
+        .map(|vm| vm.id)
+        .collect();
+    found.sort();
+    twins.sort();
+    assert_eq!(found, twins);
+    assert_eq!(lookups(&fake, id), 1);
+}
+
+async fn listing_without_its_list_should_be_an_error_not_an_empty_account<A: ContractFake>() {
+    let (fake, p) = start::<A>().await;
+    A::seed(&fake, "spuff-1", true);
+    for body in [
+        "{}".to_string(),
+        format!(r#"{{"{}": null}}"#, A::COLLECTION),
+    ] {
+        fake.serve(Method::GET, A::VMS, 200, &body);
+        let e = p.list_instances().await.expect_err(&body);
+        assert!(matches!(e, ProviderError::InvalidResponse { .. }), "{e:?}");
+        assert!(e.to_string().contains(A::COLLECTION), "{e}");
+    }
+    assert_eq!(fake.stats().count(&format!("GET {}", A::VMS)), 2);
+}
+
+async fn list_should_skip_and_report_a_malformed_vm<A: ContractFake>() {
+    let (fake, p) = start::<A>().await;
+    A::seed(&fake, "spuff-a", true);
+    let nameless = A::seed(&fake, "spuff-nameless", true);
+    A::seed(&fake, "spuff-idless", true);
+    A::seed(&fake, "spuff-c", true);
+    fake.state().malformed = vec![
+        ("spuff-nameless".into(), "name".into()),
+        ("spuff-idless".into(), "id".into()),
+    ];
+    let listing = p.list_instances().await.expect("the others are listed");
+    let mut names: Vec<&str> = listing.instances.iter().map(|v| v.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["spuff-a", "spuff-c"]);
+    let mut skipped: Vec<_> = (listing.skipped.iter())
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect();
+    skipped.sort();
+    assert_eq!(
+        skipped,
+        [(None, Some("spuff-idless".into())), (Some(nameless), None)]
+    );
+    for s in &listing.skipped {
+        assert!(s.reason.contains("null"), "{s}");
+    }
+}
+
+async fn untrusted_certificate_should_fail_with_tls_once<A: ContractFake>() {
+    let fake = Server::<A>::start().await;
+    let mut config = fake.config();
+    // The public roots, none of which issued the fake's certificate.
+    config.http.extra_ca_pem = None;
+    config.http.webpki_roots = true;
+    config.http.native_roots = false;
+    let p = A::provider(config);
+    let e = p.list_instances().await.expect_err("untrusted");
+    assert!(matches!(e, ProviderError::Tls { .. }), "{e:?}");
+    assert!(!e.is_retryable() && e.hint().is_some(), "{e:?}");
+    // The server counts a failed handshake once the client has hung up.
+    for _ in 0..500 {
+        if fake.stats().tls_failures > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let s = fake.stats();
+    let counts = (
+        s.tcp_connections,
+        s.tls_failures,
+        s.tls_handshakes,
+        s.requests,
+    );
+    assert_eq!(counts, (1, 1, 0, 0), "one attempt: {s:?}");
+}
+
+async fn client_errors_should_not_be_retried<A: ContractFake>() {
+    let (fake, p) = start::<A>().await;
+    let id = A::seed(&fake, "spuff-refused", true);
+    let path = vm_path::<A>(&id);
+    for (status, code) in A::REFUSALS {
+        fake.push_fault(Fault::new(
+            Method::GET,
+            &path,
+            FaultKind::Refuse { status, code },
+        ));
+        let e = p.get_instance(&id).await.expect_err(code);
+        match &e {
+            ProviderError::Api {
+                status: s, code: c, ..
+            } => assert_eq!((*s, c.as_deref()), (status, Some(code)), "{e}"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!e.is_retryable());
+    }
+    let gets = fake.stats().count(&format!("GET {path}"));
+    assert_eq!(gets, A::REFUSALS.len(), "one request per refusal");
+}
+
+async fn oversized_answer_should_not_be_retried<A: ContractFake>() {
+    let fake = Server::<A>::start().await;
+    let id = A::seed(&fake, "spuff-big", true);
+    let mut config = fake.config();
+    config.http.max_body_bytes = 200;
+    let p = A::provider(config);
+    // Over the cap as sent, and once decompressed.
+    for gzip in [false, true] {
+        fake.state().gzip = gzip;
+        let e = p.get_instance(&id).await.expect_err("too big");
+        assert!(
+            matches!(e, ProviderError::ResponseTooLarge { limit: 200, .. }),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+    }
+    let gets = fake.stats().count(&format!("GET {}", vm_path::<A>(&id)));
+    assert_eq!(gets, 2, "one request each");
+}
+
+async fn provider_that_never_answers_should_cost_one_bounded_wait<A: ContractFake>() {
+    let fake = Server::<A>::start().await;
+    let id = A::seed(&fake, "spuff-silent", true);
+    let path = vm_path::<A>(&id);
+    let held = || {
+        let gate = Arc::new(tokio::sync::Notify::new());
+        Fault::new(Method::GET, &path, FaultKind::Hold(gate))
+    };
+    let gets = || fake.stats().count(&format!("GET {path}"));
+    let mut config = fake.config();
+    config.http.retry.total = Duration::from_secs(1);
+    let attempts = config.http.retry.max_attempts as usize;
+
+    // One try may take 5 s; the request's budget of 1 s cuts it short.
+    let per_try = config.timeouts.request;
+    fake.push_fault(held());
+    let e = A::provider(config.clone())
+        .get_instance(&id)
+        .await
+        .expect_err("never answered");
+    match &e {
+        ProviderError::Timeout { elapsed, .. } => assert!(*elapsed < per_try, "{e}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(e.to_string().contains("timed out after"), "{e}");
+    assert_eq!(gets(), 1);
+
+    // Shorter tries: as many as fit, and the error says how long in all.
+    config.timeouts.request = Duration::from_millis(300);
+    for _ in 0..attempts {
+        fake.push_fault(held());
+    }
+    let e = A::provider(config)
+        .get_instance(&id)
+        .await
+        .expect_err("never answered");
+    let tries = gets() - 1;
+    assert!((2..=attempts).contains(&tries), "{tries} tries");
+    match &e {
+        ProviderError::Timeout {
+            elapsed, last_seen, ..
+        } => {
+            assert!(*elapsed > Duration::from_millis(300), "{e}");
+            let said = format!("no answer to {tries} tries");
+            assert_eq!(last_seen.as_deref(), Some(said.as_str()), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 // ---- rate limits, authentication, server errors, slow reads ---------------
@@ -675,6 +1013,17 @@ contract! {
         list_should_only_return_spuff_vms,
         list_should_follow_every_page,
         list_should_fail_when_pages_never_end,
+        lost_create_should_be_found_by_its_spuff_id_while_the_listing_lags,
+        create_resent_after_the_lookup_window_should_carry_the_same_spuff_id,
+        lost_create_should_not_be_resent_when_the_lookup_fails,
+        find_by_spuff_id_should_return_every_vm_carrying_it,
+        listing_without_its_list_should_be_an_error_not_an_empty_account,
+        list_should_skip_and_report_a_malformed_vm,
+        list_should_fail_when_a_page_links_back,
+        untrusted_certificate_should_fail_with_tls_once,
+        client_errors_should_not_be_retried,
+        oversized_answer_should_not_be_retried,
+        provider_that_never_answers_should_cost_one_bounded_wait,
         rate_limit_should_be_waited_out_per_retry_after,
         rate_limit_should_be_waited_out_per_ratelimit_reset,
         rate_limit_longer_than_allowed_should_surface_as_rate_limit,

@@ -764,9 +764,11 @@ impl Rest {
     /// create by seconds, and only then resent, with the same spuff id.
     ///
     /// # Errors
-    /// The create's error when it was refused, or when every try failed
-    /// and no VM was found; the caller must then treat the VM as one that
-    /// may exist (the error [`is_retryable`](ProviderError::is_retryable)).
+    /// The create's error when the first one was refused. When an answer
+    /// was lost, and every try failed or a resend was refused, and no VM
+    /// was found: the lost create's error, and the caller must then treat
+    /// the VM as one that may exist (the error
+    /// [`is_retryable`](ProviderError::is_retryable)).
     pub(crate) async fn create_then_find<C, CF, L, LF>(
         &self,
         request: &InstanceRequest,
@@ -787,10 +789,21 @@ impl Rest {
         }
         let attempts = self.retry.max_attempts.max(1);
         let mut attempt = 1;
+        // The error of a create whose answer was lost, once one was resent.
+        let mut lost: Option<ProviderError> = None;
         loop {
             let err = match create().await {
                 Ok(vm) => return Ok(vm),
-                Err(e) if !e.is_retryable() => return Err(e),
+                Err(e) if !e.is_retryable() => {
+                    let Some(lost) = lost else { return Err(e) };
+                    // A refused resend does not prove that nothing was made:
+                    // the lost create may have made the VM (Hetzner refuses
+                    // the resend's name as taken by it). Keep the error that
+                    // says the VM may exist.
+                    tracing::warn!(provider = self.name(), spuff_id = %request.spuff_id, error = %e,
+                        "the resend of a lost create was refused; its VM may exist");
+                    return Err(lost);
+                }
                 Err(e) => e,
             };
             tracing::info!(provider = self.name(), spuff_id = %request.spuff_id, attempt, error = %err,
@@ -821,6 +834,7 @@ impl Rest {
             if attempt >= attempts {
                 return Err(err);
             }
+            lost = Some(err);
             attempt += 1;
         }
     }

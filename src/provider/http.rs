@@ -832,20 +832,24 @@ fn transport_error(
 ) -> ProviderError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(inner) = source {
-        let tls = inner.downcast_ref::<rustls::Error>().or_else(|| {
-            inner
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .and_then(|i| i.downcast_ref::<rustls::Error>())
-        });
-        if let Some(tls) = tls {
+        if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
             return ProviderError::Tls {
                 provider,
                 operation: operation.to_string(),
                 message: tls.to_string(),
             };
         }
-        source = inner.source();
+        // `io::Error::source` skips the error an io::Error wraps (it returns
+        // that error's source), and hyper-rustls wraps tokio-rustls's
+        // io::Error, which wraps the rustls::Error, in another: descend
+        // through what each io::Error wraps.
+        source = match inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(wrapped) => Some(wrapped),
+            None => inner.source(),
+        };
     }
     ProviderError::Network {
         provider,
@@ -1030,6 +1034,16 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tls_error_wrapped_in_io_errors_should_be_tls() {
+        // As hyper-rustls reports an untrusted certificate.
+        let rustls = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, rustls);
+        let e = transport_error("p", "GET x", &std::io::Error::other(io));
+        assert!(matches!(e, ProviderError::Tls { .. }), "{e:?}");
+        assert!(!e.is_retryable());
+    }
 
     #[test]
     fn reset_header_gives_wait() {

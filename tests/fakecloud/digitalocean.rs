@@ -152,9 +152,13 @@ impl Api for State {
     /// The real bodies of the OpenAPI spec's examples.
     fn error(status: u16, code: &str) -> Reply {
         let example = match code {
+            "bad_request" => "400",
             "unauthorized" => "401",
             "not_found" => "404",
             "too_many_requests" => "429",
+            "unprocessable_entity" => {
+                return unprocessable("The request was well-formed but could not be followed");
+            }
             _ => "500",
         };
         let body = super::server::data("digitalocean", &format!("spec/error.{example}.json"));
@@ -169,8 +173,10 @@ impl Api for State {
             ("POST", ["droplets"]) => self.create(call),
             ("GET", ["droplets"]) => {
                 let tag = call.query.get("tag_name");
+                let unlisted = self.account.unlisted();
                 let items = (self.droplets.values())
                     .filter(|d| tag.is_none_or(|t| d.tags.contains(t)))
+                    .filter(|d| !unlisted.contains(&d.id))
                     .map(droplet_json)
                     .collect();
                 list("droplets", items)
@@ -321,6 +327,7 @@ impl State {
         let action = format!("{}/v2/actions/{}", call.origin, id + 1000);
         let body = json!({"droplet": droplet_json(&d), "links": {"actions": [{"id": id + 1000, "rel": "create", "href": action}]}});
         self.droplets.insert(id, d);
+        self.account.created(id);
         Reply::json(202, body)
     }
 
@@ -365,8 +372,8 @@ fn links(call: &Call, key: &str, page: Page) -> Reply {
         pages.insert("first".into(), json!(link(1)));
         pages.insert("prev".into(), json!(link(page.number - 1)));
     }
-    if page.number < page.last {
-        pages.insert("next".into(), json!(link(page.number + 1)));
+    if let Some(next) = page.next {
+        pages.insert("next".into(), json!(link(next)));
         pages.insert("last".into(), json!(link(page.last)));
     }
     // The real API leaves `links.pages` out of a list that fits one page.

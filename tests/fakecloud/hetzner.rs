@@ -108,14 +108,18 @@ impl Api for State {
         let q = &call.query;
         match (call.method.as_str(), call.segments::<Self>().as_slice()) {
             ("POST", ["servers"]) => self.create(call),
-            ("GET", ["servers"]) => list(
-                "servers",
-                (self.servers.iter())
-                    .filter(|(_, srv)| selected(&labels_of(&srv.request["labels"]), q))
-                    .filter(|(_, srv)| q.get("name").is_none_or(|n| srv.request["name"] == **n))
-                    .map(|(id, srv)| srv.json(*id))
-                    .collect(),
-            ),
+            ("GET", ["servers"]) => {
+                let unlisted = self.account.unlisted();
+                list(
+                    "servers",
+                    (self.servers.iter())
+                        .filter(|(id, _)| !unlisted.contains(id))
+                        .filter(|(_, srv)| selected(&labels_of(&srv.request["labels"]), q))
+                        .filter(|(_, srv)| q.get("name").is_none_or(|n| srv.request["name"] == **n))
+                        .map(|(id, srv)| srv.json(*id))
+                        .collect(),
+                )
+            }
             ("GET", ["servers", id]) => {
                 let ready_after = self.account.ready_after_polls;
                 let Some(srv) = self.servers.get_mut(&id_of(id)) else {
@@ -205,6 +209,12 @@ impl Api for State {
                     "limit of 3600 requests per hour reached",
                 );
             }
+            "invalid_input" => {
+                let body =
+                    super::server::data("hetzner", "official-docs__error_invalid_input.json");
+                return Reply::raw(status, body);
+            }
+            "locked" => "the item is locked: there is already an action running",
             _ => "an internal error occurred",
         };
         fail(status, code, message)
@@ -229,6 +239,7 @@ impl State {
         };
         let body = srv.json(id);
         self.servers.insert(id, srv);
+        self.account.created(id);
         let action = self.action("create_server", id);
         let start = self.action("start_server", id);
         Reply::json(
@@ -295,7 +306,7 @@ fn meta(key: &str, page: Page) -> Reply {
     let pagination = json!({
         "page": page.number, "per_page": page.per_page,
         "previous_page": opt(page.number > 1, page.number.saturating_sub(1)),
-        "next_page": opt(page.number < page.last, page.number + 1),
+        "next_page": page.next,
         "last_page": page.last, "total_entries": page.total
     });
     Reply::json(

@@ -18,7 +18,7 @@
 //! - `ratelimit-*` headers on every answer, gzip when the client accepts it,
 //!   and the page arithmetic ([`Paging`]) each API renders its own way.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::ops::{Deref, DerefMut};
@@ -49,6 +49,9 @@ pub enum FaultKind {
     /// Answer with this 5xx status and the API's own `server_error` body
     /// without doing anything.
     ServerError(u16),
+    /// Refuse with this status and the API's own error body for `code`
+    /// (`bad_request`, `invalid_input`…) without doing anything.
+    Refuse { status: u16, code: &'static str },
     /// 429 with the API's body, `ratelimit-remaining: 0`, `ratelimit-reset`
     /// `reset_in` seconds from now and `retry-after` when given; requests
     /// before then are refused too.
@@ -117,6 +120,8 @@ impl Fault {
 pub struct Stats {
     pub tcp_connections: u64,
     pub tls_handshakes: u64,
+    /// Handshakes that failed (the client did not trust the certificate).
+    pub tls_failures: u64,
     pub requests: u64,
     pub http2_requests: u64,
     pub gzip_responses: u64,
@@ -127,6 +132,10 @@ pub struct Stats {
     pub user_agent: String,
     /// `METHOD /path` of every request, in order.
     pub log: Vec<String>,
+    /// `METHOD /path?query` of every request, in order, the query as sent.
+    pub targets: Vec<String>,
+    /// `METHOD /path` and JSON body of every request that had one, in order.
+    pub bodies: Vec<(String, Value)>,
 }
 
 impl Stats {
@@ -254,8 +263,14 @@ pub struct Account {
     pub ready_after_polls: u32,
     /// Polls of an action before it completes.
     pub action_polls: u32,
+    /// Listings a new VM stays out of: the real listings are eventually
+    /// consistent and lag a create by seconds, while a GET of the VM by its
+    /// id finds it at once.
+    pub listing_lag: u32,
     pub keys: Vec<Key>,
     actions: BTreeMap<u64, Action>,
+    /// Listings each VM made by a create has been through.
+    listed: BTreeMap<u64, u32>,
     next_id: u64,
 }
 
@@ -265,8 +280,10 @@ impl Default for Account {
         Account {
             ready_after_polls: 3,
             action_polls: 2,
+            listing_lag: 0,
             keys: Vec::new(),
             actions: BTreeMap::new(),
+            listed: BTreeMap::new(),
             next_id: 3_164_444,
         }
     }
@@ -314,6 +331,24 @@ impl Account {
     pub fn new_id(&mut self) -> u64 {
         self.next_id += 1;
         self.next_id
+    }
+
+    /// Notes that a create made VM `id`, for [`Account::listing_lag`].
+    pub fn created(&mut self, id: u64) {
+        self.listed.insert(id, 0);
+    }
+
+    /// One listing of VMs: the new ones it leaves out, as they have not yet
+    /// been through [`Account::listing_lag`] listings.
+    pub fn unlisted(&mut self) -> BTreeSet<u64> {
+        let lag = self.listing_lag;
+        (self.listed.iter_mut())
+            .filter(|(_, seen)| **seen < lag)
+            .map(|(id, seen)| {
+                *seen += 1;
+                *id
+            })
+            .collect()
     }
 
     /// Starts an action that completes after [`Account::action_polls`] polls.
@@ -367,6 +402,13 @@ pub struct Shared<A> {
     pub max_per_page: usize,
     /// Every page claims a next one: a server whose pages never end.
     pub endless_pages: bool,
+    /// Every page's next link points back at itself: a server whose paging
+    /// does not move forward.
+    pub pages_loop_back: bool,
+    /// `(name, field)`: in every list answer, the entries named `name` have
+    /// `field` set to `null` (a half-written entry, as real APIs sometimes
+    /// list during a create or delete).
+    pub malformed: Vec<(String, String)>,
     /// Until when requests are refused with 429, and the reset announced.
     limited: Option<(SystemTime, u64)>,
 }
@@ -390,6 +432,7 @@ impl<A> DerefMut for Shared<A> {
 pub struct Paging {
     max_per_page: usize,
     endless: bool,
+    loop_back: bool,
 }
 
 /// One page of a list, for the API to render.
@@ -399,6 +442,8 @@ pub struct Page {
     pub number: usize,
     pub per_page: usize,
     pub last: usize,
+    /// The page the next link names, if any.
+    pub next: Option<usize>,
     pub total: usize,
     pub items: Vec<Value>,
 }
@@ -423,10 +468,16 @@ impl Paging {
         } else {
             total.div_ceil(per_page).max(1)
         };
+        let next = if self.loop_back {
+            Some(page)
+        } else {
+            (page < last).then_some(page + 1)
+        };
         Page {
             number: page,
             per_page,
             last,
+            next,
             total,
             items: items
                 .into_iter()
@@ -470,6 +521,8 @@ impl<A: Api> Server<A> {
             gzip: true,
             max_per_page: usize::MAX,
             endless_pages: false,
+            pages_loop_back: false,
+            malformed: Vec::new(),
             limited: None,
         }));
         let st = state.clone();
@@ -485,6 +538,7 @@ impl<A: Api> Server<A> {
                 let origin = origin.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(tcp).await else {
+                        lock(&st).stats.tls_failures += 1;
                         return;
                     };
                     lock(&st).stats.tls_handshakes += 1;
@@ -542,6 +596,8 @@ impl<A: Api> Server<A> {
         c.timeouts.poll_initial = Duration::from_millis(10);
         c.timeouts.poll_max = Duration::from_millis(50);
         c.timeouts.request = Duration::from_secs(5);
+        // Nothing lags here unless a test says so (`Account::listing_lag`).
+        c.timeouts.create_lookup = Duration::from_secs(1);
         c
     }
 }
@@ -672,6 +728,8 @@ async fn handle<A: Api>(
             s.stats.http2_requests += 1;
         }
         s.stats.log.push(format!("{method} {path}"));
+        let target = req.uri().path_and_query().map_or(&*path, |pq| pq.as_str());
+        s.stats.targets.push(format!("{method} {target}"));
         s.stats.user_agent = header("user-agent");
         let pos = s.faults.iter().position(|f| f.matches(&method, &path));
         (pos.and_then(|p| s.faults.remove(p)), s.latency)
@@ -685,6 +743,10 @@ async fn handle<A: Api>(
         body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
         origin,
     };
+    if !call.body.is_null() {
+        let what = format!("{} {}", call.method, call.path);
+        lock(&st).stats.bodies.push((what, call.body.clone()));
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -701,6 +763,7 @@ async fn handle<A: Api>(
             return answer(reply);
         }
         Some(FaultKind::ServerError(status)) => return answer(A::error(status, "server_error")),
+        Some(FaultKind::Refuse { status, code }) => return answer(A::error(status, code)),
         Some(FaultKind::RateLimit {
             retry_after,
             reset_in,
@@ -724,8 +787,10 @@ async fn handle<A: Api>(
         let paging = Paging {
             max_per_page: s.max_per_page,
             endless: s.endless_pages,
+            loop_back: s.pages_loop_back,
         };
-        let reply = s.api.route(&call, &paging);
+        let mut reply = s.api.route(&call, &paging);
+        malform(&mut reply, &s.malformed);
         let job = s.api.after(&call, &reply);
         (reply, job)
     };
@@ -739,6 +804,24 @@ async fn handle<A: Api>(
         Then::Answer { truncate } => Ok(render(&st, reply, gzip_ok, truncate)),
         Then::Drop => Err("fault: processed, then dropped".into()),
         Then::ServerError(status) => answer(A::error(status, "server_error")),
+    }
+}
+
+/// Sets the fields [`Shared::malformed`] names to `null` in the list
+/// entries it names.
+fn malform(reply: &mut Reply, malformed: &[(String, String)]) {
+    let Some(Value::Object(body)) = &mut reply.body else {
+        return;
+    };
+    let entries = body.values_mut().filter_map(Value::as_array_mut).flatten();
+    for entry in entries.filter_map(Value::as_object_mut) {
+        let fields: Vec<&String> = (malformed.iter())
+            .filter(|(name, _)| entry.get("name").and_then(Value::as_str) == Some(name))
+            .map(|(_, field)| field)
+            .collect();
+        for field in fields {
+            entry.insert(field.clone(), Value::Null);
+        }
     }
 }
 
