@@ -231,7 +231,7 @@ impl crate::Hint for ProviderError {
             ProviderError::Authentication { provider, .. } => {
                 match super::ProviderInfo::by_canonical(provider) {
                     Some(info) => format!(
-                        "check the {} API token ({}): it may be missing, mistyped, expired or lack write scope; create one at {}",
+                        "give spuff a {} API token: {}; a token that is set may be mistyped, expired or lack write scope (tokens: {})",
                         info.display_name,
                         info.token_hint(),
                         info.token_url

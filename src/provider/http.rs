@@ -547,6 +547,36 @@ impl HttpClient {
                         elapsed: started.elapsed(),
                         last_seen: Some(format!("no answer to {attempt} tries")),
                     },
+                    ProviderError::Network {
+                        provider,
+                        operation,
+                        message,
+                    } if attempt > 1 => ProviderError::Network {
+                        provider,
+                        operation,
+                        message: format!(
+                            "{message} (gave up after {attempt} tries in {})",
+                            fmt_duration(started.elapsed())
+                        ),
+                    },
+                    ProviderError::Api {
+                        provider,
+                        operation,
+                        status,
+                        code,
+                        message,
+                        request_id,
+                    } if attempt > 1 => ProviderError::Api {
+                        provider,
+                        operation,
+                        status,
+                        code,
+                        message: format!(
+                            "{message} (gave up after {attempt} tries in {})",
+                            fmt_duration(started.elapsed())
+                        ),
+                        request_id,
+                    },
                     e => e,
                 }
             };

@@ -205,11 +205,14 @@ impl ProviderInfo {
     /// How to set this provider's token, for hints: its variables, then
     /// `spuff config set api_token`.
     pub fn token_hint(&self) -> String {
-        let set = "`spuff config set api_token …`";
+        let set = "run `spuff config set api_token …`";
         match self.token_vars {
             [] => set.into(),
             [only] => format!("export {only}=…, or {set}"),
-            [first, rest @ ..] => format!("export {first}=… (or {}), or {set}", rest.join(", ")),
+            [first, rest @ ..] => format!(
+                "export {first}=… ({} also works), or {set}",
+                rest.join(", ")
+            ),
         }
     }
 }
