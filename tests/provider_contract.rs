@@ -778,6 +778,49 @@ async fn server_errors_beyond_the_retries_should_be_reported<A: ContractFake>() 
     assert_eq!(fake.stats().count(&format!("GET {path}")), attempts);
 }
 
+async fn html_error_pages_should_be_summarised_and_made_terminal_safe<A: ContractFake>() {
+    let (fake, p) = start::<A>().await;
+    let id = A::seed(&fake, "spuff-html", true);
+    let path = vm_path::<A>(&id);
+    // A load balancer's error page, as proxies send them: HTML, not the
+    // API's JSON, with an escape sequence in its title.
+    let page = format!(
+        "<!DOCTYPE html><html><head><title>403 Forbidden\x1b]0;pwned\x07</title></head><body>{}</body></html>",
+        "<p>blocked by policy</p>".repeat(200)
+    );
+    fake.push_fault(Fault::new(
+        Method::GET,
+        &path,
+        FaultKind::Respond {
+            status: 404,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: String::new(),
+        },
+    ));
+    assert!(p.get_instance(&id).await.expect("a 404 is gone").is_none());
+    fake.push_fault(Fault::new(
+        Method::GET,
+        &path,
+        FaultKind::Respond {
+            status: 409,
+            headers: vec![("content-type".into(), "text/html".into())],
+            body: page.clone(),
+        },
+    ));
+    let e = p.get_instance(&id).await.expect_err("409");
+    let text = e.to_string();
+    assert!(
+        text.contains("HTML page \"403 Forbidden\\x1b]0;pwned\\x07\""),
+        "{text}"
+    );
+    assert!(!text.contains('\x1b') && !text.contains("<p>"), "{text}");
+    assert!(
+        text.len() < 400,
+        "summarised, not dumped: {} bytes",
+        text.len()
+    );
+}
+
 async fn slow_and_truncated_reads_should_be_retried<A: ContractFake>() {
     let fake = Server::<A>::start().await;
     let id = A::seed(&fake, "spuff-slow", true);
@@ -1030,6 +1073,7 @@ contract! {
         wrong_token_should_fail_with_authentication,
         get_should_ride_out_a_server_error_storm,
         server_errors_beyond_the_retries_should_be_reported,
+        html_error_pages_should_be_summarised_and_made_terminal_safe,
         slow_and_truncated_reads_should_be_retried,
         oversized_bodies_should_be_refused,
         requests_should_tunnel_through_a_proxy_unless_excluded,
