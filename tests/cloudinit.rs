@@ -773,7 +773,8 @@ mod with_linux_tools {
 /// destination with mode 0755 and the start command runs.
 mod upload {
     use spuff::Hint as _;
-    use spuff::cloudinit::{AgentInstall, Error, install_uploaded_agent};
+    use spuff::cloudinit::Error;
+    use spuff::vm::{AgentInstall, install_uploaded_agent};
 
     use crate::util::Sshd;
 

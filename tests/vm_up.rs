@@ -20,11 +20,12 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use spuff::agent::api::{self, AgentConfig, BootstrapStatus};
-use spuff::cloudinit::{self, AgentInstall, AgentSource, Limit};
+use spuff::cloudinit::{self, AgentSource, Limit};
 use spuff::provider::{ImageSpec, MANAGED_LABEL, Provider, ProviderRegistry};
 use spuff::ssh::HostKeyPair;
 use spuff::ssh::{self, AuthMethod, RetryPolicy};
 use spuff::state::{self, Instance, Lifecycle, Store};
+use spuff::vm::AgentInstall;
 use spuff::vm::up::{Error, Plan};
 use spuff::vm::{self, Tracking};
 use spuff::vm::{Event, Observer};

@@ -47,7 +47,6 @@
 
 mod error;
 pub(crate) mod escape;
-mod upload;
 
 use std::io::Write as _;
 use std::sync::OnceLock;
@@ -62,7 +61,6 @@ use spuff_agent_api::{
 use zeroize::Zeroizing;
 
 pub use error::{Error, Result};
-pub use upload::{AgentInstall, install_uploaded_agent};
 
 /// The directory spuff's scripts and the agent binary live in on the VM.
 pub const SPUFF_DIR: &str = "/opt/spuff";
@@ -133,7 +131,7 @@ pub enum AgentSource {
         sha256: String,
     },
     /// The CLI uploads it over SFTP once SSH is up (`spuff up --dev`), with
-    /// [`install_uploaded_agent`]. The unit is enabled but not started at
+    /// [`install_uploaded_agent`](crate::vm::install_uploaded_agent). The unit is enabled but not started at
     /// boot: its `ConditionPathExists` keeps it quiet until the binary exists.
     Upload,
 }

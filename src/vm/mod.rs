@@ -16,6 +16,7 @@
 //!   forget the record; orphans are found by name ([`down::find_orphans`]);
 //! - [`snapshot`](snapshot()): a provider snapshot of a recorded VM.
 
+mod agent_upload;
 pub mod down;
 mod event;
 pub mod snapshot;
@@ -28,6 +29,8 @@ use serde::Serialize;
 use crate::provider::{InstanceStatus, MANAGED_LABEL, ProviderInstance};
 use crate::state::{Instance, Lifecycle};
 
+#[doc(inline)]
+pub use agent_upload::{AgentInstall, install_uploaded_agent};
 #[doc(inline)]
 pub use down::down;
 #[doc(inline)]

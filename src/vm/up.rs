@@ -21,8 +21,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::AgentInstall;
 use crate::agent::api::BootstrapStatus;
-use crate::cloudinit::{self, AgentInstall, Limit};
+use crate::cloudinit::{self, Limit};
 use crate::provider::{ImageSpec, InstanceRequest, Provider, ProviderError};
 use crate::ssh::{self, RetryPolicy};
 use crate::state::{self, Instance, Lifecycle, Store};
@@ -318,7 +319,7 @@ pub async fn up(
             .sftp()
             .await
             .map_err(|e| after_create("opening SFTP", Box::new(e)))?;
-        cloudinit::install_uploaded_agent(&sftp, binary, install)
+        super::install_uploaded_agent(&sftp, binary, install)
             .await
             .map_err(|e| after_create("uploading the agent", Box::new(e)))?;
         observer.event(Event::AgentInstalled);

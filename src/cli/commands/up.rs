@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use spuff::agent::api::AgentConfig;
-use spuff::cloudinit::{self, AgentInstall, AgentSource, Dotfiles, Limit};
+use spuff::cloudinit::{self, AgentSource, Dotfiles, Limit};
 use spuff::provider::{ImageSpec, ProviderType};
 use spuff::ssh::HostKeyPair;
 use spuff::ssh::{AgentLocation, ShellOptions};
+use spuff::vm::AgentInstall;
 use spuff::vm::up::Plan;
 
 use super::context::Context;

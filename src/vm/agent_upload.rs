@@ -1,6 +1,10 @@
 //! The agent's second delivery path: `spuff up --dev` uploads a locally
 //! built agent over SFTP instead of letting the VM download a release.
 //!
+//! It is a step of a VM's life (SFTP and `sudo` on a running VM), so it
+//! lives with the lifecycle; its errors are the cloud-init layer's, since
+//! it completes what the user-data's agent unit expects.
+//!
 //! The binary goes to a temporary file in the login user's home (writable
 //! without privileges), is installed with `install -m 0755` (a new inode, so
 //! a running agent keeps its old binary until restarted) and the agent's unit
@@ -12,9 +16,8 @@ use std::path::Path;
 
 use spuff_agent_api::BINARY_PATH;
 
-use super::AGENT_UNIT;
-use super::error::{Error, Result};
-use super::escape::sh_quote;
+use crate::cloudinit::escape::sh_quote;
+use crate::cloudinit::{AGENT_UNIT, Error, Result};
 use crate::sftp::{Sftp, TransferOptions};
 use crate::ssh::Session;
 
