@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-#[cfg(not(windows))]
 use spuff::Hint as _;
+#[cfg(not(windows))]
 use spuff::ssh::AgentLocation;
 use spuff::ssh::{AuthMethod, Error, Session};
 
