@@ -5,7 +5,8 @@
 # OpenSSH for the SSH tests (a private sshd and the real ssh-agent);
 # cloud-init (with PyYAML, its parser), shellcheck and curl, which check the
 # rendered user-data and scripts and run install-agent.sh
-# (tests/cloudinit.rs); with --windows also clang, llvm, mingw-w64 headers
+# (tests/cloudinit.rs); blkid and mtools, which find and read NoCloud seeds
+# as cloud-init would; with --windows also clang, llvm, mingw-w64 headers
 # and Wine for the Windows cross build (ci/windows-cross/setup.sh then finds
 # them present).
 #
@@ -18,7 +19,7 @@ windows=false
 need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 pairs=(sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ssh-agent:openssh-client
-       cloud-init:cloud-init shellcheck:shellcheck curl:curl)
+       cloud-init:cloud-init shellcheck:shellcheck curl:curl mtype:mtools blkid:util-linux)
 if $windows; then
   pairs+=(clang:clang llvm-lib:llvm llvm-dlltool:llvm)
   [ -d /usr/x86_64-w64-mingw32/include ] || need+=(mingw-w64-x86-64-dev)

@@ -842,3 +842,59 @@ mod upload {
         }
     }
 }
+
+/// A NoCloud seed as cloud-init finds it: `blkid` (what cloud-init itself
+/// runs to find the volume) sees a vfat volume labelled CIDATA, and mtools
+/// read the files back byte for byte.
+#[cfg(unix)]
+#[test]
+fn nocloud_seed_should_be_found_by_blkid_and_read_by_mtools() {
+    use spuff::cloudinit::nocloud::{Seed, meta_data};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = dir.path().join("seed.img");
+    let user_data = cloudinit::render(&base_config(AgentSource::Upload)).expect("render");
+    let seed = Seed {
+        user_data: user_data.as_str().as_bytes(),
+        meta_data: meta_data("iid-nocloud-test", "spuff-seed"),
+        network_config: Some(
+            "version: 2\nethernets:\n  id0:\n    match: {name: \"e*\"}\n    dhcp4: true\n",
+        ),
+    };
+    seed.write(&img).expect("write seed");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&img).expect("stat").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the seed holds secrets");
+    }
+    let blkid = std::process::Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(&img)
+        .output()
+        .expect("blkid (util-linux) runs");
+    let out = String::from_utf8_lossy(&blkid.stdout);
+    assert!(
+        out.contains("LABEL=CIDATA") && out.contains("TYPE=vfat"),
+        "{out}"
+    );
+    for (name, want) in [
+        ("user-data", user_data.as_str().to_string()),
+        (
+            "meta-data",
+            "instance-id: \"iid-nocloud-test\"\nlocal-hostname: \"spuff-seed\"\n".to_string(),
+        ),
+    ] {
+        let got = std::process::Command::new("mtype")
+            .args(["-b", "-i"])
+            .arg(&img)
+            .arg(format!("::{name}"))
+            .output()
+            .expect("mtype (mtools) runs");
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&got.stdout), want, "{name}");
+    }
+}

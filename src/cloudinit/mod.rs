@@ -47,6 +47,7 @@
 
 mod error;
 pub(crate) mod escape;
+pub mod nocloud;
 
 use std::io::Write as _;
 use std::sync::OnceLock;
