@@ -29,6 +29,7 @@ mod factory;
 pub mod hetzner;
 mod http;
 mod info;
+pub mod local;
 mod registry;
 mod types;
 
