@@ -6,7 +6,8 @@
 # cloud-init (with PyYAML, its parser), shellcheck and curl, which check the
 # rendered user-data and scripts and run install-agent.sh
 # (tests/cloudinit.rs); blkid and mtools, which find and read NoCloud seeds
-# as cloud-init would; with --windows also clang, llvm, mingw-w64 headers
+# as cloud-init would; QEMU (qemu-system-x86_64, from bookworm-backports on
+# Debian 12) for the local provider's QMP tests; with --windows also clang, llvm, mingw-w64 headers
 # and Wine for the Windows cross build (ci/windows-cross/setup.sh then finds
 # them present).
 #
@@ -28,6 +29,13 @@ fi
 for pair in "${pairs[@]}"; do
   have "${pair%%:*}" || need+=("${pair#*:}")
 done
+# QEMU for the local provider's tests. Debian 12's own 7.2 breaks beside the
+# qemu-utils 10.x these machines carry: it comes from bookworm-backports.
+backports=false
+if ! have qemu-system-x86_64; then
+  need+=(qemu-system-x86)
+  if grep -qs 'VERSION_CODENAME=bookworm' /etc/os-release; then backports=true; fi
+fi
 [ ${#need[@]} -eq 0 ] && exit 0
 
 if ! command -v apt-get >/dev/null 2>&1; then
@@ -37,7 +45,16 @@ fi
 sudo=
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 export DEBIAN_FRONTEND=noninteractive
+if $backports && ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+  echo 'deb http://deb.debian.org/debian bookworm-backports main' \
+    | $sudo tee /etc/apt/sources.list.d/spuff-backports.list >/dev/null
+fi
 $sudo apt-get update -qq
 mapfile -t pkgs < <(printf '%s\n' "${need[@]}" | sort -u)
 echo "install-test-deps: installing ${pkgs[*]}" >&2
-$sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}"
+if $backports; then
+  # Only QEMU from backports; everything else stays on bookworm.
+  mapfile -t pkgs < <(printf '%s\n' "${pkgs[@]}" | grep -vx qemu-system-x86)
+  $sudo apt-get install -y -qq --no-install-recommends -t bookworm-backports qemu-system-x86
+fi
+[ ${#pkgs[@]} -eq 0 ] || $sudo apt-get install -y -qq --no-install-recommends "${pkgs[@]}"

@@ -30,6 +30,9 @@ mod ssh_shell;
 mod cli_lifecycle;
 #[cfg(not(windows))]
 mod vm_down;
+// The QMP client against a real QEMU (a Unix socket on this machine).
+#[cfg(not(windows))]
+mod local_qmp;
 // The fake cloud boots its droplets into local sshds with the user-data's host
 // key and plays their bootstrap in local files: that needs sshd on this
 // machine, which the Windows tests (under Wine) only reach through the broker.

@@ -212,8 +212,15 @@ mod tests {
     fn probe_should_read_this_linux_machine() {
         let facts = HostFacts::probe();
         assert_eq!(facts.os, "linux");
-        assert!(facts.cpu_flags.iter().any(|f| f == "fpu"), "{:?}", facts.cpu_flags);
-        assert!(!facts.modules.is_empty(), "/sys/module lists built-in modules too");
+        assert!(
+            facts.cpu_flags.iter().any(|f| f == "fpu"),
+            "{:?}",
+            facts.cpu_flags
+        );
+        assert!(
+            !facts.modules.is_empty(),
+            "/sys/module lists built-in modules too"
+        );
         // This project's machines have the kvm_pvm flavour: never KVM there.
         if facts.modules.iter().any(|m| m == "kvm_pvm") {
             assert!(matches!(choose(&facts), Accel::Tcg { .. }));

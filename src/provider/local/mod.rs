@@ -3,8 +3,10 @@
 //! is here is complete and tested on its own.
 //!
 //! - [`accel`]: KVM/HVF only where they really work, else TCG, said out loud.
+//! - [`qmp`]: the QEMU Machine Protocol client (power down, status).
 //!
 //! The NoCloud seed a local VM boots with is written by
 //! [`cloudinit::nocloud`](crate::cloudinit::nocloud).
 
 pub mod accel;
+pub mod qmp;
