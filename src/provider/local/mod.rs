@@ -4,9 +4,11 @@
 //!
 //! - [`accel`]: KVM/HVF only where they really work, else TCG, said out loud.
 //! - [`qmp`]: the QEMU Machine Protocol client (power down, status).
+//! - [`process`]: recognising a VM's QEMU by its disk before any signal.
 //!
 //! The NoCloud seed a local VM boots with is written by
 //! [`cloudinit::nocloud`](crate::cloudinit::nocloud).
 
 pub mod accel;
+pub mod process;
 pub mod qmp;
