@@ -110,6 +110,9 @@ done
 printf '#!/bin/sh\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
 chmod +x "$ROOT/usr/sbin/policy-rc.d"
 
+# fstab before the kernel: initramfs-tools adds fsck.ext4 for a root in fstab.
+echo 'LABEL=root / ext4 rw,discard,errors=remount-ro 0 1' >"$ROOT/etc/fstab"
+
 # The initramfs: gzip (every kernel and QEMU reads it), modules for virtio.
 mkdir -p "$ROOT/etc/initramfs-tools/conf.d"
 printf 'COMPRESS=gzip\n' >"$ROOT/etc/initramfs-tools/conf.d/spuff.conf"
@@ -135,7 +138,6 @@ log "packages installed in $((SECONDS - t)) s"
 log "configuring"
 echo localhost >"$ROOT/etc/hostname"
 printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' >"$ROOT/etc/hosts"
-echo 'LABEL=root / ext4 rw,discard,errors=remount-ro 0 1' >"$ROOT/etc/fstab"
 echo 'LANG=C.UTF-8' >"$ROOT/etc/default/locale"
 
 # Network: systemd-networkd, DHCP on any ethernet NIC (QEMU user net gives
@@ -165,6 +167,8 @@ mkdir -p "$ROOT/etc/cloud/cloud.cfg.d"
 cat >"$ROOT/etc/cloud/cloud.cfg.d/01-spuff-offline.cfg" <<'EOF'
 datasource_list: [NoCloud, None]
 locale: C.UTF-8
+# sudo resolves the hostname cloud-init sets; there is no DNS offline.
+manage_etc_hosts: true
 EOF
 
 # Every VM gets its own identity: no host keys, no machine-id, no logs.
