@@ -155,6 +155,9 @@ chroot "$ROOT" systemctl enable systemd-networkd.service >/dev/null 2>&1
 # Nothing waits for "online" (no network-online target needs the internet).
 chroot "$ROOT" systemctl mask systemd-networkd-wait-online.service >/dev/null 2>&1
 
+# Not needed on a throwaway VM; 3 s of boot under TCG.
+chroot "$ROOT" systemctl mask e2scrub_reap.service >/dev/null 2>&1 || true
+
 # Nothing reaches for the internet at boot.
 chroot "$ROOT" systemctl mask apt-daily.timer apt-daily-upgrade.timer \
   apt-daily.service apt-daily-upgrade.service >/dev/null 2>&1 || true
@@ -169,6 +172,9 @@ datasource_list: [NoCloud, None]
 locale: C.UTF-8
 # sudo resolves the hostname cloud-init sets; there is no DNS offline.
 manage_etc_hosts: true
+# No grub on this image (direct kernel boot): skip the module (1 s under TCG).
+grub_dpkg:
+  enabled: false
 EOF
 
 # Every VM gets its own identity: no host keys, no machine-id, no logs.
