@@ -35,7 +35,7 @@ pub const TOKEN_VAR: &str = "SPUFF_API_TOKEN";
 pub const KEYS: &[(&str, &str)] = &[
     (
         "provider",
-        "cloud provider: digitalocean (do) or hetzner (hcloud)",
+        "digitalocean (do), hetzner (hcloud) or local (QEMU on this machine; the default when no cloud token is set)",
     ),
     (
         "api_token",
@@ -68,10 +68,33 @@ pub const KEYS: &[(&str, &str)] = &[
         "a fixed agent token (default: a new random token per VM)",
     ),
     ("packages", "extra Debian/Ubuntu packages, comma-separated"),
+    (
+        "local_network",
+        "local VMs' network: nat (default: the VM reaches what this machine reaches) or isolated (nothing but SSH from this machine)",
+    ),
+    (
+        "local_qemu",
+        "the qemu-system program local VMs run under (default: found in PATH)",
+    ),
 ];
 
-/// The provider used when the config names none.
-pub const DEFAULT_PROVIDER: ProviderType = ProviderType::DigitalOcean;
+/// The provider used when the config names none and no cloud token is set:
+/// VMs on this machine, so a new user needs no account.
+pub const DEFAULT_PROVIDER: ProviderType = ProviderType::Local;
+
+/// Why [`Settings::provider`] is the provider it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderChoice {
+    /// The config file names it.
+    Configured,
+    /// No provider configured, but this cloud's token variable is set.
+    TokenInEnv(&'static str),
+    /// No provider configured and a token without a provider (in
+    /// `SPUFF_API_TOKEN` or the file): DigitalOcean, as before local VMs.
+    BareToken,
+    /// No provider and no cloud token: the local provider.
+    NoCloud,
+}
 
 /// The VM user when the config names none.
 pub const DEFAULT_SSH_USER: &str = "dev";
@@ -117,6 +140,12 @@ pub struct ConfigFile {
     /// `packages`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
+    /// `local_network` (`nat` or `isolated`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_network: Option<String>,
+    /// `local_qemu`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_qemu: Option<PathBuf>,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_yaml_ng::Value>,
@@ -137,6 +166,8 @@ impl fmt::Debug for ConfigFile {
             .field("dotfiles", &self.dotfiles)
             .field("agent_token", &mask(&self.agent_token))
             .field("packages", &self.packages)
+            .field("local_network", &self.local_network)
+            .field("local_qemu", &self.local_qemu)
             .field("unknown", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -249,6 +280,10 @@ pub struct Settings {
     pub file: ConfigFile,
     /// The provider to use.
     pub provider: ProviderType,
+    /// Why it is that one.
+    pub provider_choice: ProviderChoice,
+    /// The local provider's settings.
+    pub local: crate::provider::local::LocalConfig,
     /// The API token, if any source had one.
     pub token: Option<Secret>,
     /// Where [`Settings::token`] came from.
@@ -313,10 +348,15 @@ impl Settings {
             ));
         }
 
-        let provider = match &file.provider {
-            Some(name) => parse_provider(name)?,
-            None => DEFAULT_PROVIDER,
+        let (provider, provider_choice) = match &file.provider {
+            Some(name) => (parse_provider(name)?, ProviderChoice::Configured),
+            None => default_provider(&file, &env),
         };
+        let mut local = crate::provider::local::LocalConfig::new();
+        if let Some(text) = &file.local_network {
+            local.network = parse_local_network(text)?;
+        }
+        local.qemu = file.local_qemu.clone();
         let (token, token_source) = lookup_token(provider, &file, &env);
         let idle_timeout = match &file.idle_timeout {
             Some(text) => parse_idle_timeout(text)?,
@@ -331,6 +371,8 @@ impl Settings {
             exists,
             file,
             provider,
+            provider_choice,
+            local,
             token,
             token_source,
             idle_timeout,
@@ -396,6 +438,40 @@ pub fn provider_token_vars(provider: ProviderType) -> &'static [&'static str] {
         ProviderType::Hetzner => &["HETZNER_TOKEN", "HCLOUD_TOKEN"],
         _ => &[],
     }
+}
+
+/// The provider when the file names none: the cloud whose token variable
+/// is set, DigitalOcean for a token without a provider, else local.
+fn default_provider(
+    file: &ConfigFile,
+    env: &impl Fn(&str) -> Option<String>,
+) -> (ProviderType, ProviderChoice) {
+    let set = |var: &str| env(var).is_some_and(|v| !v.trim().is_empty());
+    for info in crate::provider::PROVIDERS
+        .iter()
+        .filter(|p| p.implemented && p.needs_token())
+    {
+        if let Some(var) = info.token_vars.iter().find(|v| set(v)) {
+            return (info.kind, ProviderChoice::TokenInEnv(var));
+        }
+    }
+    if set(TOKEN_VAR)
+        || file
+            .api_token
+            .as_deref()
+            .is_some_and(|t| !t.trim().is_empty())
+    {
+        return (ProviderType::DigitalOcean, ProviderChoice::BareToken);
+    }
+    (DEFAULT_PROVIDER, ProviderChoice::NoCloud)
+}
+
+fn parse_local_network(text: &str) -> Result<crate::provider::local::LocalNetwork> {
+    text.parse().map_err(|reason| Error::Invalid {
+        key: "local_network".to_string(),
+        value: text.to_string(),
+        reason,
+    })
 }
 
 fn parse_provider(name: &str) -> Result<ProviderType> {
@@ -498,6 +574,19 @@ impl ConfigFile {
                     None
                 } else {
                     Some(validate_key_path(value)?)
+                }
+            }
+            "local_network" => {
+                self.local_network = opt(parse_local_network(value).map(|n| match n {
+                    crate::provider::local::LocalNetwork::Nat => "nat".to_string(),
+                    crate::provider::local::LocalNetwork::Isolated => "isolated".to_string(),
+                }))?
+            }
+            "local_qemu" => {
+                self.local_qemu = if clear {
+                    None
+                } else {
+                    Some(expand_home(value))
                 }
             }
             "packages" => {

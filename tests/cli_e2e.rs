@@ -209,7 +209,7 @@ fn boot(droplet: &FakeDroplet, agent_port: u16, bootstrap: Bootstrap) -> FakeVm 
     vm
 }
 
-fn assert_success(out: &Output, what: &str) {
+pub(crate) fn assert_success(out: &Output, what: &str) {
     assert!(
         out.status.success(),
         "{what} failed ({:?})\nstdout:\n{}\nstderr:\n{}",
@@ -219,7 +219,7 @@ fn assert_success(out: &Output, what: &str) {
     );
 }
 
-fn json(out: &Output, what: &str) -> serde_json::Value {
+pub(crate) fn json(out: &Output, what: &str) -> serde_json::Value {
     assert_success(out, what);
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -230,7 +230,7 @@ fn json(out: &Output, what: &str) -> serde_json::Value {
 }
 
 /// Polls `f` until it returns `Some`, or panics after `limit`.
-fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
         if let Some(v) = f() {
@@ -242,7 +242,7 @@ fn eventually<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) 
 }
 
 /// A raw HTTP/1.1 GET on 127.0.0.1:`port`, returning the response text.
-fn http_get(port: u16, path: &str) -> std::io::Result<String> {
+pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<String> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;

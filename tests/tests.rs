@@ -30,6 +30,10 @@ mod ssh_shell;
 mod cli_lifecycle;
 #[cfg(not(windows))]
 mod vm_down;
+// The whole product on a real VM booted by the local provider (QEMU under
+// TCG on CI's machine).
+#[cfg(target_os = "linux")]
+mod local_vm;
 // The QMP client against a real QEMU (a Unix socket on this machine).
 #[cfg(not(windows))]
 mod local_qmp;

@@ -173,6 +173,25 @@ pub enum ProviderError {
         /// The final action status (`errored`, `error: …`).
         status: String,
     },
+
+    /// Something on this machine failed for a local VM: QEMU missing or too
+    /// old, a disk that could not be made, a VM that did not boot.
+    #[error("{provider}: {operation}: {message}{}", match detail {
+        Some(d) => format!("\n{d}"),
+        None => String::new(),
+    })]
+    Host {
+        /// Provider name (`local`).
+        provider: &'static str,
+        /// What spuff was doing.
+        operation: String,
+        /// What went wrong.
+        message: String,
+        /// More lines the user needs to see (the end of the VM's console).
+        detail: Option<String>,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
 }
 
 impl ProviderError {
@@ -191,7 +210,8 @@ impl ProviderError {
             | ProviderError::ResponseTooLarge { provider, .. }
             | ProviderError::InvalidResponse { provider, .. }
             | ProviderError::Unsupported { provider, .. }
-            | ProviderError::ActionFailed { provider, .. } => provider,
+            | ProviderError::ActionFailed { provider, .. }
+            | ProviderError::Host { provider, .. } => provider,
         }
     }
 
@@ -272,6 +292,7 @@ impl crate::Hint for ProviderError {
             ProviderError::ActionFailed { provider, .. } => {
                 format!("see the VM's history in the {provider} console for the reason")
             }
+            ProviderError::Host { hint, .. } => return hint.clone(),
             _ => return None,
         })
     }

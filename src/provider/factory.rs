@@ -25,6 +25,8 @@ pub struct ProviderConfig {
     /// Override of the API base URL (an API gateway or proxy; tests point
     /// it at a fake cloud).
     pub base_url: Option<String>,
+    /// The local provider's settings (ignored by clouds).
+    pub local: super::local::LocalConfig,
 }
 
 impl ProviderConfig {

@@ -24,6 +24,8 @@ pub enum ProviderType {
     Hetzner,
     /// AWS EC2 (`aws`, `ec2`).
     Aws,
+    /// VMs on this machine with QEMU (`local`, `qemu`).
+    Local,
 }
 
 /// What spuff picks when neither the command line nor the config names a
@@ -77,6 +79,14 @@ pub struct ProviderInfo {
     pub capabilities: Capabilities,
     /// Whether this build of spuff can talk to it.
     pub implemented: bool,
+}
+
+impl ProviderInfo {
+    /// Whether this provider needs an API token (clouds do; the local
+    /// provider does not).
+    pub fn needs_token(&self) -> bool {
+        !self.token_vars.is_empty()
+    }
 }
 
 /// Every provider spuff knows, implemented or not.
@@ -141,6 +151,29 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         },
         implemented: false,
     },
+    ProviderInfo {
+        kind: ProviderType::Local,
+        name: "local",
+        display_name: "local QEMU",
+        aliases: &["qemu"],
+        token_vars: &[],
+        token_url: "",
+        // The seed volume holds it; kept at the clouds' scale so a
+        // user-data that boots here boots on a cloud too.
+        user_data_limit: 64 * 1024,
+        defaults: Some(Defaults {
+            region: super::local::REGION,
+            size: super::local::DEFAULT_SIZE,
+            ubuntu: "24.04",
+        }),
+        stopped_vm_bills: false,
+        capabilities: Capabilities {
+            snapshots: true,
+            power: true,
+            account_ssh_keys: false,
+        },
+        implemented: true,
+    },
 ];
 
 impl ProviderType {
@@ -149,6 +182,7 @@ impl ProviderType {
         ProviderType::DigitalOcean,
         ProviderType::Hetzner,
         ProviderType::Aws,
+        ProviderType::Local,
     ];
 
     /// This provider's facts.

@@ -165,6 +165,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     /// The regions, for validating `--region`.
     async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>>;
 
+    /// The end of the VM's serial console and where the whole log is, for
+    /// errors about a VM that does not boot; `None` where the provider has
+    /// no console to read (the clouds' consoles need their web UI).
+    async fn console_tail(&self, id: &str) -> Option<(String, std::path::PathBuf)> {
+        let _ = id;
+        None
+    }
+
     /// Transport counters (connections, requests, retries).
     fn http_stats(&self) -> HttpStats {
         HttpStats::default()

@@ -43,6 +43,7 @@ impl ProviderRegistry {
     pub fn register_defaults(&mut self) {
         self.register(super::digitalocean::Factory);
         self.register(super::hetzner::Factory);
+        self.register(super::local::Factory);
     }
 
     /// Registers (or replaces) a factory.

@@ -165,6 +165,17 @@ impl crate::Hint for Error {
             Error::Create { source, .. } => source.hint(),
             Error::AfterCreate { name, source, .. } => {
                 let source: &(dyn std::error::Error + 'static) = source.as_ref();
+                if let Some(e) = source.downcast_ref::<LoginFailed>() {
+                    return super::pinned_key_refused(&e.source, name).or_else(|| {
+                        match &e.console {
+                            Some((_, log)) => Some(format!(
+                                "the VM did not finish booting; its whole console log is {}",
+                                log.display()
+                            )),
+                            None => crate::Hint::hint(&e.source),
+                        }
+                    });
+                }
                 source
                     .downcast_ref::<ssh::Error>()
                     .and_then(|e| super::pinned_key_refused(e, name))
@@ -172,6 +183,23 @@ impl crate::Hint for Error {
             }
         }
     }
+}
+
+/// The first SSH login failed; with the end of the VM's serial console when
+/// the provider can read it (a local VM), since that is where a VM that
+/// does not boot says why.
+#[derive(Debug, thiserror::Error)]
+#[error("the VM did not accept an SSH login{}", match console {
+    Some((tail, _)) => format!("; its console ends with:\n{tail}"),
+    None => String::new(),
+})]
+#[non_exhaustive]
+pub struct LoginFailed {
+    /// The last login attempt's error.
+    #[source]
+    pub source: ssh::Error,
+    /// The console's last lines and the log's path.
+    pub console: Option<(String, PathBuf)>,
 }
 
 /// A `Result` whose error is `up`'s [`Error`].
@@ -307,9 +335,16 @@ pub async fn up(
     ssh_config.port = record.ssh_port;
     ssh_config.user = record.ssh_user.clone();
     ssh_config.host_keys = ssh::HostKeyPolicy::pinned([host_key]);
-    let session = ssh::wait_for_login(ssh_config, &plan.login)
-        .await
-        .map_err(|e| after_create("logging in over SSH", Box::new(e)))?;
+    let session = match ssh::wait_for_login(ssh_config, &plan.login).await {
+        Ok(session) => session,
+        Err(source) => {
+            let console = provider.console_tail(&id).await;
+            return Err(after_create(
+                "logging in over SSH",
+                Box::new(LoginFailed { source, console }),
+            ));
+        }
+    };
     observer.event(Event::LoggedIn {
         after: started.elapsed(),
     });

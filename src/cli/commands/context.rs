@@ -61,6 +61,7 @@ impl Context {
             .token_for(kind, |v| std::env::var(v).ok())
             .unwrap_or_default();
         let mut config = ProviderConfig::new(token);
+        config.local = self.settings.local.clone();
         if let Ok(url) = std::env::var(API_URL_VAR)
             && !url.is_empty()
         {

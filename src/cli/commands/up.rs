@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use spuff::agent::api::AgentConfig;
 use spuff::cloudinit::{self, AgentSource, Dotfiles, Limit};
+use spuff::config::ProviderChoice;
 use spuff::provider::{ImageSpec, ProviderType};
 use spuff::ssh::HostKeyPair;
 use spuff::ssh::{AgentLocation, ShellOptions};
@@ -27,6 +28,12 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         Some(p) => p.parse()?,
         None => ctx.settings.provider,
     };
+    if args.provider.is_none() && ctx.settings.provider_choice == ProviderChoice::NoCloud {
+        ctx.ui.info(
+            "No cloud configured: using the local provider (QEMU on this machine). \
+             For a cloud, export HETZNER_TOKEN or DIGITALOCEAN_TOKEN, or `spuff config set provider hetzner`.",
+        );
+    }
     let provider = ctx.provider(kind.name())?;
     let info = kind.info();
     let file = &ctx.settings.file;
@@ -85,6 +92,9 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         ssh,
     );
     plan.upload_agent = upload;
+    if kind == ProviderType::Local {
+        prepare_local(&mut plan, ctx).await?;
+    }
 
     ctx.ui.info(format!(
         "Creating {name} on {} ({region}, {size})",
@@ -154,10 +164,17 @@ async fn failed(e: spuff::vm::up::Error, args: &UpArgs, ctx: &Context) -> anyhow
         }
     );
     ctx.ui.report_error(&anyhow::Error::new(e));
-    let what = if unconfirmed {
-        format!("{name} may exist (the create's answer was lost) and bill")
-    } else {
-        format!("{name} exists and bills")
+    let bills = ctx
+        .store
+        .get(&name)
+        .ok()
+        .flatten()
+        .and_then(|r| spuff::provider::ProviderInfo::by_canonical(&r.provider))
+        .is_none_or(|i| i.needs_token());
+    let what = match (unconfirmed, bills) {
+        (true, _) => format!("{name} may exist (the create's answer was lost) and bill"),
+        (false, true) => format!("{name} exists and bills"),
+        (false, false) => format!("{name} exists and takes disk space"),
     };
     let destroy = if args.keep_on_failure {
         false
@@ -210,6 +227,38 @@ async fn clean_up(name: &str, ctx: &Context) -> anyhow::Result<()> {
         return Ok(());
     };
     super::down::destroy_record(&record, None, ctx).await?;
+    Ok(())
+}
+
+/// The local provider's own steps before `up`: say how the VM's CPU will
+/// run (TCG is minutes, not seconds), download the base image with a
+/// progress bar, and retry the first login often (it is a local port).
+async fn prepare_local(plan: &mut Plan, ctx: &Context) -> anyhow::Result<()> {
+    let local = spuff::provider::local::LocalProvider::new(
+        ctx.settings.local.clone(),
+        spuff::provider::HttpConfig::default(),
+    )?;
+    ctx.ui
+        .info(format!("Acceleration: {}", local.acceleration().describe()));
+    let bar = ctx.ui.transfer_bar();
+    bar.set_message(format!("downloading {}", plan.image));
+    let progress = |p: spuff::provider::local::image::DownloadProgress| {
+        if let Some(total) = p.total {
+            bar.set_length(total);
+        }
+        bar.set_position(p.done);
+    };
+    let prepared = local.prepare_image(&plan.image, &progress).await;
+    bar.finish_and_clear();
+    prepared?;
+    plan.login.max_delay = std::time::Duration::from_secs(1);
+    if matches!(
+        local.acceleration(),
+        spuff::provider::local::accel::Accel::Tcg { .. }
+    ) {
+        // An emulated first boot takes about a minute, more on a busy machine.
+        plan.login.timeout = plan.login.timeout.max(std::time::Duration::from_secs(600));
+    }
     Ok(())
 }
 

@@ -1,0 +1,434 @@
+//! The whole product on a real VM: the `spuff` binary, as a new user runs it
+//! (no cloud token, so the local provider is the default), boots a QEMU VM
+//! from the offline base image `ci/build-image.sh` builds, under a real
+//! cloud-init and a real systemd, and goes through its whole life.
+//!
+//! Nothing here is a stand-in: the user-data is spuff's own, cloud-init must
+//! report `done` without errors, the host key is the one spuff generated
+//! (OpenSSH checks it strictly too), the agent runs as the systemd unit the
+//! user-data installed and listens on 127.0.0.1 only. Then `up` is killed
+//! with SIGKILL while a second VM boots, and `list`/`down` must find and
+//! remove it, leaving no QEMU behind.
+//!
+//! The image comes from `SPUFF_TEST_IMAGE` (a folder made by
+//! `ci/build-image.sh`; `ci/test.sh` builds and caches it). Without it the
+//! test says it is skipped, except under CI (`CI` set), where that is a
+//! failure: CI must run it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use sha2::Digest;
+
+use crate::cli_e2e::{assert_success, eventually, http_get, json};
+use crate::util::{free_port, keys};
+
+const IMAGE_VAR: &str = "SPUFF_TEST_IMAGE";
+
+/// The base image folder, or `None` (skipped) outside CI.
+fn image() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(IMAGE_VAR).filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI must run the real-VM test: set {IMAGE_VAR} (ci/test.sh builds the image with ci/build-image.sh)"
+    );
+    eprintln!(
+        "skipped: no {IMAGE_VAR}; build an image with `ci/build-image.sh DIR` and set {IMAGE_VAR}=DIR"
+    );
+    None
+}
+
+/// A user's machine in a temporary folder: config, HOME, spuff's data, and
+/// a PATH holding QEMU but no ssh, scp or sftp.
+struct Machine {
+    dir: tempfile::TempDir,
+    image: PathBuf,
+}
+
+impl Machine {
+    fn new(image: PathBuf) -> Machine {
+        // Short: QEMU's control socket path must fit in a Unix socket address.
+        let dir = tempfile::Builder::new()
+            .prefix("spuff-vm")
+            .tempdir_in("/tmp")
+            .expect("tempdir");
+        for sub in ["config", "home", "data", "bin", "work"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+        }
+        for tool in ["qemu-system-x86_64", "qemu-img"] {
+            let found = which(tool).unwrap_or_else(|| panic!("{tool} is not installed"));
+            std::os::unix::fs::symlink(found, dir.path().join("bin").join(tool)).expect("link");
+        }
+        let m = Machine { dir, image };
+        let key = keys().ed25519.display().to_string();
+        assert_success(&m.spuff(&["config", "set", "ssh_key_path", &key]), "config");
+        // Nothing leaves the VM but SSH: the test never depends on the
+        // internet, and apt fails at once instead of timing out.
+        assert_success(
+            &m.spuff(&["config", "set", "local_network", "isolated"]),
+            "config",
+        );
+        // The image has what a shell needs; offline, packages cannot come.
+        assert_success(&m.spuff(&["config", "set", "base_packages", ""]), "config");
+        m
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_spuff"));
+        cmd.args(args)
+            .env_clear()
+            .env("PATH", self.path("bin"))
+            .env("HOME", self.path("home"))
+            .env("SPUFF_CONFIG_DIR", self.path("config"))
+            .env("XDG_DATA_HOME", self.path("data"))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn spuff(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run spuff")
+    }
+
+    fn up(&self, name: &str) -> Command {
+        let agent = crate::fakevm::agent_binary().display().to_string();
+        let image = self.image.display().to_string();
+        self.command(&[
+            "up",
+            "--name",
+            name,
+            "--image",
+            &image,
+            "--dev",
+            "--agent-binary",
+            &agent,
+            "--no-connect",
+        ])
+    }
+
+    fn vms_dir(&self) -> PathBuf {
+        self.path("data/spuff/local/vms")
+    }
+
+    /// QEMU processes whose command line names this machine's files.
+    fn qemus(&self) -> Vec<u32> {
+        let needle = self.path("data").display().to_string();
+        std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+
+    fn exec(&self, command: &str) -> String {
+        let out = self.spuff(&["exec", "e2e", "--", command]);
+        assert_success(&out, command);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // A failed test must not leave VMs running on the CI machine.
+        for pid in self.qemus() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+    }
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn sha256(path: &Path) -> String {
+    hex::encode(sha2::Sha256::digest(std::fs::read(path).expect("read")))
+}
+
+#[test]
+fn a_real_vm_should_run_the_whole_product() {
+    let Some(image) = image() else {
+        return;
+    };
+    let m = Machine::new(image);
+
+    // up, with no cloud token anywhere: the local provider, said in one line.
+    let out = m.up("e2e").arg("--json").output().expect("spuff up");
+    let up = json(&out, "up");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("No cloud configured: using the local provider"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Acceleration:"), "{stderr}");
+    assert!(stderr.contains("pinned host key"), "{stderr}");
+    assert_eq!(up["provider"], "local");
+    assert_eq!(up["status"], "ready");
+    assert_eq!(up["ip"], "127.0.0.1");
+    assert_ne!(up["ssh_port"], 22);
+
+    // The host key: the only one on the VM is the one spuff generated and
+    // printed (it logged in pinned to it; OpenSSH checks it below).
+    let printed = stderr
+        .split("(host key ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .expect("up prints the host key")
+        .to_string();
+    let keys_on_vm = m.exec("ls /etc/ssh/ | grep '^ssh_host_.*key.pub$'");
+    assert_eq!(keys_on_vm.trim(), "ssh_host_ed25519_key.pub");
+    let vm_key = m.path("work/vm_key.pub");
+    std::fs::write(
+        &vm_key,
+        m.exec("sudo cat /etc/ssh/ssh_host_ed25519_key.pub"),
+    )
+    .expect("write");
+    let fp = Command::new("ssh-keygen")
+        .arg("-lf")
+        .arg(&vm_key)
+        .output()
+        .expect("ssh-keygen");
+    assert!(
+        String::from_utf8_lossy(&fp.stdout).contains(&printed),
+        "{printed} vs {}",
+        String::from_utf8_lossy(&fp.stdout)
+    );
+
+    // cloud-init ran spuff's user-data to the end, without errors.
+    let out = m.spuff(&[
+        "exec",
+        "e2e",
+        "--",
+        "cloud-init status --wait --format=json",
+    ]);
+    let ci: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "cloud-init status: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    assert_eq!(ci["status"], "done", "{ci}");
+    assert_eq!(ci["errors"], serde_json::json!([]), "{ci}");
+
+    // The agent: the systemd unit from the user-data, on 127.0.0.1 only.
+    assert_eq!(
+        m.exec("systemctl is-active spuff-agent.service").trim(),
+        "active"
+    );
+    let listening = m.exec("ss -Hltn");
+    let agent: Vec<&str> = listening.lines().filter(|l| l.contains(":7575")).collect();
+    assert!(!agent.is_empty(), "{listening}");
+    assert!(
+        agent.iter().all(|l| l.contains("127.0.0.1:7575")),
+        "{listening}"
+    );
+
+    // status --json: the agent's metrics and activity through SSH.
+    let status = eventually("the agent through status", Duration::from_secs(60), || {
+        let v = json(&m.spuff(&["status", "--json"]), "status");
+        (!v["agent"].is_null() && !v["metrics"].is_null()).then_some(v)
+    });
+    assert_eq!(status["instance"]["name"], "e2e");
+    assert!(
+        status["metrics"]["memory_total_bytes"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0
+    );
+    assert!(status["activity"]["sources"].is_array());
+
+    // exec: exit code, separate streams, stdin.
+    let out = m.spuff(&["exec", "e2e", "--", "echo hello; echo oops >&2; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "oops\n");
+    let mut child = m
+        .command(&["exec", "--", "tr a-z A-Z"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn exec");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), b"piped in\n").expect("stdin");
+    drop(child.stdin.take());
+    let out = child.wait_with_output().expect("exec");
+    assert_success(&out, "exec with stdin");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
+
+    // cp: a file and a tree, both ways, checked by checksum.
+    let big = m.path("work/big.bin");
+    let data: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(&big, &data).expect("write");
+    let tree = m.path("work/tree");
+    std::fs::create_dir_all(tree.join("sub/deeper")).expect("mkdir");
+    std::fs::write(tree.join("a.txt"), "a\n").expect("write");
+    std::fs::write(tree.join("sub/b.bin"), &data[..100_000]).expect("write");
+    std::fs::write(tree.join("sub/deeper/c.txt"), "c\n").expect("write");
+    m.exec("mkdir -p in");
+    assert_success(
+        &m.spuff(&["cp", "-q", &big.display().to_string(), "e2e:in/"]),
+        "cp file up",
+    );
+    assert_success(
+        &m.spuff(&["cp", "-q", &tree.display().to_string(), "e2e:in/"]),
+        "cp tree up",
+    );
+    let remote_sums =
+        m.exec("cd in && sha256sum big.bin tree/a.txt tree/sub/b.bin tree/sub/deeper/c.txt");
+    for (rel, local) in [
+        ("big.bin", big.clone()),
+        ("tree/a.txt", tree.join("a.txt")),
+        ("tree/sub/b.bin", tree.join("sub/b.bin")),
+        ("tree/sub/deeper/c.txt", tree.join("sub/deeper/c.txt")),
+    ] {
+        let line = format!("{}  {rel}", sha256(&local));
+        assert!(remote_sums.contains(&line), "{line}\n{remote_sums}");
+    }
+    let back = m.path("work/back");
+    std::fs::create_dir_all(&back).expect("mkdir");
+    assert_success(
+        &m.spuff(&["cp", "-q", "e2e:in/big.bin", &back.display().to_string()]),
+        "cp file down",
+    );
+    assert_success(
+        &m.spuff(&["cp", "-q", "e2e:in/tree", &back.display().to_string()]),
+        "cp tree down",
+    );
+    assert_eq!(sha256(&back.join("big.bin")), sha256(&big));
+    for rel in ["a.txt", "sub/b.bin", "sub/deeper/c.txt"] {
+        assert_eq!(
+            sha256(&back.join("tree").join(rel)),
+            sha256(&tree.join(rel)),
+            "{rel}"
+        );
+    }
+
+    // tunnel: the agent's port here; an HTTP request reaches it.
+    let local_port = free_port();
+    let mut tunnel = m
+        .command(&["tunnel", "e2e", "--agent-port", &local_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tunnel");
+    let response = eventually("the tunnel", Duration::from_secs(60), || {
+        http_get(local_port, "/health").ok()
+    });
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("spuff-agent"), "{response}");
+    let _ = Command::new("kill")
+        .args(["-INT", &tunnel.id().to_string()])
+        .status();
+    assert!(tunnel.wait().expect("tunnel").success());
+
+    // logs: the bootstrap log and the agent's journal.
+    let out = m.spuff(&["logs", "--bootstrap", "-n", "50"]);
+    assert_success(&out, "logs --bootstrap");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("phase 1"));
+    let out = m.spuff(&["logs", "--agent", "-n", "100"]);
+    assert_success(&out, "logs --agent");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("spuff-agent listening"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // ssh-config: OpenSSH itself logs in, checking the host key strictly.
+    assert_success(&m.spuff(&["ssh-config", "--no-include"]), "ssh-config");
+    let out = Command::new("ssh")
+        .arg("-F")
+        .arg(m.path("config/ssh_config"))
+        .args([
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-i",
+        ])
+        .arg(&keys().ed25519)
+        .args(["e2e", "echo", "openssh-ok"])
+        .output()
+        .expect("ssh");
+    assert_success(&out, "OpenSSH with spuff's ssh-config");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "openssh-ok\n");
+
+    // list: reconciled with the provider (the VM folders).
+    let list = json(&m.spuff(&["list", "--json"]), "list");
+    let rows = list["instances"].as_array().expect("instances");
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(rows[0]["tracking"], "tracked", "{list}");
+    assert_eq!(rows[0]["active"], true, "{list}");
+
+    // snapshot of the running VM.
+    let created = json(
+        &m.spuff(&["snapshot", "create", "e2e", "--json"]),
+        "snapshot create",
+    );
+    let snap_id = created["id"].as_str().expect("snapshot id").to_string();
+    let listed = json(&m.spuff(&["snapshot", "list", "--json"]), "snapshot list");
+    assert!(
+        listed["snapshots"]
+            .as_array()
+            .expect("snapshots")
+            .iter()
+            .any(|s| s["id"] == snap_id.as_str()),
+        "{listed}"
+    );
+
+    // down: the VM, its folder and its QEMU are gone.
+    assert_success(&m.spuff(&["down", "e2e", "--force"]), "down");
+    assert!(m.qemus().is_empty(), "QEMU left running: {:?}", m.qemus());
+    let left: Vec<_> = std::fs::read_dir(m.vms_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "VM folders left: {left:?}");
+    assert_success(
+        &m.spuff(&["snapshot", "delete", &snap_id, "--force"]),
+        "snapshot delete",
+    );
+
+    // `up` killed with SIGKILL while the VM boots: `list` shows the VM,
+    // `down` removes it, no QEMU is left.
+    let mut up = m
+        .up("killed")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn up");
+    eventually("QEMU to start", Duration::from_secs(120), || {
+        (!m.qemus().is_empty()).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    up.kill().expect("SIGKILL");
+    let _ = up.wait();
+    assert!(!m.qemus().is_empty(), "the VM outlives spuff");
+    let list = json(&m.spuff(&["list", "--json"]), "list after the kill");
+    let rows = list["instances"].as_array().expect("instances");
+    assert_eq!(rows.len(), 1, "{list}");
+    assert_eq!(rows[0]["name"], "killed", "{list}");
+    assert_success(
+        &m.spuff(&["down", "killed", "--force"]),
+        "down after the kill",
+    );
+    assert!(m.qemus().is_empty(), "QEMU left running: {:?}", m.qemus());
+    let list = json(&m.spuff(&["list", "--json"]), "list at the end");
+    assert_eq!(list["instances"], serde_json::json!([]), "{list}");
+}
