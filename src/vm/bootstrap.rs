@@ -29,6 +29,16 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A progress from its facts, for callers that read them elsewhere
+    /// (and for tests).
+    pub fn new(status: BootstrapStatus, line: Option<String>, phase_1_done: bool) -> Self {
+        Progress {
+            status,
+            line,
+            phase_1_done,
+        }
+    }
+
     /// Whether a shell and the agent are usable: phase 1 finished (the
     /// status is `installing` or `ready`, or it is `failed` after phase 1
     /// had finished, so phase 2 failed).
@@ -52,7 +62,10 @@ impl Progress {
 /// One shell command that prints the three facts, one per line: the status
 /// file, whether the log has phase 1's last line, the log's last line.
 fn command() -> String {
-    let (status, log) = (sh_quote(BOOTSTRAP_STATUS_PATH), sh_quote(BOOTSTRAP_LOG_PATH));
+    let (status, log) = (
+        sh_quote(BOOTSTRAP_STATUS_PATH),
+        sh_quote(BOOTSTRAP_LOG_PATH),
+    );
     format!(
         "head -n 1 {status} 2>/dev/null; echo; \
          if grep -q {marker} {log} 2>/dev/null; then echo 1; else echo 0; fi; \
@@ -61,7 +74,7 @@ fn command() -> String {
     )
 }
 
-fn parse(output: &str) -> Progress {
+fn parse_output(output: &str) -> Progress {
     let mut lines = output.lines();
     let status = BootstrapStatus::from_file_content(lines.next().unwrap_or_default());
     // `head` of a file without a final newline leaves `echo`'s empty line.
@@ -86,7 +99,7 @@ fn parse(output: &str) -> Progress {
 /// The SSH layer's, when the command cannot be run.
 pub async fn progress(session: &ssh::Session) -> Result<Progress, ssh::Error> {
     let output = session.exec(&command()).await?;
-    Ok(parse(&String::from_utf8_lossy(&output.stdout)))
+    Ok(parse_output(&String::from_utf8_lossy(&output.stdout)))
 }
 
 #[cfg(test)]
@@ -95,7 +108,7 @@ mod tests {
 
     #[test]
     fn parse_should_read_status_marker_and_line() {
-        let p = parse("installing\n\n1\n[spuff t] phase 1: done; phase 2 continues\n");
+        let p = parse_output("installing\n\n1\n[spuff t] phase 1: done; phase 2 continues\n");
         assert_eq!(p.status, BootstrapStatus::Installing);
         assert!(p.phase_1_done && p.shell_ready());
         assert_eq!(p.phase(), Some(2));
@@ -105,13 +118,13 @@ mod tests {
         );
 
         // No status file, no log.
-        let p = parse("\n0\n");
+        let p = parse_output("\n0\n");
         assert_eq!(p.status, BootstrapStatus::Unknown);
         assert!(!p.phase_1_done && !p.shell_ready());
         assert_eq!((p.phase(), p.line), (None, None));
 
         // A status without a newline.
-        let p = parse("running\n0\nphase 1: started\n");
+        let p = parse_output("running\n0\nphase 1: started\n");
         assert_eq!(p.status, BootstrapStatus::Running);
         assert_eq!(p.phase(), Some(1));
         assert_eq!(p.line.as_deref(), Some("phase 1: started"));
@@ -119,10 +132,10 @@ mod tests {
 
     #[test]
     fn failed_should_name_its_phase_by_the_log() {
-        let p1 = parse("failed\n\n0\nphase 1: failed (exit 1)\n");
+        let p1 = parse_output("failed\n\n0\nphase 1: failed (exit 1)\n");
         assert!(!p1.shell_ready());
         assert_eq!(p1.phase(), Some(1));
-        let p2 = parse("failed\n\n1\nphase 2: failed (exit 100)\n");
+        let p2 = parse_output("failed\n\n1\nphase 2: failed (exit 100)\n");
         assert!(p2.shell_ready());
         assert_eq!(p2.phase(), Some(2));
     }
@@ -131,6 +144,9 @@ mod tests {
     fn the_command_should_quote_the_paths() {
         let c = command();
         assert!(c.contains("'/opt/spuff/bootstrap.status'"), "{c}");
-        assert!(c.contains("'phase 1: done' '/var/log/spuff-bootstrap.log'"), "{c}");
+        assert!(
+            c.contains("'phase 1: done' '/var/log/spuff-bootstrap.log'"),
+            "{c}"
+        );
     }
 }
