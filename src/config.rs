@@ -71,8 +71,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("packages", "extra Debian/Ubuntu packages, comma-separated"),
     (
         "base_packages",
-        "packages every VM gets, comma-separated; `none` for none (a prepared \
-         image, no network); empty: git, curl, vim, htop, unzip, build-essential",
+        "packages every VM gets, comma-separated, or none; `config show` lists the default",
     ),
 ];
 
