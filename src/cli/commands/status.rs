@@ -166,10 +166,7 @@ fn cloud_init_view(s: &api::Status) -> CloudInitView {
                 0 => String::new(),
                 n => format!(" (and {n} more)"),
             };
-            format!(
-                "{status}: {}{more}; see `spuff logs --cloud-init`",
-                spuff::terminal_safe(first)
-            )
+            format!("{status}: {first}{more}; see `spuff logs --cloud-init`")
         }
         None => status.clone(),
     };
@@ -266,7 +263,12 @@ fn report(
                 s.agent_version,
                 humantime::format_duration(Duration::from_secs(s.uptime_seconds)),
             )?;
-            writeln!(out, "  cloud-init {}", cloud_init_view(&s).summary)?;
+            // Its status and errors come from the VM: shown escaped.
+            writeln!(
+                out,
+                "  cloud-init {}",
+                spuff::terminal_safe(&cloud_init_view(&s).summary)
+            )?;
             writeln!(
                 out,
                 "  idle      {}",
