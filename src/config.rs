@@ -3,7 +3,8 @@
 //!
 //! The keys are those of the original spuff (`provider`, `api_token`,
 //! `region`, `size`, `image`, `idle_timeout`, `ssh_key_path`, `ssh_user`,
-//! `dotfiles`, `agent_token`, `packages`), so an existing file keeps working.
+//! `dotfiles`, `agent_token`, `packages`), so an existing file keeps working;
+//! `base_packages` is spuff's own addition.
 //! Unknown keys are kept when spuff rewrites the file and reported as
 //! warnings (with a suggestion when one is close), not errors: a typo should
 //! be visible, but a key from a newer version should not stop an older one.
@@ -76,7 +77,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "local_qemu",
         "the qemu-system program local VMs run under (default: found in PATH)",
     ),
+    (
+        "base_packages",
+        "packages every VM gets, comma-separated, or none; `config show` lists the default",
+    ),
 ];
+
+/// The value `config set base_packages` takes for an empty list.
+pub const NO_PACKAGES: &str = "none";
 
 /// The provider used when the config names none and no cloud token is set:
 /// VMs on this machine, so a new user needs no account.
@@ -137,7 +145,7 @@ pub struct ConfigFile {
     /// `agent_token`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_token: Option<String>,
-    /// `packages`.
+    /// `packages`: the user's extra packages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,
     /// `local_network` (`nat` or `isolated`).
@@ -146,6 +154,12 @@ pub struct ConfigFile {
     /// `local_qemu`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_qemu: Option<PathBuf>,
+    /// `base_packages`: replaces [`DEFAULT_PACKAGES`](crate::cloudinit::DEFAULT_PACKAGES)
+    /// when set; `Some(vec![])` installs none, for an image that already has
+    /// them or a VM without network. [`ConfigFile::base_packages`] applies
+    /// the default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_packages: Option<Vec<String>>,
     /// Keys this version does not know, kept as they were.
     #[serde(flatten)]
     pub unknown: BTreeMap<String, serde_yaml_ng::Value>,
@@ -168,6 +182,7 @@ impl fmt::Debug for ConfigFile {
             .field("packages", &self.packages)
             .field("local_network", &self.local_network)
             .field("local_qemu", &self.local_qemu)
+            .field("base_packages", &self.base_packages)
             .field("unknown", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
     }
@@ -537,8 +552,14 @@ fn validate_slug(key: &str, value: &str) -> Result<String> {
     checked(key, value, crate::validate::slug)
 }
 
-fn validate_package(value: &str) -> Result<String> {
-    checked("packages", value, crate::validate::package)
+/// A comma-separated package list, each name checked.
+fn package_list(key: &str, value: &str) -> Result<Vec<String>> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| checked(key, p, crate::validate::package))
+        .collect()
 }
 
 fn validate_repo(value: &str) -> Result<String> {
@@ -546,8 +567,22 @@ fn validate_repo(value: &str) -> Result<String> {
 }
 
 impl ConfigFile {
+    /// The base packages a VM gets: `base_packages` when set (an empty list
+    /// included), else [`DEFAULT_PACKAGES`](crate::cloudinit::DEFAULT_PACKAGES).
+    pub fn base_packages(&self) -> Vec<String> {
+        match &self.base_packages {
+            Some(list) => list.clone(),
+            None => crate::cloudinit::DEFAULT_PACKAGES
+                .iter()
+                .map(|p| (*p).to_string())
+                .collect(),
+        }
+    }
+
     /// Sets `key` to `value` after checking it; an empty value removes the
-    /// key. `packages` takes a comma-separated list.
+    /// key. `packages` and `base_packages` take a comma-separated list;
+    /// `base_packages` also takes [`NO_PACKAGES`] for an empty list (an
+    /// empty value brings the default back).
     ///
     /// # Errors
     /// [`Error::UnknownKey`], [`Error::Invalid`].
@@ -589,13 +624,15 @@ impl ConfigFile {
                     Some(expand_home(value))
                 }
             }
-            "packages" => {
-                self.packages = value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|p| !p.is_empty())
-                    .map(validate_package)
-                    .collect::<Result<_>>()?
+            "packages" => self.packages = package_list(key, value)?,
+            "base_packages" => {
+                self.base_packages = if clear {
+                    None
+                } else if value.eq_ignore_ascii_case(NO_PACKAGES) {
+                    Some(Vec::new())
+                } else {
+                    Some(package_list(key, value)?)
+                }
             }
             other => {
                 return Err(Error::UnknownKey {
@@ -834,6 +871,37 @@ mod tests {
         }
         file.set("region", "").unwrap();
         assert!(file.region.is_none());
+    }
+
+    #[test]
+    fn base_packages_should_default_be_replaced_and_be_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let mut file = ConfigFile::default();
+        assert_eq!(file.base_packages(), crate::cloudinit::DEFAULT_PACKAGES);
+
+        file.set("base_packages", "git, curl").unwrap();
+        assert_eq!(file.base_packages(), ["git", "curl"]);
+        assert!(file.set("base_packages", "git, rm -rf").is_err());
+        assert_eq!(file.base_packages(), ["git", "curl"], "unchanged");
+
+        file.set("base_packages", "none").unwrap();
+        assert!(file.base_packages().is_empty());
+        file.save(&path).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.contains("base_packages: []"), "{text}");
+        let s = Settings::load(&path, no_env).unwrap();
+        assert_eq!(s.file.base_packages, Some(vec![]));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+
+        file.set("base_packages", "").unwrap();
+        assert_eq!(file.base_packages, None);
+        assert_eq!(file.base_packages(), crate::cloudinit::DEFAULT_PACKAGES);
+
+        // As written by hand.
+        std::fs::write(&path, "base_packages: [git]\n").unwrap();
+        let s = Settings::load(&path, no_env).unwrap();
+        assert_eq!(s.file.base_packages(), ["git"]);
     }
 
     #[cfg(unix)]

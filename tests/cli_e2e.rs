@@ -30,12 +30,13 @@ use crate::fakecloud::{FakeCloud, FakeDroplet, Fault, FaultKind, TOKEN};
 use crate::fakevm::{self, FakeVm};
 use crate::util::{free_port, keys, server_path, shared_tempdir};
 
-/// How the fake VM's bootstrap ends.
+/// How the fake VM's bootstrap goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Bootstrap {
-    /// `ready` shortly after boot.
-    Ready,
-    /// Stays `running` (for killing `up` while it waits).
+    /// Phase 1 ends (`installing`) shortly after boot; phase 2 runs until
+    /// the test ends it ([`World::vm_bootstrap`]).
+    Installing,
+    /// Stays `running` in phase 1 (for killing `up` while it waits).
     Forever,
 }
 
@@ -166,6 +167,13 @@ impl World {
         });
     }
 
+    /// The (one) VM's bootstrap files, to play its next step.
+    fn vm_bootstrap(&self) -> fakevm::Bootstrap {
+        let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
+        assert_eq!(vms.len(), 1, "one VM booted");
+        vms[0].bootstrap()
+    }
+
     /// Where the (one) VM's absolute `path` is on this machine.
     fn vm_path(&self, path: &str) -> PathBuf {
         let vms = self.vms.lock().unwrap_or_else(|p| p.into_inner());
@@ -184,7 +192,8 @@ impl World {
 }
 
 /// The fake cloud boots a droplet into a fake VM (the agent's config with
-/// the test's port), whose bootstrap reports `running`, then maybe `ready`.
+/// the test's port), whose bootstrap reports `running`, then maybe
+/// `installing`.
 fn boot(droplet: &FakeDroplet, agent_port: u16, bootstrap: Bootstrap) -> FakeVm {
     let user_data = droplet.user_data.as_deref().expect("user-data");
     let vm = FakeVm::boot(
@@ -194,16 +203,12 @@ fn boot(droplet: &FakeDroplet, agent_port: u16, bootstrap: Bootstrap) -> FakeVm 
             ..fakevm::Options::default()
         },
     );
-    let status = vm.path(api::BOOTSTRAP_STATUS_PATH);
-    let log = vm.path(api::BOOTSTRAP_LOG_PATH);
-    assert!(fakevm::write_atomic(&status, "running\n"));
-    std::fs::write(&log, "phase 1: packages\n").expect("log");
-    if bootstrap == Bootstrap::Ready {
+    let files = vm.bootstrap();
+    assert!(files.start());
+    if bootstrap == Bootstrap::Installing {
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
-            if fakevm::append(&log, "phase 2: done") {
-                fakevm::write_atomic(&status, "ready\n");
-            }
+            let _ = files.phase_1_done() && files.phase_2_installing();
         });
     }
     vm
@@ -257,7 +262,7 @@ pub(crate) fn http_get(port: u16, path: &str) -> std::io::Result<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_should_run_a_vm_through_its_whole_life() {
-    let world = World::start(Bootstrap::Ready).await;
+    let world = World::start(Bootstrap::Installing).await;
     // Blocking process calls below: keep them off the runtime's workers.
     let world = Arc::new(world);
     let w = world.clone();
@@ -273,9 +278,16 @@ fn whole_life(w: &World) {
     assert_eq!(up["name"], "e2e");
     assert_eq!(up["status"], "ready");
     assert_eq!(up["ip"], "127.0.0.1");
+    // Issue 11: `up` returned after phase 1; phase 2 still runs.
+    assert_eq!(up["bootstrap"], "installing");
     let id = up["provider_id"].as_str().expect("id").to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("pinned host key"), "{stderr}");
+    assert!(
+        stderr.contains("phase 2 (packages, dotfiles) continues in the background")
+            && stderr.contains("`spuff status` shows its progress"),
+        "{stderr}"
+    );
     // The agent binary was uploaded over SFTP and installed 0755 where
     // systemd starts it from.
     {
@@ -309,6 +321,28 @@ fn whole_life(w: &World) {
             > 0
     );
     assert!(status["activity"]["sources"].is_array());
+    // The bootstrap's phase, read from the VM's files over SSH.
+    assert_eq!(status["bootstrap"]["status"], "installing", "{status}");
+    assert_eq!(status["bootstrap"]["phase"], 2, "{status}");
+    assert_eq!(status["bootstrap"]["hint"], "spuff logs --bootstrap");
+    // cloud-init's own verdict, whatever this machine's cloud-init says.
+    assert!(status["cloud_init"]["status"].is_string(), "{status}");
+    assert!(status["agent"]["cloud_init_status"].is_string(), "{status}");
+    let out = w.spuff(&["status"]);
+    assert_success(&out, "status");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bootstrap phase 2 running (installing packages, dotfiles)")
+            && text.contains("see `spuff logs --bootstrap`")
+            && text.contains(fakevm::log_line::PHASE_2_PACKAGES)
+            && text.contains("cloud-init "),
+        "{text}"
+    );
+    // Phase 2 ends on the VM; `status` follows.
+    assert!(w.vm_bootstrap().ready());
+    let status = json(&w.spuff(&["status", "--json"]), "status");
+    assert_eq!(status["bootstrap"]["status"], "ready", "{status}");
+    assert!(status["bootstrap"]["phase"].is_null(), "{status}");
 
     // exec: output and exit code propagated; stdin forwarded.
     let out = w.spuff(&["exec", "e2e", "--", "echo hello; echo oops >&2; exit 3"]);
@@ -406,7 +440,10 @@ fn whole_life(w: &World) {
     // over SSH.
     let out = w.spuff(&["logs", "--bootstrap", "-n", "1"]);
     assert_success(&out, "logs");
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "phase 2: done\n");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", fakevm::log_line::PHASE_2_DONE)
+    );
     let out = w.spuff(&["logs", "--cloud-init", "-n", "1"]);
     assert_success(&out, "logs --cloud-init");
     assert!(

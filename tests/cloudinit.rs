@@ -265,7 +265,7 @@ fn variants() -> Vec<(&'static str, UserData)> {
     let full = Config {
         authorized_keys: vec![KEY_A.into(), KEY_B.into()],
         extra_packages: vec!["ripgrep".into(), "fd-find".into(), "g++".into()],
-        packages: vec!["git".into(), "curl".into(), "libssl3".into()],
+        base_packages: vec!["git".into(), "curl".into(), "libssl3".into()],
         dotfiles: Some(Dotfiles {
             url: "git@github.com:me/dotfiles.git".into(),
             branch: Some("main".into()),
@@ -283,7 +283,7 @@ fn variants() -> Vec<(&'static str, UserData)> {
                 url: "https://example.com/me/dots.git".into(),
                 branch: None,
             }),
-            packages: vec![],
+            base_packages: vec![],
             ..base_config(AgentSource::Upload)
         }),
     ));
@@ -470,7 +470,7 @@ mod with_linux_tools {
         let log = d.join("log");
         let home = d.join("home");
         std::fs::create_dir(&home).expect("home");
-        std::fs::write(&status, "running\n").expect("status");
+        std::fs::write(&status, "installing\n").expect("status");
         // Point the fixed paths at the temporary directory.
         let script = script
             .replace(
@@ -584,7 +584,17 @@ mod with_linux_tools {
             "failed\n"
         );
 
+        // Phase 1 still running (or an older phase 1 that never hands
+        // over): phase 2 waits its turn and changes nothing.
         std::fs::write(&status, "running\n").expect("status");
+        let out = run(Command::new("bash").arg(d.join("s.sh")).env("PATH", &path));
+        assert!(out.status.success());
+        assert_eq!(
+            std::fs::read_to_string(&status).expect("status"),
+            "running\n"
+        );
+
+        std::fs::write(&status, "installing\n").expect("status");
         let out = run(Command::new("bash").arg(d.join("s.sh")).env("PATH", &path));
         assert_eq!(out.status.code(), Some(100));
         assert_eq!(
@@ -598,6 +608,50 @@ mod with_linux_tools {
             .filter(|e| e.file_name().to_string_lossy().starts_with("status."))
             .collect();
         assert!(left.is_empty());
+    }
+
+    /// `base_packages: []`, no extra packages, no dotfiles: phase 2 runs no
+    /// apt at all (an `apt-get` that would fail is never called) and goes
+    /// from `installing` to `ready`.
+    #[test]
+    fn phase_2_without_packages_should_not_run_apt() {
+        let c = Config {
+            base_packages: vec![],
+            ..base_config(AgentSource::Upload)
+        };
+        let doc = parse(&cloudinit::render(&c).expect("render"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        let status = d.join("status");
+        let script = file_content(&doc, BOOTSTRAP_ASYNC_PATH)
+            .replace(
+                "'/opt/spuff/bootstrap.status'",
+                &format!("'{}'", status.display()),
+            )
+            .replace(
+                "'/var/log/spuff-bootstrap.log'",
+                &format!("'{}'", d.join("log").display()),
+            );
+        std::fs::write(d.join("s.sh"), script).expect("script");
+        let bin = d.join("bin");
+        std::fs::create_dir(&bin).expect("bin");
+        let called = d.join("apt-called");
+        std::fs::write(
+            bin.join("apt-get"),
+            format!("#!/bin/sh\ntouch '{}'\nexit 100\n", called.display()),
+        )
+        .expect("stub");
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(bin.join("apt-get"), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        std::fs::write(&status, "installing\n").expect("status");
+        let out = run(Command::new("bash")
+            .arg(d.join("s.sh"))
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display())));
+        let log = std::fs::read_to_string(d.join("log")).unwrap_or_default();
+        assert!(out.status.success(), "{}\n{log}", text(&out));
+        assert!(!called.exists(), "apt-get ran:\n{log}");
+        assert_eq!(std::fs::read_to_string(&status).expect("status"), "ready\n");
     }
 
     mod install_agent {

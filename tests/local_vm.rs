@@ -72,7 +72,10 @@ impl Machine {
             "config",
         );
         // The image has what a shell needs; offline, packages cannot come.
-        assert_success(&m.spuff(&["config", "set", "base_packages", ""]), "config");
+        assert_success(
+            &m.spuff(&["config", "set", "base_packages", "none"]),
+            "config",
+        );
         m
     }
 

@@ -11,8 +11,10 @@
 //! current user, root in CI, so that is the login user rather than the
 //! user-data's `dev`). The VM plays its bootstrap in its own
 //! `/opt/spuff/bootstrap.status` and `/var/log/spuff-bootstrap.log` (under
-//! its root): `running` before sshd answers, then, once `up` has reported it
-//! running, a last log line and `ready` (or `failed`).
+//! its root, [`fakevm::Bootstrap`]): `running` before sshd answers, then,
+//! once `up` has reported it running, the end of phase 1 and `installing`
+//! (where `up` returns), and once `up` has returned, `ready`; or a failure
+//! in either phase.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,17 +36,23 @@ use crate::fakecloud::{FakeCloud, FakeDroplet, Fault, FaultKind};
 use crate::fakevm::{self, FakeVm};
 use crate::util::{current_user, keys};
 
-/// The first and last lines the "VM" writes to its bootstrap log.
-const LOG_FIRST: &str = "phase 1: installing packages";
-const LOG_LAST: &str = "phase 2: done";
+use crate::fakevm::log_line::{
+    PHASE_1_DONE, PHASE_1_FAILED, PHASE_1_STARTED, PHASE_2_FAILED, PHASE_2_PACKAGES,
+};
 
 /// How the fake VM behaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Boot {
-    /// Bootstrap ends `ready`.
+    /// `running`, `installing`, and `ready` once `up` has returned.
     Ready,
-    /// Bootstrap ends `failed`.
+    /// `running`, then `installing` for good: phase 2 never ends.
+    Installing,
+    /// A VM from before `installing`: `running` straight to `ready`.
+    ReadyWithoutInstalling,
+    /// Phase 1 fails.
     Failed,
+    /// Phase 1 finishes and phase 2 fails before `up` sees `installing`.
+    Phase2Failed,
     /// sshd presents a host key other than the user-data's.
     WrongHostKey,
 }
@@ -79,6 +87,10 @@ impl Recorder {
                 }
             )
         })
+    }
+
+    fn saw_ready(&self) -> bool {
+        lock(&self.0).contains(&Event::Ready)
     }
 }
 
@@ -220,30 +232,54 @@ fn boot_vm(droplet: &FakeDroplet, boot: Boot, recorder: &Recorder) -> FakeVm {
 
     // Phase 1 reports `running` before sshd can be reached: the cloud names
     // the VM's address only once this hook has returned.
-    let status = vm.path(api::BOOTSTRAP_STATUS_PATH);
-    let log = vm.path(api::BOOTSTRAP_LOG_PATH);
-    assert!(fakevm::write_atomic(&status, "running\n"));
-    std::fs::write(&log, format!("{LOG_FIRST}\n")).expect("bootstrap log");
+    let bootstrap = vm.bootstrap();
+    assert!(bootstrap.start());
+    if boot == Boot::WrongHostKey {
+        return vm;
+    }
 
-    // It ends once `up` has seen it running (and a few polls later), so the
-    // events are the same however fast the login is. The thread gives up
-    // quietly when the test is over (the VM's directory gone) without that.
-    let end = match boot {
-        Boot::Ready => "ready\n",
-        Boot::Failed => "failed\n",
-        Boot::WrongHostKey => return vm,
-    };
+    // Phase 1 ends once `up` has seen it running (and a few polls later), so
+    // the events are the same however fast the login is; phase 2 ends once
+    // `up` has returned. The thread gives up quietly when the test is over
+    // (the VM's directory gone) without that.
     let recorder = recorder.clone();
     std::thread::spawn(move || {
-        while !recorder.saw_bootstrap_running() {
-            if !log.exists() {
-                return;
+        let wait_for = |seen: &dyn Fn() -> bool| {
+            while !seen() {
+                if bootstrap.status().is_none() {
+                    return false;
+                }
+                std::thread::sleep(Duration::from_millis(20));
             }
-            std::thread::sleep(Duration::from_millis(20));
+            true
+        };
+        if !wait_for(&|| recorder.saw_bootstrap_running()) {
+            return;
         }
         std::thread::sleep(Duration::from_millis(200));
-        if fakevm::append(&log, LOG_LAST) {
-            fakevm::write_atomic(&status, end);
+        match boot {
+            Boot::Ready => {
+                if bootstrap.phase_1_done()
+                    && bootstrap.phase_2_installing()
+                    && wait_for(&|| recorder.saw_ready())
+                {
+                    bootstrap.ready();
+                }
+            }
+            Boot::Installing => {
+                let _ = bootstrap.phase_1_done() && bootstrap.phase_2_installing();
+            }
+            Boot::ReadyWithoutInstalling => {
+                bootstrap.ready_without_installing();
+            }
+            Boot::Failed => {
+                bootstrap.phase_1_failed();
+            }
+            Boot::Phase2Failed => {
+                // Both in one go: `up` never sees `installing`.
+                bootstrap.phase_2_failed_at_once();
+            }
+            Boot::WrongHostKey => {}
         }
     });
     vm
@@ -259,6 +295,7 @@ fn kind(e: &Event) -> &'static str {
         Event::LoggedIn { .. } => "LoggedIn",
         Event::AgentInstalled => "AgentInstalled",
         Event::Bootstrap { .. } => "Bootstrap",
+        Event::ShellReady { .. } => "ShellReady",
         Event::Ready => "Ready",
         _ => "other",
     }
@@ -370,6 +407,7 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
             "Address",
             "LoggedIn",
             "Bootstrap",
+            "ShellReady",
             "Ready"
         ],
         "{events:?}"
@@ -384,15 +422,16 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
     assert!(events.contains(&Event::Address {
         ip: IpAddr::V4(Ipv4Addr::LOCALHOST)
     }));
+    // `up` follows phase 1 and returns on `installing`: phase 2 goes on.
     let boot = bootstraps(&events);
     assert_eq!(
         boot.first(),
-        Some(&(BootstrapStatus::Running, Some(LOG_FIRST.to_string()))),
+        Some(&(BootstrapStatus::Running, Some(PHASE_1_STARTED.to_string()))),
         "{boot:?}"
     );
     assert_eq!(
-        boot.last(),
-        Some(&(BootstrapStatus::Ready, Some(LOG_LAST.to_string()))),
+        boot.last().map(|(s, _)| *s),
+        Some(BootstrapStatus::Installing),
         "{boot:?}"
     );
     assert!(
@@ -401,6 +440,102 @@ async fn up_should_create_pin_the_host_key_and_follow_the_bootstrap_to_ready() {
             .all(|(s, _)| *s == BootstrapStatus::Running),
         "{boot:?}"
     );
+    assert!(events.contains(&Event::ShellReady {
+        phase_2: BootstrapStatus::Installing
+    }));
+    assert_eq!(up.bootstrap, BootstrapStatus::Installing);
+
+    // The VM finishes phase 2 on its own; `up` is long gone.
+    let files = fakevm::Bootstrap::under(&lab.vm().1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while files.status().as_deref() != Some("ready\n") {
+        assert!(Instant::now() < deadline, "{:?}", files.status());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 11: `up` returns as soon as phase 1 is done, while phase 2
+/// (packages, dotfiles) is still `installing`, which may take minutes.
+#[tokio::test]
+async fn up_should_return_while_phase_2_is_installing() {
+    let lab = Lab::start(Boot::Installing).await;
+    let mut plan = lab.plan("vm-installing");
+    // Far longer than the test waits: `up` must not wait for phase 2.
+    plan.bootstrap_timeout = Duration::from_secs(600);
+    let started = Instant::now();
+    let up = match lab.up(plan).await {
+        Ok(up) => up,
+        Err(e) => panic!("up failed: {e:?}\n--- sshd ---\n{}", lab.vm_log()),
+    };
+    assert!(started.elapsed() < Duration::from_secs(60));
+    assert_eq!(up.bootstrap, BootstrapStatus::Installing);
+    assert_eq!(up.instance.status, Lifecycle::Ready);
+    let files = fakevm::Bootstrap::under(&lab.vm().1);
+    assert_eq!(files.status().as_deref(), Some("installing\n"));
+    let events = lab.recorder.events();
+    assert_eq!(
+        &kinds(&events)[kinds(&events).len() - 3..],
+        ["Bootstrap", "ShellReady", "Ready"],
+        "{events:?}"
+    );
+    assert!(events.contains(&Event::ShellReady {
+        phase_2: BootstrapStatus::Installing
+    }));
+    // The last line is phase 1's or already phase 2's first.
+    let (status, line) = bootstraps(&events).last().cloned().expect("bootstrap");
+    assert_eq!(status, BootstrapStatus::Installing);
+    assert!(
+        [PHASE_1_DONE, PHASE_2_PACKAGES].contains(&line.as_deref().unwrap_or_default()),
+        "{line:?}"
+    );
+    // The shell is usable now.
+    let out = up.session.exec("echo hi").await.expect("exec");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+}
+
+/// A VM whose bootstrap never writes `installing` (booted from user-data
+/// before it existed) is followed to `ready`, as before.
+#[tokio::test]
+async fn up_should_follow_a_vm_without_installing_to_ready() {
+    let lab = Lab::start(Boot::ReadyWithoutInstalling).await;
+    let up = lab.up(lab.plan("vm-old")).await.expect("up");
+    assert_eq!(up.bootstrap, BootstrapStatus::Ready);
+    let events = lab.recorder.events();
+    let boot = bootstraps(&events);
+    assert_eq!(
+        boot.last().map(|(s, _)| *s),
+        Some(BootstrapStatus::Ready),
+        "{boot:?}"
+    );
+    assert!(events.contains(&Event::ShellReady {
+        phase_2: BootstrapStatus::Ready
+    }));
+}
+
+/// Phase 2 failing is no failure of `up`: the VM is usable, and destroying
+/// it (what a failed `up` leads to) would lose it over a package. The log
+/// tells it from a phase 1 failure, even when `installing` was never seen.
+#[tokio::test]
+async fn up_should_succeed_when_only_phase_2_failed() {
+    let lab = Lab::start(Boot::Phase2Failed).await;
+    let up = lab.up(lab.plan("vm-phase2")).await.expect("up");
+    assert_eq!(up.bootstrap, BootstrapStatus::Failed);
+    assert_eq!(up.instance.status, Lifecycle::Ready);
+    let events = lab.recorder.events();
+    assert!(
+        !bootstraps(&events)
+            .iter()
+            .any(|(s, _)| *s == BootstrapStatus::Installing),
+        "{events:?}"
+    );
+    assert_eq!(
+        bootstraps(&events).last(),
+        Some(&(BootstrapStatus::Failed, Some(PHASE_2_FAILED.to_string()))),
+        "{events:?}"
+    );
+    assert!(events.contains(&Event::ShellReady {
+        phase_2: BootstrapStatus::Failed
+    }));
 }
 
 #[tokio::test]
@@ -704,10 +839,11 @@ async fn up_should_fail_after_create_when_the_bootstrap_fails() {
     let events = lab.recorder.events();
     assert_eq!(
         bootstraps(&events).last(),
-        Some(&(BootstrapStatus::Failed, Some(LOG_LAST.to_string()))),
+        Some(&(BootstrapStatus::Failed, Some(PHASE_1_FAILED.to_string()))),
         "{events:?}"
     );
     assert!(!events.contains(&Event::Ready));
+    assert!(!events.iter().any(|e| matches!(e, Event::ShellReady { .. })));
 }
 
 #[tokio::test]
@@ -798,6 +934,7 @@ async fn up_should_upload_and_start_the_agent_in_dev_mode() {
             "LoggedIn",
             "AgentInstalled",
             "Bootstrap",
+            "ShellReady",
             "Ready"
         ],
         "{events:?}"

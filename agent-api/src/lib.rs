@@ -29,7 +29,8 @@ pub const CONFIG_PATH: &str = "/etc/spuff/agent.json";
 /// Where the agent binary is installed on the VM.
 pub const BINARY_PATH: &str = "/opt/spuff/spuff-agent";
 
-/// The bootstrap's progress file: one of `running`, `ready`, `failed`.
+/// The bootstrap's progress file: one of `running`, `installing`, `ready`,
+/// `failed` ([`BootstrapStatus`]).
 pub const BOOTSTRAP_STATUS_PATH: &str = "/opt/spuff/bootstrap.status";
 
 /// The bootstrap's log file, the one `spuff logs --bootstrap` shows.
@@ -117,16 +118,26 @@ pub struct Health {
 
 /// Progress of the VM's two-phase bootstrap, read from
 /// [`BOOTSTRAP_STATUS_PATH`].
+///
+/// The file goes `running` (phase 1: what a login and the agent need) →
+/// `installing` (phase 1 done, phase 2 installing packages and dotfiles in
+/// the background) → `ready`, or `failed` from either phase. VMs booted
+/// before `installing` existed go straight from `running` to `ready`; an
+/// agent that predates it reads `installing` as [`BootstrapStatus::Unknown`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BootstrapStatus {
-    /// The status file does not exist (yet).
+    /// The status file does not exist (yet), or holds something this
+    /// version does not know (a newer VM's state).
     Unknown,
-    /// The bootstrap is running.
+    /// Phase 1 is running: the VM is not ready for a login yet.
     Running,
-    /// The bootstrap finished.
+    /// Phase 1 finished, so a shell and the agent are usable; phase 2
+    /// (packages, dotfiles) is running in the background.
+    Installing,
+    /// Both phases finished.
     Ready,
-    /// The bootstrap hit an error; its log says which step.
+    /// A phase hit an error; the bootstrap log says which step.
     Failed,
 }
 
@@ -135,10 +146,18 @@ impl BootstrapStatus {
     pub fn from_file_content(content: &str) -> Self {
         match content.trim() {
             "running" => BootstrapStatus::Running,
+            "installing" => BootstrapStatus::Installing,
             "ready" => BootstrapStatus::Ready,
             "failed" => BootstrapStatus::Failed,
             _ => BootstrapStatus::Unknown,
         }
+    }
+
+    /// Whether phase 1 has finished: a login and the agent are usable
+    /// (`installing` or `ready`). `failed` is not counted: which phase
+    /// failed is in the log, not the status file.
+    pub fn shell_ready(&self) -> bool {
+        matches!(self, BootstrapStatus::Installing | BootstrapStatus::Ready)
     }
 
     /// The wire and file spelling.
@@ -146,6 +165,7 @@ impl BootstrapStatus {
         match self {
             BootstrapStatus::Unknown => "unknown",
             BootstrapStatus::Running => "running",
+            BootstrapStatus::Installing => "installing",
             BootstrapStatus::Ready => "ready",
             BootstrapStatus::Failed => "failed",
         }
@@ -170,6 +190,16 @@ pub struct Status {
     pub hostname: String,
     /// Whether cloud-init has finished (successfully or not).
     pub cloud_init_done: bool,
+    /// cloud-init's own verdict, as in [`CloudInit::status`]: `running`,
+    /// `done`, `error`, ... `cloud_init_done` is also true after an `error`,
+    /// so this is what tells a clean boot from a failed one. `None` from an
+    /// agent that predates the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_init_status: Option<String>,
+    /// The errors cloud-init recorded (empty when none, or from an agent
+    /// that predates the field).
+    #[serde(default)]
+    pub cloud_init_errors: Vec<String>,
     /// The bootstrap's progress.
     pub bootstrap_status: BootstrapStatus,
     /// `bootstrap_status == ready`, kept for the original clients.
@@ -501,6 +531,37 @@ mod tests {
             BootstrapStatus::from_file_content("weird"),
             BootstrapStatus::Unknown
         );
+    }
+
+    #[test]
+    fn installing_should_round_trip_and_count_as_shell_ready() {
+        let s = BootstrapStatus::from_file_content("installing\n");
+        assert_eq!(s, BootstrapStatus::Installing);
+        assert_eq!(s.as_str(), "installing");
+        assert!(s.shell_ready() && BootstrapStatus::Ready.shell_ready());
+        assert!(!BootstrapStatus::Running.shell_ready());
+        assert!(!BootstrapStatus::Failed.shell_ready());
+        let json = serde_json::to_string(&s).expect("json");
+        assert_eq!(json, "\"installing\"");
+        assert_eq!(
+            serde_json::from_str::<BootstrapStatus>(&json).expect("parse"),
+            s
+        );
+    }
+
+    /// An agent from before `cloud_init_status` and `cloud_init_errors`
+    /// (the original shape) still parses.
+    #[test]
+    fn status_should_parse_the_original_shape() {
+        let s: Status = serde_json::from_str(
+            r#"{"uptime_seconds":3600,"idle_seconds":120,"hostname":"spuff-a1b2c3d4",
+                "cloud_init_done":true,"bootstrap_status":"ready","bootstrap_ready":true,
+                "agent_version":"0.1.0"}"#,
+        )
+        .expect("parse");
+        assert_eq!(s.cloud_init_status, None);
+        assert!(s.cloud_init_errors.is_empty());
+        assert_eq!(s.bootstrap_status, BootstrapStatus::Ready);
     }
 
     #[test]

@@ -166,6 +166,8 @@ async fn status(State(state): State<AppState>) -> Json<Status> {
         idle_seconds: state.inner.tracker.idle().as_secs(),
         hostname: state.inner.sampler.host_name(),
         cloud_init_done: cloud.done,
+        cloud_init_status: Some(cloud.status),
+        cloud_init_errors: cloud.errors,
         bootstrap_ready: bootstrap_status == BootstrapStatus::Ready,
         bootstrap_status,
         agent_version: env!("CARGO_PKG_VERSION").into(),

@@ -16,6 +16,7 @@ async fn status_should_read_every_bootstrap_status() {
 
     let cases = [
         ("running\n", BootstrapStatus::Running),
+        ("installing\n", BootstrapStatus::Installing),
         ("ready\n", BootstrapStatus::Ready),
         ("ready", BootstrapStatus::Ready),
         ("failed\n", BootstrapStatus::Failed),
@@ -40,6 +41,8 @@ async fn status_should_report_idle_hostname_and_cloud_init() {
     .expect("write");
     let s: Status = agent.get(paths::STATUS).await.json();
     assert!(s.cloud_init_done);
+    assert_eq!(s.cloud_init_status.as_deref(), Some("done"));
+    assert!(s.cloud_init_errors.is_empty());
     assert!(!s.hostname.is_empty());
     let raw: serde_json::Value = agent.get(paths::STATUS).await.json();
     for field in [
@@ -53,6 +56,31 @@ async fn status_should_report_idle_hostname_and_cloud_init() {
     ] {
         assert!(raw.get(field).is_some(), "{field} missing in {raw}");
     }
+}
+
+/// `cloud_init_done` is true after a failed boot too; `cloud_init_status`
+/// and `cloud_init_errors` tell the two apart (the offline boot whose
+/// `packages` module failed while the bootstrap said `ready`).
+#[tokio::test]
+async fn status_should_carry_cloud_inits_verdict_and_errors() {
+    let agent = Agent::start().await;
+    let s: Status = agent.get(paths::STATUS).await.json();
+    assert_eq!(s.cloud_init_status.as_deref(), Some("unknown"));
+    assert!(!s.cloud_init_done);
+
+    std::fs::write(
+        agent.paths.cloud_init_run_dir.join("result.json"),
+        r#"{"v1":{"errors":["('package_update_upgrade_install', RuntimeError('Failed to install packages'))"]}}"#,
+    )
+    .expect("write");
+    std::fs::write(&agent.paths.bootstrap_status, "ready\n").expect("write");
+    let s: Status = agent.get(paths::STATUS).await.json();
+    assert!(s.cloud_init_done && s.bootstrap_ready);
+    assert_eq!(s.cloud_init_status.as_deref(), Some("error"));
+    assert_eq!(s.cloud_init_errors.len(), 1);
+    assert!(s.cloud_init_errors[0].contains("package_update_upgrade_install"));
+    let raw: serde_json::Value = agent.get(paths::STATUS).await.json();
+    assert_eq!(raw["cloud_init_status"], "error");
 }
 
 async fn cloud(agent: &Agent) -> CloudInit {

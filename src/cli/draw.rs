@@ -92,7 +92,30 @@ impl spuff::vm::Observer for Drawer {
                 Some(line) => format!("Bootstrapping ({status}): {}", terminal_safe(&line)),
                 None => format!("Bootstrapping ({status})"),
             }),
-            Event::Ready => self.next(Some("bootstrap finished".into()), None),
+            Event::ShellReady { phase_2 } => {
+                use spuff::agent::api::BootstrapStatus;
+                match phase_2 {
+                    BootstrapStatus::Ready => {
+                        self.next(Some("bootstrap finished".into()), None);
+                    }
+                    BootstrapStatus::Failed => {
+                        self.next(Some("phase 1 finished: shell and agent ready".into()), None);
+                        self.ui.warn(
+                            "phase 2 (packages, dotfiles) failed; the VM is usable, \
+                             `spuff logs --bootstrap` says what failed",
+                        );
+                    }
+                    _ => {
+                        self.next(Some("phase 1 finished: shell and agent ready".into()), None);
+                        self.ui.info(
+                            "phase 2 (packages, dotfiles) continues in the background; \
+                             `spuff status` shows its progress",
+                        );
+                    }
+                }
+            }
+            // The bootstrap's step ended with `ShellReady`.
+            Event::Ready => {}
 
             Event::Snapshotting { name, snapshot } => self.next(
                 None,

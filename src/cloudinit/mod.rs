@@ -19,8 +19,10 @@
 //!
 //! The boot runs in two phases (phase 1 synchronous under cloud-init, phase 2
 //! in the background) and reports progress in
-//! [`BOOTSTRAP_STATUS_PATH`]. docs/cloud-init.md has the whole picture: files
-//! written, status values, the agent's two delivery paths.
+//! [`BOOTSTRAP_STATUS_PATH`]. cloud-init itself installs no packages
+//! (`package_update: false`, no `packages:`): phase 2 does, so the first login
+//! waits for no apt. docs/cloud-init.md has the whole picture: files written,
+//! status values, the agent's two delivery paths.
 //!
 //! # Examples
 //!
@@ -82,7 +84,8 @@ pub const PROFILE_PATH: &str = "/etc/profile.d/spuff.sh";
 /// The sshd drop-in that limits the host keys to the pinned one.
 pub const SSHD_CONFIG_PATH: &str = "/etc/ssh/sshd_config.d/50-spuff.conf";
 
-/// The packages every VM gets unless [`Config::packages`] says otherwise.
+/// The packages every VM gets unless [`Config::base_packages`] says
+/// otherwise (the `base_packages` config key).
 pub const DEFAULT_PACKAGES: &[&str] = &["git", "curl", "vim", "htop", "unzip", "build-essential"];
 
 /// Files smaller than this are never compressed: gzip and base64 would
@@ -161,10 +164,14 @@ pub struct Config {
     /// Public keys allowed to log in as the user, OpenSSH one-line format
     /// (`ssh-ed25519 AAAA… comment`). At least one.
     pub authorized_keys: Vec<String>,
-    /// Packages cloud-init installs before phase 1 ([`DEFAULT_PACKAGES`]).
-    pub packages: Vec<String>,
-    /// Packages phase 2 installs in the background, after the first login is
-    /// possible (empty).
+    /// The base packages ([`DEFAULT_PACKAGES`]); empty for none, as on an
+    /// image that already has them or a VM without network. Phase 2
+    /// installs them with [`Config::extra_packages`], in the background:
+    /// cloud-init's own `packages:` ran before phase 1 and held the first
+    /// login up by minutes (issue 11).
+    pub base_packages: Vec<String>,
+    /// The user's own packages, installed by phase 2 with the base ones
+    /// (empty).
     pub extra_packages: Vec<String>,
     /// A dotfiles repository to clone in phase 2 (none).
     pub dotfiles: Option<Dotfiles>,
@@ -189,7 +196,7 @@ impl Config {
         Config {
             username: "dev".into(),
             authorized_keys: Vec::new(),
-            packages: DEFAULT_PACKAGES.iter().map(|p| (*p).to_string()).collect(),
+            base_packages: DEFAULT_PACKAGES.iter().map(|p| (*p).to_string()).collect(),
             extra_packages: Vec::new(),
             dotfiles: None,
             hostname: None,
@@ -335,7 +342,7 @@ fn validate(config: &Config) -> Result<Checked> {
         .map(|(i, k)| normalize_public_key(&format!("authorized_keys[{i}]"), k))
         .collect::<Result<Vec<_>>>()?;
     for (field, list) in [
-        ("packages", &config.packages),
+        ("base_packages", &config.base_packages),
         ("extra_packages", &config.extra_packages),
     ] {
         for (i, p) in list.iter().enumerate() {
@@ -485,7 +492,9 @@ struct ScriptContext<'a> {
     install_script: &'static str,
     username: &'a str,
     agent_download: Option<DownloadContext<'a>>,
-    extra_packages: &'a [String],
+    /// Everything phase 2 installs, base packages first, each once; empty
+    /// means phase 2 runs no apt at all.
+    packages: Vec<&'a str>,
     dotfiles: Option<&'a Dotfiles>,
 }
 
@@ -514,9 +523,9 @@ struct DocContext<'a> {
     authorized_keys: &'a [String],
     host_key_private: &'a str,
     host_key_public: String,
-    packages: &'a [String],
     files: Vec<FileEntry>,
     runcmd: Vec<Vec<String>>,
+    status_path: &'static str,
 }
 
 fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<UserData> {
@@ -534,7 +543,7 @@ fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<
             }),
             AgentSource::Upload => None,
         },
-        extra_packages: &config.extra_packages,
+        packages: phase_2_packages(config),
         dotfiles: config.dotfiles.as_ref(),
     };
     let agent_json = serde_json::to_string_pretty(&config.agent).map_err(|e| Error::Template {
@@ -614,12 +623,24 @@ fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<
         authorized_keys: &checked.authorized_keys,
         host_key_private: config.host_key.private_key_openssh().as_str(),
         host_key_public: config.host_key.public_key_openssh(),
-        packages: &config.packages,
         files,
         runcmd,
+        status_path: BOOTSTRAP_STATUS_PATH,
     };
     let text = Zeroizing::new(render_template(TEMPLATE_DOC, &doc)?);
     Ok(UserData { text, compressed })
+}
+
+/// The base packages, then the extra ones, without repeats: one
+/// `apt-get install` for all of them.
+fn phase_2_packages(config: &Config) -> Vec<&str> {
+    let mut out: Vec<&str> = Vec::new();
+    for p in config.base_packages.iter().chain(&config.extra_packages) {
+        if !out.contains(&p.as_str()) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// gzip, then base64 on one line: cloud-init's `gz+b64` encoding.

@@ -54,13 +54,9 @@ fn render_should_produce_the_documented_structure() {
         doc["ssh_keys"]["ed25519_public"].as_str(),
         Some(c.host_key.public_key_openssh().as_str())
     );
-    let packages: Vec<_> = doc["packages"]
-        .as_sequence()
-        .expect("a sequence")
-        .iter()
-        .map(|p| p.as_str().expect("a string"))
-        .collect();
-    assert_eq!(packages, DEFAULT_PACKAGES);
+    // cloud-init installs nothing: phase 2 does (issue 11).
+    assert_eq!(doc["package_update"].as_bool(), Some(false));
+    assert!(doc.get("packages").is_none());
     let agent = file(&doc, CONFIG_PATH);
     assert_eq!(agent["permissions"].as_str(), Some("0600"));
     assert_eq!(agent["owner"].as_str(), Some("root:root"));
@@ -163,16 +159,13 @@ fn optional_parts_should_appear_only_when_set() {
             url: "https://github.com/me/dotfiles.git".into(),
             branch: Some("main".into()),
         }),
-        packages: vec![],
+        base_packages: vec![],
         ..config()
     };
     let doc = parse(&render(&c).expect("render"));
     assert_eq!(doc["hostname"].as_str(), Some("spuff-a1b2"));
     assert_eq!(doc["timezone"].as_str(), Some("Europe/Berlin"));
-    assert!(
-        doc.get("packages").is_none(),
-        "an empty list is omitted (schema: minItems 1)"
-    );
+    assert!(doc.get("packages").is_none());
     let script = file(&doc, BOOTSTRAP_ASYNC_PATH)["content"]
         .as_str()
         .expect("a string");
@@ -181,6 +174,85 @@ fn optional_parts_should_appear_only_when_set() {
         script.contains("--branch 'main' -- 'https://github.com/me/dotfiles.git'"),
         "{script}"
     );
+}
+
+fn async_script(c: &Config) -> String {
+    let doc = parse(&render(c).expect("render"));
+    file(&doc, BOOTSTRAP_ASYNC_PATH)["content"]
+        .as_str()
+        .expect("a string")
+        .to_string()
+}
+
+/// Issue 11: the packages left cloud-init for phase 2, so the first login
+/// waits for no `apt-get`; phase 2 installs the base and the extra ones
+/// with one update and one install.
+#[test]
+fn phase_2_should_install_every_package_and_cloud_init_none() {
+    let c = Config {
+        extra_packages: vec!["ripgrep".into(), "git".into()],
+        ..config()
+    };
+    let u = render(&c).expect("render");
+    let doc = parse(&u);
+    assert_eq!(doc["package_update"].as_bool(), Some(false));
+    assert_eq!(doc["package_upgrade"].as_bool(), Some(false));
+    assert!(doc.get("packages").is_none(), "{}", u.as_str());
+    assert!(!u.as_str().contains("package_update: true"));
+    let sync = file(&doc, BOOTSTRAP_SYNC_PATH)["content"]
+        .as_str()
+        .expect("a string");
+    assert!(!sync.contains("apt-get"), "{sync}");
+
+    let script = async_script(&c);
+    assert_eq!(script.matches("apt-get ").count(), 2, "{script}");
+    assert!(script.contains("DEBIAN_FRONTEND=noninteractive"));
+    assert!(script.contains("apt-get -o DPkg::Lock::Timeout=600 update -q\n"));
+    // Base first, then extra; `git` once.
+    assert!(
+        script.contains(
+            "install -y -q --no-install-recommends 'git' 'curl' 'vim' 'htop' 'unzip' \
+             'build-essential' 'ripgrep'\n"
+        ),
+        "{script}"
+    );
+}
+
+/// `base_packages: []` and nothing else for phase 2: no apt at all (an
+/// image that has them, or no network).
+#[test]
+fn no_packages_should_render_no_apt_calls() {
+    let c = Config {
+        base_packages: vec![],
+        ..config()
+    };
+    let script = async_script(&c);
+    assert!(!script.contains("apt-get"), "{script}");
+    assert!(!script.contains("DEBIAN_FRONTEND"), "{script}");
+    assert!(script.contains("set_status ready\n"), "{script}");
+    // Only the extra ones when the base set is empty.
+    let script = async_script(&Config {
+        extra_packages: vec!["jq".into()],
+        ..c
+    });
+    assert!(
+        script.contains("--no-install-recommends 'jq'\n"),
+        "{script}"
+    );
+}
+
+/// Phase 1 hands over with `installing`; phase 2 starts only from it.
+#[test]
+fn phase_1_should_end_with_installing_and_phase_2_start_from_it() {
+    let doc = parse(&render(&config()).expect("render"));
+    let sync = file(&doc, BOOTSTRAP_SYNC_PATH)["content"]
+        .as_str()
+        .expect("a string");
+    let installing = sync.find("set_status installing").expect("installing");
+    assert!(sync.find("set_status running").expect("running") < installing);
+    assert!(!sync.contains("set_status ready"));
+    let script = async_script(&config());
+    assert!(script.contains("!= installing ]"), "{script}");
 }
 
 #[test]
@@ -201,8 +273,8 @@ fn invalid_input_should_be_refused_naming_the_field() {
             Box::new(|c| c.authorized_keys[0] = format!("{KEY}\nssh-ed25519 AAAA other")),
         ),
         (
-            "packages[0]",
-            Box::new(|c| c.packages = vec!["git; rm -rf /".into()]),
+            "base_packages[0]",
+            Box::new(|c| c.base_packages = vec!["git; rm -rf /".into()]),
         ),
         (
             "extra_packages[0]",

@@ -51,7 +51,17 @@ pub enum Event {
         /// The last line of the bootstrap log, if any.
         line: Option<String>,
     },
-    /// Done.
+    /// Phase 1 of the bootstrap is done: a shell and the agent are usable,
+    /// and `up` stops following the bootstrap. Followed by [`Event::Ready`].
+    ShellReady {
+        /// Where phase 2 (packages, dotfiles) stood then:
+        /// [`BootstrapStatus::Installing`] when it goes on in the background
+        /// (`spuff status` shows its progress), `Ready` when it had
+        /// finished, `Failed` when it had failed (the VM is usable; the
+        /// bootstrap log says what failed).
+        phase_2: BootstrapStatus,
+    },
+    /// Done: the VM is recorded as ready and made the active one.
     Ready,
 
     // `snapshot` (see [`snapshot`](super::snapshot)).

@@ -17,6 +17,7 @@
 //! - [`snapshot`](snapshot()): a provider snapshot of a recorded VM.
 
 mod agent_upload;
+pub mod bootstrap;
 pub mod down;
 mod event;
 pub mod snapshot;

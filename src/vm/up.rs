@@ -10,7 +10,9 @@
 //! 3. create, and write the provider id into the record at once;
 //! 4. wait for an address, log in with the host key spuff generated
 //!    (never trust on first use), upload the agent when asked, follow the
-//!    bootstrap to `ready`.
+//!    bootstrap until phase 1 is done (`installing` or `ready`): a shell and
+//!    the agent are usable then, and phase 2 (packages, dotfiles) goes on in
+//!    the background, which `up` does not wait for (issue 11).
 //!
 //! Every step reports through an [`Observer`]; the library never prints.
 //! If a step after the create fails, the record stays (marked
@@ -57,7 +59,8 @@ pub struct Plan {
     pub ready_timeout: Duration,
     /// How to wait for the first login.
     pub login: RetryPolicy,
-    /// How long to wait for the bootstrap to reach `ready`.
+    /// How long to wait for phase 1 of the bootstrap to finish
+    /// (`installing` or `ready`).
     pub bootstrap_timeout: Duration,
     /// How often to look at the bootstrap.
     pub bootstrap_poll: Duration,
@@ -99,6 +102,10 @@ pub struct Up {
     pub instance: Instance,
     /// The session used for the last steps, ready for a shell.
     pub session: ssh::Session,
+    /// The bootstrap when `up` returned: [`BootstrapStatus::Installing`]
+    /// while phase 2 still runs, `Ready`, or `Failed` when phase 2 failed
+    /// (a phase 1 failure is an [`Error`]).
+    pub bootstrap: BootstrapStatus,
 }
 
 /// Errors from `up`, saying which step failed and whether a VM exists.
@@ -360,61 +367,59 @@ pub async fn up(
         observer.event(Event::AgentInstalled);
     }
 
-    follow_bootstrap(&session, &plan, observer)
+    let bootstrap = follow_bootstrap(&session, &plan, observer)
         .await
         .map_err(|e| after_create("the bootstrap", e))?;
+    observer.event(Event::ShellReady { phase_2: bootstrap });
 
     let instance = store
         .update(&plan.name, |i| i.status = Lifecycle::Ready)
         .map_err(recording)?;
     store.set_active(&plan.name).map_err(recording)?;
     observer.event(Event::Ready);
-    Ok(Up { instance, session })
+    Ok(Up {
+        instance,
+        session,
+        bootstrap,
+    })
 }
 
-/// Polls the bootstrap status file and log over SSH until `ready`.
+/// Polls the bootstrap over SSH until phase 1 is done, and returns the
+/// status then (`installing`, `ready`, or `failed` from phase 2). A VM from
+/// before the `installing` state goes from `running` straight to `ready`,
+/// so it is followed to the end as before.
 async fn follow_bootstrap(
     session: &ssh::Session,
     plan: &Plan,
     observer: &dyn Observer,
-) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let (status_path, log_path) = (
-        crate::agent::api::BOOTSTRAP_STATUS_PATH,
-        crate::agent::api::BOOTSTRAP_LOG_PATH,
-    );
-    let command = format!(
-        "cat {} 2>/dev/null; echo; tail -n 1 {} 2>/dev/null",
-        crate::cloudinit::escape::sh_quote(status_path),
-        crate::cloudinit::escape::sh_quote(log_path)
-    );
+) -> std::result::Result<BootstrapStatus, Box<dyn std::error::Error + Send + Sync>> {
+    let log_path = crate::agent::api::BOOTSTRAP_LOG_PATH;
     let deadline = Instant::now() + plan.bootstrap_timeout;
     let mut last: Option<(BootstrapStatus, Option<String>)> = None;
     loop {
-        let output = session.exec(&command).await?;
-        let text = String::from_utf8_lossy(&output.stdout);
-        let mut lines = text.lines();
-        let status = BootstrapStatus::from_file_content(lines.next().unwrap_or_default());
-        let line = lines
-            .find(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_string());
-        let now = (status, line.clone());
+        let progress = super::bootstrap::progress(session).await?;
+        let status = progress.status;
+        let now = (status, progress.line.clone());
         if last.as_ref() != Some(&now) {
-            observer.event(Event::Bootstrap { status, line });
+            observer.event(Event::Bootstrap {
+                status,
+                line: progress.line.clone(),
+            });
             last = Some(now);
         }
-        match status {
-            BootstrapStatus::Ready => return Ok(()),
-            BootstrapStatus::Failed => {
-                return Err(format!(
-                    "the VM's bootstrap failed; its log is {log_path} (`spuff logs --bootstrap`)"
-                )
-                .into());
-            }
-            _ => {}
+        if progress.shell_ready() {
+            return Ok(status);
+        }
+        if status == BootstrapStatus::Failed {
+            return Err(format!(
+                "the VM's bootstrap failed in phase 1; its log is {log_path} \
+                 (`spuff logs --bootstrap`)"
+            )
+            .into());
         }
         if Instant::now() >= deadline {
             return Err(format!(
-                "the bootstrap did not finish within {} (status {status})",
+                "phase 1 of the bootstrap did not finish within {} (status {status})",
                 ssh::fmt_duration(plan.bootstrap_timeout)
             )
             .into());

@@ -309,6 +309,105 @@ fn broker_boot(
     Ok(fields)
 }
 
+/// The log lines a fake VM's bootstrap writes, as the real scripts write
+/// them (templates/bootstrap-*.sh.hbs; `spuff up` looks for phase 1's last
+/// line to tell which phase a `failed` comes from).
+pub mod log_line {
+    /// Phase 1's first line.
+    pub const PHASE_1_STARTED: &str = "[spuff fake] phase 1: started";
+    /// Phase 1's last line, written just before `installing`.
+    pub const PHASE_1_DONE: &str =
+        "[spuff fake] phase 1: done; phase 2 continues in the background";
+    /// Phase 1's line when it fails.
+    pub const PHASE_1_FAILED: &str = "[spuff fake] phase 1: failed (exit 1)";
+    /// Phase 2's line while it installs packages.
+    pub const PHASE_2_PACKAGES: &str = "[spuff fake] phase 2: installing packages";
+    /// Phase 2's last line, written just before `ready`.
+    pub const PHASE_2_DONE: &str = "[spuff fake] phase 2: done; the VM is ready";
+    /// Phase 2's line when it fails.
+    pub const PHASE_2_FAILED: &str = "[spuff fake] phase 2: failed (exit 100)";
+}
+
+/// The bootstrap a fake VM plays in its own status file and log
+/// (`ROOT/opt/spuff/bootstrap.status`, `ROOT/var/log/spuff-bootstrap.log`),
+/// one step at a time, as the two phases would write them: `running`, then
+/// `installing` at the end of phase 1, then `ready` (or `failed`). Each step
+/// returns false once the VM's directory is gone (its test is over).
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    status: PathBuf,
+    log: PathBuf,
+}
+
+impl Bootstrap {
+    /// The bootstrap files of the VM whose root is `root`.
+    pub fn under(root: &Path) -> Bootstrap {
+        let at = |p: &str| root.join(p.trim_start_matches('/'));
+        Bootstrap {
+            status: at(spuff::agent::api::BOOTSTRAP_STATUS_PATH),
+            log: at(spuff::agent::api::BOOTSTRAP_LOG_PATH),
+        }
+    }
+
+    /// The status file's content, `None` before phase 1.
+    pub fn status(&self) -> Option<String> {
+        std::fs::read_to_string(&self.status).ok()
+    }
+
+    /// Phase 1 starts: `running`, a new log with its first line.
+    pub fn start(&self) -> bool {
+        std::fs::write(&self.log, format!("{}\n", log_line::PHASE_1_STARTED)).is_ok()
+            && write_atomic(&self.status, "running\n")
+    }
+
+    /// Phase 1 ends: its last line, then `installing`; phase 2 starts.
+    pub fn phase_1_done(&self) -> bool {
+        append(&self.log, log_line::PHASE_1_DONE) && write_atomic(&self.status, "installing\n")
+    }
+
+    /// Phase 2 logs its progress (the status stays `installing`).
+    pub fn phase_2_installing(&self) -> bool {
+        append(&self.log, log_line::PHASE_2_PACKAGES)
+    }
+
+    /// Phase 2 ends: its last line, then `ready`.
+    pub fn ready(&self) -> bool {
+        append(&self.log, log_line::PHASE_2_DONE) && write_atomic(&self.status, "ready\n")
+    }
+
+    /// A VM from before the `installing` state: phase 1 and 2 done in one
+    /// go, `running` straight to `ready`.
+    pub fn ready_without_installing(&self) -> bool {
+        append(&self.log, log_line::PHASE_1_DONE)
+            && append(&self.log, log_line::PHASE_2_DONE)
+            && write_atomic(&self.status, "ready\n")
+    }
+
+    /// Phase 1 fails.
+    pub fn phase_1_failed(&self) -> bool {
+        append(&self.log, log_line::PHASE_1_FAILED) && write_atomic(&self.status, "failed\n")
+    }
+
+    /// Phase 2 fails (after phase 1 finished).
+    pub fn phase_2_failed(&self) -> bool {
+        append(&self.log, log_line::PHASE_2_FAILED) && write_atomic(&self.status, "failed\n")
+    }
+
+    /// Phase 1 ends and phase 2 fails at once: whoever polls sees `running`,
+    /// then `failed`, never `installing`; only the log tells that phase 1
+    /// had finished.
+    pub fn phase_2_failed_at_once(&self) -> bool {
+        append(&self.log, log_line::PHASE_1_DONE) && self.phase_2_failed()
+    }
+}
+
+impl FakeVm {
+    /// The VM's bootstrap files, to play the bootstrap in.
+    pub fn bootstrap(&self) -> Bootstrap {
+        Bootstrap::under(&self.root())
+    }
+}
+
 /// Replaces `path` by a rename, as the bootstrap scripts write their status,
 /// so a reader never sees half of it; false if that fails (the VM's
 /// directory is gone once its test is over).

@@ -74,6 +74,7 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
             "dotfiles": file.dotfiles,
             "agent_token": file.agent_token.as_deref().map(config::mask),
             "packages": file.packages,
+            "base_packages": file.base_packages(),
             "warnings": settings.warnings,
         }));
     }
@@ -127,6 +128,21 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
             "(none)".to_string()
         } else {
             file.packages.join(", ")
+        }
+    )?;
+    let base = file.base_packages();
+    writeln!(
+        out,
+        "base_packages: {}{}",
+        if base.is_empty() {
+            "(none)".to_string()
+        } else {
+            base.join(", ")
+        },
+        if file.base_packages.is_none() {
+            " (default)"
+        } else {
+            ""
         }
     )?;
     Ok(())

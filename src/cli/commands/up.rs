@@ -73,6 +73,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let mut user_data = cloudinit::Config::new(host_key, agent, agent_source);
     user_data.username = ctx.settings.ssh_user.clone();
     user_data.authorized_keys = public_keys;
+    user_data.base_packages = file.base_packages();
     user_data.extra_packages = file.packages.clone();
     user_data.dotfiles = file
         .dotfiles
@@ -133,6 +134,8 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
             "ssh_port": instance.ssh_port,
             "ssh_user": instance.ssh_user,
             "status": instance.status,
+            // `installing` while phase 2 (packages, dotfiles) still runs.
+            "bootstrap": up.bootstrap,
         }))?;
     }
     if args.no_connect || !ctx.ui.interactive() {
