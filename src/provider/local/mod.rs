@@ -10,5 +10,6 @@
 //! [`cloudinit::nocloud`](crate::cloudinit::nocloud).
 
 pub mod accel;
+pub mod image;
 pub mod process;
 pub mod qmp;
