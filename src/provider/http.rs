@@ -343,6 +343,9 @@ impl ErrorShape {
 
 type Connector = CountingConnector<HttpsConnector<ProxyConnector>>;
 
+/// The pooled client under both [`HttpClient`] and [`Fetcher`].
+type Pooled = Client<Connector, Full<Bytes>>;
+
 /// [`Auth`] made ready once: a header value, or the signer.
 #[derive(Clone)]
 enum AuthHeader {
@@ -797,7 +800,7 @@ fn pooled_client(
     provider: &'static str,
     config: &HttpConfig,
     connect_timeout: Duration,
-) -> ProviderResult<(Client<Connector, Full<Bytes>>, Arc<Counters>)> {
+) -> ProviderResult<(Pooled, Arc<Counters>)> {
     let tls = tls_config(provider, config)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);

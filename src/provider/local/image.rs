@@ -1132,11 +1132,43 @@ fn resolve(base: &Uri, location: &str) -> String {
         return format!("{scheme}://{rest}");
     }
     let authority = base.authority().map_or("", |a| a.as_str());
-    if location.starts_with('/') {
-        return format!("{scheme}://{authority}{location}");
+    let (path, query) = match location.split_once('?') {
+        Some((p, q)) => (p, format!("?{q}")),
+        None => (location, String::new()),
+    };
+    let joined = if path.starts_with('/') {
+        path.to_string()
+    } else {
+        let dir = base.path().rsplit_once('/').map_or("", |(d, _)| d);
+        format!("{dir}/{path}")
+    };
+    format!(
+        "{scheme}://{authority}{}{query}",
+        remove_dot_segments(&joined)
+    )
+}
+
+/// `/a/b/../c/./d` as `/a/c/d` (RFC 3986 §5.2.4), so a relative redirect
+/// names the path a browser would fetch.
+fn remove_dot_segments(path: &str) -> String {
+    let mut out: Vec<&str> = Vec::new();
+    let segments: Vec<&str> = path.split('/').skip(1).collect();
+    let last = segments.len().saturating_sub(1);
+    for (i, segment) in segments.iter().enumerate() {
+        match *segment {
+            "." | ".." => {
+                if *segment == ".." {
+                    out.pop();
+                }
+                // `/a/b/..` is the directory `/a/`.
+                if i == last {
+                    out.push("");
+                }
+            }
+            s => out.push(s),
+        }
     }
-    let dir = base.path().rsplit_once('/').map_or("", |(d, _)| d);
-    format!("{scheme}://{authority}{dir}/{location}")
+    format!("/{}", out.join("/"))
 }
 
 fn transport_error(url: &str, e: ProviderError) -> Error {
@@ -1439,6 +1471,12 @@ mod tests {
         assert_eq!(resolve(&base, "//m.example/f"), "https://m.example/f");
         assert_eq!(resolve(&base, "/c/f"), "https://h.example/c/f");
         assert_eq!(resolve(&base, "g.img"), "https://h.example/a/b/g.img");
+        assert_eq!(
+            resolve(&base, "../c/./g?v=2"),
+            "https://h.example/a/c/g?v=2"
+        );
+        assert_eq!(resolve(&base, "/x/../../y"), "https://h.example/y");
+        assert_eq!(resolve(&base, ".."), "https://h.example/a/");
     }
 
     #[test]
