@@ -46,6 +46,7 @@ pub fn hint_of(error: &(dyn StdError + 'static)) -> Option<String> {
         crate::vm::ConnectError,
         crate::ssh::Error,
         crate::provider::ProviderError,
+        crate::provider::local::image::Error,
         crate::cloudinit::Error,
         crate::agent::Error,
         crate::state::Error,

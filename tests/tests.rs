@@ -15,6 +15,8 @@ mod agent_client;
 mod cli_e2e;
 mod cloudinit;
 mod forward;
+// Cloud image downloads for the local provider, against a local HTTPS server.
+mod local_image;
 mod provider_contract;
 mod provider_digitalocean;
 mod provider_hetzner;

@@ -343,6 +343,9 @@ impl ErrorShape {
 
 type Connector = CountingConnector<HttpsConnector<ProxyConnector>>;
 
+/// The pooled client under both [`HttpClient`] and [`Fetcher`].
+type Pooled = Client<Connector, Full<Bytes>>;
+
 /// [`Auth`] made ready once: a header value, or the signer.
 #[derive(Clone)]
 enum AuthHeader {
@@ -430,31 +433,7 @@ impl HttpClient {
         let user_agent = HeaderValue::from_str(&config.user_agent)
             .map_err(|_| invalid("user_agent", "not a valid header value".into()))?;
 
-        let tls = tls_config(provider, config)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeouts.connect));
-        let proxy = ProxyConnector::new(http, &config.proxy);
-        let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only();
-        let https = if config.http2 {
-            builder.enable_all_versions().wrap_connector(proxy)
-        } else {
-            builder.enable_http1().wrap_connector(proxy)
-        };
-        let counters = Arc::new(Counters::default());
-        let connector = CountingConnector {
-            inner: https,
-            counters: counters.clone(),
-            timeout: timeouts.connect,
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout)
-            .pool_max_idle_per_host(4)
-            .timer(hyper_util::rt::TokioTimer::new())
-            .build(connector);
+        let (client, counters) = pooled_client(provider, config, timeouts.connect)?;
         Ok(HttpClient {
             provider,
             client,
@@ -811,6 +790,118 @@ impl HttpClient {
             },
         };
         Failure::from(error)
+    }
+}
+
+/// The pooled HTTPS client both [`HttpClient`] and [`Fetcher`] send
+/// through: TLS ([`tls_config`]), the proxy, and counted, time-bounded
+/// connects, set up in one place.
+fn pooled_client(
+    provider: &'static str,
+    config: &HttpConfig,
+    connect_timeout: Duration,
+) -> ProviderResult<(Pooled, Arc<Counters>)> {
+    let tls = tls_config(provider, config)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    let proxy = ProxyConnector::new(http, &config.proxy);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only();
+    let https = if config.http2 {
+        builder.enable_all_versions().wrap_connector(proxy)
+    } else {
+        builder.enable_http1().wrap_connector(proxy)
+    };
+    let counters = Arc::new(Counters::default());
+    let connector = CountingConnector {
+        inner: https,
+        counters: counters.clone(),
+        timeout: connect_timeout,
+    };
+    let client = Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(config.pool_idle_timeout)
+        .pool_max_idle_per_host(4)
+        .timer(hyper_util::rt::TokioTimer::new())
+        .build(connector);
+    Ok((client, counters))
+}
+
+/// A bare GET over the providers' HTTPS stack, for downloads (cloud images):
+/// same TLS roots, proxy and connect timeout as [`HttpClient`], but no base
+/// URL, no credentials, no retries, no gzip and no body cap. The body comes
+/// back as a stream for the caller to bound and store; redirects are
+/// returned as they are, for the caller to vet and follow.
+#[derive(Clone)]
+pub(crate) struct Fetcher {
+    client: Client<Connector, Full<Bytes>>,
+    user_agent: HeaderValue,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Fetcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fetcher").finish_non_exhaustive()
+    }
+}
+
+impl Fetcher {
+    /// Builds the client; `what` names the caller in configuration errors
+    /// (`cloud image`).
+    pub(crate) fn new(
+        what: &'static str,
+        config: &HttpConfig,
+        connect_timeout: Duration,
+    ) -> ProviderResult<Self> {
+        let user_agent = HeaderValue::from_str(&config.user_agent).map_err(|_| {
+            ProviderError::InvalidConfig {
+                provider: what,
+                field: "user_agent".into(),
+                message: "not a valid header value".into(),
+            }
+        })?;
+        let (client, counters) = pooled_client(what, config, connect_timeout)?;
+        Ok(Fetcher {
+            client,
+            user_agent,
+            counters,
+        })
+    }
+
+    /// Sends `GET uri` with `headers` (plus `User-Agent`) and returns the
+    /// response head with its body unread, whatever the status.
+    ///
+    /// # Errors
+    /// [`ProviderError::Tls`] when the server's certificate is refused,
+    /// [`ProviderError::Network`] for any other transport failure (both
+    /// name `what` as their provider).
+    pub(crate) async fn get(
+        &self,
+        what: &'static str,
+        uri: Uri,
+        headers: HeaderMap,
+    ) -> ProviderResult<http::Response<hyper::body::Incoming>> {
+        let operation = format!("GET {uri}");
+        let mut request = http::Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ProviderError::InvalidConfig {
+                provider: what,
+                field: "url".into(),
+                message: e.to_string(),
+            })?;
+        *request.headers_mut() = headers;
+        request
+            .headers_mut()
+            .insert(header::USER_AGENT, self.user_agent.clone());
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.client
+            .request(request)
+            .await
+            .map_err(|e| transport_error(what, &operation, &e))
     }
 }
 

@@ -36,8 +36,27 @@ pub struct Defaults {
     pub region: &'static str,
     /// Size or server type slug.
     pub size: &'static str,
-    /// Ubuntu release booted by default.
-    pub ubuntu: &'static str,
+    /// The OS image booted by default.
+    pub image: DefaultImage,
+}
+
+/// The OS a provider boots when no image is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultImage {
+    /// Ubuntu, by release (`24.04`).
+    Ubuntu(&'static str),
+    /// Debian, by major version (`12`).
+    Debian(&'static str),
+}
+
+impl DefaultImage {
+    /// As an [`ImageSpec`](super::ImageSpec).
+    pub fn spec(self) -> super::ImageSpec {
+        match self {
+            DefaultImage::Ubuntu(v) => super::ImageSpec::ubuntu(v),
+            DefaultImage::Debian(v) => super::ImageSpec::debian(v),
+        }
+    }
 }
 
 /// What a provider can do beyond create, list and destroy.
@@ -102,7 +121,7 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         defaults: Some(Defaults {
             region: "fra1",
             size: "s-2vcpu-4gb",
-            ubuntu: "24.04",
+            image: DefaultImage::Ubuntu("24.04"),
         }),
         stopped_vm_bills: true,
         capabilities: Capabilities {
@@ -123,7 +142,7 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         defaults: Some(Defaults {
             region: "nbg1",
             size: "cx22",
-            ubuntu: "24.04",
+            image: DefaultImage::Ubuntu("24.04"),
         }),
         stopped_vm_bills: true,
         capabilities: Capabilities {
@@ -164,7 +183,9 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         defaults: Some(Defaults {
             region: super::local::REGION,
             size: super::local::DEFAULT_SIZE,
-            ubuntu: "24.04",
+            // The smallest official cloud image (about 330 MB), and the
+            // system the offline CI image (ci/build-image.sh) reproduces.
+            image: DefaultImage::Debian("12"),
         }),
         stopped_vm_bills: false,
         capabilities: Capabilities {

@@ -37,7 +37,8 @@ pub use error::{ProviderError, ProviderResult};
 pub use factory::{ProviderConfig, ProviderFactory};
 pub use http::{Auth, HttpConfig, HttpStats, ProxyConfig, RequestSigner, RetryPolicy, SignRequest};
 pub use info::{
-    Capabilities, Defaults, NoDefaults, PROVIDERS, ProviderInfo, ProviderType, UnknownProvider,
+    Capabilities, DefaultImage, Defaults, NoDefaults, PROVIDERS, ProviderInfo, ProviderType,
+    UnknownProvider,
 };
 pub use registry::ProviderRegistry;
 pub use types::{

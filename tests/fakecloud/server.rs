@@ -668,7 +668,10 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn tls_material() -> (String, rustls::ServerConfig) {
+/// A CA made for this server (its PEM, for `HttpConfig::extra_ca_pem`) and
+/// a TLS config for `localhost` and 127.0.0.1 signed by it, offering h2 and
+/// HTTP/1.1; tests/local_image.rs serves its files with it too.
+pub fn tls_material() -> (String, rustls::ServerConfig) {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
     let ca_key = KeyPair::generate().expect("ca key");
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");

@@ -51,7 +51,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let image = match (&args.snapshot, args.image.clone().or(file.image.clone())) {
         (Some(id), _) => ImageSpec::Snapshot(id.clone()),
         (None, Some(image)) => ImageSpec::Custom(image),
-        (None, None) => ImageSpec::Ubuntu(defaults()?.ubuntu.into()),
+        (None, None) => defaults()?.image.spec(),
     };
     let name = match &args.name {
         Some(name) => name.clone(),
@@ -237,10 +237,12 @@ async fn clean_up(name: &str, ctx: &Context) -> anyhow::Result<()> {
 /// run (TCG is minutes, not seconds), download the base image with a
 /// progress bar, and retry the first login often (it is a local port).
 async fn prepare_local(plan: &mut Plan, ctx: &Context) -> anyhow::Result<()> {
-    let local = spuff::provider::local::LocalProvider::new(
-        ctx.settings.local.clone(),
-        spuff::provider::HttpConfig::default(),
-    )?;
+    let mut http = spuff::provider::HttpConfig::default();
+    // The same trust as the provider APIs (a TLS-inspecting proxy's CA).
+    if let Some(ca) = std::env::var_os(super::context::CA_FILE_VAR).filter(|v| !v.is_empty()) {
+        http.extra_ca_file = Some(ca.into());
+    }
+    let local = spuff::provider::local::LocalProvider::new(ctx.settings.local.clone(), http)?;
     ctx.ui
         .info(format!("Acceleration: {}", local.acceleration().describe()));
     let bar = ctx.ui.transfer_bar();

@@ -412,12 +412,12 @@ fn official_image(spec: &ImageSpec) -> ProviderResult<Option<image::CloudImage>>
         ImageSpec::Debian(v) => (image::Os::Debian, v),
         _ => return Ok(None),
     };
-    image::official(os, version, image::Arch::host())
+    image::official(os, version, image::Arch::host().map_err(image_error)?)
         .map(Some)
         .map_err(image_error)
 }
 
-fn image_error(e: image::ImageError) -> ProviderError {
+fn image_error(e: image::Error) -> ProviderError {
     let hint = crate::Hint::hint(&e);
     ProviderError::Host {
         provider: NAME,

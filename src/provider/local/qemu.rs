@@ -34,12 +34,12 @@ pub struct Qemu {
 
 /// The system emulator's file name for this host (`qemu-system-x86_64`).
 pub fn system_name() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "x86_64",
-        "aarch64" => "aarch64",
-        other => other,
-    };
-    format!("qemu-system-{arch}{}", std::env::consts::EXE_SUFFIX)
+    // Rust's and QEMU's architecture names agree (x86_64, aarch64).
+    format!(
+        "qemu-system-{}{}",
+        std::env::consts::ARCH,
+        std::env::consts::EXE_SUFFIX
+    )
 }
 
 /// How to install QEMU on this platform, as one command.
