@@ -756,10 +756,60 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Settings::load(&dir.path().join("config.yaml"), no_env).unwrap();
         assert!(!s.exists);
-        assert_eq!(s.provider, ProviderType::DigitalOcean);
+        assert_eq!(s.provider, ProviderType::Local);
+        assert_eq!(s.provider_choice, ProviderChoice::NoCloud);
         assert_eq!(s.idle_timeout, Some(DEFAULT_IDLE_TIMEOUT));
         assert_eq!(s.ssh_user, "dev");
         assert!(s.token.is_none());
+    }
+
+    #[test]
+    fn without_a_provider_a_cloud_token_should_pick_its_cloud_else_local() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        let load = |vars: &'static [(&'static str, &'static str)]| {
+            Settings::load(&path, move |v: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == v)
+                    .map(|(_, x)| x.to_string())
+            })
+            .unwrap()
+        };
+        let s = load(&[("HCLOUD_TOKEN", "h")]);
+        assert_eq!(
+            (s.provider, s.provider_choice),
+            (
+                ProviderType::Hetzner,
+                ProviderChoice::TokenInEnv("HCLOUD_TOKEN")
+            )
+        );
+        assert_eq!(
+            s.token.map(|t| t.expose().to_string()).as_deref(),
+            Some("h")
+        );
+        let s = load(&[("DIGITALOCEAN_TOKEN", "d")]);
+        assert_eq!(s.provider, ProviderType::DigitalOcean);
+        let s = load(&[("SPUFF_API_TOKEN", "x")]);
+        assert_eq!(
+            (s.provider, s.provider_choice),
+            (ProviderType::DigitalOcean, ProviderChoice::BareToken)
+        );
+        // Empty variables count as unset.
+        let s = load(&[("HETZNER_TOKEN", " ")]);
+        assert_eq!(
+            (s.provider, s.provider_choice),
+            (ProviderType::Local, ProviderChoice::NoCloud)
+        );
+        // A configured provider wins over any token.
+        std::fs::write(&path, "provider: local\n").unwrap();
+        let s = load(&[("HCLOUD_TOKEN", "h")]);
+        assert_eq!(
+            (s.provider, s.provider_choice),
+            (ProviderType::Local, ProviderChoice::Configured)
+        );
+        std::fs::write(&path, "local_network: sealed\n").unwrap();
+        let e = Settings::load(&path, no_env).expect_err("bad network");
+        assert!(e.to_string().contains("nat or isolated"), "{e}");
     }
 
     #[test]

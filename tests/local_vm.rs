@@ -122,17 +122,7 @@ impl Machine {
 
     /// QEMU processes whose command line names this machine's files.
     fn qemus(&self) -> Vec<u32> {
-        let needle = self.path("data").display().to_string();
-        std::fs::read_dir("/proc")
-            .expect("/proc")
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                std::fs::read(format!("/proc/{pid}/cmdline"))
-                    .map(|c| String::from_utf8_lossy(&c).contains(&needle))
-                    .unwrap_or(false)
-            })
-            .collect()
+        qemus_under(&self.path("data"))
     }
 
     fn exec(&self, command: &str) -> String {
@@ -144,12 +134,40 @@ impl Machine {
 
 impl Drop for Machine {
     fn drop(&mut self) {
-        // A failed test must not leave VMs running on the CI machine.
-        for pid in self.qemus() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-        }
+        kill_qemus_under(&self.path("data"));
+    }
+}
+
+/// QEMU processes whose command line names a file under `dir`.
+fn qemus_under(dir: &Path) -> Vec<u32> {
+    let needle = dir.display().to_string();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A failed test must not leave VMs running on the CI machine.
+fn kill_qemus_under(dir: &Path) {
+    for pid in qemus_under(dir) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status();
+    }
+}
+
+/// Kills what a test started under its folder, however the test ends.
+struct KillGuard(PathBuf);
+
+impl Drop for KillGuard {
+    fn drop(&mut self) {
+        kill_qemus_under(&self.0);
     }
 }
 
@@ -434,4 +452,160 @@ fn a_real_vm_should_run_the_whole_product() {
     assert!(m.qemus().is_empty(), "QEMU left running: {:?}", m.qemus());
     let list = json(&m.spuff(&["list", "--json"]), "list at the end");
     assert_eq!(list["instances"], serde_json::json!([]), "{list}");
+}
+
+/// Without QEMU, `up` fails before anything exists and names the install
+/// command; nothing is left in state.
+#[test]
+fn without_qemu_up_should_say_how_to_install_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let image = dir.path().join("image");
+    std::fs::create_dir_all(&image).expect("mkdir");
+    let m = Machine {
+        dir: tempfile::Builder::new()
+            .prefix("spuff-vm")
+            .tempdir_in("/tmp")
+            .expect("tempdir"),
+        image,
+    };
+    for sub in ["config", "home", "data", "bin"] {
+        std::fs::create_dir_all(m.path(sub)).expect("mkdir");
+    }
+    let key = keys().ed25519.display().to_string();
+    assert_success(&m.spuff(&["config", "set", "ssh_key_path", &key]), "config");
+    let out = m.up("noqemu").output().expect("up");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("qemu-system-x86_64 is not installed"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("install QEMU:"), "{stderr}");
+    let list = json(&m.spuff(&["list", "--local", "--json"]), "list");
+    assert_eq!(list["instances"], serde_json::json!([]), "{list}");
+}
+
+/// An image whose kernel QEMU cannot load: QEMU's own words, nothing left.
+#[test]
+fn an_image_qemu_cannot_boot_should_say_why() {
+    if which("qemu-system-x86_64").is_none() {
+        assert!(std::env::var_os("CI").is_none(), "CI has QEMU");
+        eprintln!("skipped: no QEMU");
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let image = work.path().join("image");
+    std::fs::create_dir_all(&image).expect("mkdir");
+    let ok = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2"])
+        .arg(image.join("base.qcow2"))
+        .arg("1G")
+        .status()
+        .expect("qemu-img");
+    assert!(ok.success());
+    std::fs::write(image.join("vmlinuz"), b"not a kernel").expect("write");
+    std::fs::write(image.join("cmdline"), "console=ttyS0\n").expect("write");
+    let m = Machine::new(image);
+    let out = m.up("badkernel").output().expect("up");
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("starting QEMU"), "{stderr}");
+    assert!(
+        stderr.contains("kernel"),
+        "QEMU says what it could not load: {stderr}"
+    );
+    assert!(m.qemus().is_empty());
+    let left: Vec<_> = std::fs::read_dir(m.vms_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing of it is left: {left:?}");
+}
+
+/// A VM that boots but never reaches SSH: `up` gives up with the end of
+/// its serial console in the error, where the guest says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_that_never_answers_should_show_its_console() {
+    use spuff::agent::api::AgentConfig;
+    use spuff::cloudinit::{self, AgentSource, Limit};
+    use spuff::provider::local::{LocalConfig, LocalNetwork, LocalProvider};
+    use spuff::provider::{HttpConfig, ImageSpec, ProviderType};
+    use spuff::ssh::{self, AuthMethod, HostKeyPair, RetryPolicy};
+
+    let Some(image) = image() else {
+        return;
+    };
+    // The real kernel, told to run an init that exits: it panics at once.
+    let work = tempfile::Builder::new()
+        .prefix("spuff-vm")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let _guard = KillGuard(work.path().to_path_buf());
+    let broken = work.path().join("image");
+    std::fs::create_dir_all(&broken).expect("mkdir");
+    for f in ["base.qcow2", "vmlinuz", "initrd.img"] {
+        std::os::unix::fs::symlink(image.join(f), broken.join(f)).expect("link");
+    }
+    std::fs::write(
+        broken.join("cmdline"),
+        "root=/dev/vda rw console=ttyS0 panic=-1 init=/bin/false\n",
+    )
+    .expect("write");
+
+    let mut config = LocalConfig::new();
+    config.dir = Some(work.path().join("local"));
+    config.network = LocalNetwork::Isolated;
+    let provider =
+        std::sync::Arc::new(LocalProvider::new(config, HttpConfig::default()).expect("provider"));
+    let store = spuff::state::Store::open(work.path().join("state.redb")).expect("store");
+    let client_key = std::fs::read_to_string(keys().ed25519.with_extension("pub")).expect("pub");
+    let user_data = cloudinit::Config {
+        authorized_keys: vec![client_key.trim().to_string()],
+        ..cloudinit::Config::new(
+            HostKeyPair::generate().expect("host key"),
+            AgentConfig::new("agent-token-0123456789"),
+            AgentSource::Upload,
+        )
+    };
+    let ssh = ssh::Config {
+        auth: vec![AuthMethod::KeyFile(keys().ed25519.clone())],
+        ..ssh::Config::new("", "dev")
+    };
+    let mut plan = spuff::vm::up::Plan::new(
+        "noboot",
+        "local",
+        "medium",
+        ImageSpec::Custom(broken.display().to_string()),
+        user_data,
+        Limit::of(ProviderType::Local.info()),
+        ssh,
+    );
+    plan.login = RetryPolicy {
+        timeout: Duration::from_secs(45),
+        min_delay: Duration::from_millis(250),
+        max_delay: Duration::from_secs(1),
+    };
+    let e = match spuff::vm::up(provider.clone(), &store, plan, &|_| {}).await {
+        Ok(_) => panic!("a VM without init logged in"),
+        Err(e) => e,
+    };
+    let chain = format!("{:?}", anyhow::Error::new(e));
+    assert!(chain.contains("logging in over SSH"), "{chain}");
+    assert!(chain.contains("console ends with"), "{chain}");
+    assert!(
+        chain.contains("Kernel panic") || chain.contains("Attempted to kill init"),
+        "the guest's own words: {chain}"
+    );
+    // The failed VM is recorded and removable.
+    let record = store.get("noboot").expect("state").expect("recorded");
+    spuff::provider::Provider::destroy_instance(provider.as_ref(), &record.provider_id)
+        .await
+        .expect("destroy");
+    assert!(
+        !work
+            .path()
+            .join("local/vms")
+            .join(&record.provider_id)
+            .exists(),
+        "folder removed"
+    );
 }

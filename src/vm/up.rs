@@ -345,11 +345,17 @@ pub async fn up(
     let session = match ssh::wait_for_login(ssh_config, &plan.login).await {
         Ok(session) => session,
         Err(source) => {
-            let console = provider.console_tail(&id).await;
-            return Err(after_create(
-                "logging in over SSH",
-                Box::new(LoginFailed { source, console }),
-            ));
+            // Wrapped only when there is a console to show: callers that
+            // look for the SSH error itself still find it otherwise.
+            let error: Box<dyn std::error::Error + Send + Sync> =
+                match provider.console_tail(&id).await {
+                    Some(console) => Box::new(LoginFailed {
+                        source,
+                        console: Some(console),
+                    }),
+                    None => Box::new(source),
+                };
+            return Err(after_create("logging in over SSH", error));
         }
     };
     observer.event(Event::LoggedIn {

@@ -172,24 +172,46 @@ impl VmDir {
     }
 
     /// The last `lines` lines of the serial console, made safe to print
-    /// (the guest writes it: it is untrusted).
+    /// (the guest writes it: it is untrusted). A guest that keeps
+    /// restarting (a kernel panic with `panic=-1`) shows the end of its
+    /// last complete boot, where it said why, and how often it restarted.
     pub(crate) fn console_tail(&self, lines: usize) -> Option<String> {
         let bytes = std::fs::read(self.file(CONSOLE)).ok()?;
         // Only the end matters; a console log can be large.
-        let start = bytes.len().saturating_sub(64 * 1024);
+        let start = bytes.len().saturating_sub(512 * 1024);
         let text = String::from_utf8_lossy(&bytes[start..]);
         let all: Vec<&str> = text
             .lines()
             .map(|l| l.trim_end_matches('\r'))
             .filter(|l| !l.trim().is_empty())
             .collect();
-        let tail = &all[all.len().saturating_sub(lines)..];
+        // A kernel prints "Linux version" first thing in every boot.
+        let boots: Vec<usize> = all
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.contains("Linux version "))
+            .map(|(i, _)| i)
+            .collect();
+        let (shown, note) = match boots.as_slice() {
+            [.., previous, last] if *previous < *last => (
+                &all[..*last],
+                Some(format!(
+                    "  (the VM restarted {} times; the end of its last complete boot:)",
+                    boots.len() - 1
+                )),
+            ),
+            _ => (&all[..], None),
+        };
+        let tail = &shown[shown.len().saturating_sub(lines)..];
         if tail.is_empty() {
             return None;
         }
         Some(
-            tail.iter()
-                .map(|l| format!("  | {}", crate::util::terminal_safe(&strip_ansi(l))))
+            note.into_iter()
+                .chain(
+                    tail.iter()
+                        .map(|l| format!("  | {}", crate::util::terminal_safe(&strip_ansi(l)))),
+                )
                 .collect::<Vec<_>>()
                 .join("\n"),
         )
