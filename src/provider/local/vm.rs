@@ -176,6 +176,8 @@ impl VmDir {
     /// restarting (a kernel panic with `panic=-1`) shows the end of its
     /// last complete boot, where it said why, and how often it restarted.
     pub(crate) fn console_tail(&self, lines: usize) -> Option<String> {
+        /// Lines shown before a kernel panic: what the guest did last.
+        const PANIC_CONTEXT: usize = 4;
         let bytes = std::fs::read(self.file(CONSOLE)).ok()?;
         // Only the end matters; a console log can be large.
         let start = bytes.len().saturating_sub(512 * 1024);
@@ -202,7 +204,14 @@ impl VmDir {
             ),
             _ => (&all[..], None),
         };
-        let tail = &shown[shown.len().saturating_sub(lines)..];
+        // A panic's reason comes before its call trace, which alone fills
+        // the tail; start a little before the panic so the reason shows.
+        let end_start = shown.len().saturating_sub(lines);
+        let start = match shown.iter().rposition(|l| l.contains("Kernel panic")) {
+            Some(p) if p < end_start => p.saturating_sub(PANIC_CONTEXT),
+            _ => end_start,
+        };
+        let tail = &shown[start..(start + lines).min(shown.len())];
         if tail.is_empty() {
             return None;
         }
@@ -571,6 +580,29 @@ mod tests {
             !tail.contains('\u{1b}') && !tail.contains('\u{7}'),
             "{tail:?}"
         );
+    }
+
+    #[test]
+    fn a_kernel_panic_should_stay_in_the_tail_above_its_call_trace() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let vm = VmDir {
+            path: dir.path().to_path_buf(),
+        };
+        let mut log = String::from("[0.0] Linux version 6.1\n");
+        for i in 0..10 {
+            log.push_str(&format!("[1.{i}] booting {i}\n"));
+        }
+        log.push_str("[2.0] Kernel panic - not syncing: Attempted to kill init!\n");
+        for i in 0..30 {
+            log.push_str(&format!("[2.1] trace {i}\n"));
+        }
+        std::fs::write(vm.file(CONSOLE), log).unwrap_or_else(|e| panic!("{e}"));
+        let tail = vm.console_tail(8).unwrap_or_default();
+        let lines: Vec<&str> = tail.lines().collect();
+        assert_eq!(lines.len(), 8, "{tail}");
+        assert_eq!(lines[0], "  | [1.6] booting 6", "{tail}");
+        assert!(lines[4].contains("Attempted to kill init"), "{tail}");
+        assert_eq!(lines[7], "  | [2.1] trace 2", "{tail}");
     }
 
     #[test]
