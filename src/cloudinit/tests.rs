@@ -72,10 +72,14 @@ fn render_should_produce_the_documented_structure() {
         Some("0755")
     );
     // Upload: the unit is enabled, not started, until the CLI has uploaded.
-    assert_eq!(
-        doc["runcmd"][2],
-        serde_yaml_ng::to_value(["systemctl", "enable", AGENT_UNIT]).expect("to_value")
+    let sync = file(&doc, BOOTSTRAP_SYNC_PATH)["content"]
+        .as_str()
+        .expect("a string");
+    assert!(
+        sync.contains(&format!("systemctl --no-reload enable '{AGENT_UNIT}'")),
+        "{sync}"
     );
+    assert!(!sync.contains("systemctl start"), "{sync}");
 }
 
 #[test]
@@ -122,29 +126,54 @@ fn download_should_install_then_start_the_agent() {
         )),
         "{sync}"
     );
-    assert_eq!(
-        doc["runcmd"][2],
-        serde_yaml_ng::to_value(["systemctl", "enable", "--now", AGENT_UNIT]).expect("to_value")
-    );
+    // Started before phase 1 says `installing`: `up` returns on that word.
+    let start = sync
+        .find(&format!("systemctl start '{AGENT_UNIT}'"))
+        .expect("started");
+    let done = sync.find("set_status installing").expect("hand-over");
+    assert!(start < done, "{sync}");
 }
 
 #[test]
-fn the_async_phase_should_run_detached_through_a_shell() {
+fn the_bootstrap_should_be_queued_early_as_its_own_unit() {
     let doc = parse(&render(&config()).expect("render"));
-    let last = doc["runcmd"][3].as_sequence().expect("a sequence");
-    assert_eq!(last[0].as_str(), Some("sh"));
-    assert_eq!(last[1].as_str(), Some("-c"));
-    let script = last[2].as_str().expect("a string");
-    assert!(script.contains("systemd-run") && script.contains(BOOTSTRAP_ASYNC_PATH));
-    // `&` only ever appears inside the shell string, never as an argv element.
-    for cmd in doc["runcmd"].as_sequence().expect("a sequence") {
-        assert!(
-            !cmd.as_sequence()
-                .expect("a sequence")
-                .iter()
-                .any(|a| a.as_str() == Some("&"))
-        );
+    let boot = doc["bootcmd"].as_sequence().expect("a sequence");
+    // The status reset comes first, then the launch, each once per instance.
+    assert_eq!(boot[0][4].as_str(), Some("-f"));
+    assert_eq!(boot[0][5].as_str(), Some(BOOTSTRAP_STATUS_PATH));
+    let launch: Vec<&str> = boot[1]
+        .as_sequence()
+        .expect("a sequence")
+        .iter()
+        .map(|a| a.as_str().expect("a string"))
+        .collect();
+    assert_eq!(
+        launch[..5],
+        [
+            "cloud-init-per",
+            "instance",
+            "spuff-bootstrap-launch",
+            "sh",
+            "-c"
+        ]
+    );
+    let script = launch[5];
+    for part in [
+        "systemd-run",
+        "--no-block",
+        &format!("--unit={BOOTSTRAP_UNIT}"),
+        "--property=After=cloud-init.service",
+        &format!("{BOOTSTRAP_SYNC_PATH}; exec {BOOTSTRAP_ASYNC_PATH}"),
+        BOOTSTRAP_LAUNCHED_PATH,
+    ] {
+        assert!(script.contains(part), "{part} in {script}");
     }
+    // runcmd only starts it when bootcmd could not, and waits for nothing.
+    let run = doc["runcmd"].as_sequence().expect("a sequence");
+    assert_eq!(run.len(), 1);
+    let script = run[0][2].as_str().expect("a string");
+    assert!(script.starts_with(&format!("[ -e {BOOTSTRAP_LAUNCHED_PATH} ] || systemd-run")));
+    assert!(!script.contains("--no-block"), "{script}");
 }
 
 #[test]

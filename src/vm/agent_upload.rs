@@ -25,14 +25,15 @@ use crate::ssh::Session;
 ///
 /// `AgentInstall::default()` is right for a spuff VM:
 /// `sudo -n install -m 0755 <upload> /opt/spuff/spuff-agent`, then
-/// `sudo -n sh -c 'systemctl daemon-reload && systemctl enable --now spuff-agent.service'`.
+/// `sudo -n sh -c 'systemctl --no-reload enable spuff-agent.service && …start…'`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentInstall {
     /// The binary's final path ([`BINARY_PATH`]); missing directories are
     /// created.
     pub dest: String,
     /// A shell command run after installing, with the same privileges
-    /// (`systemctl daemon-reload && systemctl enable --now spuff-agent.service`);
+    /// (enable and start `spuff-agent.service`, with a daemon-reload only
+    /// when the start fails: a reload takes seconds while the VM boots);
     /// `None` runs nothing.
     pub start_command: Option<String>,
     /// Whether to run the commands through `sudo -n` (never prompts).
@@ -45,7 +46,9 @@ impl Default for AgentInstall {
         AgentInstall {
             dest: BINARY_PATH.into(),
             start_command: Some(format!(
-                "systemctl daemon-reload && systemctl enable --now {AGENT_UNIT}"
+                "systemctl --no-reload enable {AGENT_UNIT} && \
+                 {{ systemctl start {AGENT_UNIT} || \
+                 {{ systemctl daemon-reload && systemctl start {AGENT_UNIT}; }}; }}"
             )),
             sudo: None,
         }
