@@ -851,7 +851,7 @@ mod upload {
             start_command: Some(format!("'{dest}' --version > '{marker}'")),
             ..AgentInstall::default()
         };
-        install_uploaded_agent(&sftp, &local, &opts)
+        install_uploaded_agent(&session, &local, &opts)
             .await
             .expect("install");
 
@@ -859,22 +859,58 @@ mod upload {
         assert_eq!(started, "spuff-agent 0.1.0 --version\n");
         let meta = sftp.metadata(&dest).await.expect("stat");
         assert_eq!(meta.permissions() & 0o7777, 0o755);
-        // The upload's temporary file is gone from the home directory.
-        let home = sftp.read_dir(".").await.expect("home");
-        assert!(
-            !home
-                .iter()
-                .any(|e| e.name.starts_with(".spuff-agent.upload")),
-            "{:?}",
-            home.iter().map(|e| &e.name).collect::<Vec<_>>()
-        );
+        // The upload's temporary file is gone.
+        let dir = sftp.read_dir(&sshd.remote("opt/spuff")).await.expect("dir");
+        let names: Vec<&String> = dir.iter().map(|e| &e.name).collect();
+        assert_eq!(names, ["spuff-agent"], "{names:?}");
+    }
+
+    /// The binary goes compressed; what lands must be the same bytes, and a
+    /// second upload replaces the first.
+    #[tokio::test]
+    async fn an_uploaded_binary_should_arrive_byte_for_byte() {
+        let sshd = Sshd::start();
+        let session = sshd.connect().await;
+        let local_dir = tempfile::tempdir().expect("tempdir");
+        let local = local_dir.path().join("spuff-agent");
+        let dest = sshd.remote("opt/spuff/spuff-agent");
+        let opts = AgentInstall {
+            dest: dest.clone(),
+            start_command: None,
+            ..AgentInstall::default()
+        };
+        for seed in [1u64, 2] {
+            // Part noise, part repetition: both kinds of gzip block.
+            let mut data = Vec::with_capacity(3 << 20);
+            let mut x = seed;
+            while data.len() < 3 << 20 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                data.extend_from_slice(&x.to_le_bytes());
+                if x % 5 == 0 {
+                    data.extend_from_slice(&[b'a'; 300]);
+                }
+            }
+            std::fs::write(&local, &data).expect("write");
+            install_uploaded_agent(&session, &local, &opts)
+                .await
+                .expect("install");
+            let landed =
+                std::fs::read(sshd.dir.path().join("opt/spuff/spuff-agent")).expect("landed");
+            assert!(
+                landed == data,
+                "seed {seed}: {} vs {} bytes",
+                landed.len(),
+                data.len()
+            );
+        }
     }
 
     #[tokio::test]
     async fn a_failing_start_command_should_be_reported_with_its_status() {
         let sshd = Sshd::start();
         let session = sshd.connect().await;
-        let sftp = session.sftp().await.expect("sftp");
         let local_dir = tempfile::tempdir().expect("tempdir");
         let local = local_dir.path().join("spuff-agent");
         std::fs::write(&local, FAKE_AGENT).expect("write");
@@ -883,7 +919,7 @@ mod upload {
             start_command: Some("echo no systemd here >&2; exit 3".into()),
             ..AgentInstall::default()
         };
-        match install_uploaded_agent(&sftp, &local, &opts).await {
+        match install_uploaded_agent(&session, &local, &opts).await {
             Err(e @ Error::RemoteCommand { .. }) => {
                 let Error::RemoteCommand { status, stderr, .. } = &e else {
                     unreachable!()

@@ -363,11 +363,7 @@ pub async fn up(
     });
 
     if let Some((binary, install)) = &plan.upload_agent {
-        let sftp = session
-            .sftp()
-            .await
-            .map_err(|e| after_create("opening SFTP", Box::new(e)))?;
-        super::install_uploaded_agent(&sftp, binary, install)
+        super::install_uploaded_agent(&session, binary, install)
             .await
             .map_err(|e| after_create("uploading the agent", Box::new(e)))?;
         observer.event(Event::AgentInstalled);
