@@ -256,7 +256,9 @@ async fn prepare_local(plan: &mut Plan, ctx: &Context) -> anyhow::Result<()> {
     let prepared = local.prepare_image(&plan.image, &progress).await;
     bar.finish_and_clear();
     prepared?;
-    plan.login.max_delay = std::time::Duration::from_secs(1);
+    // The VM is on this machine: a refused try costs a loopback connect, and
+    // every 250 ms keeps the first login close to when sshd starts.
+    plan.login.max_delay = plan.login.min_delay;
     if matches!(
         local.acceleration(),
         spuff::provider::local::accel::Accel::Tcg { .. }
