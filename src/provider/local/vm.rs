@@ -608,7 +608,10 @@ mod tests {
     #[test]
     fn paths_qemu_cannot_take_should_be_refused() {
         assert!(check_path(Path::new("/home/a,b/vm")).is_err());
-        assert!(check_path(Path::new(&format!("/{}", "x".repeat(120)))).is_err());
+        // A Unix socket's path limit; QEMU on Windows takes QMP over TCP.
+        if cfg!(unix) {
+            assert!(check_path(Path::new(&format!("/{}", "x".repeat(120)))).is_err());
+        }
         assert!(check_path(Path::new("/home/me/.local/share/spuff/local/vms/a")).is_ok());
     }
 }
