@@ -10,6 +10,7 @@
 //! shows is always whole.
 
 use std::path::{Path, PathBuf};
+#[cfg(unix)]
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -22,6 +23,7 @@ const META: &str = "snapshot.json";
 const DISK: &str = "disk.qcow2";
 
 /// How long a copy may take (a 20 GB disk under load).
+#[cfg(unix)]
 const COPY_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// A snapshot's facts, in `snapshot.json`.

@@ -410,6 +410,9 @@ impl VmDir {
             self.clear_stale();
             return Ok(());
         };
+        // QMP is a Unix socket; elsewhere the signals below are all there is.
+        #[cfg(not(unix))]
+        let _ = how;
         #[cfg(unix)]
         {
             let command = match how {
