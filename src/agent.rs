@@ -215,6 +215,46 @@ impl Error {
     }
 }
 
+/// How often [`KeepAwake`] sends a heartbeat: well inside the shortest idle
+/// timeout a user would set, and cheap (one channel, one small request).
+pub const KEEP_AWAKE_EVERY: Duration = Duration::from_secs(30);
+
+/// Keeps a VM awake while a command uses it: a heartbeat to its agent at
+/// once and then every `every`, until dropped.
+///
+/// For work the agent cannot see: a non-tty command, a file copy or a
+/// tunnel has no terminal, so without this the agent would find the VM idle
+/// and stop it mid-work (issue 12). A failed heartbeat (no agent yet, an
+/// agent that is restarting) is skipped and the next one tried; the command
+/// itself never fails because of it.
+#[derive(Debug)]
+pub struct KeepAwake {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl KeepAwake {
+    /// Starts sending heartbeats through `client` (needs a Tokio runtime).
+    pub fn start(client: Client, every: Duration) -> KeepAwake {
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = client.heartbeat().await {
+                    tracing::debug!(error = %e, "heartbeat to the agent failed");
+                }
+            }
+        });
+        KeepAwake { task }
+    }
+}
+
+impl Drop for KeepAwake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A `Result` whose error is the agent client's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

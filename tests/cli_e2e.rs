@@ -288,7 +288,7 @@ fn whole_life(w: &World) {
             && stderr.contains("`spuff status` shows its progress"),
         "{stderr}"
     );
-    // The agent binary was uploaded over SFTP and installed 0755 where
+    // The agent binary was uploaded and installed 0755 where
     // systemd starts it from.
     {
         let installed = w.vm_path(api::BINARY_PATH);
@@ -360,6 +360,25 @@ fn whole_life(w: &World) {
     let out = child.wait_with_output().expect("exec");
     assert_success(&out, "exec with stdin");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
+
+    // Issue 12: a running command keeps the VM awake (the agent cannot see
+    // a non-tty command); looking at it with `status` never does.
+    let out = w.spuff(&["exec", "e2e", "--", "sleep 3"]);
+    assert_success(&out, "exec sleep");
+    let status = json(&w.spuff(&["status", "--json"]), "status");
+    let recent = status["activity"]["recent"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let kinds: Vec<&str> = recent.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"heartbeat"),
+        "exec sent no heartbeat: {kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"agent_request"),
+        "status counted as activity: {kinds:?}"
+    );
 
     // cp both ways: a file and a tree.
     let local = w.path("home/notes.txt");

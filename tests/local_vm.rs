@@ -290,6 +290,28 @@ fn a_real_vm_should_run_the_whole_product() {
     assert_success(&out, "exec with stdin");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
 
+    // Issue 12, on the real agent under systemd: a running non-tty command
+    // keeps the VM awake through heartbeats; `status` (several calls by
+    // now) never counted as activity.
+    let out = m.spuff(&["exec", "e2e", "--", "sleep 4"]);
+    assert_success(&out, "exec sleep");
+    let status = json(&m.spuff(&["status", "--json"]), "status");
+    let kinds: Vec<String> = status["activity"]["recent"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|e| e["kind"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        kinds.iter().any(|k| k == "heartbeat"),
+        "no heartbeat: {kinds:?}"
+    );
+    assert!(
+        !kinds.iter().any(|k| k == "agent_request"),
+        "status counted as activity: {kinds:?}"
+    );
+
     // cp: a file and a tree, both ways, checked by checksum.
     let big = m.path("work/big.bin");
     let data: Vec<u8> = (0..3 * 1024 * 1024u32)

@@ -369,7 +369,8 @@ pub enum ActivityKind {
     Exec,
     /// A `POST /heartbeat` from the CLI.
     Heartbeat,
-    /// Any other authenticated agent request.
+    /// Any other authenticated agent request that changes something (never
+    /// a `GET`: looking at a VM is not using it).
     AgentRequest,
     /// CPU use above the configured threshold.
     CpuLoad,

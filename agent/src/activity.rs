@@ -5,10 +5,11 @@
 //! - **Holds** keep the idle time at zero while they last: a running
 //!   `POST /exec`, and CPU use at or above `cpu_busy_percent` (sampled by the
 //!   monitor). When a hold ends, the idle time counts from its end.
-//! - **Events** reset the idle time: `POST /heartbeat`, the start and end of
-//!   an exec, authenticated agent requests except `GET /status` and
-//!   `GET /activity` (asking how idle the VM is must not make it busy, or a
-//!   monitoring loop would keep it alive forever), an SSH login or logout,
+//! - **Events** reset the idle time: `POST /heartbeat` (spuff's `ssh`,
+//!   `exec`, `cp` and `tunnel` send one every 30 s while they run), the
+//!   start and end of an exec, authenticated requests that change something
+//!   (never a `GET`: looking at a VM must not make it busy, or a forgotten
+//!   `status --watch` would keep it alive forever), an SSH login or logout,
 //!   and input in a logged-in terminal.
 //! - **SSH sessions** (utmp `USER_PROCESS` records whose process is alive)
 //!   count through their terminal's last input (the tty's access time, the

@@ -72,15 +72,16 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Requests that do not count as activity: asking how idle the VM is must
-/// not make it busy (see the `activity` module). `/heartbeat` and `/exec`
-/// record their own, more specific kinds.
-const NOT_ACTIVITY: [&str; 4] = [
-    paths::STATUS,
-    paths::ACTIVITY,
-    paths::HEARTBEAT,
-    paths::EXEC,
-];
+/// Requests that record their own, more specific kind of activity.
+const OWN_ACTIVITY: [&str; 2] = [paths::HEARTBEAT, paths::EXEC];
+
+/// Whether a request is someone using the VM. Looking never is: `status
+/// --watch` or a dashboard polling `/metrics` must not keep a forgotten VM
+/// (and its bill) alive forever, so no `GET` counts (issue 12).
+fn counts_as_activity(method: &axum::http::Method, path: &str) -> bool {
+    !matches!(*method, axum::http::Method::GET | axum::http::Method::HEAD)
+        && !OWN_ACTIVITY.contains(&path)
+}
 
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let given = req.headers().get(TOKEN_HEADER).map(HeaderValue::as_bytes);
@@ -94,7 +95,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         return AppError::client(StatusCode::UNAUTHORIZED, message).into_response();
     }
     let path = req.uri().path();
-    if !NOT_ACTIVITY.contains(&path) {
+    if counts_as_activity(req.method(), path) {
         state.inner.tracker.record(
             ActivityKind::AgentRequest,
             format!("{} {path}", req.method()),

@@ -32,6 +32,18 @@ pub(crate) fn agent_port() -> u16 {
         .unwrap_or(spuff::agent::api::DEFAULT_PORT)
 }
 
+/// Holds `instance` awake while a command uses it through `session`: its
+/// agent gets a heartbeat now and every [`spuff::agent::KEEP_AWAKE_EVERY`]
+/// until the returned guard is dropped.
+pub(crate) fn keep_awake(instance: &Instance, session: &ssh::Session) -> spuff::agent::KeepAwake {
+    let mut config = spuff::agent::ClientConfig::new(instance.agent_token.clone());
+    config.port = agent_port();
+    spuff::agent::KeepAwake::start(
+        spuff::agent::Client::new(session.clone(), config),
+        spuff::agent::KEEP_AWAKE_EVERY,
+    )
+}
+
 pub(crate) struct Context {
     pub(crate) ui: Ui,
     pub(crate) settings: Settings,

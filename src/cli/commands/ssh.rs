@@ -12,6 +12,8 @@ use crate::cli::args::{ExecArgs, SshArgs};
 pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
     let instance = ctx.store.resolve(args.name.as_deref())?;
     let session = ctx.connect(&instance).await?;
+    // The VM's agent cannot see this work: tell it the VM is in use.
+    let _awake = super::context::keep_awake(&instance, &session);
     let mut opts = ShellOptions::default();
     if !args.no_agent {
         opts.forward_agent = Some(AgentLocation::Default);
@@ -24,6 +26,8 @@ pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
 pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
     let instance = ctx.store.resolve(args.name.as_deref())?;
     let session = ctx.connect(&instance).await?;
+    // The VM's agent cannot see this work: tell it the VM is in use.
+    let _awake = super::context::keep_awake(&instance, &session);
     // As ssh does: the words are joined with spaces and the remote shell
     // parses them, so `spuff exec -- 'echo $HOME'` expands remotely.
     let command = args.command.join(" ");
