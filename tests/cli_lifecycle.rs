@@ -250,6 +250,59 @@ async fn list_should_show_the_rest_and_name_a_malformed_droplet() {
     assert_eq!(v["skipped"][0]["resource"], "droplet", "{v}");
 }
 
+/// "off" reads like "free"; on DigitalOcean it is not (issue 12).
+#[tokio::test(flavor = "multi_thread")]
+async fn list_should_say_an_off_vm_still_bills() {
+    let m = Machine::start().await;
+    let body = serde_json::json!({
+        "droplets": [
+            {"id": 601, "name": "sleepy", "status": "off", "tags": ["spuff", "spuff-id:6060606060606060"],
+             "networks": {"v4": [{"ip_address": "203.0.113.6", "type": "public"}], "v6": []},
+             "region": {"slug": "fra1"}, "size_slug": "s-1vcpu-1gb"},
+            {"id": 602, "name": "busy", "status": "active", "tags": ["spuff", "spuff-id:6161616161616161"],
+             "networks": {"v4": [{"ip_address": "203.0.113.7", "type": "public"}], "v6": []},
+             "region": {"slug": "fra1"}, "size_slug": "s-1vcpu-1gb"}
+        ],
+        "links": {},
+        "meta": {"total": 2}
+    });
+    let respond = || FaultKind::Respond {
+        status: 200,
+        headers: vec![],
+        body: body.to_string(),
+    };
+    m.fake
+        .push_fault(Fault::new(Method::GET, "/v2/droplets", respond()));
+    let out = m.spuff(&["list"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(line("sleepy").contains("off, still billing"), "{stdout}");
+    assert!(!line("busy").contains("billing"), "{stdout}");
+
+    m.fake
+        .push_fault(Fault::new(Method::GET, "/v2/droplets", respond()));
+    let v = json(&m.spuff(&["list", "--json"]).await);
+    let rows = v["instances"].as_array().cloned().unwrap_or_default();
+    let billing = |name: &str| {
+        rows.iter()
+            .find(|r| r["name"] == name)
+            .map(|r| r["still_billing"].clone())
+    };
+    assert_eq!(
+        billing("sleepy"),
+        Some(serde_json::Value::Bool(true)),
+        "{v}"
+    );
+    assert_eq!(billing("busy"), Some(serde_json::Value::Bool(false)), "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn list_should_show_failed_and_unconfirmed_vms_as_such() {
     let m = Machine::start().await;

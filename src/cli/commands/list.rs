@@ -124,6 +124,7 @@ fn print_json(
         .iter()
         .map(|row| {
             let mut value = serde_json::to_value(row)?;
+            value["still_billing"] = still_billing(row).into();
             // Which rows are unchecked because asking failed, and why.
             if row.tracking == Tracking::Unchecked
                 && let Some(e) = failures.get(&row.provider)
@@ -203,6 +204,11 @@ fn print_table(
             Tracking::Unchecked => "unchecked",
             _ => "",
         };
+        let note = match (note, still_billing(r)) {
+            ("", true) => BILLING_NOTE.to_string(),
+            (note, true) => format!("{note}; {BILLING_NOTE}"),
+            (note, false) => note.to_string(),
+        };
         writeln!(
             out,
             "{} {:<20} {:<13} {:<12} {:<16} {:<10} {:<20} {}",
@@ -243,4 +249,17 @@ fn status(r: &Entry) -> String {
         (Some(l), None) => l.to_string(),
         (None, None) => "-".to_string(),
     }
+}
+
+/// What `list` says of a VM [`still_billing`].
+const BILLING_NOTE: &str = "off, still billing: `spuff down` ends it";
+
+/// A powered-off VM on a provider that bills stopped VMs (DigitalOcean and
+/// Hetzner keep charging for a VM that is off): worth saying, since "off"
+/// reads like "free" (issue 12).
+fn still_billing(r: &Entry) -> bool {
+    r.provider_status.as_deref() == Some("off")
+        && r.provider
+            .parse::<spuff::provider::ProviderType>()
+            .is_ok_and(|kind| kind.info().stopped_vm_bills)
 }
