@@ -6,7 +6,7 @@ use std::time::Duration;
 #[cfg(unix)]
 use std::time::SystemTime;
 
-use spuff_agent_api::{Activity, ActivityKind, AgentConfig, IdleAction, Status, paths};
+use spuff_agent_api::{Activity, ActivityKind, AgentConfig, IdleAction, paths};
 
 use crate::util::{Agent, eventually};
 
