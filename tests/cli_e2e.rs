@@ -365,20 +365,7 @@ fn whole_life(w: &World) {
     // a non-tty command); looking at it with `status` never does.
     let out = w.spuff(&["exec", "e2e", "--", "sleep 3"]);
     assert_success(&out, "exec sleep");
-    let status = json(&w.spuff(&["status", "--json"]), "status");
-    let recent = status["activity"]["recent"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let kinds: Vec<&str> = recent.iter().filter_map(|e| e["kind"].as_str()).collect();
-    assert!(
-        kinds.contains(&"heartbeat"),
-        "exec sent no heartbeat: {kinds:?}"
-    );
-    assert!(
-        !kinds.contains(&"agent_request"),
-        "status counted as activity: {kinds:?}"
-    );
+    assert_kept_awake_not_watched(&json(&w.spuff(&["status", "--json"]), "status"));
 
     // cp both ways: a file and a tree.
     let local = w.path("home/notes.txt");
@@ -712,4 +699,22 @@ async fn ctrl_c_during_up_without_a_terminal_should_destroy_the_vm() {
     })
     .await
     .expect("test thread");
+}
+
+/// Issue 12, from `status --json` after a `spuff exec` that ran a few
+/// seconds: the command's heartbeat reached the agent, and none of the
+/// `status` calls before counted as activity.
+pub(crate) fn assert_kept_awake_not_watched(status: &serde_json::Value) {
+    let kinds: Vec<&str> = status["activity"]["recent"]
+        .as_array()
+        .map(|events| events.iter().filter_map(|e| e["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(
+        kinds.contains(&"heartbeat"),
+        "exec sent no heartbeat: {kinds:?}"
+    );
+    assert!(
+        !kinds.contains(&"agent_request"),
+        "status counted as activity: {kinds:?}"
+    );
 }

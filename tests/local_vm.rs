@@ -295,22 +295,7 @@ fn a_real_vm_should_run_the_whole_product() {
     // now) never counted as activity.
     let out = m.spuff(&["exec", "e2e", "--", "sleep 4"]);
     assert_success(&out, "exec sleep");
-    let status = json(&m.spuff(&["status", "--json"]), "status");
-    let kinds: Vec<String> = status["activity"]["recent"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|e| e["kind"].as_str().map(str::to_string))
-        .collect();
-    assert!(
-        kinds.iter().any(|k| k == "heartbeat"),
-        "no heartbeat: {kinds:?}"
-    );
-    assert!(
-        !kinds.iter().any(|k| k == "agent_request"),
-        "status counted as activity: {kinds:?}"
-    );
+    crate::cli_e2e::assert_kept_awake_not_watched(&json(&m.spuff(&["status", "--json"]), "status"));
 
     // cp: a file and a tree, both ways, checked by checksum.
     let big = m.path("work/big.bin");
