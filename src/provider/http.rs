@@ -981,7 +981,7 @@ fn transport_error(
 
 /// The error and its sources on one line: hyper's top-level messages
 /// ("client error (Connect)") say little without the chain.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {

@@ -958,7 +958,7 @@ async fn receive(
         let frame = match tokio::time::timeout(STALL_TIMEOUT, body.frame()).await {
             Ok(Some(Ok(frame))) => frame,
             Ok(None) => break None,
-            Ok(Some(Err(e))) => break Some(error_chain(&e)),
+            Ok(Some(Err(e))) => break Some(crate::provider::http::error_chain(&e)),
             Err(_) => break Some(format!("no data for {}s", STALL_TIMEOUT.as_secs())),
         };
         let Ok(data) = frame.into_data() else {
@@ -1250,22 +1250,6 @@ async fn html_error(resp: http::Response<hyper::body::Incoming>, url: String) ->
         url,
         body: excerpt(resp).await,
     }
-}
-
-/// The error and its sources on one line (hyper's own message alone says
-/// little: "error reading a body from connection").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
