@@ -21,6 +21,10 @@ mod provider_contract;
 mod provider_digitalocean;
 mod provider_hetzner;
 mod sftp;
+// The agent's count of SSH connections against a real sshd and real
+// OpenSSH clients (reads the real /proc and the kernel's sockets).
+#[cfg(target_os = "linux")]
+mod ssh_activity;
 mod ssh_auth;
 mod ssh_concurrency;
 mod ssh_exec;

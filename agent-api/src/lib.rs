@@ -374,6 +374,11 @@ pub enum ActivityKind {
     AgentRequest,
     /// CPU use above the configured threshold.
     CpuLoad,
+    /// Channel traffic on a logged-in SSH connection of any client (shell,
+    /// `exec` without a terminal, SFTP, port forwards, agent forwarding;
+    /// OpenSSH, VS Code or spuff). Keepalives and spuff's own requests to the
+    /// agent are not traffic.
+    SshTraffic,
 }
 
 impl fmt::Display for ActivityKind {
@@ -384,6 +389,7 @@ impl fmt::Display for ActivityKind {
             ActivityKind::Heartbeat => "heartbeat",
             ActivityKind::AgentRequest => "agent_request",
             ActivityKind::CpuLoad => "cpu_load",
+            ActivityKind::SshTraffic => "ssh_traffic",
         })
     }
 }
@@ -433,6 +439,31 @@ pub struct Activity {
     pub sources: Vec<ActivitySource>,
     /// The latest events, newest first (at most 50).
     pub recent: Vec<ActivityEvent>,
+    /// Every logged-in SSH connection and when it last carried traffic.
+    #[serde(default)]
+    pub connections: Vec<SshConnection>,
+}
+
+/// A logged-in SSH connection in [`Activity::connections`].
+///
+/// A connection holds the VM while it carries channel traffic and counts
+/// through its last traffic afterwards, the way a terminal counts through
+/// its last keystroke: one left open and silent does not keep a VM alive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshConnection {
+    /// The login user.
+    pub user: String,
+    /// The session's terminal (`pts/0`), or `notty` for connections without
+    /// one (`exec`, SFTP, forwards, VS Code).
+    pub tty: String,
+    /// The client's address as the VM sees it.
+    pub from: String,
+    /// The pid of the sshd process serving it.
+    pub pid: u32,
+    /// Seconds since the agent first saw it.
+    pub seen_for_seconds: u64,
+    /// Seconds since its last channel traffic, if any was seen.
+    pub last_traffic_seconds_ago: Option<u64>,
 }
 
 /// The JSON body of every error response (4xx and 5xx).
@@ -466,6 +497,14 @@ pub struct AgentConfig {
     /// CPU use (percent of all cores) at or above which the VM counts as busy.
     #[serde(default = "default_cpu_busy")]
     pub cpu_busy_percent: f64,
+    /// The ports the VM's sshd listens on: connections to them count as
+    /// activity through their traffic ([`ActivityKind::SshTraffic`]).
+    #[serde(default = "default_ssh_ports")]
+    pub ssh_ports: Vec<u16>,
+}
+
+fn default_ssh_ports() -> Vec<u16> {
+    vec![22]
 }
 
 fn default_port() -> u16 {
@@ -490,6 +529,7 @@ impl fmt::Debug for AgentConfig {
             .field("idle_action", &self.idle_action)
             .field("idle_warning_secs", &self.idle_warning_secs)
             .field("cpu_busy_percent", &self.cpu_busy_percent)
+            .field("ssh_ports", &self.ssh_ports)
             .finish()
     }
 }
@@ -504,6 +544,7 @@ impl AgentConfig {
             idle_action: IdleAction::default(),
             idle_warning_secs: default_warn_before(),
             cpu_busy_percent: default_cpu_busy(),
+            ssh_ports: default_ssh_ports(),
         }
     }
 }

@@ -11,6 +11,12 @@
 //!   (never a `GET`: looking at a VM must not make it busy, or a forgotten
 //!   `status --watch` would keep it alive forever), an SSH login or logout,
 //!   and input in a logged-in terminal.
+//! - **SSH connections** of any client, with or without a terminal (shell,
+//!   `exec`, SFTP, port forwards, agent forwarding; OpenSSH, VS Code,
+//!   spuff) count through their last channel traffic, measured by
+//!   [`crate::sshconn`]: a connection carrying traffic holds the VM, one left
+//!   open and silent does not. Keepalives and spuff's own requests to the
+//!   agent are not traffic.
 //! - **SSH sessions** (utmp `USER_PROCESS` records whose process is alive)
 //!   count through their terminal's last input (the tty's access time, the
 //!   IDLE column of `w`), not their mere existence: a session forgotten in a
@@ -26,17 +32,25 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use spuff_agent_api::{
-    Activity, ActivityEvent, ActivityKind, ActivitySource, AgentConfig, IdleAction, Timestamp,
+    Activity, ActivityEvent, ActivityKind, ActivitySource, AgentConfig, IdleAction, SshConnection,
+    Timestamp,
 };
 
 use crate::options::IdleActionRunner;
+use crate::sshconn::{Gauge, Served, Tracked, Update};
 use crate::utmp::UtmpEntry;
+
+/// A connection's traffic is logged as an event again only after this much
+/// silence, so a busy connection does not push everything else out of
+/// [`Activity::recent`].
+const TRAFFIC_EVENT_GAP: Duration = Duration::from_secs(60);
 
 /// How many events [`Activity::recent`] keeps.
 const RECENT_EVENTS: usize = 50;
 
 /// Every kind, in the order `sources` lists them.
-const KINDS: [ActivityKind; 5] = [
+const KINDS: [ActivityKind; 6] = [
+    ActivityKind::SshTraffic,
     ActivityKind::SshSession,
     ActivityKind::Exec,
     ActivityKind::Heartbeat,
@@ -69,6 +83,9 @@ struct State {
     cpu_percent: Option<f32>,
     cpu_busy: bool,
     sessions: Vec<Session>,
+    connections: Vec<Tracked>,
+    /// Whether the latest reading of the connections saw traffic.
+    ssh_traffic: bool,
     recent: VecDeque<ActivityEvent>,
     /// The idle period for which the warning was sent / the action run;
     /// cleared by any activity.
@@ -94,6 +111,8 @@ impl Tracker {
                 cpu_percent: None,
                 cpu_busy: false,
                 sessions: Vec::new(),
+                connections: Vec::new(),
+                ssh_traffic: false,
                 recent: VecDeque::with_capacity(RECENT_EVENTS),
                 warned: false,
                 fired: false,
@@ -186,6 +205,36 @@ impl Tracker {
         s.sessions = sessions;
     }
 
+    /// Takes what the connection gauge saw in its latest reading.
+    pub(crate) fn set_connections(&self, update: Update, connections: Vec<Tracked>, now: Instant) {
+        let mut s = self.lock();
+        let kind = ActivityKind::SshTraffic;
+        for c in &update.opened {
+            s.touch(kind, now);
+            s.push_event(kind, format!("connected {c}"));
+        }
+        for c in &update.closed {
+            s.touch(kind, now);
+            s.push_event(kind, format!("disconnected {c}"));
+        }
+        if update.traffic {
+            s.touch(kind, now);
+            for c in &update.traffic_on {
+                let quiet_before = s
+                    .connections
+                    .iter()
+                    .find(|t| t.peer.to_string() == *c)
+                    .and_then(|t| t.last_traffic)
+                    .is_none_or(|t| now.saturating_duration_since(t) >= TRAFFIC_EVENT_GAP);
+                if quiet_before {
+                    s.push_event(kind, format!("traffic {c}"));
+                }
+            }
+        }
+        s.ssh_traffic = update.traffic;
+        s.connections = connections;
+    }
+
     /// Seconds since the last activity, zero while something holds the VM.
     pub(crate) fn idle(&self) -> Duration {
         self.lock().idle(Instant::now())
@@ -223,6 +272,15 @@ impl Tracker {
                             None => "not sampled yet".to_string(),
                         },
                     ),
+                    ActivityKind::SshTraffic => {
+                        let n = s.connections.len();
+                        let detail = match n {
+                            0 => "no connections".to_string(),
+                            1 => "1 connection".to_string(),
+                            n => format!("{n} connections"),
+                        };
+                        (s.ssh_traffic, detail)
+                    }
                     ActivityKind::Heartbeat | ActivityKind::AgentRequest => (false, String::new()),
                 };
                 ActivitySource {
@@ -241,6 +299,20 @@ impl Tracker {
             holding: s.holding(),
             sources,
             recent: s.recent.iter().cloned().collect(),
+            connections: s
+                .connections
+                .iter()
+                .map(|t| SshConnection {
+                    user: t.peer.user.clone(),
+                    tty: t.peer.tty.clone(),
+                    from: t.peer.from.to_string(),
+                    pid: t.pid,
+                    seen_for_seconds: now.saturating_duration_since(t.seen_at).as_secs(),
+                    last_traffic_seconds_ago: t
+                        .last_traffic
+                        .map(|l| now.saturating_duration_since(l).as_secs()),
+                })
+                .collect(),
         }
     }
 
@@ -287,6 +359,9 @@ impl State {
         }
         if self.cpu_busy {
             h.push(ActivityKind::CpuLoad);
+        }
+        if self.ssh_traffic {
+            h.push(ActivityKind::SshTraffic);
         }
         h
     }
@@ -359,6 +434,10 @@ pub(crate) struct Monitor {
     pub(crate) dev_dir: PathBuf,
     pub(crate) runner: Arc<dyn IdleActionRunner>,
     pub(crate) interval: Duration,
+    /// `/proc`, or `None` to leave SSH connections uncounted.
+    pub(crate) proc_dir: Option<PathBuf>,
+    pub(crate) served: Arc<Served>,
+    pub(crate) gauge: Arc<Mutex<Gauge>>,
 }
 
 impl Monitor {
@@ -383,6 +462,7 @@ impl Monitor {
         let Ok((sessions, cpu)) = sampled else { return };
         self.tracker.set_sessions(sessions);
         self.tracker.set_cpu(cpu, self.config.cpu_busy_percent);
+        self.read_connections().await;
 
         match self.tracker.step(&self.config) {
             Step::Nothing => {}
@@ -416,6 +496,38 @@ impl Monitor {
                     Err(err) => tracing::error!(%action, %err, "the idle action panicked"),
                 }
             }
+        }
+    }
+}
+
+impl Monitor {
+    /// Reads the SSH connections and feeds the gauge's verdict to the
+    /// tracker.
+    async fn read_connections(&self) {
+        let Some(proc_dir) = self.proc_dir.clone() else {
+            return;
+        };
+        let ports = self.config.ssh_ports.clone();
+        let served = Arc::clone(&self.served);
+        let gauge = Arc::clone(&self.gauge);
+        let done = tokio::task::spawn_blocking(move || {
+            let before = served.bytes();
+            let reading = crate::sshconn::read(&proc_dir, &ports, served.port());
+            // The agent's count is read after sshd's (see `Gauge::update`).
+            let after = served.bytes();
+            let now = Instant::now();
+            let mut g = gauge.lock().unwrap_or_else(PoisonError::into_inner);
+            reading.map(|r| (g.update(r, after, before == after, now), g.connections(), now))
+        })
+        .await;
+        match done {
+            Ok(Ok((update, connections, now))) => {
+                self.tracker.set_connections(update, connections, now);
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%err, "cannot read the SSH connections; only terminals count")
+            }
+            Err(err) => tracing::error!(%err, "reading the SSH connections panicked"),
         }
     }
 }

@@ -45,6 +45,7 @@ mod metrics;
 mod options;
 mod platform;
 mod routes;
+mod sshconn;
 mod state;
 mod utmp;
 

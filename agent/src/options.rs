@@ -37,6 +37,10 @@ pub struct SystemPaths {
     /// Where terminal names from utmp live (`/dev`, so `pts/0` is
     /// `/dev/pts/0`); idle warnings are written there.
     pub dev_dir: PathBuf,
+    /// The kernel's process table (`/proc`), read to find logged-in sshd
+    /// processes whose traffic counts as activity; `None` does not count
+    /// SSH connections (only utmp sessions).
+    pub proc_dir: Option<PathBuf>,
 }
 
 impl Default for SystemPaths {
@@ -49,6 +53,7 @@ impl Default for SystemPaths {
             cloud_init_cli: Some(PathBuf::from("cloud-init")),
             utmp: PathBuf::from("/run/utmp"),
             dev_dir: PathBuf::from("/dev"),
+            proc_dir: Some(PathBuf::from("/proc")),
         }
     }
 }
@@ -56,7 +61,9 @@ impl Default for SystemPaths {
 impl SystemPaths {
     /// The default layout re-rooted under `root` (`root/var/log`,
     /// `root/opt/spuff/bootstrap.status`, `root/run/utmp`, ...), with the
-    /// `cloud-init` program disabled. Nothing is created.
+    /// `cloud-init` program and the SSH connection count disabled (a
+    /// directory tree cannot stand in for `/proc` and the kernel's sockets).
+    /// Nothing is created.
     ///
     /// # Examples
     ///
@@ -76,6 +83,7 @@ impl SystemPaths {
             cloud_init_cli: None,
             utmp: rebase(&d.utmp),
             dev_dir: rebase(&d.dev_dir),
+            proc_dir: None,
         }
     }
 }

@@ -15,6 +15,7 @@ use crate::activity::{Monitor, Tracker};
 use crate::error::Error;
 use crate::metrics::Sampler;
 use crate::options::AgentOptions;
+use crate::sshconn::{CountingListener, Gauge, Served};
 
 /// The agent's shared state: options, activity bookkeeping and the sysinfo
 /// cache. Cheap to clone.
@@ -31,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) tracker: Arc<Tracker>,
     pub(crate) sampler: Arc<Sampler>,
     pub(crate) cloud_init: crate::cloud_init::Reader,
+    /// The bytes [`serve`] has moved, subtracted from sshd's traffic.
+    pub(crate) served: Arc<Served>,
 }
 
 impl AppState {
@@ -61,6 +64,7 @@ impl AppState {
                 token,
                 tracker: Arc::new(Tracker::new()),
                 sampler: Arc::new(Sampler::new()),
+                served: Arc::new(Served::default()),
             }),
         })
     }
@@ -99,6 +103,9 @@ impl AppState {
             dev_dir: o.paths.dev_dir.clone(),
             runner: Arc::clone(&o.idle_runner),
             interval: o.monitor_interval.max(Duration::from_millis(10)),
+            proc_dir: o.paths.proc_dir.clone(),
+            served: Arc::clone(&self.inner.served),
+            gauge: Arc::new(std::sync::Mutex::new(Gauge::default())),
         };
         MonitorHandle {
             task: tokio::spawn(monitor.run()),
@@ -143,6 +150,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = CountingListener::new(listener, Arc::clone(&state.inner.served));
     let _monitor = state.start_monitor();
     axum::serve(listener, crate::routes::app(state))
         .with_graceful_shutdown(shutdown)
