@@ -287,6 +287,45 @@ pub struct ExecResponse {
 pub struct Heartbeat {
     /// When the heartbeat was recorded.
     pub timestamp: Timestamp,
+    /// The next stop the agent has planned, so a running command can warn
+    /// its user (a heartbeat holds off the idle stop, never the TTL).
+    #[serde(default)]
+    pub next_stop: Option<PlannedStop>,
+}
+
+/// Why the agent stops a VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// Nothing used the VM for [`AgentConfig::idle_timeout_secs`].
+    Idle,
+    /// The VM reached [`AgentConfig::expires_at`] (`spuff up --ttl`), in use
+    /// or not.
+    Ttl,
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StopReason::Idle => "idle",
+            StopReason::Ttl => "ttl",
+        })
+    }
+}
+
+/// A stop the agent will carry out unless something changes: the idle stop
+/// moves with every activity, the TTL stop never does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStop {
+    /// Why.
+    pub reason: StopReason,
+    /// What the agent will do then.
+    pub action: IdleAction,
+    /// When, at the earliest (the idle stop is this late only if nothing
+    /// uses the VM until then).
+    pub at: Timestamp,
+    /// Seconds from now until [`PlannedStop::at`].
+    pub in_seconds: u64,
 }
 
 /// `GET /logs` query string.
@@ -442,6 +481,13 @@ pub struct Activity {
     /// Every logged-in SSH connection and when it last carried traffic.
     #[serde(default)]
     pub connections: Vec<SshConnection>,
+    /// The hard end of the VM's life (`spuff up --ttl`), if it has one.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
+    /// The earliest stop planned now: the idle stop or the TTL, whichever
+    /// comes first; `None` when neither is set.
+    #[serde(default)]
+    pub next_stop: Option<PlannedStop>,
 }
 
 /// A logged-in SSH connection in [`Activity::connections`].
@@ -501,6 +547,11 @@ pub struct AgentConfig {
     /// activity through their traffic ([`ActivityKind::SshTraffic`]).
     #[serde(default = "default_ssh_ports")]
     pub ssh_ports: Vec<u16>,
+    /// A hard end of the VM's life (`spuff up --ttl`): at this time the
+    /// agent powers the VM off whether it is in use or not, after warning
+    /// like the idle stop does. `None`: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
 }
 
 fn default_ssh_ports() -> Vec<u16> {
@@ -530,6 +581,7 @@ impl fmt::Debug for AgentConfig {
             .field("idle_warning_secs", &self.idle_warning_secs)
             .field("cpu_busy_percent", &self.cpu_busy_percent)
             .field("ssh_ports", &self.ssh_ports)
+            .field("expires_at", &self.expires_at)
             .finish()
     }
 }
@@ -545,6 +597,7 @@ impl AgentConfig {
             idle_warning_secs: default_warn_before(),
             cpu_busy_percent: default_cpu_busy(),
             ssh_ports: default_ssh_ports(),
+            expires_at: None,
         }
     }
 }

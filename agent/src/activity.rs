@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use spuff_agent_api::{
-    Activity, ActivityEvent, ActivityKind, ActivitySource, AgentConfig, IdleAction, SshConnection,
-    Timestamp,
+    Activity, ActivityEvent, ActivityKind, ActivitySource, AgentConfig, IdleAction, PlannedStop,
+    SshConnection, StopReason, Timestamp,
 };
 
 use crate::options::IdleActionRunner;
@@ -91,6 +91,9 @@ struct State {
     /// cleared by any activity.
     warned: bool,
     fired: bool,
+    /// The TTL warning was sent; the TTL action last ran at.
+    ttl_warned: bool,
+    ttl_fired: Option<Instant>,
 }
 
 /// The activity bookkeeping shared by the handlers and the monitor.
@@ -116,6 +119,8 @@ impl Tracker {
                 recent: VecDeque::with_capacity(RECENT_EVENTS),
                 warned: false,
                 fired: false,
+                ttl_warned: false,
+                ttl_fired: None,
             }),
         }
     }
@@ -299,6 +304,8 @@ impl Tracker {
             holding: s.holding(),
             sources,
             recent: s.recent.iter().cloned().collect(),
+            expires_at: config.expires_at,
+            next_stop: next_stop(config, idle, SystemTime::now()),
             connections: s
                 .connections
                 .iter()
@@ -314,6 +321,12 @@ impl Tracker {
                 })
                 .collect(),
         }
+    }
+
+    /// The next stop planned now (for `POST /heartbeat`).
+    pub(crate) fn next_stop(&self, config: &AgentConfig) -> Option<PlannedStop> {
+        let idle = self.idle();
+        next_stop(config, idle, SystemTime::now())
     }
 
     /// Live sessions as last read.
@@ -394,17 +407,69 @@ impl Drop for ExecHold {
 #[derive(Debug, PartialEq, Eq)]
 enum Step {
     Nothing,
-    Warn { action_in: Duration },
-    Fire,
+    Warn {
+        reason: StopReason,
+        action_in: Duration,
+    },
+    Fire(StopReason),
+}
+
+/// How long after a TTL action that did not stop the VM (it failed, or
+/// the VM is still shutting down) the agent tries again.
+const TTL_RETRY: Duration = Duration::from_secs(60);
+
+/// The earliest of the idle stop and the TTL at `now`, after `idle`.
+fn next_stop(config: &AgentConfig, idle: Duration, now: SystemTime) -> Option<PlannedStop> {
+    let idle_stop = config
+        .idle_timeout_secs
+        .filter(|_| config.idle_action != IdleAction::None)
+        .map(|t| {
+            let left = Duration::from_secs(t).saturating_sub(idle);
+            (StopReason::Idle, config.idle_action, left)
+        });
+    let ttl_stop = config.expires_at.map(|e| {
+        let left = e.0.duration_since(now).unwrap_or_default();
+        (StopReason::Ttl, IdleAction::Poweroff, left)
+    });
+    let (reason, action, left) = [idle_stop, ttl_stop]
+        .into_iter()
+        .flatten()
+        .min_by_key(|(_, _, left)| *left)?;
+    Some(PlannedStop {
+        reason,
+        action,
+        at: Timestamp(now + left),
+        in_seconds: left.as_secs(),
+    })
 }
 
 impl Tracker {
-    /// Decides, once per idle period, whether to warn and whether to act.
-    fn step(&self, config: &AgentConfig) -> Step {
+    /// Decides whether to warn and whether to act: the TTL once it is
+    /// reached (in use or not), the idle action once per idle period.
+    fn step(&self, config: &AgentConfig, now: SystemTime) -> Step {
+        let mut s = self.lock();
+        let warn_before = Duration::from_secs(config.idle_warning_secs);
+        if let Some(expires) = config.expires_at {
+            let left = expires.0.duration_since(now).unwrap_or_default();
+            if left.is_zero() {
+                let due = s.ttl_fired.is_none_or(|t| t.elapsed() >= TTL_RETRY);
+                if due {
+                    s.ttl_fired = Some(Instant::now());
+                    return Step::Fire(StopReason::Ttl);
+                }
+                return Step::Nothing;
+            }
+            if left <= warn_before && !s.ttl_warned {
+                s.ttl_warned = true;
+                return Step::Warn {
+                    reason: StopReason::Ttl,
+                    action_in: left,
+                };
+            }
+        }
         let Some(timeout) = config.idle_timeout_secs.map(Duration::from_secs) else {
             return Step::Nothing;
         };
-        let mut s = self.lock();
         let idle = s.idle(Instant::now());
         if idle.is_zero() {
             return Step::Nothing;
@@ -412,12 +477,13 @@ impl Tracker {
         if idle >= timeout && !s.fired {
             s.fired = true;
             s.warned = true;
-            return Step::Fire;
+            return Step::Fire(StopReason::Idle);
         }
-        let warn_at = timeout.saturating_sub(Duration::from_secs(config.idle_warning_secs));
+        let warn_at = timeout.saturating_sub(warn_before);
         if idle >= warn_at && !s.warned && config.idle_action != IdleAction::None {
             s.warned = true;
             return Step::Warn {
+                reason: StopReason::Idle,
                 action_in: timeout.saturating_sub(idle),
             };
         }
@@ -464,11 +530,12 @@ impl Monitor {
         self.tracker.set_cpu(cpu, self.config.cpu_busy_percent);
         self.read_connections().await;
 
-        match self.tracker.step(&self.config) {
+        match self.tracker.step(&self.config, SystemTime::now()) {
             Step::Nothing => {}
-            Step::Warn { action_in } => {
-                let message = warning_message(self.config.idle_action, action_in);
-                tracing::warn!(action = %self.config.idle_action, in_secs = action_in.as_secs(), "VM idle; warning logged-in terminals");
+            Step::Warn { reason, action_in } => {
+                let action = action_for(reason, self.config.idle_action);
+                let message = warning_message(reason, action, action_in);
+                tracing::warn!(%reason, %action, in_secs = action_in.as_secs(), "stop planned; warning logged-in terminals");
                 let terminals: Vec<PathBuf> = self
                     .tracker
                     .sessions()
@@ -478,8 +545,8 @@ impl Monitor {
                 let _ =
                     tokio::task::spawn_blocking(move || warn_terminals(&terminals, &message)).await;
             }
-            Step::Fire => {
-                let action = self.config.idle_action;
+            Step::Fire(reason) => {
+                let action = action_for(reason, self.config.idle_action);
                 let idle = self.tracker.idle().as_secs();
                 if action == IdleAction::None {
                     tracing::info!(
@@ -488,15 +555,34 @@ impl Monitor {
                     );
                     return;
                 }
-                tracing::warn!(%action, idle_secs = idle, "idle deadline passed; running the idle action");
+                match reason {
+                    StopReason::Ttl => tracing::warn!(
+                        %action,
+                        expires_at = ?self.config.expires_at.map(|t| t.to_string()),
+                        "the VM's lifetime (ttl) has ended; running the action"
+                    ),
+                    StopReason::Idle => tracing::warn!(
+                        %action,
+                        idle_secs = idle,
+                        "idle deadline passed; running the idle action"
+                    ),
+                }
                 let runner = Arc::clone(&self.runner);
                 match tokio::task::spawn_blocking(move || runner.run(action)).await {
                     Ok(Ok(())) => {}
-                    Ok(Err(err)) => tracing::error!(%action, %err, "the idle action failed"),
-                    Err(err) => tracing::error!(%action, %err, "the idle action panicked"),
+                    Ok(Err(err)) => tracing::error!(%action, %err, "the action failed"),
+                    Err(err) => tracing::error!(%action, %err, "the action panicked"),
                 }
             }
         }
+    }
+}
+
+/// The TTL always powers off; the idle stop does what the config says.
+fn action_for(reason: StopReason, idle_action: IdleAction) -> IdleAction {
+    match reason {
+        StopReason::Ttl => IdleAction::Poweroff,
+        StopReason::Idle => idle_action,
     }
 }
 
@@ -532,17 +618,24 @@ impl Monitor {
     }
 }
 
-fn warning_message(action: IdleAction, action_in: Duration) -> String {
+fn warning_message(reason: StopReason, action: IdleAction, action_in: Duration) -> String {
     let what = match action {
         IdleAction::Poweroff => "power off",
         IdleAction::None => "act",
     };
+    let secs = action_in.as_secs();
     // \r\n: the terminal may be in raw mode (an editor); \x07 rings the bell.
-    format!(
-        "\r\n\x07spuff: this VM has been idle and will {what} in about {} seconds.\r\n\
-         spuff: press any key here (or run any command) to keep it.\r\n",
-        action_in.as_secs()
-    )
+    match reason {
+        StopReason::Idle => format!(
+            "\r\n\x07spuff: this VM has been idle and will {what} in about {secs} seconds.\r\n\
+             spuff: press any key here (or run any command) to keep it.\r\n"
+        ),
+        StopReason::Ttl => format!(
+            "\r\n\x07spuff: this VM reaches the end of its lifetime (spuff up --ttl) and will \
+             {what} in about {secs} seconds, in use or not.\r\n\
+             spuff: save your work now; nothing here can extend it.\r\n"
+        ),
+    }
 }
 
 /// The terminal device for a utmp line, if the line is a plain relative name
@@ -599,16 +692,72 @@ mod tests {
     #[test]
     fn step_should_warn_then_fire_once_per_idle_period() {
         let t = Tracker::new();
+        let now = SystemTime::now();
         t.lock().last_activity = Instant::now() - Duration::from_secs(100);
-        assert!(matches!(t.step(&config(150, 60)), Step::Warn { .. }));
-        assert_eq!(t.step(&config(150, 60)), Step::Nothing);
+        assert!(matches!(
+            t.step(&config(150, 60), now),
+            Step::Warn {
+                reason: StopReason::Idle,
+                ..
+            }
+        ));
+        assert_eq!(t.step(&config(150, 60), now), Step::Nothing);
         t.lock().last_activity = Instant::now() - Duration::from_secs(200);
-        assert_eq!(t.step(&config(150, 60)), Step::Fire);
-        assert_eq!(t.step(&config(150, 60)), Step::Nothing);
+        assert_eq!(t.step(&config(150, 60), now), Step::Fire(StopReason::Idle));
+        assert_eq!(t.step(&config(150, 60), now), Step::Nothing);
         // Activity starts a new period.
         t.record(ActivityKind::Heartbeat, "");
         t.lock().last_activity = Instant::now() - Duration::from_secs(200);
-        assert_eq!(t.step(&config(150, 60)), Step::Fire);
+        assert_eq!(t.step(&config(150, 60), now), Step::Fire(StopReason::Idle));
+    }
+
+    #[test]
+    fn the_ttl_should_warn_then_fire_even_while_the_vm_is_in_use() {
+        let t = Arc::new(Tracker::new());
+        let start = SystemTime::now();
+        let c = AgentConfig {
+            expires_at: Some(Timestamp(start + Duration::from_secs(1000))),
+            idle_warning_secs: 300,
+            ..config(7200, 300)
+        };
+        let _busy = t.exec_started("make");
+        assert_eq!(t.step(&c, start), Step::Nothing);
+        assert_eq!(
+            t.step(&c, start + Duration::from_secs(800)),
+            Step::Warn {
+                reason: StopReason::Ttl,
+                action_in: Duration::from_secs(200)
+            }
+        );
+        assert_eq!(t.step(&c, start + Duration::from_secs(900)), Step::Nothing);
+        let end = start + Duration::from_secs(1000);
+        assert_eq!(t.step(&c, end), Step::Fire(StopReason::Ttl));
+        // Not again at once; again after TTL_RETRY if the VM is still up.
+        assert_eq!(t.step(&c, end), Step::Nothing);
+        t.lock().ttl_fired = Some(Instant::now() - TTL_RETRY);
+        assert_eq!(t.step(&c, end), Step::Fire(StopReason::Ttl));
+        // The TTL powers off even with idle_action none.
+        assert_eq!(action_for(StopReason::Ttl, IdleAction::None), IdleAction::Poweroff);
+    }
+
+    #[test]
+    fn next_stop_should_be_the_earlier_of_idle_and_ttl() {
+        let now = SystemTime::now();
+        let c = config(3600, 300);
+        let stop = next_stop(&c, Duration::from_secs(600), now).expect("a stop");
+        assert_eq!((stop.reason, stop.in_seconds), (StopReason::Idle, 3000));
+        let c = AgentConfig {
+            expires_at: Some(Timestamp(now + Duration::from_secs(120))),
+            ..c
+        };
+        let stop = next_stop(&c, Duration::from_secs(600), now).expect("a stop");
+        assert_eq!((stop.reason, stop.in_seconds), (StopReason::Ttl, 120));
+        assert_eq!(stop.action, IdleAction::Poweroff);
+        let none = AgentConfig {
+            idle_action: IdleAction::None,
+            ..config(60, 10)
+        };
+        assert_eq!(next_stop(&none, Duration::ZERO, now), None);
     }
 
     #[test]

@@ -211,6 +211,7 @@ async fn heartbeat(State(state): State<AppState>) -> Json<Heartbeat> {
         .record(ActivityKind::Heartbeat, "heartbeat");
     Json(Heartbeat {
         timestamp: Timestamp::now(),
+        next_stop: state.inner.tracker.next_stop(&state.inner.options.config),
     })
 }
 

@@ -2,11 +2,11 @@
 //! warning to logged-in terminals and the idle action, through a recording
 //! runner with a deadline of a second or two.
 
-use std::time::Duration;
-#[cfg(unix)]
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
-use spuff_agent_api::{Activity, ActivityKind, AgentConfig, IdleAction, paths};
+use spuff_agent_api::{
+    Activity, ActivityKind, AgentConfig, Heartbeat, IdleAction, StopReason, Timestamp, paths,
+};
 
 use crate::util::{Agent, eventually};
 
@@ -98,6 +98,7 @@ async fn activity_should_report_the_deadline_and_action() {
     assert_eq!(
         kinds,
         [
+            ActivityKind::SshTraffic,
             ActivityKind::SshSession,
             ActivityKind::Exec,
             ActivityKind::Heartbeat,
@@ -145,6 +146,36 @@ async fn idle_action_should_fire_after_the_deadline() {
         (agent.runner.calls().len() == 2).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn the_ttl_should_power_off_a_vm_in_use_and_say_so_first() {
+    let expires = Timestamp(SystemTime::now() + Duration::from_secs(2));
+    let agent = Agent::start_with(|o| {
+        o.config = AgentConfig {
+            idle_timeout_secs: Some(3600),
+            idle_action: IdleAction::None,
+            expires_at: Some(expires),
+            ..o.config.clone()
+        };
+    })
+    .await;
+    // A running command heartbeats: the answer names the coming stop.
+    let hb: Heartbeat = agent.post(paths::HEARTBEAT, serde_json::json!({})).await.json();
+    let stop = hb.next_stop.expect("a planned stop");
+    assert_eq!((stop.reason, stop.action), (StopReason::Ttl, IdleAction::Poweroff));
+    assert!(stop.in_seconds <= 2);
+    let a = activity(&agent).await;
+    assert_eq!(a.expires_at.map(|t| t.to_string()), Some(expires.to_string()));
+    assert_eq!(a.next_stop.map(|s| s.reason), Some(StopReason::Ttl));
+    // In use all along, and with idle_action none: the TTL still powers off.
+    let calls = eventually(Duration::from_secs(15), "the TTL action", || async {
+        agent.post(paths::HEARTBEAT, serde_json::json!({})).await;
+        let calls = agent.runner.calls();
+        (!calls.is_empty()).then_some(calls)
+    })
+    .await;
+    assert_eq!(calls, [IdleAction::Poweroff]);
 }
 
 #[tokio::test]

@@ -55,7 +55,7 @@ async fn endpoints_should_answer_with_their_api_types() {
     assert_eq!(c.status, "unknown");
 
     let a: Activity = agent.get(paths::ACTIVITY).await.json();
-    assert_eq!(a.sources.len(), 5);
+    assert_eq!(a.sources.len(), 6);
 }
 
 #[tokio::test]
