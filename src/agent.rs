@@ -232,16 +232,49 @@ pub struct KeepAwake {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// How long before a stop that holds whatever a command does (the VM's
+/// TTL) [`KeepAwake::start_with`] warns: once at each of these many
+/// seconds left.
+pub const KEEP_AWAKE_WARN_AT: [u64; 2] = [600, 60];
+
 impl KeepAwake {
     /// Starts sending heartbeats through `client` (needs a Tokio runtime).
     pub fn start(client: Client, every: Duration) -> KeepAwake {
+        Self::start_with(client, every, |_| {})
+    }
+
+    /// Like [`KeepAwake::start`], and calls `on_stop` when the agent says it
+    /// will stop the VM soon whatever this command does (its lifetime,
+    /// `up --ttl`, ends): once when [`KEEP_AWAKE_WARN_AT`]`[0]` seconds or
+    /// fewer are left, once more at [`KEEP_AWAKE_WARN_AT`]`[1]`. The idle
+    /// stop never warns here: the heartbeats themselves hold it off.
+    pub fn start_with(
+        client: Client,
+        every: Duration,
+        on_stop: impl Fn(&api::PlannedStop) + Send + 'static,
+    ) -> KeepAwake {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut warned = 0;
             loop {
                 tick.tick().await;
-                if let Err(e) = client.heartbeat().await {
-                    tracing::debug!(error = %e, "heartbeat to the agent failed");
+                match client.heartbeat().await {
+                    Ok(hb) => {
+                        let Some(stop) = hb.next_stop.filter(|s| s.reason == api::StopReason::Ttl)
+                        else {
+                            continue;
+                        };
+                        let due = KEEP_AWAKE_WARN_AT
+                            .iter()
+                            .filter(|at| stop.in_seconds <= **at)
+                            .count();
+                        if due > warned {
+                            warned = due;
+                            on_stop(&stop);
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "heartbeat to the agent failed"),
                 }
             }
         });

@@ -2,7 +2,7 @@
 //! environment overrides.
 //!
 //! The keys are those of the original spuff (`provider`, `api_token`,
-//! `region`, `size`, `image`, `idle_timeout`, `ssh_key_path`, `ssh_user`,
+//! `region`, `size`, `image`, `idle_timeout`, `ttl`, `ssh_key_path`, `ssh_user`,
 //! `dotfiles`, `agent_token`, `packages`), so an existing file keeps working;
 //! `base_packages` is spuff's own addition.
 //! Unknown keys are kept when spuff rewrites the file and reported as
@@ -54,6 +54,10 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "idle_timeout",
         "power off after this long idle: 2h, 30m, 90s, or off",
+    ),
+    (
+        "ttl",
+        "power off this long after creation, in use or not: 8h, 1d, or off (default)",
     ),
     (
         "ssh_key_path",
@@ -133,6 +137,9 @@ pub struct ConfigFile {
     /// `idle_timeout` as written (`2h`, `30m`, `off`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_timeout: Option<String>,
+    /// `ttl` as written (`8h`, `1d`, `off`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
     /// `ssh_key_path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_path: Option<PathBuf>,
@@ -175,6 +182,7 @@ impl fmt::Debug for ConfigFile {
             .field("size", &self.size)
             .field("image", &self.image)
             .field("idle_timeout", &self.idle_timeout)
+            .field("ttl", &self.ttl)
             .field("ssh_key_path", &self.ssh_key_path)
             .field("ssh_user", &self.ssh_user)
             .field("dotfiles", &self.dotfiles)
@@ -305,6 +313,9 @@ pub struct Settings {
     pub token_source: Option<TokenSource>,
     /// The idle timeout; `None` means never power off.
     pub idle_timeout: Option<Duration>,
+    /// The default lifetime of new VMs (`up --ttl` overrides it); `None`
+    /// means no limit.
+    pub ttl: Option<Duration>,
     /// The VM user.
     pub ssh_user: String,
     /// Things the user should know about the file (unknown keys, a token in a
@@ -377,6 +388,10 @@ impl Settings {
             Some(text) => parse_idle_timeout(text)?,
             None => Some(DEFAULT_IDLE_TIMEOUT),
         };
+        let ttl = match &file.ttl {
+            Some(text) => parse_ttl(text)?,
+            None => None,
+        };
         let ssh_user = match &file.ssh_user {
             Some(user) => validate_user(user)?,
             None => DEFAULT_SSH_USER.to_string(),
@@ -391,6 +406,7 @@ impl Settings {
             token,
             token_source,
             idle_timeout,
+            ttl,
             ssh_user,
             warnings,
         })
@@ -504,6 +520,19 @@ fn parse_provider(name: &str) -> Result<ProviderType> {
 /// [`Error::Invalid`] for anything else, or a timeout under a minute (the VM
 /// would power off while booting).
 pub fn parse_idle_timeout(text: &str) -> Result<Option<Duration>> {
+    parse_stop_after("idle_timeout", text)
+}
+
+/// Parses a VM lifetime (`ttl`, `up --ttl`) like [`parse_idle_timeout`]:
+/// `8h`, `1d`, `90m`; `off`, `never`, `none` and `0` mean no limit.
+///
+/// # Errors
+/// [`Error::Invalid`] for anything else, or a lifetime under a minute.
+pub fn parse_ttl(text: &str) -> Result<Option<Duration>> {
+    parse_stop_after("ttl", text)
+}
+
+fn parse_stop_after(key: &str, text: &str) -> Result<Option<Duration>> {
     let trimmed = text.trim();
     if matches!(
         trimmed.to_ascii_lowercase().as_str(),
@@ -512,7 +541,7 @@ pub fn parse_idle_timeout(text: &str) -> Result<Option<Duration>> {
         return Ok(None);
     }
     let invalid = |reason: String| Error::Invalid {
-        key: "idle_timeout".to_string(),
+        key: key.to_string(),
         value: text.to_string(),
         reason,
     };
@@ -602,6 +631,7 @@ impl ConfigFile {
             "idle_timeout" => {
                 self.idle_timeout = opt(parse_idle_timeout(value).map(|_| value.to_string()))?
             }
+            "ttl" => self.ttl = opt(parse_ttl(value).map(|_| value.to_string()))?,
             "ssh_user" => self.ssh_user = opt(validate_user(value))?,
             "dotfiles" => self.dotfiles = opt(validate_repo(value))?,
             "ssh_key_path" => {
@@ -888,6 +918,10 @@ mod tests {
         assert_eq!(parse_idle_timeout("off").unwrap(), None);
         assert!(parse_idle_timeout("10s").is_err());
         assert!(parse_idle_timeout("two hours").is_err());
+        assert_eq!(parse_ttl("1d").unwrap(), Some(Duration::from_secs(86400)));
+        assert_eq!(parse_ttl("off").unwrap(), None);
+        let e = parse_ttl("30s").unwrap_err().to_string();
+        assert!(e.contains("ttl"), "{e}");
     }
 
     #[test]

@@ -130,6 +130,10 @@ pub struct Instance {
     /// Whether it was created with `--dev` (agent uploaded from this machine).
     #[serde(default)]
     pub dev: bool,
+    /// The end of its lifetime (`up --ttl`), when its agent powers it off
+    /// in use or not; `None`: no limit.
+    #[serde(default)]
+    pub expires_at: Option<Timestamp>,
 }
 
 impl Instance {
@@ -163,6 +167,7 @@ impl Instance {
             host_key: host_key.into(),
             agent_token,
             created_at: Timestamp::now(),
+            expires_at: None,
             status: Lifecycle::Creating,
             dev: false,
         }

@@ -30,6 +30,10 @@ struct TestAgent {
 
 /// Serves `spuff_agent::app` on 127.0.0.1:0, counting connections.
 async fn start_agent() -> TestAgent {
+    start_agent_with(api::AgentConfig::new(TOKEN)).await
+}
+
+async fn start_agent_with(agent_config: api::AgentConfig) -> TestAgent {
     let root = tempfile::tempdir().expect("tempdir");
     let paths = SystemPaths::under(root.path());
     // The VM layout the agent reads: a bootstrap status and a log file.
@@ -40,7 +44,7 @@ async fn start_agent() -> TestAgent {
     }
     write(&root.path().join("var/log/syslog"), &log);
     let state = AppState::new(AgentOptions {
-        config: api::AgentConfig::new(TOKEN),
+        config: agent_config,
         paths,
         monitor_interval: Duration::from_millis(200),
         ..AgentOptions::default()
@@ -262,4 +266,29 @@ async fn agent_client_should_time_out_a_request_the_agent_never_answers() {
     let agent_client = Client::new(sshd.connect().await, config);
     let err = agent_client.status().await.expect_err("silent agent");
     assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+}
+
+/// Issue 12: a running command hears about its VM's coming TTL stop, once
+/// per threshold, through its keep-awake heartbeats.
+#[tokio::test]
+async fn keep_awake_should_report_a_coming_ttl_stop_once() {
+    let sshd = Sshd::start();
+    let mut config = api::AgentConfig::new(TOKEN);
+    config.expires_at = Some(api::Timestamp(
+        std::time::SystemTime::now() + Duration::from_secs(30),
+    ));
+    let agent = start_agent_with(config).await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    let awake = spuff::agent::KeepAwake::start_with(
+        client(sshd.connect().await, &agent, TOKEN),
+        Duration::from_millis(100),
+        move |stop| sink.lock().expect("lock").push(stop.clone()),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    drop(awake);
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].reason, api::StopReason::Ttl);
+    assert!(seen[0].in_seconds <= 30);
 }

@@ -108,6 +108,12 @@ pub(crate) struct UpArgs {
     /// Do not open a shell when the VM is ready.
     #[arg(long)]
     pub(crate) no_connect: bool,
+    /// A hard lifetime: the VM powers itself off this long after creation,
+    /// in use or not, after warning (8h, 1d, 90m; default from the config's
+    /// `ttl`, else none). Enforced on the VM, so it holds with this machine
+    /// offline.
+    #[arg(long, value_name = "DURATION", value_parser = parse_ttl_arg)]
+    pub(crate) ttl: Option<TtlArg>,
     /// Keep the VM when `up` fails after creating it (host key refused,
     /// bootstrap failed, timeout), to inspect it. Otherwise spuff asks on a
     /// terminal and, without one, destroys it.
@@ -115,6 +121,16 @@ pub(crate) struct UpArgs {
     pub(crate) keep_on_failure: bool,
     #[command(flatten)]
     pub(crate) json: JsonFlag,
+}
+
+/// `up --ttl`: a lifetime, or `off` to override the config's default.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TtlArg(pub(crate) Option<std::time::Duration>);
+
+fn parse_ttl_arg(text: &str) -> Result<TtlArg, String> {
+    spuff::config::parse_ttl(text)
+        .map(TtlArg)
+        .map_err(|e| e.to_string())
 }
 
 /// `spuff down`.

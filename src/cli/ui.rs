@@ -63,6 +63,17 @@ impl Ui {
         eprintln!("{} {}", self.paint("33;1", "warning:"), message.as_ref());
     }
 
+    /// A warning on stderr that reads right even while a remote shell has
+    /// the terminal in raw mode (where a bare newline does not return the
+    /// cursor).
+    pub(crate) fn warn_anywhere(&self, message: impl AsRef<str>) {
+        eprint!(
+            "\r\n{} {}\r\n",
+            self.paint("33;1", "warning:"),
+            message.as_ref()
+        );
+    }
+
     /// A finished step on stderr.
     pub(crate) fn success(&self, message: impl AsRef<str>) {
         eprintln!("{} {}", self.paint("32;1", "✓"), message.as_ref());

@@ -254,6 +254,7 @@ pub async fn up(
     );
     record.spuff_id = request.spuff_id.clone();
     record.dev = plan.upload_agent.is_some();
+    record.expires_at = plan.user_data.agent.expires_at;
     store.insert(&record).map_err(Error::State)?;
 
     observer.event(Event::Creating);

@@ -58,6 +58,10 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
         Some(d) => humantime::format_duration(d).to_string(),
         None => "off".to_string(),
     };
+    let ttl = match settings.ttl {
+        Some(d) => humantime::format_duration(d).to_string(),
+        None => "off".to_string(),
+    };
     if json {
         return ui.json(&serde_json::json!({
             "path": settings.path,
@@ -69,6 +73,7 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
             "size": file.size,
             "image": file.image,
             "idle_timeout": idle,
+            "ttl": ttl,
             "ssh_key_path": file.ssh_key_path,
             "ssh_user": settings.ssh_user,
             "dotfiles": file.dotfiles,
@@ -99,6 +104,7 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
     writeln!(out, "size:         {}", or_default(&file.size))?;
     writeln!(out, "image:        {}", or_default(&file.image))?;
     writeln!(out, "idle_timeout: {idle}")?;
+    writeln!(out, "ttl:          {ttl}")?;
     writeln!(
         out,
         "ssh_key_path: {}",

@@ -35,12 +35,32 @@ pub(crate) fn agent_port() -> u16 {
 /// Holds `instance` awake while a command uses it through `session`: its
 /// agent gets a heartbeat now and every [`spuff::agent::KEEP_AWAKE_EVERY`]
 /// until the returned guard is dropped.
-pub(crate) fn keep_awake(instance: &Instance, session: &ssh::Session) -> spuff::agent::KeepAwake {
+///
+/// When the VM's lifetime (`up --ttl`) is about to end, `ui` gets a warning
+/// line: the command cannot hold that stop off, and its user should know.
+pub(crate) fn keep_awake(
+    instance: &Instance,
+    session: &ssh::Session,
+    ui: &Ui,
+) -> spuff::agent::KeepAwake {
     let mut config = spuff::agent::ClientConfig::new(instance.agent_token.clone());
     config.port = agent_port();
-    spuff::agent::KeepAwake::start(
+    let (ui, name) = (ui.clone(), instance.name.clone());
+    spuff::agent::KeepAwake::start_with(
         spuff::agent::Client::new(session.clone(), config),
         spuff::agent::KEEP_AWAKE_EVERY,
+        move |stop| ui.warn_anywhere(ttl_warning(&name, stop)),
+    )
+}
+
+/// The warning a running command prints before its VM's lifetime ends.
+pub(crate) fn ttl_warning(name: &str, stop: &spuff::agent::api::PlannedStop) -> String {
+    format!(
+        "{name} will {} in {} (at {}): its lifetime (up --ttl) ends, in use or not. \
+         Save your work; `spuff up` makes a new VM.",
+        stop.action,
+        humantime::format_duration(std::time::Duration::from_secs(stop.in_seconds)),
+        stop.at
     )
 }
 

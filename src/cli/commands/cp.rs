@@ -29,7 +29,7 @@ pub(crate) async fn run(args: CpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let instance = ctx.store.resolve(Some(&instance_name))?;
     let session = ctx.connect(&instance).await?;
     // The VM's agent cannot see this work: tell it the VM is in use.
-    let _awake = super::context::keep_awake(&instance, &session);
+    let _awake = super::context::keep_awake(&instance, &session, &ctx.ui);
     let sftp = session.sftp().await?;
 
     let bar = (!args.quiet).then(|| ctx.ui.transfer_bar());

@@ -13,7 +13,7 @@ pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
     let instance = ctx.store.resolve(args.name.as_deref())?;
     let session = ctx.connect(&instance).await?;
     // The VM's agent cannot see this work: tell it the VM is in use.
-    let _awake = super::context::keep_awake(&instance, &session);
+    let _awake = super::context::keep_awake(&instance, &session, &ctx.ui);
     let mut opts = ShellOptions::default();
     if !args.no_agent {
         opts.forward_agent = Some(AgentLocation::Default);
@@ -27,7 +27,7 @@ pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
     let instance = ctx.store.resolve(args.name.as_deref())?;
     let session = ctx.connect(&instance).await?;
     // The VM's agent cannot see this work: tell it the VM is in use.
-    let _awake = super::context::keep_awake(&instance, &session);
+    let _awake = super::context::keep_awake(&instance, &session, &ctx.ui);
     // As ssh does: the words are joined with spaces and the remote shell
     // parses them, so `spuff exec -- 'echo $HOME'` expands remotely.
     let command = args.command.join(" ");

@@ -301,28 +301,95 @@ fn report(
         )?;
     }
     if let Some(a) = agent.activity {
-        let holding: Vec<String> = a.holding.iter().map(|k| k.to_string()).collect();
-        writeln!(
-            out,
-            "  activity  {}{}",
-            if holding.is_empty() {
-                "idle".to_string()
-            } else {
-                format!("busy: {}", holding.join(", "))
-            },
-            match (a.idle_action, a.action_in_seconds) {
-                (api::IdleAction::None, _) | (_, None) => String::new(),
-                (action, Some(secs)) => format!(
-                    "; {action} in {} if nothing happens",
-                    humantime::format_duration(Duration::from_secs(secs))
-                ),
-            }
-        )?;
-        for source in a.sources.iter().filter(|s| s.active) {
-            writeln!(out, "            {}: {}", source.kind, source.detail)?;
+        let bills = spuff::provider::ProviderInfo::by_name(&instance.provider)
+            .is_some_and(|p| p.stopped_vm_bills);
+        for line in activity_lines(&a, bills) {
+            writeln!(out, "{line}")?;
         }
     }
     Ok(())
+}
+
+fn human(secs: u64) -> String {
+    humantime::format_duration(Duration::from_secs(secs)).to_string()
+}
+
+/// The activity part of `status`, in plain words: how long the VM has been
+/// idle, what holds it awake now (and each SSH connection's last traffic),
+/// when and why it will stop, and whether it still bills then.
+fn activity_lines(a: &api::Activity, stopped_vm_bills: bool) -> Vec<String> {
+    use api::{ActivityKind, StopReason};
+    let mut lines = Vec::new();
+    let idle_rule = match (a.idle_timeout_seconds, a.idle_action) {
+        (Some(t), api::IdleAction::Poweroff) => format!("powers off after {} idle", human(t)),
+        _ => "no idle stop".to_string(),
+    };
+    if a.holding.is_empty() {
+        lines.push(format!("  idle      {} ({idle_rule})", human(a.idle_seconds)));
+    } else {
+        lines.push(format!("  idle      no, in use ({idle_rule})"));
+    }
+    let mut held = Vec::new();
+    for kind in &a.holding {
+        let detail = a
+            .sources
+            .iter()
+            .find(|s| s.kind == *kind)
+            .map(|s| s.detail.clone())
+            .unwrap_or_default();
+        if *kind != ActivityKind::SshTraffic {
+            held.push(format!("{kind}: {detail}"));
+        }
+    }
+    for c in &a.connections {
+        let traffic = match c.last_traffic_seconds_ago {
+            Some(s) => format!("traffic {} ago", human(s)),
+            None => "no traffic seen".to_string(),
+        };
+        let holds = c.last_traffic_seconds_ago.is_some_and(|s| s <= 10);
+        let line = format!(
+            "ssh {}@{} from {}: {traffic}",
+            spuff::terminal_safe(&c.user),
+            spuff::terminal_safe(&c.tty),
+            spuff::terminal_safe(&c.from)
+        );
+        if holds {
+            held.push(line);
+        } else {
+            lines.push(format!("  connected {line}"));
+        }
+    }
+    for (i, h) in held.iter().enumerate() {
+        let label = if i == 0 { "held by" } else { "" };
+        lines.push(format!("  {label:<9} {h}"));
+    }
+    if let Some(at) = a.expires_at {
+        lines.push(format!(
+            "  lifetime  ends {at} (spuff up --ttl), in use or not"
+        ));
+    }
+    match &a.next_stop {
+        Some(stop) => {
+            let why = match stop.reason {
+                StopReason::Idle if a.holding.is_empty() => "if nothing uses it until then",
+                StopReason::Idle => "after it stops being used",
+                StopReason::Ttl => "its lifetime ends",
+            };
+            let when = if stop.reason == StopReason::Idle && !a.holding.is_empty() {
+                format!("{} after the last use", human(a.idle_timeout_seconds.unwrap_or(0)))
+            } else {
+                format!("in {} ({})", human(stop.in_seconds), stop.at)
+            };
+            let bill = if stopped_vm_bills {
+                "; a powered-off VM still bills here: `spuff down` or `spuff gc` ends it"
+            } else {
+                ""
+            };
+            lines.push(format!("  stops     {} {when}, {why}{bill}", stop.action));
+        }
+        None => lines.push("  stops     never by itself (no idle stop, no --ttl)".to_string()),
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -390,6 +457,69 @@ mod tests {
             bootstrap_view(Some(&progress("ready", true, "phase 2: done")), None).expect("view");
         assert_eq!((b.summary.as_str(), b.hint), ("ready", None));
         assert!(bootstrap_view(None, None).is_none());
+    }
+
+    fn activity() -> api::Activity {
+        api::Activity {
+            idle_seconds: 754,
+            idle_timeout_seconds: Some(7200),
+            idle_action: api::IdleAction::Poweroff,
+            action_in_seconds: Some(6446),
+            holding: Vec::new(),
+            sources: Vec::new(),
+            recent: Vec::new(),
+            connections: vec![api::SshConnection {
+                user: "dev".into(),
+                tty: "notty".into(),
+                from: "10.0.2.2:5123".into(),
+                pid: 900,
+                seen_for_seconds: 3000,
+                last_traffic_seconds_ago: Some(754),
+            }],
+            expires_at: None,
+            next_stop: Some(api::PlannedStop {
+                reason: api::StopReason::Idle,
+                action: api::IdleAction::Poweroff,
+                at: "2026-12-01T10:00:00Z".parse().expect("time"),
+                in_seconds: 6446,
+            }),
+        }
+    }
+
+    /// Issue 12: one screen says how long, what holds it, when and why it
+    /// stops, and what that costs.
+    #[test]
+    fn status_should_explain_idleness_holders_and_the_next_stop() {
+        let a = activity();
+        let text = activity_lines(&a, true).join("\n");
+        assert!(text.contains("idle      12m 34s (powers off after 2h idle)"), "{text}");
+        assert!(text.contains("connected ssh dev@notty from 10.0.2.2:5123: traffic 12m 34s ago"), "{text}");
+        assert!(text.contains("stops     poweroff in 1h 47m 26s (2026-12-01T10:00:00Z), if nothing uses it"), "{text}");
+        assert!(text.contains("still bills here"), "{text}");
+        assert!(!activity_lines(&a, false).join("\n").contains("bills"));
+
+        // In use: the connection with fresh traffic holds it; a TTL ends it.
+        let mut a = activity();
+        a.idle_seconds = 0;
+        a.holding = vec![api::ActivityKind::SshTraffic];
+        a.connections[0].last_traffic_seconds_ago = Some(2);
+        a.expires_at = Some("2026-12-01T09:00:00Z".parse().expect("time"));
+        a.next_stop = Some(api::PlannedStop {
+            reason: api::StopReason::Ttl,
+            action: api::IdleAction::Poweroff,
+            at: "2026-12-01T09:00:00Z".parse().expect("time"),
+            in_seconds: 600,
+        });
+        let text = activity_lines(&a, false).join("\n");
+        assert!(text.contains("idle      no, in use"), "{text}");
+        assert!(text.contains("held by   ssh dev@notty from 10.0.2.2:5123: traffic 2s ago"), "{text}");
+        assert!(text.contains("lifetime  ends 2026-12-01T09:00:00Z"), "{text}");
+        assert!(text.contains("stops     poweroff in 10m (2026-12-01T09:00:00Z), its lifetime ends"), "{text}");
+
+        // A hostile VM's names are shown escaped.
+        let mut a = activity();
+        a.connections[0].user = "x\x1b]0;pwned\x07".into();
+        assert!(!activity_lines(&a, false).join("").contains('\x1b'));
     }
 
     /// The offline boot of issue 11: the bootstrap is ready, but cloud-init

@@ -30,7 +30,7 @@ pub(crate) async fn run(args: TunnelArgs, verbose: bool, ctx: &Context) -> anyho
     let instance = ctx.store.resolve(args.name.as_deref())?;
     let session = ctx.connect(&instance).await?;
     // The VM's agent cannot see this work: tell it the VM is in use.
-    let _awake = super::context::keep_awake(&instance, &session);
+    let _awake = super::context::keep_awake(&instance, &session, &ctx.ui);
     let mut forwards = Vec::new();
     for spec in specs {
         let mut forward = session

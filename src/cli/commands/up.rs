@@ -69,6 +69,11 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         .unwrap_or_else(|| format!("{:016x}{:016x}", random_u64(), random_u64()));
     let mut agent = AgentConfig::new(token);
     agent.idle_timeout_secs = ctx.settings.idle_timeout.map(|d| d.as_secs());
+    let ttl = match args.ttl {
+        Some(arg) => arg.0,
+        None => ctx.settings.ttl,
+    };
+    agent.expires_at = ttl.map(|d| spuff::agent::api::Timestamp(std::time::SystemTime::now() + d));
     let (agent_source, upload) = agent_delivery(&args, ctx)?;
     let mut user_data = cloudinit::Config::new(host_key, agent, agent_source);
     user_data.username = ctx.settings.ssh_user.clone();
@@ -101,6 +106,12 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         "Creating {name} on {} ({region}, {size})",
         provider.name()
     ));
+    if let (Some(ttl), Some(at)) = (ttl, plan.user_data.agent.expires_at) {
+        ctx.ui.info(format!(
+            "Its lifetime is {}: it powers itself off at {at}, in use or not",
+            humantime::format_duration(ttl)
+        ));
+    }
     let drawer = Drawer::new(&ctx.ui);
     let flow = spuff::vm::up(provider.clone(), &ctx.store, plan, &drawer);
     let result = tokio::select! {
@@ -136,6 +147,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
             "status": instance.status,
             // `installing` while phase 2 (packages, dotfiles) still runs.
             "bootstrap": up.bootstrap,
+            "expires_at": instance.expires_at,
         }))?;
     }
     if args.no_connect || !ctx.ui.interactive() {
@@ -146,6 +158,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         forward_agent: Some(AgentLocation::Default),
         ..ShellOptions::default()
     };
+    let _awake = super::context::keep_awake(&instance, &up.session, &ctx.ui);
     let status = up.session.shell(opts).await?;
     let _ = up.session.close().await;
     Ok(u8::try_from(status.shell_code()).unwrap_or(255))
