@@ -435,3 +435,107 @@ async fn up_help_should_describe_keep_on_failure() {
     assert!(out.status.success());
     assert!(stdout.contains("--keep-on-failure"), "{stdout}");
 }
+
+/// Issue 12: `spuff gc` destroys exactly the recorded VMs that are finished
+/// (powered off, past their lifetime, gone), only after confirming, and
+/// leaves running VMs and other machines' VMs alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_should_destroy_only_finished_vms_after_confirming() {
+    use spuff::agent::api::Timestamp;
+    use std::time::{Duration, SystemTime};
+
+    let m = Machine::start().await;
+    let store = m.store();
+    let seed = |name: &str, spuff_id: &str, status: &str, expires: Option<i64>| {
+        let id = m
+            .fake
+            .seed_droplet(name, &["spuff", &format!("spuff-id:{spuff_id}")]);
+        if let Some(d) = m.fake.state().droplets.get_mut(&id) {
+            d.status = status.to_string();
+        }
+        let mut r = record(name, &id.to_string(), spuff_id, Lifecycle::Ready);
+        r.expires_at = expires.map(|s| {
+            let d = Duration::from_secs(s.unsigned_abs());
+            let now = SystemTime::now();
+            Timestamp(if s >= 0 { now + d } else { now - d })
+        });
+        store.insert(&r).expect("insert");
+    };
+    seed("sleepy", "1111111111111111", "off", None);
+    seed("expired", "2222222222222222", "active", Some(-60));
+    seed("busy", "3333333333333333", "active", None);
+    seed("young", "4444444444444444", "active", Some(3600));
+    store
+        .insert(&record(
+            "gone",
+            "987654",
+            "5555555555555555",
+            Lifecycle::Ready,
+        ))
+        .expect("insert");
+    // Another machine's VM on the same account: powered off, but not ours.
+    let stranger = m
+        .fake
+        .seed_droplet("stranger", &["spuff", "spuff-id:6666666666666666"]);
+    if let Some(d) = m.fake.state().droplets.get_mut(&stranger) {
+        d.status = "off".into();
+    }
+    drop(store);
+
+    // No terminal and no --yes: nothing is destroyed.
+    let out = m.spuff(&["gc"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(stderr.contains("add --yes"), "{stderr}");
+    assert!(
+        stderr.contains("sleepy") && stderr.contains("still billing"),
+        "{stderr}"
+    );
+    assert_eq!(m.droplet_names().len(), 5);
+
+    let v = json(&m.spuff(&["gc", "--dry-run", "--json"]).await);
+    let mut names: Vec<String> = v["finished"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}={}",
+                c["name"].as_str().unwrap_or(""),
+                c["finished"]["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["expired=lifetime_over", "gone=gone", "sleepy=powered_off"],
+        "{v}"
+    );
+    assert_eq!(m.droplet_names().len(), 5, "a dry run destroys nothing");
+
+    // `list` without a terminal names them and points to gc.
+    let out = m.spuff(&["list"]).await;
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("`spuff gc` destroys them"), "{stderr}");
+
+    let out = m.spuff(&["gc", "--yes"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(m.droplet_names(), ["busy", "stranger", "young"]);
+    let mut left: Vec<String> = m
+        .store()
+        .list()
+        .expect("list")
+        .into_iter()
+        .map(|i| i.name)
+        .collect();
+    left.sort();
+    assert_eq!(left, ["busy", "young"]);
+
+    let out = m.spuff(&["gc"]).await;
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("Nothing to clean up"), "{stderr}");
+}

@@ -107,7 +107,13 @@ impl Watch {
 fn ssh(sshd: &Sshd, args: &[&str]) -> Child {
     Command::new("ssh")
         .args(sshd.ssh_args())
-        .args(["-T", "-o", "ServerAliveInterval=1", "-o", "ExitOnForwardFailure=yes"])
+        .args([
+            "-T",
+            "-o",
+            "ServerAliveInterval=1",
+            "-o",
+            "ExitOnForwardFailure=yes",
+        ])
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -142,7 +148,9 @@ async fn a_silent_connection_with_keepalives_should_not_hold_the_vm() {
     let _ssh = Kill(ssh(&sshd, &["127.0.0.1", "sleep 60"]));
     let a = w.connections(2).await;
     assert!(
-        a.connections.iter().all(|c| c.tty == "notty" && c.from.starts_with("127.0.0.1:")),
+        a.connections
+            .iter()
+            .all(|c| c.tty == "notty" && c.from.starts_with("127.0.0.1:")),
         "{:#?}",
         a.connections
     );
@@ -156,7 +164,10 @@ async fn a_silent_connection_with_keepalives_should_not_hold_the_vm() {
         w.activity().await.recent
     );
     let a = w.activity().await;
-    assert!(!a.holding.contains(&api::ActivityKind::SshTraffic), "{a:#?}");
+    assert!(
+        !a.holding.contains(&api::ActivityKind::SshTraffic),
+        "{a:#?}"
+    );
 }
 
 #[tokio::test]
@@ -170,7 +181,10 @@ async fn a_command_printing_without_a_terminal_should_hold_the_vm() {
     // off under a user.
     let _ssh = Kill(ssh(
         &sshd,
-        &["127.0.0.1", "for i in $(seq 60); do echo tick; sleep 1; done"],
+        &[
+            "127.0.0.1",
+            "for i in $(seq 60); do echo tick; sleep 1; done",
+        ],
     ));
     w.connections(2).await;
     let idle = w.idle_each_second(5).await;
@@ -184,7 +198,12 @@ async fn a_command_printing_without_a_terminal_should_hold_the_vm() {
         .iter()
         .filter(|c| c.last_traffic_seconds_ago.is_some_and(|s| s <= 2))
         .collect();
-    assert_eq!(traffic.len(), 1, "only the command's connection: {:#?}", a.connections);
+    assert_eq!(
+        traffic.len(),
+        1,
+        "only the command's connection: {:#?}",
+        a.connections
+    );
 }
 
 #[tokio::test]

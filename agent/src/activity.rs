@@ -603,7 +603,13 @@ impl Monitor {
             let after = served.bytes();
             let now = Instant::now();
             let mut g = gauge.lock().unwrap_or_else(PoisonError::into_inner);
-            reading.map(|r| (g.update(r, after, before == after, now), g.connections(), now))
+            reading.map(|r| {
+                (
+                    g.update(r, after, before == after, now),
+                    g.connections(),
+                    now,
+                )
+            })
         })
         .await;
         match done {
@@ -737,7 +743,10 @@ mod tests {
         t.lock().ttl_fired = Some(Instant::now() - TTL_RETRY);
         assert_eq!(t.step(&c, end), Step::Fire(StopReason::Ttl));
         // The TTL powers off even with idle_action none.
-        assert_eq!(action_for(StopReason::Ttl, IdleAction::None), IdleAction::Poweroff);
+        assert_eq!(
+            action_for(StopReason::Ttl, IdleAction::None),
+            IdleAction::Poweroff
+        );
     }
 
     #[test]

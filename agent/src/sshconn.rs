@@ -302,7 +302,11 @@ impl Gauge {
         self.tracked = live;
 
         let total = self.retired
-            + self.tracked.values().map(|t| t.last - t.first).sum::<i128>()
+            + self
+                .tracked
+                .values()
+                .map(|t| t.last - t.first)
+                .sum::<i128>()
             - i128::from(served)
             - reading.agent_in_flight;
         match self.reference {
@@ -416,7 +420,11 @@ mod linux {
         let mut procs = Vec::new();
         for entry in std::fs::read_dir(proc_dir)? {
             let Ok(entry) = entry else { continue };
-            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
                 continue;
             };
             let dir = entry.path();
@@ -424,10 +432,16 @@ mod linux {
             if !is_sshd {
                 continue;
             }
-            let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else { continue };
+            let Ok(cmdline) = std::fs::read(dir.join("cmdline")) else {
+                continue;
+            };
             let title = String::from_utf8_lossy(cmdline.split(|b| *b == 0).next().unwrap_or(&[]));
-            let Some((user, tty)) = parse_title(&title) else { continue };
-            let Some(io_bytes) = read_io(&dir.join("io")) else { continue };
+            let Some((user, tty)) = parse_title(&title) else {
+                continue;
+            };
+            let Some(io_bytes) = read_io(&dir.join("io")) else {
+                continue;
+            };
             procs.push((pid, dir, user, tty, io_bytes));
         }
         let mut owned: Vec<HashSet<u32>> = Vec::with_capacity(procs.len());
@@ -616,7 +630,10 @@ mod tests {
     #[test]
     fn titles_should_name_only_logged_in_users() {
         let t = |s: &str| parse_title(s);
-        assert_eq!(t("sshd: alice@notty"), Some(("alice".into(), "notty".into())));
+        assert_eq!(
+            t("sshd: alice@notty"),
+            Some(("alice".into(), "notty".into()))
+        );
         assert_eq!(
             t("sshd-session: bob@pts/3   "),
             Some(("bob".into(), "pts/3".into()))
@@ -667,9 +684,17 @@ mod tests {
         assert_eq!(u.opened.len(), 1);
         assert!(!u.traffic);
         // Keepalives cancel out: nothing changes.
-        assert!(!g.update(reading(vec![conn(1, 100, 0)], 0), 0, true, t0).traffic);
+        assert!(
+            !g.update(reading(vec![conn(1, 100, 0)], 0), 0, true, t0)
+                .traffic
+        );
         // Five bytes of `exec` output.
-        let u = g.update(reading(vec![conn(1, 105, 0)], 0), 0, true, t0 + Duration::from_secs(5));
+        let u = g.update(
+            reading(vec![conn(1, 105, 0)], 0),
+            0,
+            true,
+            t0 + Duration::from_secs(5),
+        );
         assert!(u.traffic);
         assert_eq!(u.traffic_on, vec![peer(1).to_string()]);
         assert_eq!(
@@ -684,13 +709,25 @@ mod tests {
         let t = Instant::now();
         g.update(reading(vec![conn(1, 0, 0)], 0), 0, true, t);
         // A request in flight: sshd wrote 200 bytes the agent has not read.
-        assert!(!g.update(reading(vec![conn(1, 200, 200)], 200), 0, true, t).traffic);
+        assert!(
+            !g.update(reading(vec![conn(1, 200, 200)], 200), 0, true, t)
+                .traffic
+        );
         // Answered, on a connection that is still open.
-        assert!(!g.update(reading(vec![conn(1, 2200, 2200)], 0), 2200, true, t).traffic);
+        assert!(
+            !g.update(reading(vec![conn(1, 2200, 2200)], 0), 2200, true, t)
+                .traffic
+        );
         // The channel closed: the agent's count carries it.
-        assert!(!g.update(reading(vec![conn(1, 2200, 0)], 0), 2200, true, t).traffic);
+        assert!(
+            !g.update(reading(vec![conn(1, 2200, 0)], 0), 2200, true, t)
+                .traffic
+        );
         // Then real traffic on top of it counts.
-        assert!(g.update(reading(vec![conn(1, 2201, 0)], 0), 2200, true, t).traffic);
+        assert!(
+            g.update(reading(vec![conn(1, 2201, 0)], 0), 2200, true, t)
+                .traffic
+        );
     }
 
     #[test]
@@ -700,17 +737,32 @@ mod tests {
         g.update(reading(vec![conn(1, 0, 0)], 0), 0, true, t);
         // A status request on a connection that came and went between two
         // readings: the agent served 1000 bytes no reading shows.
-        assert!(!g.update(reading(vec![conn(1, 0, 0)], 0), 1000, true, t).traffic);
-        assert!(!g.update(reading(vec![conn(1, 0, 0)], 0), 1000, true, t).traffic);
+        assert!(
+            !g.update(reading(vec![conn(1, 0, 0)], 0), 1000, true, t)
+                .traffic
+        );
+        assert!(
+            !g.update(reading(vec![conn(1, 0, 0)], 0), 1000, true, t)
+                .traffic
+        );
         // The reference has followed: 10 bytes of output count at once.
-        assert!(g.update(reading(vec![conn(1, 10, 0)], 0), 1000, true, t).traffic);
+        assert!(
+            g.update(reading(vec![conn(1, 10, 0)], 0), 1000, true, t)
+                .traffic
+        );
         // Low readings from races (never exact) then the truth: no traffic.
         let mut racy = reading(vec![conn(1, 4, 0)], 0);
         racy.settled = false;
         assert!(!g.update(racy.clone(), 1000, true, t).traffic);
         assert!(!g.update(racy, 1000, true, t).traffic);
-        assert!(!g.update(reading(vec![conn(1, 6, 0)], 0), 1000, false, t).traffic);
-        assert!(!g.update(reading(vec![conn(1, 10, 0)], 0), 1000, true, t).traffic);
+        assert!(
+            !g.update(reading(vec![conn(1, 6, 0)], 0), 1000, false, t)
+                .traffic
+        );
+        assert!(
+            !g.update(reading(vec![conn(1, 10, 0)], 0), 1000, true, t)
+                .traffic
+        );
     }
 
     #[test]
@@ -720,10 +772,21 @@ mod tests {
         g.update(reading(vec![conn(1, 50, 0), conn(2, 70, 0)], 0), 0, true, t);
         let u = g.update(reading(vec![conn(2, 70, 0)], 0), 0, true, t);
         assert_eq!(u.closed, vec![peer(1).to_string()]);
-        assert!(!u.traffic, "a closed connection's bytes must not drop or jump");
-        let u = g.update(reading(vec![conn(2, 70, 0), conn(3, 9000, 0)], 0), 0, true, t);
+        assert!(
+            !u.traffic,
+            "a closed connection's bytes must not drop or jump"
+        );
+        let u = g.update(
+            reading(vec![conn(2, 70, 0), conn(3, 9000, 0)], 0),
+            0,
+            true,
+            t,
+        );
         assert_eq!(u.opened, vec![peer(3).to_string()]);
-        assert!(!u.traffic, "bytes from before a connection was seen are not new");
+        assert!(
+            !u.traffic,
+            "bytes from before a connection was seen are not new"
+        );
         assert_eq!(g.connections().len(), 2);
     }
 }

@@ -161,12 +161,21 @@ async fn the_ttl_should_power_off_a_vm_in_use_and_say_so_first() {
     })
     .await;
     // A running command heartbeats: the answer names the coming stop.
-    let hb: Heartbeat = agent.post(paths::HEARTBEAT, serde_json::json!({})).await.json();
+    let hb: Heartbeat = agent
+        .post(paths::HEARTBEAT, serde_json::json!({}))
+        .await
+        .json();
     let stop = hb.next_stop.expect("a planned stop");
-    assert_eq!((stop.reason, stop.action), (StopReason::Ttl, IdleAction::Poweroff));
+    assert_eq!(
+        (stop.reason, stop.action),
+        (StopReason::Ttl, IdleAction::Poweroff)
+    );
     assert!(stop.in_seconds <= 2);
     let a = activity(&agent).await;
-    assert_eq!(a.expires_at.map(|t| t.to_string()), Some(expires.to_string()));
+    assert_eq!(
+        a.expires_at.map(|t| t.to_string()),
+        Some(expires.to_string())
+    );
     assert_eq!(a.next_stop.map(|s| s.reason), Some(StopReason::Ttl));
     // In use all along, and with idle_action none: the TTL still powers off.
     let calls = eventually(Duration::from_secs(15), "the TTL action", || async {

@@ -52,6 +52,9 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// List VMs: the provider's spuff VMs reconciled with local state.
     List(ListArgs),
+    /// Destroy (after confirming) every recorded VM that is finished:
+    /// powered off by its idle or lifetime stop, past its lifetime, or gone.
+    Gc(GcArgs),
     /// Create, list and delete snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -131,6 +134,19 @@ fn parse_ttl_arg(text: &str) -> Result<TtlArg, String> {
     spuff::config::parse_ttl(text)
         .map(TtlArg)
         .map_err(|e| e.to_string())
+}
+
+/// `spuff gc`.
+#[derive(Debug, Args)]
+pub(crate) struct GcArgs {
+    /// Destroy without asking.
+    #[arg(long, short)]
+    pub(crate) yes: bool,
+    /// Only list what would be destroyed.
+    #[arg(long, conflicts_with = "yes")]
+    pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
 }
 
 /// `spuff down`.

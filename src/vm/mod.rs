@@ -14,12 +14,15 @@
 //! - [`down`](down()): destroy every VM a record stands for (all that carry its
 //!   spuff id), confirm with the provider that none remains, and only then
 //!   forget the record; orphans are found by name ([`down::find_orphans`]);
-//! - [`snapshot`](snapshot()): a provider snapshot of a recorded VM.
+//! - [`snapshot`](snapshot()): a provider snapshot of a recorded VM;
+//! - [`gc::finished`]: which recorded VMs are powered off, past their
+//!   lifetime or gone, for `spuff gc` to destroy after confirming.
 
 mod agent_upload;
 pub mod bootstrap;
 pub mod down;
 mod event;
+pub mod gc;
 pub mod snapshot;
 pub mod up;
 

@@ -18,17 +18,26 @@ use spuff::vm::{self, Entry, Tracking};
 use super::context::Context;
 use crate::cli::args::ListArgs;
 
-pub(crate) async fn run(args: ListArgs, ctx: &Context) -> anyhow::Result<u8> {
+/// Local state side by side with what the providers say.
+pub(crate) struct Survey {
+    pub(crate) local: Vec<spuff::state::Instance>,
+    pub(crate) rows: Vec<Entry>,
+    pub(crate) failures: BTreeMap<String, anyhow::Error>,
+    pub(crate) skipped: Vec<(String, Skipped)>,
+}
+
+/// Asks every provider that has a local record, and the configured one
+/// (none with `local_only`), and reconciles their listings with state.
+pub(crate) async fn survey(ctx: &Context, local_only: bool) -> anyhow::Result<Survey> {
     let local = ctx.store.list()?;
     let active = ctx.store.active()?;
-    // Ask every provider that has a local record, and the configured one.
     let mut providers: BTreeSet<String> = local.iter().map(|i| i.provider.clone()).collect();
     providers.insert(ctx.settings.provider.name().to_string());
     let mut rows: Vec<Entry> = Vec::new();
     let mut unchecked = local.clone();
     let mut failures: BTreeMap<String, anyhow::Error> = BTreeMap::new();
     let mut skipped: Vec<(String, Skipped)> = Vec::new();
-    if !args.local {
+    if !local_only {
         for name in &providers {
             let listing = match ctx.provider(name) {
                 Ok(provider) => provider.list_instances().await.map_err(anyhow::Error::from),
@@ -58,9 +67,25 @@ pub(crate) async fn run(args: ListArgs, ctx: &Context) -> anyhow::Result<u8> {
     }
     rows.extend(vm::reconcile(&unchecked, active.as_deref(), "", &[]));
     rows.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(Survey {
+        local,
+        rows,
+        failures,
+        skipped,
+    })
+}
+
+pub(crate) async fn run(args: ListArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let Survey {
+        local,
+        rows,
+        failures,
+        skipped,
+    } = survey(ctx, args.local).await?;
+    let finished = vm::gc::finished(&local, &rows, std::time::SystemTime::now());
 
     if args.json.json {
-        print_json(ctx, &rows, &failures, &skipped)?;
+        print_json(ctx, &rows, &finished, &failures, &skipped)?;
     } else {
         print_table(&rows, &failures, args.local)?;
         for row in &rows {
@@ -111,12 +136,16 @@ pub(crate) async fn run(args: ListArgs, ctx: &Context) -> anyhow::Result<u8> {
             "could not ask {provider} for its VMs; its local records are shown unchecked"
         )));
     }
+    if !args.json.json {
+        super::gc::offer(&finished, ctx).await?;
+    }
     Ok(if failed { crate::cli::EXIT_FAILURE } else { 0 })
 }
 
 fn print_json(
     ctx: &Context,
     rows: &[Entry],
+    finished: &[vm::gc::Candidate],
     failures: &BTreeMap<String, anyhow::Error>,
     skipped: &[(String, Skipped)],
 ) -> anyhow::Result<()> {
@@ -125,6 +154,13 @@ fn print_json(
         .map(|row| {
             let mut value = serde_json::to_value(row)?;
             value["still_billing"] = still_billing(row).into();
+            // Why `spuff gc` would destroy it, if it would.
+            value["finished"] = finished
+                .iter()
+                .find(|c| c.instance.name == row.name)
+                .map(|c| serde_json::to_value(&c.finished))
+                .transpose()?
+                .unwrap_or(serde_json::Value::Null);
             // Which rows are unchecked because asking failed, and why.
             if row.tracking == Tracking::Unchecked
                 && let Some(e) = failures.get(&row.provider)

@@ -4,6 +4,7 @@ mod config;
 mod context;
 mod cp;
 mod down;
+mod gc;
 mod list;
 mod logs;
 mod snapshot;
@@ -27,6 +28,7 @@ pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
         Command::SshConfig(args) => ssh_config::run(args, &context::Context::load(&ui)?).await,
         Command::Up(args) => up::run(args, &context::Context::load(&ui)?).await,
         Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
+        Command::Gc(args) => gc::run(args, &context::Context::load(&ui)?).await,
         Command::Down(args) => down::run(args, &context::Context::load(&ui)?).await,
         Command::Tunnel(args) => {
             tunnel::run(args, cli.verbose > 0, &context::Context::load(&ui)?).await

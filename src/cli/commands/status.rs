@@ -325,7 +325,10 @@ fn activity_lines(a: &api::Activity, stopped_vm_bills: bool) -> Vec<String> {
         _ => "no idle stop".to_string(),
     };
     if a.holding.is_empty() {
-        lines.push(format!("  idle      {} ({idle_rule})", human(a.idle_seconds)));
+        lines.push(format!(
+            "  idle      {} ({idle_rule})",
+            human(a.idle_seconds)
+        ));
     } else {
         lines.push(format!("  idle      no, in use ({idle_rule})"));
     }
@@ -376,7 +379,10 @@ fn activity_lines(a: &api::Activity, stopped_vm_bills: bool) -> Vec<String> {
                 StopReason::Ttl => "its lifetime ends",
             };
             let when = if stop.reason == StopReason::Idle && !a.holding.is_empty() {
-                format!("{} after the last use", human(a.idle_timeout_seconds.unwrap_or(0)))
+                format!(
+                    "{} after the last use",
+                    human(a.idle_timeout_seconds.unwrap_or(0))
+                )
             } else {
                 format!("in {} ({})", human(stop.in_seconds), stop.at)
             };
@@ -492,9 +498,20 @@ mod tests {
     fn status_should_explain_idleness_holders_and_the_next_stop() {
         let a = activity();
         let text = activity_lines(&a, true).join("\n");
-        assert!(text.contains("idle      12m 34s (powers off after 2h idle)"), "{text}");
-        assert!(text.contains("connected ssh dev@notty from 10.0.2.2:5123: traffic 12m 34s ago"), "{text}");
-        assert!(text.contains("stops     poweroff in 1h 47m 26s (2026-12-01T10:00:00Z), if nothing uses it"), "{text}");
+        assert!(
+            text.contains("idle      12m 34s (powers off after 2h idle)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("connected ssh dev@notty from 10.0.2.2:5123: traffic 12m 34s ago"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "stops     poweroff in 1h 47m 26s (2026-12-01T10:00:00Z), if nothing uses it"
+            ),
+            "{text}"
+        );
         assert!(text.contains("still bills here"), "{text}");
         assert!(!activity_lines(&a, false).join("\n").contains("bills"));
 
@@ -512,9 +529,18 @@ mod tests {
         });
         let text = activity_lines(&a, false).join("\n");
         assert!(text.contains("idle      no, in use"), "{text}");
-        assert!(text.contains("held by   ssh dev@notty from 10.0.2.2:5123: traffic 2s ago"), "{text}");
-        assert!(text.contains("lifetime  ends 2026-12-01T09:00:00Z"), "{text}");
-        assert!(text.contains("stops     poweroff in 10m (2026-12-01T09:00:00Z), its lifetime ends"), "{text}");
+        assert!(
+            text.contains("held by   ssh dev@notty from 10.0.2.2:5123: traffic 2s ago"),
+            "{text}"
+        );
+        assert!(
+            text.contains("lifetime  ends 2026-12-01T09:00:00Z"),
+            "{text}"
+        );
+        assert!(
+            text.contains("stops     poweroff in 10m (2026-12-01T09:00:00Z), its lifetime ends"),
+            "{text}"
+        );
 
         // A hostile VM's names are shown escaped.
         let mut a = activity();

@@ -23,6 +23,23 @@ use crate::cli::draw::Drawer;
 const AGENT_URL_VAR: &str = "SPUFF_AGENT_URL";
 const AGENT_SHA_VAR: &str = "SPUFF_AGENT_SHA256";
 
+/// Before making a new VM on a terminal, offers to destroy finished ones
+/// (issue 12): a forgotten powered-off VM may still bill. Asking the
+/// providers is bounded; when it fails `up` goes on, `spuff gc` can retry.
+async fn offer_cleanup(ctx: &Context) -> anyhow::Result<()> {
+    let asked = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        super::list::survey(ctx, false),
+    )
+    .await;
+    let Ok(Ok(survey)) = asked else {
+        return Ok(());
+    };
+    let finished =
+        spuff::vm::gc::finished(&survey.local, &survey.rows, std::time::SystemTime::now());
+    super::gc::offer(&finished, ctx).await
+}
+
 pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let kind: ProviderType = match &args.provider {
         Some(p) => p.parse()?,
@@ -37,6 +54,9 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let provider = ctx.provider(kind.name())?;
     let info = kind.info();
     let file = &ctx.settings.file;
+    if ctx.ui.interactive() && !args.json.json {
+        offer_cleanup(ctx).await?;
+    }
     // A setting missing from both the flags and the config takes this
     // provider's default; a provider without defaults says what to give.
     let defaults = || info.require_defaults();
