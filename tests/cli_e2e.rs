@@ -480,6 +480,24 @@ fn whole_life(w: &World) {
     assert_eq!(rows[0]["provider_id"], id.as_str());
     assert_eq!(rows[0]["active"], true);
 
+    // Issue 12: `start` powers a stopped VM on and waits until it answers.
+    let droplet_status = || {
+        w.fake
+            .state()
+            .droplets
+            .values()
+            .map(|d| d.status.clone())
+            .collect::<Vec<_>>()
+    };
+    for d in w.fake.state().droplets.values_mut() {
+        d.status = "off".into();
+    }
+    let out = w.spuff(&["start", "e2e"]);
+    assert_success(&out, "start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("e2e is running again"), "{stderr}");
+    assert_eq!(droplet_status(), ["active"]);
+
     // snapshots.
     let created = json(
         &w.spuff(&["snapshot", "create", "e2e", "--json"]),
@@ -522,8 +540,8 @@ fn whole_life(w: &World) {
     );
     assert_eq!(
         stats.count(&format!("POST /v2/droplets/{id}/actions")),
-        1,
-        "one snapshot action: {:?}",
+        2,
+        "one power-on and one snapshot action: {:?}",
         stats.log
     );
     assert!(

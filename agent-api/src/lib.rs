@@ -293,6 +293,11 @@ pub struct Heartbeat {
     pub next_stop: Option<PlannedStop>,
 }
 
+/// How the agent's stop decisions start in the VM's kernel log, and so on
+/// its console (`spuff-agent stop: poweroff: idle for 7200 s (idle_timeout
+/// 7200 s)`), where they can still be read once the VM is off.
+pub const STOP_ANNOUNCE_PREFIX: &str = "spuff-agent stop: ";
+
 /// Why the agent stops a VM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

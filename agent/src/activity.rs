@@ -504,6 +504,8 @@ pub(crate) struct Monitor {
     pub(crate) proc_dir: Option<PathBuf>,
     pub(crate) served: Arc<Served>,
     pub(crate) gauge: Arc<Mutex<Gauge>>,
+    /// Where stop decisions are announced (see `SystemPaths::kmsg`).
+    pub(crate) kmsg: PathBuf,
 }
 
 impl Monitor {
@@ -555,17 +557,24 @@ impl Monitor {
                     );
                     return;
                 }
-                match reason {
-                    StopReason::Ttl => tracing::warn!(
-                        %action,
-                        expires_at = ?self.config.expires_at.map(|t| t.to_string()),
-                        "the VM's lifetime (ttl) has ended; running the action"
+                let why = match reason {
+                    StopReason::Ttl => format!(
+                        "its lifetime (up --ttl) ended at {}",
+                        self.config
+                            .expires_at
+                            .map(|t| t.to_string())
+                            .unwrap_or_default()
                     ),
-                    StopReason::Idle => tracing::warn!(
-                        %action,
-                        idle_secs = idle,
-                        "idle deadline passed; running the idle action"
+                    StopReason::Idle => format!(
+                        "idle for {} s (idle_timeout {} s)",
+                        idle,
+                        self.config.idle_timeout_secs.unwrap_or(0)
                     ),
+                };
+                tracing::warn!(%action, %reason, "{why}; running the action");
+                let line = format!("{}{action}: {why}", spuff_agent_api::STOP_ANNOUNCE_PREFIX);
+                if let Err(err) = crate::platform::announce(&self.kmsg, &line) {
+                    tracing::debug!(%err, "cannot write the decision to the kernel log");
                 }
                 let runner = Arc::clone(&self.runner);
                 match tokio::task::spawn_blocking(move || runner.run(action)).await {

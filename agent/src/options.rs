@@ -41,6 +41,10 @@ pub struct SystemPaths {
     /// processes whose traffic counts as activity; `None` does not count
     /// SSH connections (only utmp sessions).
     pub proc_dir: Option<PathBuf>,
+    /// The kernel log (`/dev/kmsg`): each stop decision is written there
+    /// too, so it reaches the VM's console, where the provider (and, for a
+    /// local VM, spuff) can still read it once the VM is off.
+    pub kmsg: PathBuf,
 }
 
 impl Default for SystemPaths {
@@ -54,6 +58,7 @@ impl Default for SystemPaths {
             utmp: PathBuf::from("/run/utmp"),
             dev_dir: PathBuf::from("/dev"),
             proc_dir: Some(PathBuf::from("/proc")),
+            kmsg: PathBuf::from("/dev/kmsg"),
         }
     }
 }
@@ -84,6 +89,7 @@ impl SystemPaths {
             utmp: rebase(&d.utmp),
             dev_dir: rebase(&d.dev_dir),
             proc_dir: None,
+            kmsg: rebase(&d.kmsg),
         }
     }
 }

@@ -129,6 +129,16 @@ pub(crate) fn group_or_world_access(meta: &Metadata) -> Option<u32> {
     }
 }
 
+/// Writes `line` to the kernel log at warning level, so it shows on the
+/// console. Only an existing file is written (never created): in a test's
+/// fake root without one, nothing happens.
+pub(crate) fn announce(kmsg: &std::path::Path, line: &str) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().append(true).open(kmsg)?;
+    // One write is one record in /dev/kmsg.
+    f.write_all(format!("<4>{line}\n").as_bytes())
+}
+
 /// Powers the machine off through systemd.
 pub(crate) fn poweroff() -> io::Result<()> {
     if !cfg!(unix) {

@@ -106,6 +106,7 @@ impl AppState {
             proc_dir: o.paths.proc_dir.clone(),
             served: Arc::clone(&self.inner.served),
             gauge: Arc::new(std::sync::Mutex::new(Gauge::default())),
+            kmsg: o.paths.kmsg.clone(),
         };
         MonitorHandle {
             task: tokio::spawn(monitor.run()),

@@ -158,6 +158,9 @@ async fn the_ttl_should_power_off_a_vm_in_use_and_say_so_first() {
             expires_at: Some(expires),
             ..o.config.clone()
         };
+        // The fake VM's kernel log, where the decision is announced.
+        std::fs::create_dir_all(o.paths.kmsg.parent().expect("dev")).expect("mkdir");
+        std::fs::write(&o.paths.kmsg, "").expect("kmsg");
     })
     .await;
     // A running command heartbeats: the answer names the coming stop.
@@ -185,6 +188,14 @@ async fn the_ttl_should_power_off_a_vm_in_use_and_say_so_first() {
     })
     .await;
     assert_eq!(calls, [IdleAction::Poweroff]);
+    let kmsg = std::fs::read_to_string(agent.path("dev/kmsg")).expect("kmsg");
+    assert_eq!(
+        kmsg,
+        format!(
+            "<4>{}poweroff: its lifetime (up --ttl) ended at {expires}\n",
+            spuff_agent_api::STOP_ANNOUNCE_PREFIX
+        )
+    );
 }
 
 #[tokio::test]

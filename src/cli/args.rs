@@ -52,6 +52,9 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// List VMs: the provider's spuff VMs reconciled with local state.
     List(ListArgs),
+    /// Power a stopped VM back on (one its idle stop powered off) and wait
+    /// until it answers.
+    Start(StartArgs),
     /// Destroy (after confirming) every recorded VM that is finished:
     /// powered off by its idle or lifetime stop, past its lifetime, or gone.
     Gc(GcArgs),
@@ -134,6 +137,13 @@ fn parse_ttl_arg(text: &str) -> Result<TtlArg, String> {
     spuff::config::parse_ttl(text)
         .map(TtlArg)
         .map_err(|e| e.to_string())
+}
+
+/// `spuff start`.
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// The VM (default: the active one).
+    pub(crate) name: Option<String>,
 }
 
 /// `spuff gc`.

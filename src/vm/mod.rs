@@ -23,6 +23,7 @@ pub mod bootstrap;
 pub mod down;
 mod event;
 pub mod gc;
+pub mod off;
 pub mod snapshot;
 pub mod up;
 
@@ -43,6 +44,26 @@ pub use event::{Event, Ignore, Observer};
 pub use snapshot::snapshot;
 #[doc(inline)]
 pub use up::up;
+
+/// Records where `vm` is reached: its public addresses and, through
+/// `endpoint`, the SSH host (kept apart only when it differs from the public
+/// address, as a local VM's forwarded port on 127.0.0.1 does), port and user.
+/// `up` does it once the VM runs, `start` again after powering it on (a
+/// local VM gets a new forwarded port).
+pub fn apply_endpoint(
+    record: &mut Instance,
+    vm: &ProviderInstance,
+    endpoint: &crate::provider::SshEndpoint,
+) {
+    record.ipv4 = vm.public_ipv4.map(IpAddr::V4);
+    record.ipv6 = vm.public_ipv6.map(IpAddr::V6);
+    let public = record.ipv4.or(record.ipv6);
+    record.ssh_host = (public != Some(endpoint.host)).then_some(endpoint.host);
+    record.ssh_port = endpoint.port;
+    if let Some(user) = &endpoint.user {
+        record.ssh_user = user.clone();
+    }
+}
 
 /// Connecting to a recorded VM failed.
 ///

@@ -316,21 +316,9 @@ pub async fn up(
             "the provider reports no address to reach it over SSH".into(),
         )
     })?;
-    let public = |v4: Option<std::net::Ipv4Addr>, v6: Option<std::net::Ipv6Addr>| {
-        v4.map(std::net::IpAddr::V4)
-            .or(v6.map(std::net::IpAddr::V6))
-    };
     let record = store
         .update(&plan.name, |i| {
-            i.ipv4 = ready.public_ipv4.map(std::net::IpAddr::V4);
-            i.ipv6 = ready.public_ipv6.map(std::net::IpAddr::V6);
-            // Only kept apart when it differs from the public address.
-            i.ssh_host = (public(ready.public_ipv4, ready.public_ipv6) != Some(endpoint.host))
-                .then_some(endpoint.host);
-            i.ssh_port = endpoint.port;
-            if let Some(user) = &endpoint.user {
-                i.ssh_user = user.clone();
-            }
+            super::apply_endpoint(i, &ready, &endpoint);
             i.status = Lifecycle::Provisioning;
         })
         .map_err(recording)?;

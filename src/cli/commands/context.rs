@@ -53,6 +53,75 @@ pub(crate) fn keep_awake(
     )
 }
 
+/// When `instance` does not answer: what its provider says (off, and why;
+/// gone), or `None` when it is running or the provider cannot be asked in
+/// a few seconds (then the connection error itself is the news).
+pub(crate) async fn whereabouts(
+    instance: &Instance,
+    ctx: &Context,
+) -> Option<spuff::vm::off::Whereabouts> {
+    use spuff::vm::off::Whereabouts;
+    let provider = ctx.provider(&instance.provider).ok()?;
+    let asked = tokio::time::timeout(
+        std::time::Duration::from_secs(15),
+        spuff::vm::off::whereabouts(&*provider, instance),
+    )
+    .await;
+    match asked {
+        Ok(Ok(w @ (Whereabouts::Off { .. } | Whereabouts::Gone))) => Some(w),
+        _ => None,
+    }
+}
+
+/// A connection to `instance` was lost mid-command: waits (up to 30 s, as
+/// a shutdown takes a moment) for its provider to say it is off or gone,
+/// and puts that on top of `err`, so the user (and a script, by the exit
+/// code) learns the VM went away and why. Otherwise `err` as it is.
+pub(crate) async fn explain_loss(
+    instance: &Instance,
+    ctx: &Context,
+    err: anyhow::Error,
+) -> anyhow::Error {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(w) = whereabouts(instance, ctx).await {
+            return err.context(describe_whereabouts(instance, &w));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return err;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+}
+
+/// One sentence on a VM that is off or gone, for people; text from the VM
+/// (its console) is escaped.
+pub(crate) fn describe_whereabouts(instance: &Instance, w: &spuff::vm::off::Whereabouts) -> String {
+    use spuff::vm::off::Whereabouts;
+    let name = spuff::terminal_safe(&instance.name);
+    match w {
+        Whereabouts::Off { decision, since } => {
+            let bills = spuff::provider::ProviderInfo::by_name(&instance.provider)
+                .is_some_and(|p| p.stopped_vm_bills);
+            let since = since.map(|t| format!(" since {t}")).unwrap_or_default();
+            let why = match decision {
+                Some(d) => format!(" ({})", spuff::terminal_safe(d)),
+                None => String::new(),
+            };
+            let cost = if bills {
+                "it still bills while off; `spuff down` or `spuff gc` ends it"
+            } else {
+                "it does not bill while off; `spuff down` removes it"
+            };
+            format!("{name} is powered off{since}{why}; {cost}, `spuff start {name}` powers it on")
+        }
+        _ => format!(
+            "{name} is gone at {}; `spuff down {name}` forgets it",
+            instance.provider
+        ),
+    }
+}
+
 /// The warning a running command prints before its VM's lifetime ends.
 pub(crate) fn ttl_warning(name: &str, stop: &spuff::agent::api::PlannedStop) -> String {
     format!(

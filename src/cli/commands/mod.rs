@@ -10,6 +10,7 @@ mod logs;
 mod snapshot;
 mod ssh;
 mod ssh_config;
+mod start;
 mod status;
 mod tunnel;
 mod up;
@@ -29,6 +30,7 @@ pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
         Command::Up(args) => up::run(args, &context::Context::load(&ui)?).await,
         Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
         Command::Gc(args) => gc::run(args, &context::Context::load(&ui)?).await,
+        Command::Start(args) => start::run(args, &context::Context::load(&ui)?).await,
         Command::Down(args) => down::run(args, &context::Context::load(&ui)?).await,
         Command::Tunnel(args) => {
             tunnel::run(args, cli.verbose > 0, &context::Context::load(&ui)?).await

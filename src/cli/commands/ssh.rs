@@ -18,7 +18,10 @@ pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
     if !args.no_agent {
         opts.forward_agent = Some(AgentLocation::Default);
     }
-    let status = session.shell(opts).await?;
+    let status = match session.shell(opts).await {
+        Ok(status) => status,
+        Err(e) => return Err(super::context::explain_loss(&instance, ctx, e.into()).await),
+    };
     let _ = session.close().await;
     Ok(exit_code(status.shell_code()))
 }
@@ -54,22 +57,26 @@ pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
         }
     });
     let mut stdin_open = true;
-    let mut code = 0;
+    let mut code = None;
     loop {
         tokio::select! {
-            event = cmd.next_event() => match event? {
-                Some(ExecEvent::Stdout(b)) => {
+            event = cmd.next_event() => match event {
+                Err(e) => {
+                    pump.abort();
+                    return Err(super::context::explain_loss(&instance, ctx, e.into()).await);
+                }
+                Ok(Some(ExecEvent::Stdout(b))) => {
                     let mut out = std::io::stdout().lock();
                     out.write_all(&b)?;
                     out.flush()?;
                 }
-                Some(ExecEvent::Stderr(b)) => {
+                Ok(Some(ExecEvent::Stderr(b))) => {
                     let mut err = std::io::stderr().lock();
                     let _ = err.write_all(&b);
                     let _ = err.flush();
                 }
-                Some(ExecEvent::Exit(status)) => code = status.shell_code(),
-                None => break,
+                Ok(Some(ExecEvent::Exit(status))) => code = Some(status.shell_code()),
+                Ok(None) => break,
             },
             chunk = rx.recv(), if stdin_open => match chunk {
                 Some(data) => {
@@ -87,6 +94,15 @@ pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
         }
     }
     pump.abort();
+    let Some(code) = code else {
+        // The channel ended without an exit status: the connection (or the
+        // VM) went away mid-command. Never report that as success.
+        let lost = anyhow::anyhow!(
+            "the connection to {} ended before the command finished",
+            spuff::terminal_safe(&instance.name)
+        );
+        return Err(super::context::explain_loss(&instance, ctx, lost).await);
+    };
     let _ = session.close().await;
     Ok(exit_code(code))
 }

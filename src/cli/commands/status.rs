@@ -21,6 +21,12 @@ pub(crate) async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<u8> {
     let session = match ctx.connect(&instance).await {
         Ok(session) => Some(session),
         Err(e) if !args.watch => {
+            // A VM its idle or lifetime stop powered off (or one gone) is
+            // news, not a connection error (issue 12).
+            if let Some(w) = super::context::whereabouts(&instance, ctx).await {
+                report_unreachable(&instance, &w, args.json.json, ctx)?;
+                return Ok(0);
+            }
             // State alone is still worth showing.
             report(&instance, None, args.json.json, ctx)?;
             return Err(e);
@@ -307,6 +313,58 @@ fn report(
             writeln!(out, "{line}")?;
         }
     }
+    Ok(())
+}
+
+/// `status` of a VM that is off or gone at its provider.
+fn report_unreachable(
+    instance: &Instance,
+    w: &spuff::vm::off::Whereabouts,
+    json: bool,
+    ctx: &Context,
+) -> anyhow::Result<()> {
+    use spuff::vm::off::Whereabouts;
+    let bills = spuff::provider::ProviderInfo::by_name(&instance.provider)
+        .is_some_and(|p| p.stopped_vm_bills);
+    if json {
+        let (state, decision, since) = match w {
+            Whereabouts::Off { decision, since } => ("off", decision.clone(), *since),
+            _ => ("gone", None, None),
+        };
+        return ctx.ui.json(&serde_json::json!({
+            "instance": {
+                "name": instance.name,
+                "provider": instance.provider,
+                "provider_id": instance.provider_id,
+                "region": instance.region,
+                "size": instance.size,
+                "status": instance.status,
+                "created_at": instance.created_at,
+                "expires_at": instance.expires_at,
+            },
+            "vm_state": state,
+            "off_since": since,
+            "stop_decision": decision,
+            "still_billing": state == "off" && bills,
+            "agent": null,
+            "agent_error": format!("the VM is {state}"),
+        }));
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} ({} {}, {} {})",
+        spuff::terminal_safe(&instance.name),
+        instance.provider,
+        spuff::terminal_safe(&instance.provider_id),
+        instance.region,
+        instance.size
+    )?;
+    writeln!(
+        out,
+        "  state     {}",
+        super::context::describe_whereabouts(instance, w)
+    )?;
     Ok(())
 }
 

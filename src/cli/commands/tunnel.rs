@@ -60,16 +60,22 @@ pub(crate) async fn run(args: TunnelArgs, verbose: bool, ctx: &Context) -> anyho
         forwards.push(forward);
     }
     ctx.ui.info("Forwarding; press Ctrl-C to stop.");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = wait_closed(&session) => {
-            ctx.ui.warn(format!("the connection to {} was lost", instance.name));
-        }
-    }
+    let lost = tokio::select! {
+        _ = tokio::signal::ctrl_c() => false,
+        _ = wait_closed(&session) => true,
+    };
     for forward in forwards {
         forward.shutdown_graceful(Duration::from_secs(2)).await;
     }
     let _ = session.close().await;
+    if lost {
+        // Scripts must be able to tell: a tunnel whose VM went away fails.
+        let e = anyhow::anyhow!(
+            "the connection to {} was lost; the forwards are closed",
+            spuff::terminal_safe(&instance.name)
+        );
+        return Err(super::context::explain_loss(&instance, ctx, e).await);
+    }
     Ok(0)
 }
 
