@@ -616,3 +616,235 @@ async fn a_vm_that_never_answers_should_show_its_console() {
         "folder removed"
     );
 }
+
+/// A background process that is killed when dropped.
+struct Bg(std::process::Child);
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Machine {
+    /// OpenSSH (not spuff) to `name` with spuff's `ssh_config`, no
+    /// terminal, a keepalive every 5 s: how VS Code or a user's own ssh
+    /// reach the VM.
+    fn openssh(&self, name: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.arg("-F")
+            .arg(self.path("config/ssh_config"))
+            .args([
+                "-T",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                "IdentitiesOnly=yes",
+                "-o",
+                "ServerAliveInterval=5",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-i",
+            ])
+            .arg(&keys().ed25519)
+            .args(args)
+            .arg(name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd
+    }
+
+    fn activity(&self, name: &str) -> serde_json::Value {
+        let v = json(&self.spuff(&["status", name, "--json"]), "status");
+        v["activity"].clone()
+    }
+}
+
+/// Issue 12 on a real VM (real sshd, real systemd, the agent under it),
+/// with `idle_timeout: 1m`: work over SSH that the old agent could not see
+/// holds the VM past its deadline (a command without a terminal printing
+/// every 4 s, then a tunnel carrying a request every 2 s, both from
+/// OpenSSH), while a silent connection with keepalives and a running
+/// `status --watch` do not; once nothing is used, the idle stop powers it
+/// off after the deadline, `status` says so and why, `start` brings it
+/// back, and `gc` removes it (no QEMU, no disk).
+#[test]
+fn a_real_vm_should_stop_only_when_unused() {
+    let Some(image) = image() else {
+        return;
+    };
+    let m = Machine::new(image);
+    let _guard = KillGuard(m.path("data"));
+    assert_success(&m.spuff(&["config", "set", "idle_timeout", "1m"]), "config");
+    assert_success(
+        &m.up("idler").stdout(Stdio::null()).output().expect("up"),
+        "up",
+    );
+    assert_success(&m.spuff(&["ssh-config", "--no-include"]), "ssh-config");
+    // A web server on the VM for the tunnel, started now (while the VM is
+    // fresh from `up`), answering on 127.0.0.1:8000 there.
+    assert_success(
+        &m.spuff(&[
+            "exec",
+            "idler",
+            "--",
+            "nohup python3 -m http.server 8000 --bind 127.0.0.1 >/dev/null 2>&1 &",
+        ]),
+        "http.server",
+    );
+
+    let _silent = Bg(m
+        .openssh("idler", &[])
+        .arg("sleep 3600")
+        .spawn()
+        .expect("ssh"));
+    let _watch = Bg(m
+        .command(&["status", "idler", "--watch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("status --watch"));
+
+    // A: a command without a terminal, printing every 4 s, from OpenSSH.
+    let printer = Bg(m
+        .openssh("idler", &[])
+        .arg("while true; do echo tick; sleep 4; done")
+        .spawn()
+        .expect("ssh"));
+    std::thread::sleep(Duration::from_secs(80));
+    assert!(
+        !m.qemus().is_empty(),
+        "powered off under a printing command"
+    );
+    let a = m.activity("idler");
+    assert!(a["idle_seconds"].as_u64().unwrap_or(999) <= 10, "{a:#}");
+    assert!(
+        a["connections"].as_array().map_or(0, Vec::len) >= 3,
+        "the printer, the silent one and status --watch: {a:#}"
+    );
+    drop(printer);
+
+    // B: a tunnel carrying a request every 2 s.
+    let port = free_port();
+    let forward = format!("{port}:127.0.0.1:8000");
+    let _tunnel = Bg(m
+        .openssh("idler", &["-N", "-L", &forward])
+        .spawn()
+        .expect("ssh -L"));
+    let started = std::time::Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(80) {
+        if http_get(port, "/").is_ok_and(|r| r.starts_with("HTTP/1.0 200")) {
+            served += 1;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    assert!(served >= 20, "the tunnel carried only {served} requests");
+    assert!(!m.qemus().is_empty(), "powered off under a busy tunnel");
+    drop(_tunnel);
+
+    // C: only the silent connection and status --watch are left: the idle
+    // stop comes after the deadline, not before.
+    let idle_from = std::time::Instant::now();
+    eventually("the idle stop", Duration::from_secs(300), || {
+        m.qemus().is_empty().then_some(())
+    });
+    let took = idle_from.elapsed();
+    assert!(
+        took >= Duration::from_secs(55),
+        "powered off {took:?} after the last use, before its 1m deadline"
+    );
+    eprintln!("idle stop: powered off {took:?} after the last use (idle_timeout 1m)");
+
+    let status = json(&m.spuff(&["status", "idler", "--json"]), "status off");
+    assert_eq!(status["vm_state"], "off", "{status:#}");
+    assert_eq!(status["still_billing"], false, "{status:#}");
+    let decision = status["stop_decision"].as_str().unwrap_or_default();
+    assert!(
+        decision.starts_with("spuff-agent stop: poweroff: idle for"),
+        "{status:#}"
+    );
+    let out = m.spuff(&["status", "idler"]);
+    assert_success(&out, "status off");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("idler is powered off since"), "{text}");
+    let list = json(&m.spuff(&["list", "--json"]), "list");
+    assert_eq!(
+        list["instances"][0]["finished"]["reason"], "powered_off",
+        "{list:#}"
+    );
+
+    // start: powered on again, reachable at its new port.
+    let out = m.spuff(&["start", "idler"]);
+    assert_success(&out, "start");
+    let out = m.spuff(&["exec", "idler", "--", "echo back"]);
+    assert_success(&out, "exec after start");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "back\n");
+
+    // Unused again, off again; then gc removes it for good.
+    eventually("the second idle stop", Duration::from_secs(300), || {
+        m.qemus().is_empty().then_some(())
+    });
+    assert_success(&m.spuff(&["gc", "--yes"]), "gc");
+    assert!(m.qemus().is_empty());
+    let left: Vec<_> = std::fs::read_dir(m.vms_dir())
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "VM folders (disks) left: {left:?}");
+    let list = json(&m.spuff(&["list", "--json"]), "list at the end");
+    assert_eq!(list["instances"], serde_json::json!([]), "{list}");
+}
+
+/// Issue 12: `up --ttl` is a hard end enforced on the VM: a command that
+/// keeps the VM busy is warned, then cut off when the lifetime ends, and
+/// fails saying so; `start` refuses to revive it; `gc` removes it.
+#[test]
+fn a_real_vm_should_end_with_its_lifetime_even_in_use() {
+    let Some(image) = image() else {
+        return;
+    };
+    let m = Machine::new(image);
+    let _guard = KillGuard(m.path("data"));
+    let out = m.up("short").args(["--ttl", "4m"]).output().expect("up");
+    assert_success(&out, "up --ttl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Its lifetime is 4m"), "{stderr}");
+
+    let out = m.spuff(&[
+        "exec",
+        "short",
+        "--",
+        "while true; do echo tick; sleep 5; done",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "exec must fail when the VM ends: {stderr}"
+    );
+    assert!(
+        stderr.contains("its lifetime (up --ttl) ends, in use or not"),
+        "the running command warns first: {stderr}"
+    );
+    assert!(
+        stderr.contains("short is powered off") && stderr.contains("its lifetime (up --ttl) ended"),
+        "and says why it failed: {stderr}"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tick"));
+    eventually("QEMU to exit", Duration::from_secs(120), || {
+        m.qemus().is_empty().then_some(())
+    });
+    let out = m.spuff(&["start", "short"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("lifetime (up --ttl) ended"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_success(&m.spuff(&["gc", "--yes"]), "gc");
+    let list = json(&m.spuff(&["list", "--json"]), "list at the end");
+    assert_eq!(list["instances"], serde_json::json!([]), "{list}");
+}

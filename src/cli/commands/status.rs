@@ -431,25 +431,32 @@ fn activity_lines(a: &api::Activity, stopped_vm_bills: bool) -> Vec<String> {
     }
     match &a.next_stop {
         Some(stop) => {
-            let why = match stop.reason {
-                StopReason::Idle if a.holding.is_empty() => "if nothing uses it until then",
-                StopReason::Idle => "after it stops being used",
-                StopReason::Ttl => "its lifetime ends",
-            };
-            let when = if stop.reason == StopReason::Idle && !a.holding.is_empty() {
-                format!(
-                    "{} after the last use",
+            let in_use = !a.holding.is_empty();
+            let text = match stop.reason {
+                StopReason::Idle if in_use => format!(
+                    "{} {} after its last use (idle stop)",
+                    stop.action,
                     human(a.idle_timeout_seconds.unwrap_or(0))
-                )
-            } else {
-                format!("in {} ({})", human(stop.in_seconds), stop.at)
+                ),
+                StopReason::Idle => format!(
+                    "{} in {} ({}) if nothing uses it until then",
+                    stop.action,
+                    human(stop.in_seconds),
+                    stop.at
+                ),
+                StopReason::Ttl => format!(
+                    "{} in {} ({}), when its lifetime ends",
+                    stop.action,
+                    human(stop.in_seconds),
+                    stop.at
+                ),
             };
             let bill = if stopped_vm_bills {
                 "; a powered-off VM still bills here: `spuff down` or `spuff gc` ends it"
             } else {
                 ""
             };
-            lines.push(format!("  stops     {} {when}, {why}{bill}", stop.action));
+            lines.push(format!("  stops     {text}{bill}"));
         }
         None => lines.push("  stops     never by itself (no idle stop, no --ttl)".to_string()),
     }
@@ -566,7 +573,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "stops     poweroff in 1h 47m 26s (2026-12-01T10:00:00Z), if nothing uses it"
+                "stops     poweroff in 1h 47m 26s (2026-12-01T10:00:00Z) if nothing uses it"
             ),
             "{text}"
         );
@@ -596,7 +603,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("stops     poweroff in 10m (2026-12-01T09:00:00Z), its lifetime ends"),
+            text.contains(
+                "stops     poweroff in 10m (2026-12-01T09:00:00Z), when its lifetime ends"
+            ),
             "{text}"
         );
 
