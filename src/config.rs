@@ -32,6 +32,10 @@ pub const FILE_NAME: &str = "config.yaml";
 /// The variable that overrides every provider's token.
 pub const TOKEN_VAR: &str = "SPUFF_API_TOKEN";
 
+/// The token VMs delete themselves with (`self_destroy: on`): one made for
+/// that alone, kept apart from the main token (docs/idle.md says how).
+pub const SELF_DESTROY_TOKEN_VAR: &str = "SPUFF_SELF_DESTROY_TOKEN";
+
 /// The keys `config set` knows, with one line of help each.
 pub const KEYS: &[(&str, &str)] = &[
     (
@@ -58,6 +62,14 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "ttl",
         "power off this long after creation, in use or not: 8h, 1d, or off (default)",
+    ),
+    (
+        "self_destroy",
+        "on: a stopped VM deletes itself through the API (DigitalOcean, Hetzner); off (default)",
+    ),
+    (
+        "self_destroy_token",
+        "the API token VMs delete themselves with (prefer SPUFF_SELF_DESTROY_TOKEN; see docs/idle.md)",
     ),
     (
         "ssh_key_path",
@@ -140,6 +152,12 @@ pub struct ConfigFile {
     /// `ttl` as written (`8h`, `1d`, `off`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// `self_destroy`: `on` or `off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_destroy: Option<String>,
+    /// `self_destroy_token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_destroy_token: Option<String>,
     /// `ssh_key_path`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_key_path: Option<PathBuf>,
@@ -183,6 +201,8 @@ impl fmt::Debug for ConfigFile {
             .field("image", &self.image)
             .field("idle_timeout", &self.idle_timeout)
             .field("ttl", &self.ttl)
+            .field("self_destroy", &self.self_destroy)
+            .field("self_destroy_token", &mask(&self.self_destroy_token))
             .field("ssh_key_path", &self.ssh_key_path)
             .field("ssh_user", &self.ssh_user)
             .field("dotfiles", &self.dotfiles)
@@ -316,6 +336,12 @@ pub struct Settings {
     /// The default lifetime of new VMs (`up --ttl` overrides it); `None`
     /// means no limit.
     pub ttl: Option<Duration>,
+    /// Whether VMs on providers that bill stopped VMs delete themselves
+    /// when their idle or lifetime stop comes (`self_destroy: on`).
+    pub self_destroy: bool,
+    /// The token they do it with: [`SELF_DESTROY_TOKEN_VAR`], else the
+    /// file's `self_destroy_token`. Never the main token by default.
+    pub self_destroy_token: Option<Secret>,
     /// The VM user.
     pub ssh_user: String,
     /// Things the user should know about the file (unknown keys, a token in a
@@ -364,7 +390,9 @@ impl Settings {
             });
         }
         if exists
-            && (file.api_token.is_some() || file.agent_token.is_some())
+            && (file.api_token.is_some()
+                || file.agent_token.is_some()
+                || file.self_destroy_token.is_some())
             && readable_by_others(path)
         {
             warnings.push(format!(
@@ -392,6 +420,15 @@ impl Settings {
             Some(text) => parse_ttl(text)?,
             None => None,
         };
+        let self_destroy = match &file.self_destroy {
+            Some(text) => parse_on_off("self_destroy", text)?,
+            None => false,
+        };
+        let self_destroy_token = env(SELF_DESTROY_TOKEN_VAR)
+            .or_else(|| file.self_destroy_token.clone())
+            .map(|t| t.trim().to_string())
+            .filter(|t| !t.is_empty())
+            .map(Secret::new);
         let ssh_user = match &file.ssh_user {
             Some(user) => validate_user(user)?,
             None => DEFAULT_SSH_USER.to_string(),
@@ -407,6 +444,8 @@ impl Settings {
             token_source,
             idle_timeout,
             ttl,
+            self_destroy,
+            self_destroy_token,
             ssh_user,
             warnings,
         })
@@ -632,6 +671,12 @@ impl ConfigFile {
                 self.idle_timeout = opt(parse_idle_timeout(value).map(|_| value.to_string()))?
             }
             "ttl" => self.ttl = opt(parse_ttl(value).map(|_| value.to_string()))?,
+            "self_destroy" => {
+                self.self_destroy =
+                    opt(parse_on_off(key, value)
+                        .map(|on| if on { "on" } else { "off" }.to_string()))?
+            }
+            "self_destroy_token" => self.self_destroy_token = opt(validate_secret(key, value))?,
             "ssh_user" => self.ssh_user = opt(validate_user(value))?,
             "dotfiles" => self.dotfiles = opt(validate_repo(value))?,
             "ssh_key_path" => {
@@ -701,6 +746,22 @@ impl ConfigFile {
         crate::platform::create_private_file(&tmp).map_err(io)?;
         std::fs::write(&tmp, text).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
+    }
+}
+
+/// `on`/`off` (also `true`/`false`, `yes`/`no`).
+///
+/// # Errors
+/// [`Error::Invalid`] for anything else.
+pub fn parse_on_off(key: &str, value: &str) -> Result<bool> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(Error::Invalid {
+            key: key.to_string(),
+            value: value.to_string(),
+            reason: "write on or off".to_string(),
+        }),
     }
 }
 

@@ -272,8 +272,16 @@ async fn cli_should_run_a_vm_through_its_whole_life() {
 }
 
 fn whole_life(w: &World) {
+    // Issue 12: with self-destroy on and its own token, the VM gets what it
+    // needs to delete itself (the token on the command's stdin, root-only).
+    assert_success(&w.spuff(&["config", "set", "self_destroy", "on"]), "config");
     // up: create, record, wait, pinned login, SFTP upload, agent, bootstrap.
-    let out = w.up("e2e").arg("--json").output().expect("spuff up");
+    let out = w
+        .up("e2e")
+        .arg("--json")
+        .env("SPUFF_SELF_DESTROY_TOKEN", "scoped-delete-only-0123456789")
+        .output()
+        .expect("spuff up");
     let up = json(&out, "up");
     assert_eq!(up["name"], "e2e");
     assert_eq!(up["status"], "ready");
@@ -288,6 +296,43 @@ fn whole_life(w: &World) {
             && stderr.contains("`spuff status` shows its progress"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("deletes itself at digitalocean (with the self-destroy token)"),
+        "{stderr}"
+    );
+    {
+        let file = w.vm_path(api::SELF_DESTROY_PATH);
+        let req: api::SelfDestroy =
+            serde_json::from_slice(&std::fs::read(&file).expect("self-destroy file"))
+                .expect("self-destroy JSON");
+        assert!(
+            req.url.ends_with(&format!("/v2/droplets/{id}")),
+            "{}",
+            req.url
+        );
+        assert!(req.url.starts_with("https://127.0.0.1:"), "{}", req.url);
+        assert_eq!(req.token, "scoped-delete-only-0123456789");
+        assert!(req.ca_pem.is_some(), "the CA spuff trusts for the API");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // The agent was told to destroy rather than power off (the fake
+        // VM itself runs its agent with `none`).
+        let user_data = w
+            .fake
+            .state()
+            .droplets
+            .values()
+            .filter_map(|d| d.user_data.clone())
+            .collect::<String>();
+        assert!(
+            user_data.contains("\"idle_action\": \"destroy\""),
+            "{user_data}"
+        );
+    }
     // The agent binary was uploaded and installed 0755 where
     // systemd starts it from.
     {

@@ -539,3 +539,36 @@ async fn gc_should_destroy_only_finished_vms_after_confirming() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("Nothing to clean up"), "{stderr}");
 }
+
+/// Issue 12: self-destroy never takes the main token silently. Without a
+/// token made for it and without a terminal to ask on, `up` refuses before
+/// anything is created.
+#[tokio::test(flavor = "multi_thread")]
+async fn self_destroy_without_its_own_token_should_refuse_before_creating() {
+    let m = Machine::start().await;
+    let out = m.spuff(&["config", "set", "self_destroy", "on"]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let key = keys().ed25519.display().to_string();
+    let out = m.spuff(&["config", "set", "ssh_key_path", &key]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    let out = m.spuff(&["up", "--no-connect"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("SPUFF_SELF_DESTROY_TOKEN") && stderr.contains("nothing was created"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(TOKEN),
+        "the main token is never printed: {stderr}"
+    );
+    assert_eq!(m.fake.stats().count("POST /v2/droplets"), 0);
+    assert!(m.droplet_names().is_empty());
+    // `config show` says what is missing, and masks a token when there is one.
+    let out = m.spuff(&["config", "show"]).await;
+    let (stdout, _) = text(&out);
+    assert!(
+        stdout.contains("self_destroy: on (no token: set SPUFF_SELF_DESTROY_TOKEN)"),
+        "{stdout}"
+    );
+}

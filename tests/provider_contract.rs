@@ -1019,6 +1019,85 @@ async fn real_bodies_should_each_have_a_source_line<A: ContractFake>() {
     check(std::path::Path::new(&dir));
 }
 
+/// Issue 12: the agent's self-destroy (the real `spuff_agent::self_destroy`,
+/// which sends the request with curl) deletes exactly its own VM, with the
+/// token made for it, and nothing else; an unsafe file or a refused token
+/// deletes nothing.
+async fn self_destroy_should_delete_only_its_own_vm_with_its_own_token<A: ContractFake>() {
+    if cfg!(windows) || !crate::util::is_root() {
+        // The file must be root's (the agent runs as root on a VM), and
+        // curl runs on the Linux side only.
+        eprintln!("skipped: needs root and curl, as the agent has on a VM");
+        return;
+    }
+    let (fake, p) = start::<A>().await;
+    let mine = A::seed(&fake, "spuff-mine", true);
+    let other = A::seed(&fake, "spuff-other", true);
+    const SCOPED: &str = "scoped-delete-only-0123456789";
+    fake.state()
+        .scoped_tokens
+        .push(crate::fakecloud::server::ScopedToken {
+            token: SCOPED.into(),
+            method: Method::DELETE,
+            prefix: format!("{}/", A::VMS),
+        });
+    let url = p.self_destroy_url(&mine).expect("a self-destroy URL");
+    assert!(url.ends_with(&vm_path::<A>(&mine)), "{url}");
+    assert!(p.self_destroy_url("../../v2/account").is_none());
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("self-destroy.json");
+    let write = |token: &str, mode: u32| {
+        let req = spuff::agent::api::SelfDestroy {
+            provider: A::DATA.into(),
+            url: url.clone(),
+            token: token.into(),
+            ca_pem: Some(fake.ca_pem.clone()),
+        };
+        std::fs::write(&file, serde_json::to_vec(&req).expect("json")).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        }
+    };
+    let destroy = |path: std::path::PathBuf| async move {
+        tokio::task::spawn_blocking(move || spuff_agent::self_destroy(&path))
+            .await
+            .expect("thread")
+    };
+    let requests = || fake.stats().requests;
+
+    // Readable by others: refused before anything is sent.
+    write(SCOPED, 0o644);
+    let before = requests();
+    let err = destroy(file.clone()).await.expect_err("unsafe file");
+    assert!(err.to_string().contains("mode 0600"), "{err}");
+    assert_eq!(requests(), before);
+
+    // A token the provider refuses: an error (the agent powers off instead).
+    write("not-a-token", 0o600);
+    let err = destroy(file.clone()).await.expect_err("refused");
+    assert!(err.to_string().contains("HTTP 401"), "{err}");
+    assert_eq!(A::vm_count(&fake), 2);
+
+    // Its own token: exactly its own VM goes, with exactly that token.
+    write(SCOPED, 0o600);
+    let before = fake.stats().log.len();
+    destroy(file.clone()).await.expect("self-destroy");
+    let stats = fake.stats();
+    assert_eq!(
+        stats.log[before..],
+        [format!("DELETE {}", vm_path::<A>(&mine))],
+        "one request"
+    );
+    assert_eq!(stats.tokens[before..], ["scoped"]);
+    assert_eq!(names(&*p).await, ["spuff-other"]);
+    let _ = other;
+    // Already gone (a retry after a lost answer): still a success.
+    destroy(file.clone()).await.expect("gone is deleted");
+}
+
 /// Every scenario above, run against every fake: `provider_contract::<fake>::<scenario>`.
 macro_rules! contract {
     (fakes: [$($fake:ident: $api:ty),+ $(,)?], scenarios: $scenarios:tt $(,)?) => {
@@ -1084,5 +1163,6 @@ contract! {
         ssh_key_that_is_not_openssh_should_be_refused,
         sizes_and_regions_should_be_listed,
         real_bodies_should_each_have_a_source_line,
+        self_destroy_should_delete_only_its_own_vm_with_its_own_token,
     ],
 }

@@ -371,19 +371,59 @@ pub struct CloudInit {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdleAction {
-    /// Power the VM off (`systemctl poweroff`). Providers still bill a
-    /// stopped VM; the CLI destroys it, and the power-off makes the idleness
-    /// visible in `spuff list`.
+    /// Power the VM off (`systemctl poweroff`). DigitalOcean and Hetzner
+    /// still bill a stopped VM: `spuff gc` (or `list`/`up`, which offer it)
+    /// destroys it from the user's machine.
     #[default]
     Poweroff,
+    /// Delete this VM through its provider's API with the credential in
+    /// [`SELF_DESTROY_PATH`] (opt-in: `self_destroy: on`), so the bill ends
+    /// without the user's machine; power off instead when that fails.
+    Destroy,
     /// Only report idleness.
     None,
+}
+
+/// Where `spuff up` puts what a VM needs to delete itself
+/// ([`SelfDestroy`], JSON, mode 0600, root): written after the create,
+/// when the VM's id is known, and only with `self_destroy: on`.
+pub const SELF_DESTROY_PATH: &str = "/etc/spuff/self-destroy.json";
+
+/// The one request that deletes this VM, for [`IdleAction::Destroy`].
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SelfDestroy {
+    /// The provider's name, for logs.
+    pub provider: String,
+    /// The https URL a `DELETE` to which deletes exactly this VM.
+    pub url: String,
+    /// The bearer token for it: one made for this purpose (a DigitalOcean
+    /// token with only Droplet delete scopes, a Hetzner token of a project
+    /// kept for spuff), or the user's main token only if they agreed.
+    pub token: String,
+    /// PEM certificates to trust for `url` beyond the system's (the CA a
+    /// TLS-inspecting proxy presents), when spuff was given one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
+}
+
+impl fmt::Debug for SelfDestroy {
+    // The token is a secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SelfDestroy")
+            .field("provider", &self.provider)
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "<pem>"))
+            .finish()
+    }
 }
 
 impl fmt::Display for IdleAction {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             IdleAction::Poweroff => "poweroff",
+            IdleAction::Destroy => "destroy",
             IdleAction::None => "none",
         })
     }
@@ -395,9 +435,10 @@ impl FromStr for IdleAction {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "poweroff" => Ok(IdleAction::Poweroff),
+            "destroy" => Ok(IdleAction::Destroy),
             "none" => Ok(IdleAction::None),
             other => Err(format!(
-                "unknown idle action {other:?}: expected poweroff or none"
+                "unknown idle action {other:?}: expected poweroff, destroy or none"
             )),
         }
     }

@@ -214,12 +214,12 @@ impl Tracker {
     pub(crate) fn set_connections(&self, update: Update, connections: Vec<Tracked>, now: Instant) {
         let mut s = self.lock();
         let kind = ActivityKind::SshTraffic;
+        // Connecting is not using: `spuff status` connects to look. A
+        // connection counts through its traffic only.
         for c in &update.opened {
-            s.touch(kind, now);
             s.push_event(kind, format!("connected {c}"));
         }
         for c in &update.closed {
-            s.touch(kind, now);
             s.push_event(kind, format!("disconnected {c}"));
         }
         if update.traffic {
@@ -429,7 +429,11 @@ fn next_stop(config: &AgentConfig, idle: Duration, now: SystemTime) -> Option<Pl
         });
     let ttl_stop = config.expires_at.map(|e| {
         let left = e.0.duration_since(now).unwrap_or_default();
-        (StopReason::Ttl, IdleAction::Poweroff, left)
+        (
+            StopReason::Ttl,
+            action_for(StopReason::Ttl, config.idle_action),
+            left,
+        )
     });
     let (reason, action, left) = [idle_stop, ttl_stop]
         .into_iter()
@@ -587,11 +591,13 @@ impl Monitor {
     }
 }
 
-/// The TTL always powers off; the idle stop does what the config says.
+/// The TTL always stops the VM (deleting it when self-destroy is set up);
+/// the idle stop does what the config says.
 fn action_for(reason: StopReason, idle_action: IdleAction) -> IdleAction {
-    match reason {
-        StopReason::Ttl => IdleAction::Poweroff,
-        StopReason::Idle => idle_action,
+    match (reason, idle_action) {
+        (StopReason::Ttl, IdleAction::Destroy) => IdleAction::Destroy,
+        (StopReason::Ttl, _) => IdleAction::Poweroff,
+        (StopReason::Idle, action) => action,
     }
 }
 
@@ -636,6 +642,7 @@ impl Monitor {
 fn warning_message(reason: StopReason, action: IdleAction, action_in: Duration) -> String {
     let what = match action {
         IdleAction::Poweroff => "power off",
+        IdleAction::Destroy => "delete itself",
         IdleAction::None => "act",
     };
     let secs = action_in.as_secs();

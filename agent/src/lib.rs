@@ -37,6 +37,7 @@
 
 mod activity;
 mod cloud_init;
+mod destroy;
 mod error;
 mod exec;
 mod logs;
@@ -53,6 +54,7 @@ mod utmp;
 use crate::platform::metrics;
 
 #[doc(inline)]
+pub use crate::destroy::{DestroyError, self_destroy};
 pub use crate::error::{AppError, Error};
 #[doc(inline)]
 pub use crate::options::{

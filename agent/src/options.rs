@@ -109,7 +109,9 @@ pub trait IdleActionRunner: Send + Sync + 'static {
     fn run(&self, action: IdleAction) -> io::Result<()>;
 }
 
-/// The real runner: `systemctl poweroff`.
+/// The real runner: `systemctl poweroff`, or a self-destroy with
+/// [`SELF_DESTROY_PATH`](spuff_agent_api::SELF_DESTROY_PATH) that falls back
+/// to it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemIdleActionRunner;
 
@@ -117,6 +119,20 @@ impl IdleActionRunner for SystemIdleActionRunner {
     fn run(&self, action: IdleAction) -> io::Result<()> {
         match action {
             IdleAction::Poweroff => crate::platform::poweroff(),
+            IdleAction::Destroy => {
+                let path = Path::new(spuff_agent_api::SELF_DESTROY_PATH);
+                match crate::destroy::self_destroy(path) {
+                    Ok(provider) => {
+                        tracing::warn!(%provider, "self-destroy accepted; the provider deletes this VM");
+                        // Stop the work at once; the delete ends the bill.
+                        crate::platform::poweroff()
+                    }
+                    Err(err) => {
+                        tracing::error!(%err, "self-destroy failed; powering off instead");
+                        crate::platform::poweroff()
+                    }
+                }
+            }
             IdleAction::None => Ok(()),
         }
     }

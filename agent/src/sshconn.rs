@@ -374,6 +374,8 @@ pub(crate) fn read(
 /// terminal until a session has one). Titles of processes that are not (yet)
 /// a logged-in user's (`sshd: alice [priv]`, `sshd: unknown [net]`, the
 /// listener's own command line) give `None`.
+// Only the Linux reader reads process titles; the tests run everywhere.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn parse_title(title: &str) -> Option<(String, String)> {
     let title = title.trim_end_matches(['\0', ' ']);
     let (name, rest) = title.split_once(": ")?;

@@ -161,6 +161,15 @@ macro_rules! rest_provider_impl {
                 self.rest.destroy_vm(&$vms, self.check_id(id)?).await
             }
 
+            fn self_destroy_url(&self, id: &str) -> Option<String> {
+                use $crate::provider::engine::Extras as _;
+                let id = self.check_id(id).ok()?;
+                self.rest
+                    .http
+                    .absolute_url(&format!("{}/{id}", $vms.collection))
+                    .ok()
+            }
+
             async fn get_instance(
                 &self,
                 id: &str,

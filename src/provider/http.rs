@@ -456,6 +456,12 @@ impl HttpClient {
         }
     }
 
+    /// The absolute URL of `target` (a path under the base), as a string:
+    /// for a request made elsewhere (a VM's self-destroy).
+    pub(crate) fn absolute_url(&self, target: &str) -> ProviderResult<String> {
+        self.url(target).map(|u| u.to_string())
+    }
+
     /// The absolute URL for a target, refusing links to other hosts so the
     /// token never leaves the API's origin.
     fn url(&self, target: &str) -> ProviderResult<Uri> {

@@ -141,6 +141,15 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         Err(self.unsupported("snapshots"))
     }
 
+    /// The https URL a `DELETE` to which (with a bearer token) deletes
+    /// exactly VM `id`: what a VM needs to delete itself when its idle or
+    /// lifetime stop comes (`self_destroy: on`). `None` where that is not
+    /// how it works (the local provider: its VMs end with their process).
+    fn self_destroy_url(&self, id: &str) -> Option<String> {
+        let _ = id;
+        None
+    }
+
     /// Powers a VM off and waits for it.
     async fn power_off(&self, id: &str) -> ProviderResult<()> {
         let _ = id;

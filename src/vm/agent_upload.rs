@@ -128,6 +128,36 @@ pub async fn install_uploaded_agent(
     Ok(())
 }
 
+/// Puts `request` where the VM's agent looks for it
+/// ([`SELF_DESTROY_PATH`](spuff_agent_api::SELF_DESTROY_PATH)), readable by
+/// root only, so that its idle or lifetime stop deletes the VM through the
+/// provider's API (`self_destroy: on`, issue 12). The JSON, token included,
+/// travels on the command's standard input, never in its arguments;
+/// `sudo -n` unless logged in as root.
+///
+/// # Errors
+/// [`Error::Ssh`] when the command cannot run; [`Error::RemoteCommand`]
+/// when it fails on the VM.
+pub async fn arm_self_destroy(
+    session: &Session,
+    request: &spuff_agent_api::SelfDestroy,
+) -> Result<()> {
+    let sudo = if session.user() != "root" {
+        "sudo -n "
+    } else {
+        ""
+    };
+    let script = format!(
+        "set -e; umask 077; d={}; mkdir -p \"${{d%/*}}\"; cat > \"$d.new\"; \
+         chmod 0600 \"$d.new\"; mv -f \"$d.new\" \"$d\"",
+        sh_quote(spuff_agent_api::SELF_DESTROY_PATH)
+    );
+    let command = format!("{sudo}sh -c {}", sh_quote(&script));
+    let json = serde_json::to_vec(request).unwrap_or_default();
+    let out = send(session, &command, &json).await?;
+    check(session, &command, &out)
+}
+
 /// `data`, gzip-compressed; `None` if compressing failed (never, in
 /// memory).
 fn gzip(data: &[u8]) -> Option<Vec<u8>> {

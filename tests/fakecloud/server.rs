@@ -136,6 +136,8 @@ pub struct Stats {
     pub targets: Vec<String>,
     /// `METHOD /path` and JSON body of every request that had one, in order.
     pub bodies: Vec<(String, Value)>,
+    /// Which token each request carried: `main`, `scoped` or `none/other`.
+    pub tokens: Vec<String>,
 }
 
 impl Stats {
@@ -409,6 +411,10 @@ pub struct Shared<A> {
     /// `field` set to `null` (a half-written entry, as real APIs sometimes
     /// list during a create or delete).
     pub malformed: Vec<(String, String)>,
+    /// Tokens scoped as providers scope them (a DigitalOcean token with
+    /// only Droplet delete rights): each allows `method` on paths under
+    /// `prefix`, nothing else.
+    pub scoped_tokens: Vec<ScopedToken>,
     /// Until when requests are refused with 429, and the reset announced.
     limited: Option<(SystemTime, u64)>,
 }
@@ -425,6 +431,14 @@ impl<A> DerefMut for Shared<A> {
     fn deref_mut(&mut self) -> &mut A {
         &mut self.api
     }
+}
+
+/// A token that allows one kind of request (see [`Shared::scoped_tokens`]).
+#[derive(Debug, Clone)]
+pub struct ScopedToken {
+    pub token: String,
+    pub method: http::Method,
+    pub prefix: String,
 }
 
 /// Which slice of a list a request asked for.
@@ -523,6 +537,7 @@ impl<A: Api> Server<A> {
             endless_pages: false,
             pages_loop_back: false,
             malformed: Vec::new(),
+            scoped_tokens: Vec::new(),
             limited: None,
         }));
         let st = state.clone();
@@ -721,11 +736,25 @@ async fn handle<A: Api>(
             .to_string()
     };
     let gzip_ok = header("accept-encoding").contains("gzip");
-    let authorized = header("authorization") == format!("Bearer {}", A::TOKEN);
+    let bearer = header("authorization");
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let (fault, latency) = {
+    let (fault, latency, authorized) = {
         let mut s = lock(&st);
+        let main = bearer == format!("Bearer {}", A::TOKEN);
+        let scoped = s.scoped_tokens.iter().any(|t| {
+            bearer == format!("Bearer {}", t.token)
+                && t.method == method
+                && path.starts_with(&t.prefix)
+        });
+        s.stats.tokens.push(
+            match (main, scoped) {
+                (true, _) => "main",
+                (_, true) => "scoped",
+                _ => "none/other",
+            }
+            .to_string(),
+        );
         s.stats.requests += 1;
         if req.version() == http::Version::HTTP_2 {
             s.stats.http2_requests += 1;
@@ -735,7 +764,11 @@ async fn handle<A: Api>(
         s.stats.targets.push(format!("{method} {target}"));
         s.stats.user_agent = header("user-agent");
         let pos = s.faults.iter().position(|f| f.matches(&method, &path));
-        (pos.and_then(|p| s.faults.remove(p)), s.latency)
+        (
+            pos.and_then(|p| s.faults.remove(p)),
+            s.latency,
+            main || scoped,
+        )
     };
     let query = query(req.uri());
     let bytes = req.into_body().collect().await?.to_bytes();

@@ -74,6 +74,8 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
             "image": file.image,
             "idle_timeout": idle,
             "ttl": ttl,
+            "self_destroy": settings.self_destroy,
+            "self_destroy_token": settings.self_destroy_token.as_ref().map(|t| config::mask(t.expose())),
             "ssh_key_path": file.ssh_key_path,
             "ssh_user": settings.ssh_user,
             "dotfiles": file.dotfiles,
@@ -105,6 +107,17 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
     writeln!(out, "image:        {}", or_default(&file.image))?;
     writeln!(out, "idle_timeout: {idle}")?;
     writeln!(out, "ttl:          {ttl}")?;
+    writeln!(
+        out,
+        "self_destroy: {}{}",
+        if settings.self_destroy { "on" } else { "off" },
+        match &settings.self_destroy_token {
+            Some(t) => format!(" (token {})", config::mask(t.expose())),
+            None if settings.self_destroy =>
+                " (no token: set SPUFF_SELF_DESTROY_TOKEN)".to_string(),
+            None => String::new(),
+        }
+    )?;
     writeln!(
         out,
         "ssh_key_path: {}",

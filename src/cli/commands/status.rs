@@ -38,11 +38,13 @@ pub(crate) async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<u8> {
         config.port = super::context::agent_port();
         Client::new(s, config)
     });
+    let mut first = true;
     loop {
         let agent = match &client {
-            Some(c) => Some(fetch(c).await),
+            Some(c) => Some(fetch(c, first).await),
             None => None,
         };
+        first = false;
         if args.watch && !args.json.json {
             // Clear the screen and home the cursor for a live redraw.
             print!("\x1b[2J\x1b[H");
@@ -65,18 +67,32 @@ struct AgentView {
     progress: Option<Progress>,
 }
 
-async fn fetch(client: &Client) -> AgentView {
-    let (status, metrics, activity, progress) = tokio::join!(
-        client.status(),
-        client.metrics(),
-        client.activity(),
-        spuff::vm::bootstrap::progress(client.session())
-    );
+/// Asks the agent; reads the bootstrap's files over SSH only while the
+/// agent cannot say the bootstrap is over. Those reads are SSH channel
+/// traffic, which the agent counts as use (issue 12): a finished VM is
+/// looked at through the agent alone, whose requests never count, so
+/// `status` and a forgotten `status --watch` never keep it awake.
+///
+/// A failed bootstrap is read once (which phase failed is worth the one
+/// read), not on every refresh of `--watch`.
+async fn fetch(client: &Client, first: bool) -> AgentView {
+    let (status, metrics, activity) =
+        tokio::join!(client.status(), client.metrics(), client.activity());
+    let finished = status.as_ref().is_ok_and(|s| match s.bootstrap_status {
+        BootstrapStatus::Ready => true,
+        BootstrapStatus::Failed => !first,
+        _ => false,
+    });
+    let progress = if finished {
+        None
+    } else {
+        spuff::vm::bootstrap::progress(client.session()).await.ok()
+    };
     AgentView {
         status,
         metrics: metrics.ok(),
         activity: activity.ok(),
-        progress: progress.ok(),
+        progress,
     }
 }
 
@@ -274,11 +290,6 @@ fn report(
                 out,
                 "  cloud-init {}",
                 spuff::terminal_safe(&cloud_init_view(&s).summary)
-            )?;
-            writeln!(
-                out,
-                "  idle      {}",
-                humantime::format_duration(Duration::from_secs(s.idle_seconds))
             )?;
         }
         Err(e) => {

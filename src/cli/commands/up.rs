@@ -40,6 +40,100 @@ async fn offer_cleanup(ctx: &Context) -> anyhow::Result<()> {
     super::gc::offer(&finished, ctx).await
 }
 
+/// The token a new VM deletes itself with, when `self_destroy: on` and its
+/// provider bills stopped VMs: the dedicated one, or the main one only
+/// after the user agreed on a terminal to a warning (issue 12).
+fn self_destroy_token(
+    info: &spuff::provider::ProviderInfo,
+    ctx: &Context,
+) -> anyhow::Result<Option<(spuff::Secret, bool)>> {
+    let s = &ctx.settings;
+    if !s.self_destroy {
+        return Ok(None);
+    }
+    if !info.stopped_vm_bills {
+        ctx.ui.info(format!(
+            "self_destroy: a stopped {} VM costs nothing, so it powers off instead",
+            info.name
+        ));
+        return Ok(None);
+    }
+    if let Some(token) = &s.self_destroy_token {
+        return Ok(Some((token.clone(), false)));
+    }
+    let why = format!(
+        "self_destroy is on but {} is not set: the VM would need your main API token, and anyone \
+         with root on it could then use that token on your whole {} account",
+        spuff::config::SELF_DESTROY_TOKEN_VAR,
+        info.name
+    );
+    let main = s.token_for(info.kind, |v| std::env::var(v).ok());
+    match main {
+        Some(token) if ctx.ui.interactive() => {
+            ctx.ui.warn(&why);
+            if ctx.ui.confirm(
+                "Give this VM your main API token to delete itself with?",
+                false,
+            )? {
+                Ok(Some((token, true)))
+            } else {
+                anyhow::bail!(
+                    "nothing was created; make a token for self-destroy alone (docs/idle.md) or \
+                     `spuff config set self_destroy off`"
+                )
+            }
+        }
+        _ => anyhow::bail!(
+            "{why}; nothing was created. Make a token for self-destroy alone (docs/idle.md) and \
+             export {}, or `spuff config set self_destroy off`",
+            spuff::config::SELF_DESTROY_TOKEN_VAR
+        ),
+    }
+}
+
+/// Gives the new VM what it needs to delete itself. A failure is a warning:
+/// the agent then powers the VM off instead, and `spuff gc` removes it.
+async fn arm_self_destroy(
+    provider: &dyn spuff::provider::Provider,
+    instance: &spuff::state::Instance,
+    session: &spuff::ssh::Session,
+    (token, main): (spuff::Secret, bool),
+    ctx: &Context,
+) {
+    let Some(url) = provider.self_destroy_url(&instance.provider_id) else {
+        ctx.ui.warn(format!(
+            "{} cannot delete itself on {}; it powers off instead (`spuff gc` removes it)",
+            instance.name, instance.provider
+        ));
+        return;
+    };
+    let ca_pem = std::env::var_os(super::context::CA_FILE_VAR)
+        .filter(|v| !v.is_empty())
+        .and_then(|path| std::fs::read_to_string(path).ok());
+    let request = spuff::agent::api::SelfDestroy {
+        provider: instance.provider.clone(),
+        url,
+        token: token.expose().to_string(),
+        ca_pem,
+    };
+    match spuff::vm::arm_self_destroy(session, &request).await {
+        Ok(()) => ctx.ui.info(format!(
+            "When its idle or lifetime stop comes, {} deletes itself at {} (with {})",
+            instance.name,
+            instance.provider,
+            if main {
+                "your main token, as you agreed"
+            } else {
+                "the self-destroy token"
+            }
+        )),
+        Err(e) => ctx.ui.warn(format!(
+            "self-destroy is not set up on {} ({e}); it powers off instead and `spuff gc` removes it",
+            instance.name
+        )),
+    }
+}
+
 pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let kind: ProviderType = match &args.provider {
         Some(p) => p.parse()?,
@@ -94,6 +188,11 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         None => ctx.settings.ttl,
     };
     agent.expires_at = ttl.map(|d| spuff::agent::api::Timestamp(std::time::SystemTime::now() + d));
+    // Decided before anything exists: a refusal must not leave a VM behind.
+    let self_destroy = self_destroy_token(info, ctx)?;
+    if self_destroy.is_some() {
+        agent.idle_action = spuff::agent::api::IdleAction::Destroy;
+    }
     let (agent_source, upload) = agent_delivery(&args, ctx)?;
     let mut user_data = cloudinit::Config::new(host_key, agent, agent_source);
     user_data.username = ctx.settings.ssh_user.clone();
@@ -147,6 +246,9 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         Err(e) => return failed(e, &args, ctx).await,
     };
     let instance = up.instance;
+    if let Some(token) = self_destroy {
+        arm_self_destroy(&*provider, &instance, &up.session, token, ctx).await;
+    }
     ctx.ui.success(format!(
         "{} is ready at {} (host key {})",
         instance.name,
