@@ -784,6 +784,14 @@ fn a_real_vm_should_stop_only_when_unused() {
     let out = m.spuff(&["exec", "idler", "--", "echo back"]);
     assert_success(&out, "exec after start");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "back\n");
+    // The decision is in the agent's journal, from the boot before.
+    let out = m.spuff(&["logs", "idler", "--agent", "-n", "1000"]);
+    assert_success(&out, "logs --agent");
+    let journal = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        journal.contains("(idle_timeout 60 s); running the action"),
+        "{journal}"
+    );
 
     // Unused again, off again; then gc removes it for good.
     eventually("the second idle stop", Duration::from_secs(300), || {
