@@ -21,6 +21,8 @@ mod provider_contract;
 mod provider_digitalocean;
 mod provider_hetzner;
 mod sftp;
+// A lying SFTP server behind a real sshd (issue 13).
+mod sftp_hostile;
 // The agent's count of SSH connections against a real sshd and real
 // OpenSSH clients (reads the real /proc and the kernel's sockets).
 #[cfg(target_os = "linux")]

@@ -215,6 +215,24 @@ pub enum Error {
         message: String,
     },
 
+    /// The server sent a name that cannot be a single file name here (it
+    /// names a parent, holds a path separator, a drive, a NUL): a VM that
+    /// answers so is broken or hostile, and nothing more is written for it
+    /// (issue 13; OpenSSH's `sftp get -r` refuses the same).
+    #[error(
+        "sftp {operation} {dir}: the server sent the entry name {name:?}, which {reason}; refusing to write it"
+    )]
+    UnsafeName {
+        /// What we were doing (`download`).
+        operation: &'static str,
+        /// The remote directory it was listed in.
+        dir: String,
+        /// The name as sent (shown escaped by the `{:?}` above).
+        name: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+
     /// A local file operation failed.
     #[error("{operation} {}: {source}", path.display())]
     LocalIo {

@@ -225,7 +225,20 @@ impl Sftp {
         while i < plan.len() {
             if plan[i].2.is_dir() {
                 let (remote, local) = (plan[i].0.clone(), plan[i].1.clone());
+                let mut seen = std::collections::HashSet::new();
                 for entry in self.read_dir(&remote).await? {
+                    // The names come from the VM: each must stay one entry
+                    // of this directory (issue 13).
+                    let unsafe_name = |reason| Error::UnsafeName {
+                        operation: "download",
+                        dir: remote.clone(),
+                        name: entry.name.clone(),
+                        reason,
+                    };
+                    local_component(&entry.name).map_err(unsafe_name)?;
+                    if !seen.insert(entry.name.clone()) {
+                        return Err(unsafe_name("was listed twice"));
+                    }
                     plan.push((entry.path, local.join(&entry.name), entry.metadata));
                 }
             }
@@ -239,8 +252,15 @@ impl Sftp {
             files.iter().map(|(_, _, m)| m.size).sum(),
             files.len() as u64,
         );
-        for (_, local, m) in &plan {
+        for (n, (_, local, m)) in plan.iter().enumerate() {
             if m.is_dir() {
+                // A directory inside the tree must not be a symlink left by
+                // an earlier copy: writing through it would land anywhere.
+                // It is replaced, as files and symlinks are. (The root is
+                // the user's own choice and may be one.)
+                if n > 0 && std::fs::symlink_metadata(local).is_ok_and(|l| l.is_symlink()) {
+                    std::fs::remove_file(local).map_err(local_err("remove", local))?;
+                }
                 tokio::fs::create_dir_all(local)
                     .await
                     .map_err(local_err("create directory", local))?;
@@ -394,10 +414,42 @@ fn set_local_dir_attrs(path: &Path, meta: &Metadata) -> std::io::Result<()> {
     }
 }
 
+/// Whether a name the server sent can be one entry of a local directory:
+/// not empty, not `.` or `..`, no `/` or NUL, and on Windows also no `\`,
+/// `:` (a drive or a stream) or the characters Windows forbids.
+pub(super) fn local_component(name: &str) -> std::result::Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("is empty");
+    }
+    if name == "." || name == ".." {
+        return Err("names a directory itself, not an entry in it");
+    }
+    if name.contains('/') {
+        return Err("holds a path separator");
+    }
+    if name.contains('\0') {
+        return Err("holds a NUL byte");
+    }
+    if cfg!(windows) {
+        if name.contains('\\') {
+            return Err("holds a path separator");
+        }
+        if name.contains([':', '<', '>', '"', '|', '?', '*']) {
+            return Err("holds a character Windows reserves (a drive, a stream or a wildcard)");
+        }
+        if name.ends_with(['.', ' ']) {
+            return Err("ends with a dot or a space, which Windows drops");
+        }
+    }
+    Ok(())
+}
+
 /// Recreate a symlink; `false` when it was skipped.
 fn make_local_symlink(target: &str, link: &Path) -> Result<bool> {
     #[cfg(unix)]
     {
+        // Replace what is there (never a directory: its contents are the
+        // user's), without following it.
         if std::fs::symlink_metadata(link).is_ok_and(|m| !m.is_dir()) {
             std::fs::remove_file(link).map_err(local_err("remove", link))?;
         }

@@ -1,0 +1,139 @@
+//! Issue 13: a hostile VM's SFTP server. A real sshd runs a lying SFTP
+//! subsystem (tests/data/hostile/sftp_server.py) whose directory listings
+//! hold names chosen to escape a download's target; the client must refuse
+//! them, write nothing outside the target, and say what it refused.
+
+use std::path::Path;
+
+use spuff::sftp::TransferOptions;
+use spuff::ssh::Error;
+
+use crate::util::Sshd;
+
+fn hostile_sshd(mode: &str) -> Sshd {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/hostile/sftp_server.py"
+    );
+    Sshd::start_with(&format!(
+        "Subsystem sftp /usr/bin/python3 {script} {mode}\n"
+    ))
+}
+
+/// Every file under `dir`, as paths relative to it.
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn download(mode: &str, scratch: &Path) -> Result<spuff::sftp::TransferSummary, Error> {
+    let sshd = hostile_sshd(mode);
+    let session = sshd.connect().await;
+    let sftp = session.sftp().await.expect("sftp");
+    let target = scratch.join("inside").join("target");
+    sftp.download_dir("/evil", &target, &TransferOptions::default())
+        .await
+}
+
+#[tokio::test]
+async fn downloads_should_refuse_names_that_leave_the_target() {
+    let mut modes = vec![
+        ("dotdot", "../escaped"),
+        ("absolute", "/tmp/spuff-escaped"),
+        ("slash", "sub/escaped"),
+        ("dup", "twice"),
+    ];
+    if cfg!(windows) {
+        // A separator only where the client runs on Windows.
+        modes.push(("backslash", "..\\escaped"));
+    }
+    for (mode, name) in modes {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let err = download(mode, scratch.path())
+            .await
+            .expect_err(&format!("{mode}: a hostile name must be refused"));
+        match &err {
+            Error::UnsafeName { name: got, .. } => assert_eq!(got, name, "{mode}: {err}"),
+            other => panic!("{mode}: expected UnsafeName, got {other}"),
+        }
+        assert!(err.to_string().contains("refusing to write it"), "{err}");
+        assert_eq!(
+            files_under(scratch.path()),
+            Vec::<String>::new(),
+            "{mode}: nothing may be written"
+        );
+        assert!(!Path::new("/tmp/spuff-escaped").exists());
+    }
+}
+
+#[tokio::test]
+async fn an_honest_listing_from_the_same_server_should_download() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let summary = download("good", scratch.path()).await.expect("download");
+    assert_eq!(summary.files, 1);
+    assert_eq!(
+        files_under(scratch.path()),
+        [format!(
+            "inside{}target{}fine.txt",
+            std::path::MAIN_SEPARATOR,
+            std::path::MAIN_SEPARATOR
+        )]
+    );
+    let got = std::fs::read(scratch.path().join("inside/target/fine.txt")).expect("read");
+    assert_eq!(got, b"evil\n");
+}
+
+/// A symlink an earlier copy left inside the target is not followed when a
+/// directory of the same name arrives: it is replaced.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_in_the_target_should_not_be_written_through() {
+    let sshd = Sshd::start();
+    let session = sshd.connect().await;
+    let sftp = session.sftp().await.expect("sftp");
+    let remote = tempfile::tempdir_in(sshd.dir.path()).expect("remote dir");
+    std::fs::create_dir_all(remote.path().join("tree/d")).expect("mkdir");
+    std::fs::write(
+        remote.path().join("tree/d/authorized_keys"),
+        "from the VM\n",
+    )
+    .expect("write");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let elsewhere = scratch.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("mkdir");
+    let target = scratch.path().join("target");
+    std::fs::create_dir_all(&target).expect("mkdir");
+    std::os::unix::fs::symlink(&elsewhere, target.join("d")).expect("symlink");
+    sftp.download_dir(
+        &crate::util::server_path(&remote.path().join("tree")),
+        &target,
+        &TransferOptions::default(),
+    )
+    .await
+    .expect("download");
+    assert!(
+        !elsewhere.join("authorized_keys").exists(),
+        "written through the link"
+    );
+    assert!(
+        std::fs::symlink_metadata(target.join("d"))
+            .expect("d")
+            .is_dir()
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("d/authorized_keys")).expect("read"),
+        "from the VM\n"
+    );
+}
