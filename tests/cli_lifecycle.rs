@@ -572,3 +572,40 @@ async fn self_destroy_without_its_own_token_should_refuse_before_creating() {
         "{stdout}"
     );
 }
+
+/// Issue 13: `ssh-config --include` never rewrites a user's file it could
+/// not read exactly: bytes that are not UTF-8 are kept, and a config that
+/// cannot be read is left alone with the line to add by hand.
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_config_include_should_keep_the_users_bytes() {
+    let m = Machine::start().await;
+    let ssh = m.path("home/.ssh");
+    std::fs::create_dir_all(&ssh).expect("mkdir");
+    let original: &[u8] = b"Host work\n  User j\xf6rg\n";
+    std::fs::write(ssh.join("config"), original).expect("write");
+    let out = m.spuff(&["ssh-config", "--include"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let written = std::fs::read(ssh.join("config")).expect("read");
+    assert!(
+        written.starts_with(b"# Added by spuff\nInclude \""),
+        "{written:?}"
+    );
+    assert!(written.ends_with(original), "{written:?}");
+    assert_eq!(
+        std::fs::read(ssh.join("config.spuff-backup")).expect("backup"),
+        original
+    );
+
+    // A config that cannot be read (here: a directory) is not replaced.
+    std::fs::remove_file(ssh.join("config")).expect("rm");
+    std::fs::create_dir(ssh.join("config")).expect("mkdir");
+    let out = m.spuff(&["ssh-config", "--include"]).await;
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("left as it is") && stderr.contains("Include \""),
+        "{stderr}"
+    );
+    assert!(ssh.join("config").is_dir());
+}

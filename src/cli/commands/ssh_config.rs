@@ -65,8 +65,17 @@ pub(crate) async fn run(args: SshConfigArgs, ctx: &Context) -> anyhow::Result<u8
         .map(|d| d.join("config"))
         .context("cannot tell where ~/.ssh/config is")?;
     let include = format!("Include \"{}\"", hosts_path.display());
-    let current = std::fs::read_to_string(&user_config).unwrap_or_default();
-    if current.lines().any(|l| l.trim() == include) {
+    // Read exactly, or not at all: a file that cannot be read (or holds
+    // bytes that are not UTF-8) must never be replaced by a guess (issue 13).
+    let current = match std::fs::read(&user_config) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => anyhow::bail!(
+            "cannot read {} ({e}), so it is left as it is; add this line to its top yourself:\n  {include}",
+            user_config.display()
+        ),
+    };
+    if has_line(&current, &include) {
         return Ok(0);
     }
     let consent = args.include
@@ -82,14 +91,72 @@ pub(crate) async fn run(args: SshConfigArgs, ctx: &Context) -> anyhow::Result<u8
         ));
         return Ok(0);
     }
-    // At the top: an Include after a Host line would apply only to that host.
-    let updated = format!("# Added by spuff\n{include}\n\n{current}");
-    write_keeping_mode(&user_config, &updated)?;
+    let backup = prepend(&user_config, &current, &include)?;
     ctx.ui.success(format!(
-        "added the Include line to {}",
-        user_config.display()
+        "added the Include line to {}{}",
+        user_config.display(),
+        backup
+            .map(|b| format!(" (the previous file is {})", b.display()))
+            .unwrap_or_default()
     ));
     Ok(0)
+}
+
+/// Whether `text` has `line` as one of its lines (surrounding blanks aside).
+fn has_line(text: &[u8], line: &str) -> bool {
+    text.split(|b| *b == b'\n')
+        .any(|l| l.trim_ascii() == line.as_bytes())
+}
+
+/// Puts `include` at the top of the user's ssh config (an Include after a
+/// Host line would apply only to that host), keeping every byte of
+/// `current` after it. The file is replaced in one rename, with the old one
+/// kept beside it (`config.spuff-backup`) and its mode kept; a symlinked
+/// config (dotfiles) is written where the link points, the link kept.
+/// Returns the backup's path, if there was a file to back up.
+fn prepend(path: &Path, current: &[u8], include: &str) -> anyhow::Result<Option<PathBuf>> {
+    let path = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_symlink() => std::fs::canonicalize(path)
+            .with_context(|| format!("cannot follow the link {}", path.display()))?,
+        _ => path.to_path_buf(),
+    };
+    let dir = path.parent().context("the ssh config has no directory")?;
+    std::fs::create_dir_all(dir)?;
+    let existed = path.exists();
+    let mut updated = format!("# Added by spuff\n{include}\n\n").into_bytes();
+    updated.extend_from_slice(current);
+
+    let backup = existed.then(|| PathBuf::from(format!("{}.spuff-backup", path.display())));
+    if let Some(backup) = &backup {
+        std::fs::copy(&path, backup)
+            .with_context(|| format!("cannot back {} up; it is left as it is", path.display()))?;
+    }
+    let tmp = PathBuf::from(format!("{}.spuff-tmp", path.display()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        // OpenSSH refuses a config others can write; a new one is private.
+        let mode = std::fs::metadata(&path).map_or(0o600, |m| m.permissions().mode() & 0o777);
+        opts.mode(mode);
+    }
+    let written = (|| -> std::io::Result<()> {
+        let mut file = opts.open(&tmp)?;
+        std::io::Write::write_all(&mut file, &updated)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(anyhow::Error::from(e).context(format!(
+            "cannot write {}; it is left as it is",
+            path.display()
+        )));
+    }
+    Ok(backup)
 }
 
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
@@ -111,9 +178,76 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_keeping_mode(path: &Path, text: &str) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INCLUDE: &str = "Include \"/home/u/.config/spuff/ssh_config\"";
+
+    /// Issue 13: bytes spuff does not understand are kept, exactly.
+    #[test]
+    fn prepend_should_keep_every_byte_and_a_backup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config");
+        let original: &[u8] = b"Host old\n  User caf\xe9\n\xff\xfe not utf-8\n";
+        std::fs::write(&config, original).expect("write");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640))
+                .expect("chmod");
+        }
+        let backup = prepend(&config, original, INCLUDE).expect("prepend");
+        let written = std::fs::read(&config).expect("read");
+        let mut expected = format!("# Added by spuff\n{INCLUDE}\n\n").into_bytes();
+        expected.extend_from_slice(original);
+        assert_eq!(written, expected);
+        assert!(has_line(&written, INCLUDE));
+        let backup = backup.expect("a backup");
+        assert_eq!(std::fs::read(backup).expect("backup"), original);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&config)
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o640, "the mode is kept");
+        }
+        assert!(!dir.path().join("config.spuff-tmp").exists());
     }
-    std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+
+    /// A config that is a link (dotfiles) stays a link; its target changes.
+    #[cfg(unix)]
+    #[test]
+    fn prepend_should_write_through_a_symlinked_config() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("dotfiles-ssh-config");
+        std::fs::write(&real, "Host a\n").expect("write");
+        let link = dir.path().join("config");
+        std::os::unix::fs::symlink(&real, &link).expect("symlink");
+        prepend(&link, b"Host a\n", INCLUDE).expect("prepend");
+        assert!(std::fs::symlink_metadata(&link).expect("link").is_symlink());
+        let text = std::fs::read_to_string(&real).expect("read");
+        assert!(
+            text.starts_with("# Added by spuff\n") && text.ends_with("Host a\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_new_config_should_be_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("ssh").join("config");
+        assert_eq!(prepend(&config, b"", INCLUDE).expect("prepend"), None);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&config)
+                .expect("meta")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 }
