@@ -164,3 +164,33 @@ async fn wait_for_login_should_succeed_once_the_server_comes_up() {
     // The restarted daemon detached; stop it by its pid file.
     sshd.stop_listener();
 }
+
+/// Issue 13: the server decides how much a command prints, so what is
+/// collected in memory has a limit, and passing it is a clear error.
+#[tokio::test]
+async fn collect_should_stop_at_its_limit() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let cmd = s.spawn("head -c 300000 /dev/zero").await.expect("spawn");
+    cmd.close_stdin().await.expect("eof");
+    let err = cmd
+        .collect_limited(100_000)
+        .await
+        .expect_err("over the limit");
+    assert!(
+        matches!(
+            err,
+            spuff::ssh::Error::OutputTooLarge { limit: 100_000, .. }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("100000 bytes"), "{err}");
+    // Under the limit, everything.
+    let cmd = s.spawn("head -c 90000 /dev/zero").await.expect("spawn");
+    cmd.close_stdin().await.expect("eof");
+    let out = cmd.collect_limited(100_000).await.expect("collect");
+    assert_eq!(out.stdout.len(), 90_000);
+    // The session is still usable after an abandoned command.
+    assert_eq!(s.exec("echo ok").await.expect("exec").stdout, b"ok\n");
+    assert!(spuff::ssh::COLLECT_LIMIT >= 1 << 20);
+}

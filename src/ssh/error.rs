@@ -191,6 +191,23 @@ pub enum Error {
         operation: String,
     },
 
+    /// A command's collected output passed its limit: the server sent more
+    /// than the caller wanted to hold in memory, so collecting stopped and
+    /// the command was abandoned (issue 13).
+    #[error(
+        "{operation} on {host}:{port}: the output passed {limit} bytes, the most kept in memory; stopped reading"
+    )]
+    OutputTooLarge {
+        /// Host as given.
+        host: String,
+        /// TCP port.
+        port: u16,
+        /// The command (`"exec `make`"`).
+        operation: String,
+        /// The limit, stdout and stderr together.
+        limit: usize,
+    },
+
     /// The server refused to open a channel or honour a request on it.
     #[error("{operation} on {host}:{port} was refused by the server: {reason}")]
     ChannelRefused {
@@ -348,6 +365,9 @@ impl crate::Hint for Error {
             }
             Error::Agent { .. } => {
                 "start an agent (`eval $(ssh-agent)`) and add your key with `ssh-add`, or use a key file".into()
+            }
+            Error::OutputTooLarge { .. } => {
+                "stream the output instead (`Session::spawn`), or ask the command for less".into()
             }
             Error::ConnectionLost { .. } => {
                 "the VM may have been stopped or lost network; run `spuff status`".into()

@@ -269,11 +269,35 @@ impl RemoteCommand {
             .ok_or_else(|| self.session.lost(&self.operation))
     }
 
-    /// Wait for the command to end, keeping all of its output.
-    pub async fn collect(mut self) -> Result<ExecOutput> {
+    /// Wait for the command to end, keeping its output, up to
+    /// [`COLLECT_LIMIT`] bytes (stdout and stderr together).
+    ///
+    /// # Errors
+    /// [`Error::OutputTooLarge`] past the limit (the server, not the caller,
+    /// decides how much it sends); [`Error::ConnectionLost`] when the
+    /// connection ends first.
+    pub async fn collect(self) -> Result<ExecOutput> {
+        self.collect_limited(COLLECT_LIMIT).await
+    }
+
+    /// [`RemoteCommand::collect`] with a limit of `limit` bytes, stdout and
+    /// stderr together.
+    ///
+    /// # Errors
+    /// As for [`RemoteCommand::collect`].
+    pub async fn collect_limited(mut self, limit: usize) -> Result<ExecOutput> {
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         while let Some(ev) = self.next_event().await? {
+            let kept = stdout.len() + stderr.len();
             match ev {
+                ExecEvent::Stdout(b) | ExecEvent::Stderr(b) if kept + b.len() > limit => {
+                    return Err(Error::OutputTooLarge {
+                        host: self.session.host().to_string(),
+                        port: self.session.port(),
+                        operation: self.operation.clone(),
+                        limit,
+                    });
+                }
                 ExecEvent::Stdout(b) => stdout.extend_from_slice(&b),
                 ExecEvent::Stderr(b) => stderr.extend_from_slice(&b),
                 ExecEvent::Exit(_) => {}
@@ -290,6 +314,11 @@ impl RemoteCommand {
         })
     }
 }
+
+/// The most output [`RemoteCommand::collect`] and [`Session::exec`] keep:
+/// 64 MiB. A command that prints more should be streamed
+/// ([`Session::spawn`]).
+pub const COLLECT_LIMIT: usize = 64 << 20;
 
 impl Session {
     /// Start `command` and stream its output.

@@ -54,7 +54,7 @@ use russh::keys::Algorithm;
 pub use agent::{AgentLocation, WINDOWS_OPENSSH_AGENT_PIPE};
 pub use auth::{AuthMethod, PassphraseFn, load_private_key};
 pub use error::{AuthAttempt, Error, ExpectedKey, KeySource, Result};
-pub use exec::{ExecEvent, ExecOutput, ExitStatus, RemoteCommand};
+pub use exec::{COLLECT_LIMIT, ExecEvent, ExecOutput, ExitStatus, RemoteCommand};
 pub use handler::ForwardedConnection;
 pub use key_pair::HostKeyPair;
 pub use known_hosts::{HostKeyCheck, HostKeyPolicy, fingerprint};

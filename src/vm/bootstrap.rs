@@ -93,12 +93,19 @@ fn parse_output(output: &str) -> Progress {
     }
 }
 
+/// The most output [`progress`] reads.
+const PROGRESS_LIMIT: usize = 64 << 10;
+
 /// Reads the bootstrap's progress over `session` (one remote command).
 ///
 /// # Errors
 /// The SSH layer's, when the command cannot be run.
 pub async fn progress(session: &ssh::Session) -> Result<Progress, ssh::Error> {
-    let output = session.exec(&command()).await?;
+    // A status word, a marker and one log line: a VM sending more is broken
+    // or hostile, and must not fill this machine's memory (issue 13).
+    let cmd = session.spawn(&command()).await?;
+    cmd.close_stdin().await?;
+    let output = cmd.collect_limited(PROGRESS_LIMIT).await?;
     Ok(parse_output(&String::from_utf8_lossy(&output.stdout)))
 }
 
