@@ -136,6 +136,15 @@ pub struct Instance {
     pub expires_at: Option<Timestamp>,
 }
 
+/// A state record that cannot be read (from [`Store::list_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damaged {
+    /// Its name (the record's key).
+    pub name: String,
+    /// Why it cannot be read.
+    pub message: String,
+}
+
 impl Instance {
     /// A new record in [`Lifecycle::Creating`], created now, with no address
     /// yet.
@@ -276,7 +285,7 @@ impl crate::Hint for Error {
             ),
             Error::TooNew { .. } => "upgrade spuff to the version that wrote this file".to_string(),
             Error::Corrupt { .. } => {
-                "run `spuff list` to compare with the provider; remove the entry with `spuff down --force`"
+                "`spuff list` shows the other VMs; `spuff down NAME` forgets this record (its VM, if any, then shows as an orphan)"
                     .to_string()
             }
             Error::NameTaken { .. } => "pick another --name, or `spuff down` the old one".to_string(),
@@ -416,28 +425,69 @@ impl Store {
         })?
     }
 
-    /// Every recorded instance, by name.
+    /// Every recorded instance that can be read, by name. A damaged record
+    /// is skipped (and logged), so one bad entry never locks the user out
+    /// of the rest; [`Store::list_checked`] names the damaged ones.
     ///
     /// # Errors
-    /// [`Error::Io`], [`Error::Busy`], [`Error::Corrupt`].
+    /// [`Error::Io`], [`Error::Busy`].
     pub fn list(&self) -> Result<Vec<Instance>> {
+        let (instances, damaged) = self.list_checked()?;
+        for d in &damaged {
+            tracing::warn!(name = %d.name, message = %d.message, "skipping a damaged state record");
+        }
+        Ok(instances)
+    }
+
+    /// Every record, by name: those that can be read, and those that cannot
+    /// (issue 13: reported and skipped, never fatal).
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Busy`].
+    pub fn list_checked(&self) -> Result<(Vec<Instance>, Vec<Damaged>)> {
         self.read(|db| {
             let txn = db.begin_read()?;
             let table = match txn.open_table(INSTANCES) {
                 Ok(table) => table,
-                Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Ok(Vec::new())),
+                Err(redb::TableError::TableDoesNotExist(_)) => {
+                    return Ok(Ok((Vec::new(), Vec::new())));
+                }
                 Err(e) => return Err(e.into()),
             };
-            let mut out = Vec::new();
+            let (mut out, mut damaged) = (Vec::new(), Vec::new());
             for entry in table.iter()? {
                 let (key, value) = entry?;
                 match self.decode(key.value(), value.value()) {
                     Ok(instance) => out.push(instance),
-                    Err(e) => return Ok(Err(e)),
+                    Err(e) => damaged.push(Damaged {
+                        name: key.value().to_string(),
+                        message: match e {
+                            Error::Corrupt { message, .. } => message,
+                            other => other.to_string(),
+                        },
+                    }),
                 }
             }
-            Ok(Ok(out))
+            Ok(Ok((out, damaged)))
         })?
+    }
+
+    /// Removes a record that cannot be read, without reading it; `true` if
+    /// there was one. The VM it stood for, if any, is then an orphan at its
+    /// provider (`spuff list` shows it; `spuff down NAME` destroys it).
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::Busy`].
+    pub fn forget_damaged(&self, name: &str) -> Result<bool> {
+        self.write(|txn| {
+            let removed = txn.open_table(INSTANCES)?.remove(name)?.is_some();
+            let mut meta = txn.open_table(META)?;
+            let active = meta.get(META_ACTIVE)?.map(|v| v.value().to_vec());
+            if active.as_deref() == Some(name.as_bytes()) {
+                meta.remove(META_ACTIVE)?;
+            }
+            Ok(removed)
+        })
     }
 
     /// Removes an instance's record (call only once the provider confirmed

@@ -609,3 +609,62 @@ async fn ssh_config_include_should_keep_the_users_bytes() {
     );
     assert!(ssh.join("config").is_dir());
 }
+
+/// Issue 13: one record spuff cannot read does not lock the user out: the
+/// rest are listed and destroyed as usual, the damaged one is named, and
+/// `down NAME` forgets it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_damaged_state_record_should_be_reported_and_skipped() {
+    let m = Machine::start().await;
+    let id = m
+        .fake
+        .seed_droplet("good", &["spuff", "spuff-id:7070707070707070"]);
+    let store = m.store();
+    store
+        .insert(&record(
+            "good",
+            &id.to_string(),
+            "7070707070707070",
+            Lifecycle::Ready,
+        ))
+        .expect("insert");
+    drop(store);
+    {
+        // A record as a crash or a disk error might leave it.
+        let db = redb::Database::create(m.path("config").join(spuff::state::FILE_NAME))
+            .expect("open state");
+        let txn = db.begin_write().expect("txn");
+        {
+            let def: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("instances");
+            let mut table = txn.open_table(def).expect("table");
+            table
+                .insert("broken", b"{\"name\": \"broken\", tru".as_slice())
+                .expect("insert");
+        }
+        txn.commit().expect("commit");
+    }
+
+    let out = m.spuff(&["list"]).await;
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("good"), "{stdout}");
+    assert!(
+        stderr.contains("the state record broken cannot be read"),
+        "{stderr}"
+    );
+    let v = json(&m.spuff(&["list", "--json"]).await);
+    assert_eq!(v["damaged"][0]["name"], "broken", "{v}");
+    assert_eq!(v["instances"].as_array().map(Vec::len), Some(1), "{v}");
+
+    // The healthy VM can still be destroyed, with --all too.
+    let out = m.spuff(&["down", "--all", "--force"]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(m.droplet_names().is_empty());
+
+    let out = m.spuff(&["down", "broken", "--force"]).await;
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("forgot broken"), "{stderr}");
+    let v = json(&m.spuff(&["list", "--json"]).await);
+    assert_eq!(v["damaged"], serde_json::json!([]), "{v}");
+}

@@ -13,10 +13,14 @@ pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
     let targets: Vec<Instance> = if args.all {
         ctx.store.list()?
     } else if let Some(name) = &args.name {
-        match ctx.store.get(name)? {
-            Some(instance) => vec![instance],
+        match ctx.store.get(name) {
+            Ok(Some(instance)) => vec![instance],
             // Not in state: it may be an orphan the provider has.
-            None => return destroy_orphans(name, &args, ctx).await,
+            Ok(None) => return destroy_orphans(name, &args, ctx).await,
+            Err(spuff::state::Error::Corrupt { message, .. }) => {
+                return forget_damaged(name, &message, &args, ctx);
+            }
+            Err(e) => return Err(e.into()),
         }
     } else {
         vec![ctx.store.resolve(None)?]
@@ -51,6 +55,23 @@ pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
         ctx.ui.json(&serde_json::json!({ "results": results }))?;
     }
     Ok(if failed { crate::cli::EXIT_FAILURE } else { 0 })
+}
+
+/// `down NAME` for a record that cannot be read (issue 13): it is only
+/// forgotten; its VM, if any, then shows in `list` as an orphan, which
+/// `down NAME` destroys by name.
+fn forget_damaged(name: &str, why: &str, args: &DownArgs, ctx: &Context) -> anyhow::Result<u8> {
+    let shown = terminal_safe(name);
+    ctx.ui.warn(format!(
+        "the state record {shown} cannot be read ({}); spuff cannot tell which VM it stood for",
+        terminal_safe(why)
+    ));
+    confirm(&format!("Forget the damaged record {shown}?"), args, ctx)?;
+    ctx.store.forget_damaged(name)?;
+    ctx.ui.success(format!(
+        "forgot {shown}; if it had a VM, `spuff list` shows it as an orphan and `spuff down {shown}` destroys it"
+    ));
+    Ok(0)
 }
 
 fn confirm(question: &str, args: &DownArgs, ctx: &Context) -> anyhow::Result<()> {

@@ -21,6 +21,8 @@ use crate::cli::args::ListArgs;
 /// Local state side by side with what the providers say.
 pub(crate) struct Survey {
     pub(crate) local: Vec<spuff::state::Instance>,
+    /// State records that cannot be read: reported, never fatal.
+    pub(crate) damaged: Vec<spuff::state::Damaged>,
     pub(crate) rows: Vec<Entry>,
     pub(crate) failures: BTreeMap<String, anyhow::Error>,
     pub(crate) skipped: Vec<(String, Skipped)>,
@@ -29,7 +31,7 @@ pub(crate) struct Survey {
 /// Asks every provider that has a local record, and the configured one
 /// (none with `local_only`), and reconciles their listings with state.
 pub(crate) async fn survey(ctx: &Context, local_only: bool) -> anyhow::Result<Survey> {
-    let local = ctx.store.list()?;
+    let (local, damaged) = ctx.store.list_checked()?;
     let active = ctx.store.active()?;
     let mut providers: BTreeSet<String> = local.iter().map(|i| i.provider.clone()).collect();
     providers.insert(ctx.settings.provider.name().to_string());
@@ -69,6 +71,7 @@ pub(crate) async fn survey(ctx: &Context, local_only: bool) -> anyhow::Result<Su
     rows.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(Survey {
         local,
+        damaged,
         rows,
         failures,
         skipped,
@@ -78,6 +81,7 @@ pub(crate) async fn survey(ctx: &Context, local_only: bool) -> anyhow::Result<Su
 pub(crate) async fn run(args: ListArgs, ctx: &Context) -> anyhow::Result<u8> {
     let Survey {
         local,
+        damaged,
         rows,
         failures,
         skipped,
@@ -85,8 +89,17 @@ pub(crate) async fn run(args: ListArgs, ctx: &Context) -> anyhow::Result<u8> {
     let finished = vm::gc::finished(&local, &rows, std::time::SystemTime::now());
 
     if args.json.json {
-        print_json(ctx, &rows, &finished, &failures, &skipped)?;
+        print_json(ctx, &rows, &finished, &failures, &skipped, &damaged)?;
     } else {
+        for d in &damaged {
+            ctx.ui.warn(format!(
+                "the state record {} cannot be read ({}); `spuff down {}` forgets it, and its VM, \
+                 if it has one, shows here as an orphan",
+                terminal_safe(&d.name),
+                terminal_safe(&d.message),
+                terminal_safe(&d.name)
+            ));
+        }
         print_table(&rows, &failures, args.local)?;
         for row in &rows {
             let name = terminal_safe(&row.name);
@@ -148,6 +161,7 @@ fn print_json(
     finished: &[vm::gc::Candidate],
     failures: &BTreeMap<String, anyhow::Error>,
     skipped: &[(String, Skipped)],
+    damaged: &[spuff::state::Damaged],
 ) -> anyhow::Result<()> {
     let instances: Vec<serde_json::Value> = rows
         .iter()
@@ -196,6 +210,10 @@ fn print_json(
         "instances": instances,
         "provider_errors": provider_errors,
         "skipped": skipped,
+        "damaged": damaged
+            .iter()
+            .map(|d| serde_json::json!({ "name": d.name, "error": d.message }))
+            .collect::<Vec<_>>(),
     }))
 }
 
