@@ -668,3 +668,50 @@ async fn a_damaged_state_record_should_be_reported_and_skipped() {
     let v = json(&m.spuff(&["list", "--json"]).await);
     assert_eq!(v["damaged"], serde_json::json!([]), "{v}");
 }
+
+/// Issue 13: `up` never installs an agent binary found relative to the
+/// current directory (a repository the user `cd`s into could plant one):
+/// with no agent beside `spuff` and none named, it refuses and creates
+/// nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn up_should_never_upload_an_agent_from_the_current_directory() {
+    let m = Machine::start().await;
+    let key = keys().ed25519.display().to_string();
+    let out = m.spuff(&["config", "set", "ssh_key_path", &key]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    // spuff installed alone, without an agent beside it.
+    let bin = m.path("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let spuff = bin.join("spuff");
+    std::fs::copy(env!("CARGO_BIN_EXE_spuff"), &spuff).expect("copy spuff");
+    let repo = m.path("home/some-repo");
+    std::fs::create_dir_all(repo.join("target/release")).expect("mkdir");
+    std::fs::write(
+        repo.join("target/release/spuff-agent"),
+        "#!/bin/sh\necho pwned\n",
+    )
+    .expect("plant");
+    // The same environment as every other run, with the copied binary.
+    let template = m.command(&[]);
+    let mut cmd = Command::new(&spuff);
+    cmd.env_clear();
+    for (k, v) in template.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.args(["up", "--name", "x", "--no-connect"])
+        .current_dir(&repo)
+        .stdin(Stdio::null());
+    let out = tokio::task::spawn_blocking(move || cmd.output().expect("up"))
+        .await
+        .expect("up thread");
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("no spuff-agent beside spuff"), "{stderr}");
+    assert_eq!(
+        m.fake.stats().count("POST /v2/droplets"),
+        0,
+        "nothing created"
+    );
+}

@@ -506,23 +506,31 @@ fn agent_delivery(
         Some(path) => path.clone(),
         None => find_local_agent().with_context(|| {
             format!(
-                "no spuff-agent binary to upload: build it (`cargo build --release -p spuff-agent`), \
-                 pass --agent-binary, or set {AGENT_URL_VAR} and {AGENT_SHA_VAR} to a release"
+                "no spuff-agent beside spuff to upload: install it (`cargo install --path agent`), \
+                 pass --agent-binary PATH, or set {AGENT_URL_VAR} and {AGENT_SHA_VAR} to a release"
             )
         })?,
     };
     if !binary.is_file() {
         anyhow::bail!("the agent binary {} does not exist", binary.display());
     }
-    if !args.dev {
-        ctx.ui.info(format!(
-            "No agent release configured; uploading {}",
-            binary.display()
-        ));
-    }
+    // Which binary becomes root on the VM is worth a line, always.
+    ctx.ui.info(format!(
+        "Uploading the agent {}{}",
+        binary.display(),
+        if args.agent_binary.is_some() {
+            " (--agent-binary)"
+        } else {
+            " (installed beside spuff)"
+        }
+    ));
     Ok((AgentSource::Upload, Some((binary, AgentInstall::default()))))
 }
 
+/// The agent installed beside the `spuff` executable (`cargo install --path
+/// agent` puts it there). Never one found relative to the current
+/// directory: a repository the user merely `cd`s into could plant a binary
+/// that `up` would install as root on the VM (issue 13).
 fn find_local_agent() -> Option<PathBuf> {
     let name = if cfg!(windows) {
         "spuff-agent.exe"
@@ -530,9 +538,5 @@ fn find_local_agent() -> Option<PathBuf> {
         "spuff-agent"
     };
     let beside = std::env::current_exe().ok()?.parent()?.join(name);
-    if beside.is_file() {
-        return Some(beside);
-    }
-    let built = PathBuf::from("target/release").join(name);
-    built.is_file().then_some(built)
+    beside.is_file().then_some(beside)
 }
