@@ -17,10 +17,12 @@ use spuff_agent_api::ErrorBody;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// No token was configured and running without one was not allowed.
+    /// No usable token was configured (none, blank, or with whitespace or
+    /// control characters) and running without one was not allowed.
     #[error(
-        "no agent token: set \"token\" in the config file or SPUFF_AGENT_TOKEN \
-         (or run with --insecure-no-auth-for-local-development on a development machine)"
+        "no usable agent token (none, blank, or with spaces): set \"token\" in the config file \
+         or SPUFF_AGENT_TOKEN (or run with --insecure-no-auth-for-local-development on a \
+         development machine)"
     )]
     MissingToken,
     /// The config file could not be read.

@@ -59,7 +59,13 @@ pub(crate) fn read(log_dir: &Path, query: &LogsQuery) -> Result<Logs, AppError> 
         return Err(AppError::bad_request("file must be under /var/log"));
     }
     let refuse = || AppError::bad_request("file must be a regular file");
-    let mut file = File::open(&path).map_err(|_| refuse())?;
+    // Checked before opening (opening a FIFO for reading blocks until a
+    // writer comes, holding the request and the agent's shutdown), and the
+    // open itself never blocks; the opened file is checked again below.
+    if !std::fs::metadata(&path).is_ok_and(|m| m.is_file()) {
+        return Err(refuse());
+    }
+    let mut file = open_nonblocking(&path).map_err(|_| refuse())?;
     let meta = file.metadata().map_err(|_| refuse())?;
     if !meta.is_file() {
         return Err(refuse());
@@ -70,6 +76,18 @@ pub(crate) fn read(log_dir: &Path, query: &LogsQuery) -> Result<Logs, AppError> 
         file: path.to_string_lossy().into_owned(),
         lines: tail,
     })
+}
+
+/// Opens `path` for reading without blocking on a FIFO or a device.
+fn open_nonblocking(path: &std::path::Path) -> io::Result<File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(nix::libc::O_NONBLOCK);
+    }
+    opts.open(path)
 }
 
 /// The last `n` lines of `file` (of length `len`), oldest first, without

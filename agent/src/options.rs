@@ -183,6 +183,12 @@ pub struct AgentOptions {
     pub exec_output_cap: usize,
     /// The largest request body accepted (64 KiB); larger ones get 413.
     pub max_body_bytes: usize,
+    /// How many connections [`serve`](crate::serve) handles at once (64);
+    /// more wait to be accepted.
+    pub max_connections: usize,
+    /// How long a client has to send a request's head (10 s) before its
+    /// connection is closed.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for AgentOptions {
@@ -197,6 +203,8 @@ impl Default for AgentOptions {
             exec_max_timeout: Duration::from_secs(3600),
             exec_output_cap: 1 << 20,
             max_body_bytes: 64 << 10,
+            max_connections: 64,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -38,7 +38,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The bytes the agent has read and written on all its connections, and the
 /// port it listens on: the share of sshd's traffic that is spuff talking to
@@ -66,43 +66,23 @@ impl Served {
     }
 }
 
-/// The agent's listener, counting every byte into [`Served`].
-pub(crate) struct CountingListener {
-    inner: TcpListener,
-    served: Arc<Served>,
-}
-
-impl CountingListener {
-    pub(crate) fn new(inner: TcpListener, served: Arc<Served>) -> Self {
-        if let Ok(addr) = inner.local_addr() {
-            served.port.store(addr.port(), Ordering::SeqCst);
-        }
-        CountingListener { inner, served }
-    }
-}
-
-impl axum::serve::Listener for CountingListener {
-    type Io = CountingStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        let (io, addr) = axum::serve::Listener::accept(&mut self.inner).await;
-        let io = CountingStream {
-            inner: io,
-            served: Arc::clone(&self.served),
-        };
-        (io, addr)
-    }
-
-    fn local_addr(&self) -> std::io::Result<Self::Addr> {
-        self.inner.local_addr()
-    }
-}
-
 /// A connection to the agent whose bytes are counted as they move.
 pub(crate) struct CountingStream {
     inner: TcpStream,
     served: Arc<Served>,
+}
+
+impl CountingStream {
+    pub(crate) fn new(inner: TcpStream, served: Arc<Served>) -> Self {
+        CountingStream { inner, served }
+    }
+}
+
+impl Served {
+    /// Records the port the agent listens on.
+    pub(crate) fn set_port(&self, port: u16) {
+        self.port.store(port, Ordering::SeqCst);
+    }
 }
 
 impl AsyncRead for CountingStream {

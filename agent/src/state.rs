@@ -15,7 +15,7 @@ use crate::activity::{Monitor, Tracker};
 use crate::error::Error;
 use crate::metrics::Sampler;
 use crate::options::AgentOptions;
-use crate::sshconn::{CountingListener, Gauge, Served};
+use crate::sshconn::{CountingStream, Gauge, Served};
 
 /// The agent's shared state: options, activity bookkeeping and the sysinfo
 /// cache. Cheap to clone.
@@ -41,12 +41,20 @@ impl AppState {
     ///
     /// # Errors
     ///
-    /// [`Error::MissingToken`] when the config's token is empty and
+    /// [`Error::MissingToken`] when the config's token is empty, blank or
+    /// holds whitespace or control characters, and
     /// [`AgentOptions::allow_no_auth`] is not set.
     pub fn new(options: AgentOptions) -> Result<Self, Error> {
         let token = if options.allow_no_auth {
             None
-        } else if options.config.token.is_empty() {
+        } else if options.config.token.trim().is_empty()
+            || options
+                .config
+                .token
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            // A blank token (a single space) would be a guessable one.
             return Err(Error::MissingToken);
         } else {
             Some(options.config.token.as_bytes().to_vec())
@@ -151,9 +159,65 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let listener = CountingListener::new(listener, Arc::clone(&state.inner.served));
+    use hyper_util::rt::{TokioIo, TokioTimer};
+
+    let served = Arc::clone(&state.inner.served);
+    if let Ok(addr) = listener.local_addr() {
+        served.set_port(addr.port());
+    }
+    let o = &state.inner.options;
+    let (max_connections, header_timeout) = (o.max_connections.max(1), o.header_read_timeout);
     let _monitor = state.start_monitor();
-    axum::serve(listener, crate::routes::app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = crate::routes::app(state);
+    // At most `max_connections` at once: past it, connections wait in the
+    // kernel's backlog instead of costing the agent memory (issue 13).
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(err) => {
+                    // Out of descriptors and the like: wait, do not spin.
+                    tracing::warn!(%err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let io = TokioIo::new(CountingStream::new(stream, Arc::clone(&served)));
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        // A client that does not finish its request head in time is cut
+        // off (half-sent requests held 40 s before).
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(io, service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // In-flight requests finish (an exec has its own timeout); a client
+    // holding a connection open cannot hold the shutdown for long.
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+    }
+    Ok(())
 }
+
+/// How long [`serve`] waits for in-flight requests after its shutdown
+/// signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

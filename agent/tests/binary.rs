@@ -156,7 +156,11 @@ fn binary_should_refuse_to_start_without_a_token() {
         .arg(&config)
         .args(["--port", "0"]));
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no agent token"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no usable agent token"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

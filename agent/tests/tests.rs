@@ -10,5 +10,7 @@ mod activity;
 mod api;
 mod binary;
 mod exec;
+// Misbehaving clients against the real server loop (issue 13).
+mod hostile;
 mod logs;
 mod status;
