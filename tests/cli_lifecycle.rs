@@ -715,3 +715,44 @@ async fn up_should_never_upload_an_agent_from_the_current_directory() {
         "nothing created"
     );
 }
+
+/// Issue 13: a token can be set without putting it on the command line
+/// (it is read from stdin, or asked for without echo on a terminal); given
+/// on the command line, it is set with a warning.
+#[tokio::test(flavor = "multi_thread")]
+async fn config_set_should_read_a_token_from_stdin() {
+    let m = Machine::start().await;
+    let mut cmd = m.command(&["config", "set", "api_token"]);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = cmd.spawn().expect("spawn");
+        std::io::Write::write_all(
+            child.stdin.as_mut().expect("stdin"),
+            b"tok-from-stdin-123\n",
+        )
+        .expect("write");
+        drop(child.stdin.take());
+        child.wait_with_output().expect("wait")
+    })
+    .await
+    .expect("thread");
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        !stderr.contains("tok-from-stdin-123"),
+        "never echoed: {stderr}"
+    );
+    let file = std::fs::read_to_string(m.path("config/config.yaml")).expect("config");
+    assert!(file.contains("api_token: tok-from-stdin-123"), "{file}");
+
+    let out = m
+        .spuff(&["config", "set", "api_token", "tok-on-argv-456"])
+        .await;
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("shell history"), "{stderr}");
+    let out = m.spuff(&["config", "set", "region"]).await;
+    assert!(!out.status.success());
+}

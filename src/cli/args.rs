@@ -332,8 +332,10 @@ pub(crate) enum ConfigCommand {
     Set {
         /// The key.
         key: String,
-        /// The value.
-        value: String,
+        /// The value. Leave it out for a token (`api_token`, `agent_token`,
+        /// `self_destroy_token`): it is then asked for without echo on a
+        /// terminal, or read from stdin, and stays out of shell history.
+        value: Option<String>,
     },
     /// Open the config file in $VISUAL / $EDITOR, then check it.
     Edit,

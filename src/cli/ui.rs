@@ -179,6 +179,38 @@ impl Ui {
         })
     }
 
+    /// Asks for a secret on the terminal without showing what is typed
+    /// (issue 13: a token typed in clear ends up on screen and in
+    /// recordings). Backspace edits; Ctrl-C or Esc cancels.
+    pub(crate) fn prompt_secret(&self, question: &str) -> std::io::Result<String> {
+        use crossterm::event::{self, Event, KeyCode, KeyEventKind, KeyModifiers};
+        eprint!("{question} (hidden): ");
+        std::io::stderr().flush()?;
+        crossterm::terminal::enable_raw_mode()?;
+        let mut secret = String::new();
+        let read = loop {
+            match event::read() {
+                Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => match k.code {
+                    KeyCode::Enter => break Ok(()),
+                    KeyCode::Esc => break Err(std::io::ErrorKind::Interrupted.into()),
+                    KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                        break Err(std::io::ErrorKind::Interrupted.into());
+                    }
+                    KeyCode::Backspace => {
+                        secret.pop();
+                    }
+                    KeyCode::Char(c) => secret.push(c),
+                    _ => {}
+                },
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = crossterm::terminal::disable_raw_mode();
+        eprintln!();
+        read.map(|()| secret.trim().to_string())
+    }
+
     /// Prints `value` as pretty JSON on stdout.
     pub(crate) fn json<T: serde::Serialize>(&self, value: &T) -> anyhow::Result<()> {
         let mut out = std::io::stdout().lock();

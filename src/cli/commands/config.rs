@@ -34,6 +34,25 @@ pub(crate) async fn run(command: ConfigCommand, ui: &Ui) -> anyhow::Result<u8> {
         ConfigCommand::Set { key, value } => {
             let settings = load(&path)?;
             let mut file = settings.file;
+            let secret = key.ends_with("_token");
+            let value = match value {
+                Some(v) => {
+                    if secret && !v.trim().is_empty() {
+                        ui.warn(format!(
+                            "the token is now in your shell history and was visible to other \
+                             processes; next time run `spuff config set {key}` without it to be asked"
+                        ));
+                    }
+                    v
+                }
+                None if secret && ui.interactive() => ui.prompt_secret(&key)?,
+                None if secret => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim().to_string()
+                }
+                None => anyhow::bail!("give a value: `spuff config set {key} VALUE`"),
+            };
             file.set(&key, &value)
                 .with_context(|| format!("cannot set {key}"))?;
             file.save(&path)?;
@@ -224,7 +243,12 @@ fn init(path: &std::path::Path, force: bool, ui: &Ui) -> anyhow::Result<()> {
             _ => None,
         };
         loop {
-            let answer = ui.prompt(&format!("{key} ({help})"), default)?;
+            let question = format!("{key} ({help})");
+            let answer = if key.ends_with("_token") {
+                ui.prompt_secret(&question)?
+            } else {
+                ui.prompt(&question, default)?
+            };
             if answer.is_empty() {
                 break;
             }

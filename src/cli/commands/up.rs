@@ -177,10 +177,10 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
 
     let public_keys = authorized_keys(ctx)?;
     let host_key = HostKeyPair::generate().context("cannot generate the VM's host key")?;
-    let token = file
-        .agent_token
-        .clone()
-        .unwrap_or_else(|| format!("{:016x}{:016x}", random_u64(), random_u64()));
+    let token = match file.agent_token.clone() {
+        Some(token) => token,
+        None => random_token()?,
+    };
     let mut agent = AgentConfig::new(token);
     agent.idle_timeout_secs = ctx.settings.idle_timeout.map(|d| d.as_secs());
     let ttl = match args.ttl {
@@ -406,10 +406,20 @@ async fn prepare_local(plan: &mut Plan, ctx: &Context) -> anyhow::Result<()> {
 
 fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
-    // The OS generator does not fail on supported platforms; a zero fallback
-    // would only make the name predictable, never the token (checked below).
+    // Only for names: a failure makes a name predictable, nothing worse.
+    // Tokens come from `random_token`, which fails instead.
     let _ = getrandom::fill(&mut bytes);
     u64::from_le_bytes(bytes)
+}
+
+/// A new agent token: 128 bits from the OS generator, or an error (a token
+/// that is not random would be a guessable root password; issue 13).
+fn random_token() -> anyhow::Result<String> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|e| {
+        anyhow::anyhow!("the system's random generator failed ({e}); no VM was created")
+    })?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// The public keys to install: the configured key's `.pub`, else the first
