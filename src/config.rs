@@ -64,6 +64,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "power off this long after creation, in use or not: 8h, 1d, or off (default)",
     ),
     (
+        "forward_agent",
+        "forward your ssh-agent to the VM in `up` and `ssh`: on (default) or off",
+    ),
+    (
         "self_destroy",
         "on: a stopped VM deletes itself through the API (DigitalOcean, Hetzner); off (default)",
     ),
@@ -152,6 +156,9 @@ pub struct ConfigFile {
     /// `ttl` as written (`8h`, `1d`, `off`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// `forward_agent`: `on` or `off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_agent: Option<String>,
     /// `self_destroy`: `on` or `off`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub self_destroy: Option<String>,
@@ -201,6 +208,7 @@ impl fmt::Debug for ConfigFile {
             .field("image", &self.image)
             .field("idle_timeout", &self.idle_timeout)
             .field("ttl", &self.ttl)
+            .field("forward_agent", &self.forward_agent)
             .field("self_destroy", &self.self_destroy)
             .field("self_destroy_token", &mask(&self.self_destroy_token))
             .field("ssh_key_path", &self.ssh_key_path)
@@ -336,6 +344,10 @@ pub struct Settings {
     /// The default lifetime of new VMs (`up --ttl` overrides it); `None`
     /// means no limit.
     pub ttl: Option<Duration>,
+    /// Whether `up` and `ssh` forward the user's ssh-agent to the VM
+    /// (`forward_agent`, default on: git over SSH on the VM needs it; a root
+    /// user on a compromised VM could use it while a session is open).
+    pub forward_agent: bool,
     /// Whether VMs on providers that bill stopped VMs delete themselves
     /// when their idle or lifetime stop comes (`self_destroy: on`).
     pub self_destroy: bool,
@@ -420,6 +432,10 @@ impl Settings {
             Some(text) => parse_ttl(text)?,
             None => None,
         };
+        let forward_agent = match &file.forward_agent {
+            Some(text) => parse_on_off("forward_agent", text)?,
+            None => true,
+        };
         let self_destroy = match &file.self_destroy {
             Some(text) => parse_on_off("self_destroy", text)?,
             None => false,
@@ -444,6 +460,7 @@ impl Settings {
             token_source,
             idle_timeout,
             ttl,
+            forward_agent,
             self_destroy,
             self_destroy_token,
             ssh_user,

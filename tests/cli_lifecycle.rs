@@ -756,3 +756,28 @@ async fn config_set_should_read_a_token_from_stdin() {
     let out = m.spuff(&["config", "set", "region"]).await;
     assert!(!out.status.success());
 }
+
+/// Issue 13: the generated ssh config forwards the agent only when asked.
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_config_should_not_forward_the_agent_unless_asked() {
+    let m = Machine::start().await;
+    let id = m
+        .fake
+        .seed_droplet("box", &["spuff", "spuff-id:8080808080808080"]);
+    let mut r = record("box", &id.to_string(), "8080808080808080", Lifecycle::Ready);
+    r.ipv4 = Some("203.0.113.9".parse().expect("ip"));
+    m.store().insert(&r).expect("insert");
+    let hosts = || std::fs::read_to_string(m.path("config/ssh_config")).expect("ssh_config");
+    let out = m.spuff(&["ssh-config", "--no-include"]).await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        hosts().contains("Host box") && hosts().contains("ForwardAgent no"),
+        "{}",
+        hosts()
+    );
+    let out = m
+        .spuff(&["ssh-config", "--no-include", "--forward-agent"])
+        .await;
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(hosts().contains("ForwardAgent yes"), "{}", hosts());
+}

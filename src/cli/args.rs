@@ -125,6 +125,13 @@ pub(crate) struct UpArgs {
     /// terminal and, without one, destroys it.
     #[arg(long)]
     pub(crate) keep_on_failure: bool,
+    /// Do not forward your ssh-agent to the shell `up` opens (the config's
+    /// `forward_agent`, on by default, decides otherwise).
+    #[arg(long, conflicts_with = "forward_agent")]
+    pub(crate) no_agent: bool,
+    /// Forward your ssh-agent even with `forward_agent: off`.
+    #[arg(long)]
+    pub(crate) forward_agent: bool,
     #[command(flatten)]
     pub(crate) json: JsonFlag,
 }
@@ -182,9 +189,13 @@ pub(crate) struct DownArgs {
 pub(crate) struct SshArgs {
     /// The VM (default: the active one).
     pub(crate) name: Option<String>,
-    /// Do not forward your ssh-agent.
-    #[arg(long)]
+    /// Do not forward your ssh-agent (the config's `forward_agent`, on by
+    /// default, decides otherwise).
+    #[arg(long, conflicts_with = "forward_agent")]
     pub(crate) no_agent: bool,
+    /// Forward your ssh-agent even with `forward_agent: off`.
+    #[arg(long)]
+    pub(crate) forward_agent: bool,
 }
 
 /// `spuff exec`.
@@ -308,6 +319,10 @@ pub(crate) struct LogsArgs {
 /// `spuff ssh-config`.
 #[derive(Debug, Args)]
 pub(crate) struct SshConfigArgs {
+    /// Write `ForwardAgent yes` for the VMs (default: no; a root user on a
+    /// compromised VM could use a forwarded agent).
+    #[arg(long)]
+    pub(crate) forward_agent: bool,
     /// Add the `Include` line to ~/.ssh/config without asking.
     #[arg(long, conflicts_with = "no_include")]
     pub(crate) include: bool,

@@ -122,6 +122,21 @@ pub(crate) fn describe_whereabouts(instance: &Instance, w: &spuff::vm::off::Wher
     }
 }
 
+/// Whether an interactive session forwards the user's ssh-agent: the flags
+/// win, then the config's `forward_agent` (on by default). When it does, a
+/// line says so, since a root user on a compromised VM could use the agent
+/// while the session is open (issue 13).
+pub(crate) fn forward_agent(no: bool, yes: bool, ctx: &Context) -> bool {
+    let on = !no && (yes || ctx.settings.forward_agent);
+    if on && ctx.ui.interactive() {
+        ctx.ui.info(
+            "Your ssh-agent is forwarded to the VM while this session is open \
+             (`--no-agent` or `spuff config set forward_agent off` turns it off)",
+        );
+    }
+    on
+}
+
 /// The warning a running command prints before its VM's lifetime ends.
 pub(crate) fn ttl_warning(name: &str, stop: &spuff::agent::api::PlannedStop) -> String {
     format!(

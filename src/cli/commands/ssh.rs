@@ -15,7 +15,7 @@ pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
     // The VM's agent cannot see this work: tell it the VM is in use.
     let _awake = super::context::keep_awake(&instance, &session, &ctx.ui);
     let mut opts = ShellOptions::default();
-    if !args.no_agent {
+    if super::context::forward_agent(args.no_agent, args.forward_agent, ctx) {
         opts.forward_agent = Some(AgentLocation::Default);
     }
     let status = match session.shell(opts).await {

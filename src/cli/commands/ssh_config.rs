@@ -37,7 +37,10 @@ pub(crate) async fn run(args: SshConfigArgs, ctx: &Context) -> anyhow::Result<u8
         let _ = writeln!(hosts, "  User {}", instance.ssh_user);
         let _ = writeln!(hosts, "  UserKnownHostsFile \"{}\"", known_path.display());
         let _ = writeln!(hosts, "  StrictHostKeyChecking yes");
-        let _ = writeln!(hosts, "  ForwardAgent yes");
+        // Off unless asked: plain `ssh` (and VS Code) sessions would
+        // otherwise hand every VM the user's agent silently.
+        let forward = if args.forward_agent { "yes" } else { "no" };
+        let _ = writeln!(hosts, "  ForwardAgent {forward}");
         if let Some(identity) = &identity {
             let _ = writeln!(hosts, "  IdentityFile \"{}\"", identity.display());
         }

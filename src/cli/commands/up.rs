@@ -276,8 +276,9 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         let _ = up.session.close().await;
         return Ok(0);
     }
+    let forward = super::context::forward_agent(args.no_agent, args.forward_agent, ctx);
     let opts = ShellOptions {
-        forward_agent: Some(AgentLocation::Default),
+        forward_agent: forward.then_some(AgentLocation::Default),
         ..ShellOptions::default()
     };
     let _awake = super::context::keep_awake(&instance, &up.session, &ctx.ui);
