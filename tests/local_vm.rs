@@ -822,6 +822,13 @@ fn a_real_vm_should_end_with_its_lifetime_even_in_use() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Its lifetime is 4m"), "{stderr}");
 
+    // A tunnel running alongside must fail with the reason too.
+    let tunnel = m
+        .command(&["tunnel", "short", "--agent-port", &free_port().to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn tunnel");
     let out = m.spuff(&[
         "exec",
         "short",
@@ -842,6 +849,13 @@ fn a_real_vm_should_end_with_its_lifetime_even_in_use() {
         "and says why it failed: {stderr}"
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("tick"));
+    let tunnel = tunnel.wait_with_output().expect("tunnel");
+    let tunnel_err = String::from_utf8_lossy(&tunnel.stderr);
+    assert!(
+        !tunnel.status.success(),
+        "a tunnel whose VM went away must fail: {tunnel_err}"
+    );
+    assert!(tunnel_err.contains("short is powered off"), "{tunnel_err}");
     eventually("QEMU to exit", Duration::from_secs(120), || {
         m.qemus().is_empty().then_some(())
     });

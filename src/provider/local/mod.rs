@@ -9,7 +9,7 @@
 //! carrying the user-data and user-mode networking forwarding a free
 //! 127.0.0.1 port to the guest's SSH port, which is the VM's
 //! [`SshEndpoint`]. Everything about a VM lives in its own folder
-//! ([`vm`]): `list` reads the folders, so it finds running and stopped VMs
+//! (`vm.rs`): `list` reads the folders, so it finds running and stopped VMs
 //! alike, and nothing outside them is needed to clean up.
 //!
 //! - [`accel`]: KVM/HVF only where they really work, else TCG, said out loud.
