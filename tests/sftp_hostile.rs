@@ -78,6 +78,18 @@ async fn downloads_should_refuse_names_that_leave_the_target() {
     }
 }
 
+/// A server that lists a directory inside every directory, forever: the
+/// walk stops at its depth limit with an error instead of running on.
+#[tokio::test]
+async fn a_tree_without_end_should_be_refused() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let err = download("deep", scratch.path())
+        .await
+        .expect_err("an endless tree");
+    assert!(err.to_string().contains("directories deep"), "{err}");
+    assert_eq!(files_under(scratch.path()), Vec::<String>::new());
+}
+
 #[tokio::test]
 async fn an_honest_listing_from_the_same_server_should_download() {
     let scratch = tempfile::tempdir().expect("tempdir");

@@ -221,10 +221,22 @@ impl Sftp {
         // Walk first, so progress knows the totals.
         let mut plan: Vec<(String, PathBuf, Metadata)> =
             vec![(remote_dir.to_string(), local_dir.to_path_buf(), root)];
+        let mut depth = vec![0usize];
         let mut i = 0;
         while i < plan.len() {
             if plan[i].2.is_dir() {
                 let (remote, local) = (plan[i].0.clone(), plan[i].1.clone());
+                // A server can list a directory inside every directory
+                // forever: the walk would never end (issue 13).
+                if depth[i] >= MAX_DEPTH {
+                    return Err(Error::Sftp {
+                        operation: "download",
+                        path: remote,
+                        message: format!(
+                            "the tree is more than {MAX_DEPTH} directories deep (a loop on the server?); refusing"
+                        ),
+                    });
+                }
                 let mut seen = std::collections::HashSet::new();
                 for entry in self.read_dir(&remote).await? {
                     // The names come from the VM: each must stay one entry
@@ -240,6 +252,7 @@ impl Sftp {
                         return Err(unsafe_name("was listed twice"));
                     }
                     plan.push((entry.path, local.join(&entry.name), entry.metadata));
+                    depth.push(depth[i] + 1);
                 }
             }
             i += 1;
@@ -413,6 +426,10 @@ fn set_local_dir_attrs(path: &Path, meta: &Metadata) -> std::io::Result<()> {
         Ok(())
     }
 }
+
+/// How deep a downloaded tree may go: far beyond real trees, and a bound on
+/// a server that lists directories without end.
+const MAX_DEPTH: usize = 256;
 
 /// Whether a name the server sent can be one entry of a local directory:
 /// not empty, not `.` or `..`, no `/` or NUL, and on Windows also no `\`,

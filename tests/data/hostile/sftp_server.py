@@ -10,6 +10,7 @@ could: every directory it lists holds one entry whose name is chosen by MODE.
   slash      "sub/escaped"         holds a separator
   backslash  "..\\escaped"          a separator on Windows
   dup        "twice", listed two times (a file, then a directory)
+  deep       "d", a directory holding "d", without end (a loop)
   good       "fine.txt"            an honest file, to show the server works
 
 Every file holds the bytes b"evil\\n". Only what spuff's client sends is
@@ -27,6 +28,7 @@ NAMES = {
     "slash": ["sub/escaped"],
     "backslash": ["..\\escaped"],
     "dup": ["twice", "twice"],
+    "deep": ["d"],
     "good": ["fine.txt"],
 }[MODE]
 CONTENT = b"evil\n"
@@ -69,7 +71,10 @@ def attrs(is_dir):
 
 
 def is_dir(path):
-    # The listed directory and "twice" the second time are directories.
+    # The listed directory and "twice" the second time are directories; in
+    # "deep" every path is one.
+    if MODE == "deep":
+        return True
     return not path.rstrip("/").endswith(tuple(NAMES)) or path.endswith("/")
 
 
@@ -112,7 +117,8 @@ while True:
         listed[h] = True
         entries = b""
         for i, name in enumerate(NAMES):
-            entries += string(name.encode()) + string(name.encode()) + attrs(MODE == "dup" and i == 1)
+            as_dir = (MODE == "dup" and i == 1) or MODE == "deep"
+            entries += string(name.encode()) + string(name.encode()) + attrs(as_dir)
         send(NAME, struct.pack(">II", rid, len(NAMES)) + entries)
     elif kind == OPEN:
         h = ("f%d" % len(handles)).encode()
