@@ -31,6 +31,9 @@ fi
 for pair in "${pairs[@]}"; do
   have "${pair%%:*}" || need+=("${pair#*:}")
 done
+# paramiko for the hostile SSH server (tests/data/hostile/flood_server.py),
+# run with Debian's own python3.
+/usr/bin/python3 -c 'import paramiko' >/dev/null 2>&1 || need+=(python3-paramiko)
 # QEMU for the local provider's tests. Debian 12's own 7.2 breaks beside the
 # qemu-utils 10.x these machines carry: it comes from bookworm-backports.
 backports=false

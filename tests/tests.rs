@@ -15,14 +15,15 @@ mod agent_client;
 mod cli_e2e;
 mod cloudinit;
 mod forward;
+// Servers that lie or break the protocol: a hostile SFTP subsystem behind a
+// real sshd, and an SSH server that ignores the window (issue 13).
+mod hostile_server;
 // Cloud image downloads for the local provider, against a local HTTPS server.
 mod local_image;
 mod provider_contract;
 mod provider_digitalocean;
 mod provider_hetzner;
 mod sftp;
-// A lying SFTP server behind a real sshd (issue 13).
-mod sftp_hostile;
 // The agent's count of SSH connections against a real sshd and real
 // OpenSSH clients (reads the real /proc and the kernel's sockets).
 #[cfg(target_os = "linux")]

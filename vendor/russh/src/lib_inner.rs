@@ -119,6 +119,17 @@ pub enum Error {
     #[error("Inconsistent state of the protocol")]
     Inconsistent,
 
+    /// spuff patch: the peer sent channel data beyond the window we gave it
+    /// (RFC 4254 5.2): a protocol violation that would otherwise grow our
+    /// memory without bound.
+    #[error("the peer sent {received} bytes of channel data with only {window} bytes of window left (a protocol violation)")]
+    WindowOverrun {
+        /// Bytes in the offending message.
+        received: u32,
+        /// Window left before it.
+        window: u32,
+    },
+
     /// The client is not yet authenticated.
     #[error("Not yet authenticated")]
     NotAuthenticated,

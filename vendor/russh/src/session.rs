@@ -304,14 +304,27 @@ impl Encrypted {
 
     /// spuff patch: debit `len` received bytes from our receive window for
     /// `channel`, without re-opening it (see `replenish_window`).
-    pub(crate) fn record_received(&mut self, channel: ChannelId, len: usize) {
+    ///
+    /// Data beyond the window is a protocol violation (RFC 4254 5.2); it
+    /// used to be delivered anyway, into a backlog without bound, so a peer
+    /// that ignores the window could grow our memory at will. It now ends
+    /// the connection.
+    pub(crate) fn record_received(
+        &mut self,
+        channel: ChannelId,
+        len: usize,
+    ) -> Result<(), crate::Error> {
         if let Some(channel) = self.channels.get_mut(&channel) {
             let len = u32::try_from(len).unwrap_or(u32::MAX);
-            // Ignore extra data: https://tools.ietf.org/html/rfc4254#section-5.2
-            if len <= channel.sender_window_size {
-                channel.sender_window_size -= len;
+            if len > channel.sender_window_size {
+                return Err(crate::Error::WindowOverrun {
+                    received: len,
+                    window: channel.sender_window_size,
+                });
             }
+            channel.sender_window_size -= len;
         }
+        Ok(())
     }
 
     /// spuff patch: re-open `channel`'s receive window towards `target`,

@@ -594,7 +594,7 @@ impl Session {
                 // spuff patch: the window re-opens as the application reads,
                 // and delivery never blocks the session (see `ReceiveFlow`).
                 if let Some(ref mut enc) = self.common.encrypted {
-                    enc.record_received(channel_num, data.len());
+                    enc.record_received(channel_num, data.len())?;
                 }
                 self.deliver(channel_num, ChannelMsg::Data { data: data.clone() });
                 self.replenish_window(channel_num)?;
@@ -611,7 +611,7 @@ impl Session {
                     return Ok(());
                 }
                 if let Some(ref mut enc) = self.common.encrypted {
-                    enc.record_received(channel_num, data.len());
+                    enc.record_received(channel_num, data.len())?;
                 }
                 self.deliver(
                     channel_num,

@@ -1,7 +1,10 @@
-//! Issue 13: a hostile VM's SFTP server. A real sshd runs a lying SFTP
-//! subsystem (tests/data/hostile/sftp_server.py) whose directory listings
-//! hold names chosen to escape a download's target; the client must refuse
-//! them, write nothing outside the target, and say what it refused.
+//! Issue 13: servers a compromised VM could run. A real sshd runs a lying
+//! SFTP subsystem (tests/data/hostile/sftp_server.py) whose listings hold
+//! names chosen to escape a download's target, or a tree without end; the
+//! client must refuse them, write nothing outside the target, and say what
+//! it refused. An SSH server that ignores the receive window
+//! (tests/data/hostile/flood_server.py, paramiko) must be cut off before it
+//! fills the client's memory.
 
 use std::path::Path;
 
@@ -148,4 +151,72 @@ async fn a_symlink_in_the_target_should_not_be_written_through() {
         std::fs::read_to_string(target.join("d/authorized_keys")).expect("read"),
         "from the VM\n"
     );
+}
+
+/// Issue 13: a server that ignores the receive window (paramiko with its
+/// window check switched off, tests/data/hostile/flood_server.py) must not
+/// grow the client's memory without bound: the client ends the connection
+/// with a protocol error instead of buffering the flood.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_that_ignores_the_window_should_be_cut_off() {
+    use spuff::ssh::{AuthMethod, Config, HostKeyPolicy, PublicKey};
+    use std::io::BufRead;
+
+    if !Path::new("/usr/bin/python3").exists()
+        || !std::process::Command::new("/usr/bin/python3")
+            .args(["-c", "import paramiko"])
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run this: install python3-paramiko (ci/install-test-deps.sh does)"
+        );
+        eprintln!("skipped: needs /usr/bin/python3 with paramiko (python3-paramiko)");
+        return;
+    }
+    let port = crate::util::free_port();
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/hostile/flood_server.py"
+    );
+    let mut server = std::process::Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the flood server");
+    let mut lines = std::io::BufReader::new(server.stdout.take().expect("stdout")).lines();
+    let host_key = lines.next().expect("host key line").expect("read");
+    let _ = lines.next(); // "listening"
+    let config = Config {
+        port,
+        host_keys: HostKeyPolicy::pinned([PublicKey::from_openssh(&host_key).expect("key")]),
+        auth: vec![AuthMethod::KeyFile(crate::util::keys().ed25519.clone())],
+        ..Config::new("127.0.0.1", "flood")
+    };
+    let session = spuff::ssh::Session::connect(config).await.expect("connect");
+    let mut cmd = session.spawn("flood").await.expect("spawn");
+    // The reader stalls, as a paused download through a tunnel does: the
+    // window closes, and the server sends anyway.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut received = 0usize;
+    let err = loop {
+        match cmd.next_event().await {
+            Ok(Some(spuff::ssh::ExecEvent::Stdout(b))) => received += b.len(),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the whole flood ({received} bytes) was accepted"),
+            Err(e) => break e,
+        }
+    };
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        received < 32 << 20,
+        "the client took {received} bytes past its window before refusing"
+    );
+    let text = format!("{err} {:?}", std::error::Error::source(&err));
+    assert!(session.is_closed(), "the connection must end: {text}");
+    eprintln!("refused after {received} bytes: {text}");
 }
