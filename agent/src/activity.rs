@@ -40,6 +40,10 @@ use crate::options::IdleActionRunner;
 use crate::sshconn::{Gauge, Served, Tracked, Update};
 use crate::utmp::UtmpEntry;
 
+/// A spuff command heartbeats every 30 s while it runs; a heartbeat this
+/// recent means one still runs, which `/activity` shows as holding the VM.
+const HEARTBEAT_HOLDS: Duration = Duration::from_secs(75);
+
 /// A connection's traffic is logged as an event again only after this much
 /// silence, so a busy connection does not push everything else out of
 /// [`Activity::recent`].
@@ -82,6 +86,8 @@ struct State {
     exec_running: usize,
     cpu_percent: Option<f32>,
     cpu_busy: bool,
+    /// The busiest processes while the CPU is busy (`cc1plus 95%, ...`).
+    busiest: Option<String>,
     sessions: Vec<Session>,
     connections: Vec<Tracked>,
     /// Whether the latest reading of the connections saw traffic.
@@ -113,6 +119,7 @@ impl Tracker {
                 exec_running: 0,
                 cpu_percent: None,
                 cpu_busy: false,
+                busiest: None,
                 sessions: Vec::new(),
                 connections: Vec::new(),
                 ssh_traffic: false,
@@ -165,6 +172,11 @@ impl Tracker {
         }
         s.cpu_busy = busy;
         s.cpu_percent = Some(percent);
+    }
+
+    /// Names the busiest processes (or `None` once the CPU is not busy).
+    pub(crate) fn set_busiest(&self, busiest: Option<String>) {
+        self.lock().busiest = busiest.filter(|b| !b.is_empty());
     }
 
     /// Replaces the session list with a fresh read of utmp, recording logins,
@@ -270,11 +282,15 @@ impl Tracker {
                     }
                     ActivityKind::CpuLoad => (
                         s.cpu_busy,
-                        match s.cpu_percent {
-                            Some(p) => {
+                        match (s.cpu_percent, &s.busiest) {
+                            (Some(p), Some(top)) if s.cpu_busy => format!(
+                                "cpu {p:.0}% (busy at {}%): {top}",
+                                config.cpu_busy_percent
+                            ),
+                            (Some(p), _) => {
                                 format!("cpu {p:.0}% (busy at {}%)", config.cpu_busy_percent)
                             }
-                            None => "not sampled yet".to_string(),
+                            (None, _) => "not sampled yet".to_string(),
                         },
                     ),
                     ActivityKind::SshTraffic => {
@@ -286,7 +302,17 @@ impl Tracker {
                         };
                         (s.ssh_traffic, detail)
                     }
-                    ActivityKind::Heartbeat | ActivityKind::AgentRequest => (false, String::new()),
+                    ActivityKind::Heartbeat => match last {
+                        Some(t) if now.saturating_duration_since(t) <= HEARTBEAT_HOLDS => (
+                            true,
+                            format!(
+                                "a spuff command is running (ssh, exec, cp or tunnel; last heartbeat {} s ago)",
+                                now.saturating_duration_since(t).as_secs()
+                            ),
+                        ),
+                        _ => (false, String::new()),
+                    },
+                    ActivityKind::AgentRequest => (false, String::new()),
                 };
                 ActivitySource {
                     kind,
@@ -301,7 +327,15 @@ impl Tracker {
             idle_timeout_seconds: deadline,
             idle_action: config.idle_action,
             action_in_seconds: deadline.map(|d| d.saturating_sub(idle.as_secs())),
-            holding: s.holding(),
+            holding: {
+                let mut h = s.holding();
+                if s.last_seen[kind_index(ActivityKind::Heartbeat)]
+                    .is_some_and(|t| now.saturating_duration_since(t) <= HEARTBEAT_HOLDS)
+                {
+                    h.push(ActivityKind::Heartbeat);
+                }
+                h
+            },
             sources,
             recent: s.recent.iter().cloned().collect(),
             expires_at: config.expires_at,
@@ -526,14 +560,30 @@ impl Monitor {
     async fn check(&self) {
         let (utmp, dev) = (self.utmp.clone(), self.dev_dir.clone());
         let sys = Arc::clone(&self.sys);
+        let threshold = self.config.cpu_busy_percent;
         let sampled = tokio::task::spawn_blocking(move || {
             let sessions = read_sessions(&utmp, &dev);
-            (sessions, sys.cpu_percent())
+            let cpu = sys.cpu_percent();
+            // Which processes keep the CPU busy, so `status` can name them;
+            // only looked up while they do.
+            let busiest = (f64::from(cpu) >= threshold).then(|| {
+                sys.top_processes()
+                    .processes
+                    .iter()
+                    .take(3)
+                    .map(|p| format!("{} {:.0}%", p.name, p.cpu_percent))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            });
+            (sessions, cpu, busiest)
         })
         .await;
-        let Ok((sessions, cpu)) = sampled else { return };
+        let Ok((sessions, cpu, busiest)) = sampled else {
+            return;
+        };
         self.tracker.set_sessions(sessions);
         self.tracker.set_cpu(cpu, self.config.cpu_busy_percent);
+        self.tracker.set_busiest(busiest);
         self.read_connections().await;
 
         match self.tracker.step(&self.config, SystemTime::now()) {

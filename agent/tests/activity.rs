@@ -50,10 +50,9 @@ async fn heartbeat_should_reset_the_idle_time() {
         Some(0)
     );
     assert_eq!(after.recent[0].kind, ActivityKind::Heartbeat);
-    assert!(
-        after.holding.is_empty(),
-        "a heartbeat is an event, not a hold"
-    );
+    // It resets the idle time (an event); `holding` shows it while recent
+    // so `status` can say a spuff command keeps the VM awake.
+    assert_eq!(after.holding, [ActivityKind::Heartbeat]);
 }
 
 /// Observation never counts (issue 12): a forgotten `status --watch` or a
@@ -119,6 +118,45 @@ async fn cpu_above_the_threshold_should_hold_the_vm() {
     .await;
     assert_eq!(a.idle_seconds, 0);
     assert!(source(&a, ActivityKind::CpuLoad).active);
+    // `status` names what keeps the CPU busy (issue 12).
+    #[cfg(unix)]
+    {
+        let a = eventually(Duration::from_secs(10), "the busiest processes", || async {
+            let a = activity(&agent).await;
+            source(&a, ActivityKind::CpuLoad)
+                .detail
+                .contains("%): ")
+                .then_some(a)
+        })
+        .await;
+        let detail = &source(&a, ActivityKind::CpuLoad).detail;
+        assert!(detail.contains('%'), "{detail}");
+    }
+}
+
+/// A running spuff command (its heartbeats) shows as holding the VM, so
+/// `status` can say what keeps it awake.
+#[tokio::test]
+async fn a_recent_heartbeat_should_show_as_holding() {
+    let agent = Agent::start().await;
+    let a = activity(&agent).await;
+    assert!(
+        !a.holding.contains(&ActivityKind::Heartbeat),
+        "{:?}",
+        a.holding
+    );
+    agent.post(paths::HEARTBEAT, serde_json::json!({})).await;
+    let a = activity(&agent).await;
+    assert!(
+        a.holding.contains(&ActivityKind::Heartbeat),
+        "{:?}",
+        a.holding
+    );
+    let s = source(&a, ActivityKind::Heartbeat);
+    assert!(
+        s.active && s.detail.contains("a spuff command is running"),
+        "{s:?}"
+    );
 }
 
 #[tokio::test]
