@@ -36,6 +36,7 @@ PACKAGES=(
   cloud-init python3-cffi-backend
   curl ca-certificates
   iproute2 netbase e2fsprogs procps less kmod
+  nftables
 )
 
 SELF_HASH=$( { sha256sum "${BASH_SOURCE[0]}"; echo "${PACKAGES[*]} $SUITE $MIRROR $DISK_SIZE"; } | sha256sum | cut -c1-16)

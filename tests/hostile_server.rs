@@ -1,8 +1,9 @@
 //! Issue 13: servers a compromised VM could run. A real sshd runs a lying
 //! SFTP subsystem (tests/data/hostile/sftp_server.py) whose listings hold
-//! names chosen to escape a download's target, or a tree without end; the
-//! client must refuse them, write nothing outside the target, and say what
-//! it refused. An SSH server that ignores the receive window
+//! names chosen to escape a download's target, a tree or a listing without
+//! end, symlink loops, lying sizes, too-long replies, or a stall in the
+//! middle of a file; the client must refuse them, write nothing outside the
+//! target, keep its memory bounded, and say what it refused. An SSH server that ignores the receive window
 //! (tests/data/hostile/flood_server.py, paramiko) must be cut off before it
 //! fills the client's memory.
 
@@ -23,14 +24,15 @@ fn hostile_sshd(mode: &str) -> Sshd {
     ))
 }
 
-/// Every file under `dir`, as paths relative to it.
+/// Every file (and symlink) under `dir`, as paths relative to it.
 fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
             let p = e.path();
-            if p.is_dir() {
+            // Not following symlinks: the server's links may lead anywhere.
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(p);
             } else {
                 out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
@@ -108,6 +110,112 @@ async fn an_honest_listing_from_the_same_server_should_download() {
     );
     let got = std::fs::read(scratch.path().join("inside/target/fine.txt")).expect("read");
     assert_eq!(got, b"evil\n");
+}
+
+/// A server that answers READDIR without end: the listing is refused at
+/// its bound instead of filling the client's memory.
+#[tokio::test]
+async fn a_listing_without_end_should_be_refused() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let err = download("wide", scratch.path())
+        .await
+        .expect_err("an endless listing");
+    assert!(err.to_string().contains("listing without end"), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&spuff::sftp::MAX_DIR_ENTRIES.to_string()),
+        "{err}"
+    );
+    assert_eq!(files_under(scratch.path()), Vec::<String>::new());
+}
+
+/// Symlinks in a downloaded tree, one a loop, one climbing out of the
+/// target, one absolute: each is recreated as a link (never followed, never
+/// walked into) and the file beside them arrives.
+#[tokio::test]
+async fn symlinks_from_the_server_should_stay_links() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let result = download("links", scratch.path()).await;
+    let target = scratch.path().join("inside/target");
+    let summary = result.expect("download");
+    assert_eq!(summary.files, 1, "{summary:?}");
+    assert_eq!(
+        std::fs::read(target.join("fine.txt")).expect("read"),
+        b"evil\n"
+    );
+    if cfg!(unix) {
+        assert_eq!(summary.symlinks, 3, "{summary:?}");
+        for (name, to) in [("loop", "loop"), ("up", "../../.."), ("abs", "/etc")] {
+            let link = target.join(name);
+            assert!(
+                std::fs::symlink_metadata(&link).expect(name).is_symlink(),
+                "{name}"
+            );
+            assert_eq!(std::fs::read_link(&link).expect(name), Path::new(to));
+        }
+    } else {
+        assert_eq!(summary.skipped, 3, "{summary:?}");
+    }
+    // Nothing else was written: not through the links, not beside them.
+    assert_eq!(
+        files_under(scratch.path())
+            .into_iter()
+            .filter(|f| f.ends_with("fine.txt"))
+            .count(),
+        1
+    );
+}
+
+/// A file whose size is said to be 1 TiB but holds five bytes: the copy
+/// ends at the real end of file with the five bytes, and allocates nothing
+/// by the size it was told.
+#[tokio::test]
+async fn a_lying_size_should_not_be_believed() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let summary = download("liar", scratch.path()).await.expect("download");
+    assert_eq!((summary.files, summary.bytes), (1, 5), "{summary:?}");
+    let got = scratch.path().join("inside/target/fine.txt");
+    assert_eq!(std::fs::read(&got).expect("read"), b"evil\n");
+    assert_eq!(std::fs::metadata(&got).expect("stat").len(), 5);
+}
+
+/// A server that answers a READ with more bytes than were asked for is
+/// refused, and the partial file is not left behind.
+#[tokio::test]
+async fn a_reply_longer_than_asked_should_be_refused() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let err = download("overread", scratch.path())
+        .await
+        .expect_err("too long a reply");
+    assert!(err.to_string().contains("bytes for a 5-byte read"), "{err}");
+    assert_eq!(files_under(scratch.path()), Vec::<String>::new());
+}
+
+/// A server that stops answering in the middle of a file: the transfer
+/// fails once a request has waited for the request timeout, names the
+/// file and the wait, and leaves no partial file.
+#[tokio::test]
+async fn a_server_that_stalls_mid_transfer_should_time_out() {
+    let sshd = hostile_sshd("stall");
+    let session = sshd.connect().await;
+    let sftp = session.sftp().await.expect("sftp");
+    sftp.set_request_timeout(std::time::Duration::from_secs(2));
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let target = scratch.path().join("target");
+    let err = sftp
+        .download_dir("/evil", &target, &TransferOptions::default())
+        .await
+        .expect_err("a stalled transfer");
+    let text = err.to_string();
+    assert!(
+        text.contains("no reply from the server within 2s"),
+        "{text}"
+    );
+    assert!(text.contains("big.bin"), "{text}");
+    assert_eq!(files_under(scratch.path()), Vec::<String>::new());
+    // The connection itself is fine: a new request on it is answered.
+    let again = session.sftp().await.expect("sftp again");
+    assert!(again.metadata("/evil").await.expect("stat").is_dir());
 }
 
 /// A symlink an earlier copy left inside the target is not followed when a

@@ -69,6 +69,7 @@ mod tree;
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use russh::ChannelMsg;
@@ -77,7 +78,9 @@ use russh_sftp::client::error::Error as RawError;
 use russh_sftp::protocol::StatusCode;
 
 pub use metadata::{DirEntry, FileType, Metadata};
+pub use remote_fs::MAX_DIR_ENTRIES;
 pub use transfer::{Progress, ProgressFn, TransferOptions};
+pub use tree::MAX_TREE_ENTRIES;
 pub use tree::TransferSummary;
 
 use crate::ssh::{Error, Result, Session};
@@ -89,7 +92,8 @@ const DEFAULT_CHUNK: u32 = 32 * 1024;
 const MAX_CHUNK: u32 = 255 * 1024;
 /// Largest packet we accept from the server: a full `MAX_CHUNK` DATA reply plus headers.
 const MAX_PACKET: u32 = 256 * 1024 + 8 * 1024;
-/// How long one request may wait for its reply. Generous because with many
+/// How long one request may wait for its reply, unless
+/// [`Sftp::set_request_timeout`] says otherwise. Generous because with many
 /// requests queued on a slow link the last one waits for all the others;
 /// a dead connection is caught sooner by SSH keepalives.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
@@ -129,6 +133,9 @@ struct Inner {
     read_len: u32,
     write_len: u32,
     posix_rename: bool,
+    /// The request timeout in seconds, for error messages (russh-sftp
+    /// keeps its own copy).
+    timeout_secs: AtomicU64,
 }
 
 impl std::fmt::Debug for Sftp {
@@ -199,7 +206,7 @@ impl Session {
         let version = raw
             .init()
             .await
-            .map_err(|e| raw_error(self, "init", "", e))?;
+            .map_err(|e| raw_error(self, "init", "", REQUEST_TIMEOUT.as_secs(), e))?;
         let has = |name: &str| version.extensions.contains_key(name);
         let (mut read_len, mut write_len) = (DEFAULT_CHUNK, DEFAULT_CHUNK);
         if has("limits@openssh.com") {
@@ -234,6 +241,7 @@ impl Session {
                 read_len,
                 write_len,
                 posix_rename: has("posix-rename@openssh.com"),
+                timeout_secs: AtomicU64::new(REQUEST_TIMEOUT.as_secs()),
             }),
         })
     }
@@ -246,8 +254,30 @@ impl Sftp {
     }
 
     /// Our error for a failed request of this session on `path`.
+    /// How long one request may wait for its reply before it fails with
+    /// [`Error::Sftp`] ("no reply from the server within …"): the bound on
+    /// a server that stalls in the middle of a transfer. Two minutes by
+    /// default, since with many requests queued on a slow link the last
+    /// one waits for all the others. Whole seconds; at least one. Applies
+    /// to requests sent after the call, on every clone of this `Sftp`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(sftp: spuff::sftp::Sftp) -> Result<(), spuff::ssh::Error> {
+    /// sftp.set_request_timeout(std::time::Duration::from_secs(15));
+    /// let text = sftp.read_dir("/var/log").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn set_request_timeout(&self, timeout: Duration) {
+        let secs = timeout.as_secs().max(1);
+        self.inner.timeout_secs.store(secs, Ordering::Relaxed);
+        self.inner.raw.set_timeout(secs);
+    }
+
     fn err(&self, operation: &'static str, path: &str, e: RawError) -> Error {
-        raw_error(&self.inner.session, operation, path, e)
+        let secs = self.inner.timeout_secs.load(Ordering::Relaxed);
+        raw_error(&self.inner.session, operation, path, secs, e)
     }
 
     fn raw(&self) -> &RawSftpSession {
@@ -256,7 +286,13 @@ impl Sftp {
 }
 
 /// Our error for a failed SFTP request on `path`.
-fn raw_error(session: &Session, operation: &'static str, path: &str, e: RawError) -> Error {
+fn raw_error(
+    session: &Session,
+    operation: &'static str,
+    path: &str,
+    timeout_secs: u64,
+    e: RawError,
+) -> Error {
     let sftp = |message: String| Error::Sftp {
         operation,
         path: path.to_string(),
@@ -267,8 +303,7 @@ fn raw_error(session: &Session, operation: &'static str, path: &str, e: RawError
         RawError::Status(s) => sftp(s.error_message),
         _ if session.is_closed() => session.lost(&format!("sftp {operation} {path}")),
         RawError::Timeout => sftp(format!(
-            "no reply from the server within {}s",
-            REQUEST_TIMEOUT.as_secs()
+            "no reply from the server within {timeout_secs}s (a stalled or overloaded VM)"
         )),
         // The channel's reader or writer stopped: the server closed the
         // channel or the connection is going down.

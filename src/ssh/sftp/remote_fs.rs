@@ -14,6 +14,11 @@ use super::{DirEntry, Metadata, Sftp, is_status, not_a_dir};
 use crate::ssh::{Error, Result};
 
 /// `dir/name` for remote paths, which always use `/`.
+/// The most entries [`Sftp::read_dir`] accepts in one listing: far beyond
+/// real directories (a million names), and a bound on the memory a server
+/// that lists without end can take.
+pub const MAX_DIR_ENTRIES: usize = 1 << 20;
+
 pub(super) fn join_remote(dir: &str, name: &str) -> String {
     if dir.is_empty() {
         name.to_string()
@@ -312,10 +317,12 @@ impl Sftp {
 
     /// The entries of a remote directory, without `.` and `..`, sorted by name.
     /// Their metadata does not follow symlinks. The whole listing is read
-    /// before this returns.
+    /// before this returns; a listing of more than [`MAX_DIR_ENTRIES`]
+    /// entries is refused.
     ///
     /// # Errors
-    /// [`Error::Sftp`] naming the path and the server's reason.
+    /// [`Error::Sftp`] naming the path and the server's reason, or saying
+    /// the listing was too long.
     ///
     /// # Examples
     ///
@@ -341,6 +348,17 @@ impl Sftp {
         let result = loop {
             match self.raw().readdir(handle.as_str()).await {
                 Ok(name) => {
+                    // A server can answer READDIR without end; the listing
+                    // is held in memory, so it is bounded (issue 13).
+                    if out.len() + name.files.len() > MAX_DIR_ENTRIES {
+                        break Err(Error::Sftp {
+                            operation: "readdir",
+                            path: path.to_string(),
+                            message: format!(
+                                "the listing goes past {MAX_DIR_ENTRIES} entries (a listing without end?); refusing"
+                            ),
+                        });
+                    }
                     for f in name.files {
                         if f.filename == "." || f.filename == ".." {
                             continue;

@@ -251,6 +251,15 @@ impl Sftp {
                     if !seen.insert(entry.name.clone()) {
                         return Err(unsafe_name("was listed twice"));
                     }
+                    if plan.len() >= MAX_TREE_ENTRIES {
+                        return Err(Error::Sftp {
+                            operation: "download",
+                            path: remote_dir.to_string(),
+                            message: format!(
+                                "the tree holds more than {MAX_TREE_ENTRIES} entries; refusing (copy its parts one at a time, or pack it with tar on the VM)"
+                            ),
+                        });
+                    }
                     plan.push((entry.path, local.join(&entry.name), entry.metadata));
                     depth.push(depth[i] + 1);
                 }
@@ -427,6 +436,11 @@ fn set_local_dir_attrs(path: &Path, meta: &Metadata) -> std::io::Result<()> {
     }
 }
 
+/// The most entries a downloaded tree may hold: the walk is planned in
+/// memory before the copy starts, so this bounds what a server that lists
+/// wide trees without end can take (about a gigabyte at the limit).
+pub const MAX_TREE_ENTRIES: usize = 1 << 22;
+
 /// How deep a downloaded tree may go: far beyond real trees, and a bound on
 /// a server that lists directories without end.
 const MAX_DEPTH: usize = 256;
@@ -457,8 +471,32 @@ pub(super) fn local_component(name: &str) -> std::result::Result<(), &'static st
         if name.ends_with(['.', ' ']) {
             return Err("ends with a dot or a space, which Windows drops");
         }
+        if is_windows_device(name) {
+            return Err("names a Windows device (CON, NUL, COM1, …), not a file");
+        }
     }
     Ok(())
+}
+
+/// Whether Windows opens a device instead of a file for `name`: `CON`,
+/// `PRN`, `AUX`, `NUL`, `COM0`-`COM9`, `LPT0`-`LPT9` (and the superscript
+/// digits), in any case, with or without an extension.
+fn is_windows_device(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).trim_end_matches(' ');
+    let upper = stem.to_ascii_uppercase();
+    match upper.as_str() {
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$" => true,
+        _ => {
+            let (Some(head), Some(tail)) = (upper.get(..3), upper.get(3..)) else {
+                return false;
+            };
+            (head == "COM" || head == "LPT")
+                && matches!(
+                    tail,
+                    "0" | "1" | "2" | "3" | "4" | "5" | "6" | "7" | "8" | "9" | "¹" | "²" | "³"
+                )
+        }
+    }
 }
 
 /// Recreate a symlink; `false` when it was skipped.
@@ -477,5 +515,44 @@ fn make_local_symlink(target: &str, link: &Path) -> Result<bool> {
     {
         tracing::warn!(path = %link.display(), target, "symlink not created: needs privileges on Windows");
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_leave_a_directory_are_refused() {
+        for bad in ["", ".", "..", "../x", "/etc", "a/b", "a\0b"] {
+            assert!(local_component(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "..a", "a..", ".bashrc", "é", "ñññ"] {
+            assert!(local_component(good).is_ok(), "{good:?}");
+        }
+        assert_eq!(local_component("..\\x").is_err(), cfg!(windows));
+        assert_eq!(local_component("c:x").is_err(), cfg!(windows));
+        assert_eq!(local_component("NUL.txt").is_err(), cfg!(windows));
+    }
+
+    #[test]
+    fn windows_devices_are_known_in_any_case_and_with_extensions() {
+        for dev in [
+            "CON",
+            "nul",
+            "Aux.txt",
+            "com1",
+            "LPT9.log",
+            "COM\u{b9}",
+            "nul ",
+            "conin$",
+        ] {
+            assert!(is_windows_device(dev), "{dev:?}");
+        }
+        for file in [
+            "CONSOLE", "com", "COM10", "lpt", "nulx", "ñññ", "é", "x.CON", "",
+        ] {
+            assert!(!is_windows_device(file), "{file:?}");
+        }
     }
 }

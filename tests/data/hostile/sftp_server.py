@@ -12,10 +12,16 @@ could: every directory it lists holds one entry whose name is chosen by MODE.
   dup        "twice", listed two times (a file, then a directory)
   deep       "d", a directory holding "d", without end (a loop)
   good       "fine.txt"            an honest file, to show the server works
+  wide       a listing without end: every READDIR brings 4096 new names
+  links      "loop" -> "loop", "up" -> "../../..", "abs" -> "/etc" (symlinks)
+             and "fine.txt"
+  liar       "fine.txt", whose size is said to be 1 TiB
+  overread   "fine.txt", each READ answered with more bytes than asked
+  stall      "big.bin" (96 KiB): the first READ is answered, then nothing
 
-Every file holds the bytes b"evil\\n". Only what spuff's client sends is
-implemented: INIT, REALPATH, STAT, LSTAT, FSTAT, OPENDIR, READDIR, OPEN,
-READ, CLOSE; anything else gets OP_UNSUPPORTED.
+Every file holds the bytes b"evil\\n" (big.bin: 96 KiB). Only what spuff's
+client sends is implemented: INIT, REALPATH, STAT, LSTAT, FSTAT, OPENDIR,
+READDIR, OPEN, READ, READLINK, CLOSE; anything else gets OP_UNSUPPORTED.
 """
 
 import struct
@@ -30,11 +36,17 @@ NAMES = {
     "dup": ["twice", "twice"],
     "deep": ["d"],
     "good": ["fine.txt"],
+    "wide": [],
+    "links": ["loop", "up", "abs", "fine.txt"],
+    "liar": ["fine.txt"],
+    "overread": ["fine.txt"],
+    "stall": ["big.bin"],
 }[MODE]
-CONTENT = b"evil\n"
+LINKS = {"loop": "loop", "up": "../../..", "abs": "/etc"} if MODE == "links" else {}
+CONTENT = b"x" * (96 * 1024) if MODE == "stall" else b"evil\n"
 
 INIT, VERSION, OPEN, CLOSE, READ, LSTAT, FSTAT = 1, 2, 3, 4, 5, 7, 8
-OPENDIR, READDIR, REALPATH, STAT = 11, 12, 16, 17
+OPENDIR, READDIR, REALPATH, STAT, READLINK = 11, 12, 16, 17, 19
 STATUS, HANDLE, DATA, NAME, ATTRS = 101, 102, 103, 104, 105
 OK, EOF, NO_SUCH_FILE, UNSUPPORTED = 0, 1, 2, 8
 SIZE, PERMS, TIMES = 0x1, 0x4, 0x8
@@ -63,11 +75,17 @@ def send(kind, payload):
     out.flush()
 
 
-def attrs(is_dir):
-    mode = 0o40755 if is_dir else 0o100644
+def attrs(is_dir, link=False):
+    mode = 0o40755 if is_dir else 0o120777 if link else 0o100644
     size = 4096 if is_dir else len(CONTENT)
+    if MODE == "liar" and not is_dir:
+        size = 1 << 40
     # flags, size, permissions, atime, mtime
     return struct.pack(">IQIII", SIZE | PERMS | TIMES, size, mode, 0, 0)
+
+
+def is_link(path):
+    return path.rsplit("/", 1)[-1] in LINKS
 
 
 def is_dir(path):
@@ -80,6 +98,7 @@ def is_dir(path):
 
 listed = {}
 handles = {}
+wide_next = [0]
 dup_seen = [0]
 
 while True:
@@ -102,7 +121,14 @@ while True:
         send(NAME, struct.pack(">II", rid, 1) + string(path.encode()) + string(path.encode()) + attrs(True))
     elif kind in (STAT, LSTAT):
         path = arg()
-        send(ATTRS, struct.pack(">I", rid) + attrs(is_dir(path)))
+        if is_link(path) and kind == STAT:
+            # Following "loop" never ends; the others lead outside.
+            send(STATUS, struct.pack(">II", rid, NO_SUCH_FILE) + string(b"loop") + string(b""))
+        else:
+            send(ATTRS, struct.pack(">I", rid) + attrs(is_dir(path) and not is_link(path), is_link(path)))
+    elif kind == READLINK:
+        target = LINKS.get(arg().rsplit("/", 1)[-1], "x").encode()
+        send(NAME, struct.pack(">II", rid, 1) + string(target) + string(target) + attrs(False))
     elif kind == OPENDIR:
         h = ("d%d" % len(handles)).encode()
         handles[h] = arg()
@@ -114,11 +140,20 @@ while True:
         if listed.get(h):
             send(STATUS, struct.pack(">II", rid, EOF) + string(b"eof") + string(b""))
             continue
+        if MODE == "wide":
+            # Never EOF: the next batch of new names each time.
+            first = wide_next[0]
+            wide_next[0] += 4096
+            entries = b"".join(
+                string(b"n%d" % i) + string(b"n%d" % i) + attrs(False) for i in range(first, first + 4096)
+            )
+            send(NAME, struct.pack(">II", rid, 4096) + entries)
+            continue
         listed[h] = True
         entries = b""
         for i, name in enumerate(NAMES):
             as_dir = (MODE == "dup" and i == 1) or MODE == "deep"
-            entries += string(name.encode()) + string(name.encode()) + attrs(as_dir)
+            entries += string(name.encode()) + string(name.encode()) + attrs(as_dir, name in LINKS)
         send(NAME, struct.pack(">II", rid, len(NAMES)) + entries)
     elif kind == OPEN:
         h = ("f%d" % len(handles)).encode()
@@ -127,7 +162,11 @@ while True:
     elif kind == READ:
         (n,) = struct.unpack(">I", rest[:4])
         (offset, size) = struct.unpack(">QI", rest[4 + n : 16 + n])
-        if offset >= len(CONTENT):
+        if MODE == "stall" and offset > 0:
+            continue  # never answered
+        if MODE == "overread":
+            send(DATA, struct.pack(">I", rid) + string(CONTENT * 100))
+        elif offset >= len(CONTENT):
             send(STATUS, struct.pack(">II", rid, EOF) + string(b"eof") + string(b""))
         else:
             send(DATA, struct.pack(">I", rid) + string(CONTENT[offset : offset + size]))
