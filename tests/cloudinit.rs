@@ -414,6 +414,13 @@ mod with_linux_tools {
                 let out = run(Command::new("bash").arg("-n").arg(&file));
                 assert!(out.status.success(), "{name} {path}: {}", text(&out));
             }
+            // bootcmd's metadata guard runs under `sh -c` (dash on Debian
+            // and Ubuntu): POSIX sh.
+            let guard = doc["bootcmd"][0][2].as_str().expect("the guard script");
+            let file = dir.path().join("guard");
+            std::fs::write(&file, guard).expect("write");
+            let out = run(Command::new("shellcheck").args(["-s", "sh"]).arg(&file));
+            assert!(out.status.success(), "{name} guard:\n{}", text(&out));
         }
     }
 

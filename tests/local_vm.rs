@@ -259,6 +259,25 @@ fn a_real_vm_should_run_the_whole_product() {
         "{listening}"
     );
 
+    // Issue 13: only root reaches the metadata service (it would serve the
+    // user-data with the host key and the agent token): the guard's rule is
+    // in place, and a non-root connection is rejected inside the VM. (The
+    // connection is only tried once the rule is seen, so nothing leaves.)
+    let rules = m.exec("sudo nft list table inet spuff_metadata");
+    assert!(
+        rules.contains("169.254.169.254") && rules.contains("skuid != 0"),
+        "{rules}"
+    );
+    let out = m.spuff(&[
+        "exec",
+        "e2e",
+        "--",
+        "sudo nft list table inet spuff_metadata >/dev/null && \
+         curl -sS --max-time 5 http://169.254.169.254/ ; echo \"curl=$?\"",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(text.contains("curl=7"), "rejected (curl: couldn't connect): {text}");
+
     // status --json: the agent's metrics and activity through SSH.
     let status = eventually("the agent through status", Duration::from_secs(60), || {
         let v = json(&m.spuff(&["status", "--json"]), "status");

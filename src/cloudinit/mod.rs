@@ -14,6 +14,10 @@
 //!   so the first SSH connection is verified rather than trusted.
 //! - **The agent's token stays out of argv and the environment**: it is in
 //!   `/etc/spuff/agent.json` (0600, root), which the agent's unit points at.
+//! - **Only root reaches the metadata service**: clouds serve the user-data
+//!   (host private key, agent token) to any process that asks, for the VM's
+//!   whole life; `bootcmd` runs [`METADATA_GUARD_SCRIPT`] on every boot to
+//!   reject everyone else (nft, else iptables).
 //! - **Size is checked** against the provider's limit ([`Limit`]); over it,
 //!   the files are compressed (`gz+b64`) before giving up.
 //!
@@ -126,6 +130,10 @@ pub const INSTALL_AGENT_SCRIPT: &str = include_str!("../../templates/install-age
 /// `templates/spuff-agent.service`: static, it names only fixed paths.
 pub const AGENT_UNIT_FILE: &str = include_str!("../../templates/spuff-agent.service");
 const SSHD_CONFIG_FILE: &str = include_str!("../../templates/sshd-spuff.conf");
+/// `templates/metadata-guard.sh`: static. Run by `bootcmd` on every boot so
+/// that only root can reach the provider's metadata service, which serves
+/// the user-data (host private key, agent token) to whoever asks.
+pub const METADATA_GUARD_SCRIPT: &str = include_str!("../../templates/metadata-guard.sh");
 
 /// How the agent binary reaches the VM.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -615,6 +623,12 @@ fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<
         )
     };
     let bootcmd = vec![
+        // Every boot: firewall rules do not survive a reboot.
+        vec![
+            "sh".to_string(),
+            "-c".into(),
+            METADATA_GUARD_SCRIPT.into(),
+        ],
         vec![
             "cloud-init-per".to_string(),
             "instance".into(),

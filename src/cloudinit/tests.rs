@@ -138,10 +138,13 @@ fn download_should_install_then_start_the_agent() {
 fn the_bootstrap_should_be_queued_early_as_its_own_unit() {
     let doc = parse(&render(&config()).expect("render"));
     let boot = doc["bootcmd"].as_sequence().expect("a sequence");
-    // The status reset comes first, then the launch, each once per instance.
-    assert_eq!(boot[0][4].as_str(), Some("-f"));
-    assert_eq!(boot[0][5].as_str(), Some(BOOTSTRAP_STATUS_PATH));
-    let launch: Vec<&str> = boot[1]
+    // The metadata guard first, on every boot (no cloud-init-per); then the
+    // status reset, then the launch, each once per instance.
+    assert_eq!(boot[0][0].as_str(), Some("sh"));
+    assert_eq!(boot[0][2].as_str(), Some(METADATA_GUARD_SCRIPT));
+    assert_eq!(boot[1][4].as_str(), Some("-f"));
+    assert_eq!(boot[1][5].as_str(), Some(BOOTSTRAP_STATUS_PATH));
+    let launch: Vec<&str> = boot[2]
         .as_sequence()
         .expect("a sequence")
         .iter()
