@@ -28,6 +28,9 @@
 pub mod agent;
 pub mod cloudinit;
 pub mod config;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod hint;
 pub mod location;
 pub mod paths;

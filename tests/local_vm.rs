@@ -275,8 +275,12 @@ fn a_real_vm_should_run_the_whole_product() {
         "sudo nft list table inet spuff_metadata >/dev/null && \
          curl -sS --max-time 5 http://169.254.169.254/ ; echo \"curl=$?\"",
     ]);
-    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    assert!(text.contains("curl=7"), "rejected (curl: couldn't connect): {text}");
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("curl=7"),
+        "rejected (curl: couldn't connect): {text}"
+    );
 
     // status --json: the agent's metrics and activity through SSH.
     let status = eventually("the agent through status", Duration::from_secs(60), || {

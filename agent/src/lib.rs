@@ -40,6 +40,9 @@ mod cloud_init;
 mod destroy;
 mod error;
 mod exec;
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzzing;
 mod logs;
 #[cfg(unix)]
 mod metrics;

@@ -624,11 +624,7 @@ fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<
     };
     let bootcmd = vec![
         // Every boot: firewall rules do not survive a reboot.
-        vec![
-            "sh".to_string(),
-            "-c".into(),
-            METADATA_GUARD_SCRIPT.into(),
-        ],
+        vec!["sh".to_string(), "-c".into(), METADATA_GUARD_SCRIPT.into()],
         vec![
             "cloud-init-per".to_string(),
             "instance".into(),

@@ -232,7 +232,7 @@ pub fn image_ref(image: &ImageSpec) -> ProviderResult<Value> {
 
 /// A server, as much of it as spuff uses.
 #[derive(Debug, Deserialize)]
-struct Server {
+pub(crate) struct Server {
     #[serde(flatten)]
     head: VmHead,
     #[serde(default)]
@@ -301,7 +301,7 @@ impl From<Server> for ProviderInstance {
 }
 
 impl Server {
-    fn into_instance(self) -> ProviderInstance {
+    pub(crate) fn into_instance(self) -> ProviderInstance {
         let net = self.public_net.unwrap_or_default();
         let public_ipv4 = net
             .ipv4

@@ -26,6 +26,8 @@ pub mod digitalocean;
 mod engine;
 mod error;
 mod factory;
+#[cfg(any(test, fuzzing))]
+pub(crate) mod fuzzing;
 pub mod hetzner;
 mod http;
 mod info;

@@ -189,7 +189,7 @@ fn same_key(a: &PublicKey, b: &PublicKey) -> bool {
 }
 
 /// One usable line of a known_hosts file.
-struct Entry {
+pub(crate) struct Entry {
     line: usize,
     key: PublicKey,
 }
@@ -203,9 +203,12 @@ pub(crate) fn host_pattern_name(host: &str, port: u16) -> String {
     }
 }
 
+/// The file's text; bytes that are not UTF-8 (a comment in Latin-1) are
+/// replaced rather than making the whole file unreadable, as OpenSSH reads
+/// it byte-wise. Host names and keys are ASCII, so no entry changes.
 fn read_file(path: &Path) -> Result<Option<String>> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(Error::KnownHosts {
             path: path.to_path_buf(),
@@ -218,6 +221,12 @@ fn read_entries(path: &Path, host: &str, port: u16) -> Result<Vec<Entry>> {
     let Some(text) = read_file(path)? else {
         return Ok(vec![]);
     };
+    Ok(parse_entries(&text, host, port, path))
+}
+
+/// The entries of a known_hosts text that name `host:port`; `path` only
+/// names the file in warnings.
+pub(crate) fn parse_entries(text: &str, host: &str, port: u16, path: &Path) -> Vec<Entry> {
     let name = host_pattern_name(host, port);
     let mut out = Vec::new();
     for (idx, raw) in text.lines().enumerate() {
@@ -246,13 +255,18 @@ fn read_entries(path: &Path, host: &str, port: u16) -> Result<Vec<Entry>> {
             }
         }
     }
-    Ok(out)
+    out
 }
 
 fn is_revoked(path: &Path, key: &PublicKey) -> Result<bool> {
     let Some(text) = read_file(path)? else {
         return Ok(false);
     };
+    Ok(revoked_in(&text, key))
+}
+
+/// Whether a known_hosts text marks `key` `@revoked`.
+pub(crate) fn revoked_in(text: &str, key: &PublicKey) -> bool {
     for raw in text.lines() {
         let mut fields = raw.split_whitespace();
         if fields.next() != Some("@revoked") {
@@ -264,10 +278,10 @@ fn is_revoked(path: &Path, key: &PublicKey) -> Result<bool> {
         if let Ok(revoked) = russh::keys::parse_public_key_base64(b64)
             && same_key(&revoked, key)
         {
-            return Ok(true);
+            return true;
         }
     }
-    Ok(false)
+    false
 }
 
 /// OpenSSH host list matching: comma-separated patterns with `*`/`?` wildcards,
@@ -312,16 +326,35 @@ fn hashed_match(hashed: &str, name: &str) -> bool {
         .is_ok()
 }
 
-fn wildcard_match(pat: &[u8], s: &[u8]) -> bool {
-    match (pat.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => {
-            wildcard_match(&pat[1..], s) || (!s.is_empty() && wildcard_match(pat, &s[1..]))
+/// `*`/`?` matching, ASCII case-insensitive. Iterative, remembering only
+/// the last `*`: at most `pat.len() * s.len()` steps. (A recursive matcher
+/// takes exponential time on a line like `*a*a*a…b`, which fuzzing turns
+/// up: one such line in known_hosts would hang every connection.)
+pub(crate) fn wildcard_match(pat: &[u8], s: &[u8]) -> bool {
+    let (mut p, mut i) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        match pat.get(p) {
+            Some(b'*') => {
+                star = Some((p, i));
+                p += 1;
+            }
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&s[i]) => {
+                p += 1;
+                i += 1;
+            }
+            _ => match star {
+                // Let the last `*` take one more byte and try again.
+                Some((sp, si)) => {
+                    star = Some((sp, si + 1));
+                    p = sp + 1;
+                    i = si + 1;
+                }
+                None => return false,
+            },
         }
-        (Some(b'?'), Some(_)) => wildcard_match(&pat[1..], &s[1..]),
-        (Some(p), Some(c)) if p.eq_ignore_ascii_case(c) => wildcard_match(&pat[1..], &s[1..]),
-        _ => false,
     }
+    pat[p.min(pat.len())..].iter().all(|&c| c == b'*')
 }
 
 /// Append `host:port key` to a known_hosts file, creating it (and its folder)
@@ -358,9 +391,50 @@ pub(crate) fn append_entry(path: &Path, host: &str, port: u16, key: &PublicKey) 
     file.sync_all().map_err(err)
 }
 
+/// Fuzz entry (`fuzz/`, `spuff::fuzzing`): `data` as a known_hosts file
+/// read for a few host names, as [`HostKeyPolicy::verify`] reads one.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn fuzz(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let path = Path::new("fuzz");
+    for (host, port) in [("example.com", 22), ("127.0.0.1", 2222), ("::1", 22)] {
+        for e in parse_entries(&text, host, port, path) {
+            // A line number is one of the file's lines.
+            assert!(e.line >= 1 && e.line <= text.lines().count());
+            let _ = revoked_in(&text, &e.key);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wildcards_match_like_openssh() {
+        let m = |p: &str, s: &str| wildcard_match(p.as_bytes(), s.as_bytes());
+        assert!(m("*", ""));
+        assert!(m("*", "anything"));
+        assert!(m("*.example.com", "a.b.EXAMPLE.com"));
+        assert!(!m("*.example.com", "example.com"));
+        assert!(m("h?st", "host"));
+        assert!(!m("h?st", "hst"));
+        assert!(m("a*b*c", "aXXbYYc"));
+        assert!(!m("a*b*c", "aXXbYY"));
+        assert!(m("[127.0.0.1]:22*", "[127.0.0.1]:2222"));
+        assert!(!m("", "x"));
+        assert!(m("**", "x"));
+    }
+
+    /// A known_hosts line built to make a backtracking matcher take
+    /// exponential time ends at once (this test never finished before).
+    #[test]
+    fn a_pathological_pattern_matches_in_bounded_steps() {
+        let pat = "*a".repeat(40) + "b";
+        let name = "a".repeat(200);
+        assert!(!wildcard_match(pat.as_bytes(), name.as_bytes()));
+        assert!(wildcard_match(pat.as_bytes(), (name + "b").as_bytes()));
+    }
 
     const ED1: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq454yWBdwLWbieU1ebz9/cu7/QEXn9OIeZJ";
     const ED2: &str = "AAAAC3NzaC1lZDI1NTE5AAAAIA6rWI3G1sz07DnfFlrouTcysQlj2P+jpNSOEWD9OJ3X";

@@ -57,6 +57,8 @@ pub use error::{AuthAttempt, Error, ExpectedKey, KeySource, Result};
 pub use exec::{COLLECT_LIMIT, ExecEvent, ExecOutput, ExitStatus, RemoteCommand};
 pub use handler::ForwardedConnection;
 pub use key_pair::HostKeyPair;
+#[cfg(any(test, fuzzing))]
+pub(crate) use known_hosts::fuzz as fuzz_known_hosts;
 pub use known_hosts::{HostKeyCheck, HostKeyPolicy, fingerprint};
 pub use russh::keys::{PrivateKey, PublicKey};
 pub use shell::{ShellOptions, TermSize};

@@ -134,31 +134,16 @@ fn prepend(path: &Path, current: &[u8], include: &str) -> anyhow::Result<Option<
         std::fs::copy(&path, backup)
             .with_context(|| format!("cannot back {} up; it is left as it is", path.display()))?;
     }
-    let tmp = PathBuf::from(format!("{}.spuff-tmp", path.display()));
-    let _ = std::fs::remove_file(&tmp);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
     #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-        // OpenSSH refuses a config others can write; a new one is private.
-        let mode = std::fs::metadata(&path).map_or(0o600, |m| m.permissions().mode() & 0o777);
-        opts.mode(mode);
-    }
-    let written = (|| -> std::io::Result<()> {
-        let mut file = opts.open(&tmp)?;
-        std::io::Write::write_all(&mut file, &updated)?;
-        file.sync_all()?;
-        drop(file);
-        std::fs::rename(&tmp, &path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(anyhow::Error::from(e).context(format!(
-            "cannot write {}; it is left as it is",
-            path.display()
-        )));
-    }
+    // OpenSSH refuses a config others can write; a new one is private.
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(&path).map_or(0o600, |m| m.permissions().mode() & 0o777)
+    };
+    #[cfg(not(unix))]
+    let mode = 0o600;
+    replace_file(&path, &updated, mode)
+        .with_context(|| format!("cannot write {}; it is left as it is", path.display()))?;
     Ok(backup)
 }
 
@@ -166,26 +151,71 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    replace_file(path, text.as_bytes(), 0o600)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Replaces `path` with `bytes` in one rename: a reader sees the old file
+/// or the new one, never a part. The new file gets `mode` (Unix) from its
+/// creation on, so it is never readable by others, even for a moment; the
+/// temporary file is removed if anything fails.
+fn replace_file(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    let tmp = PathBuf::from(format!("{}.spuff-tmp", path.display()));
     let _ = std::fs::remove_file(&tmp);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let mut file = opts
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::io::Write::write_all(&mut file, text.as_bytes())?;
-    drop(file);
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let written = (|| {
+        let mut file = opts.open(&tmp)?;
+        std::io::Write::write_all(&mut file, bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
+
+#[cfg(test)]
+#[path = "../../fuzz_mutator.rs"]
+mod mutator;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const INCLUDE: &str = "Include \"/home/u/.config/spuff/ssh_config\"";
+
+    /// The rewrite of a user's ssh config under random bytes (issue 13's
+    /// fuzzing, briefly on stable): every byte is kept after the Include,
+    /// the Include is found again, and a second run changes nothing.
+    #[test]
+    fn any_config_bytes_should_survive_the_rewrite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config");
+        let seeds: Vec<Vec<u8>> = vec![
+            b"Host *\n  ForwardAgent no\n".to_vec(),
+            b"Include ~/.ssh/other\r\nHost a\r\n\tUser caf\xe9\r\n".to_vec(),
+            format!("  {INCLUDE}  \n").into_bytes(),
+            Vec::new(),
+        ];
+        mutator::run(&seeds, 2_000, |current| {
+            let _ = std::fs::remove_file(&config);
+            if has_line(current, INCLUDE) {
+                return;
+            }
+            std::fs::write(&config, current).expect("write");
+            prepend(&config, current, INCLUDE).expect("prepend");
+            let after = std::fs::read(&config).expect("read");
+            assert!(after.ends_with(current));
+            assert!(has_line(&after, INCLUDE));
+        });
+    }
 
     /// Issue 13: bytes spuff does not understand are kept, exactly.
     #[test]

@@ -244,11 +244,7 @@ fn report(
         }));
     }
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{} ({} {}, {} {})",
-        instance.name, instance.provider, instance.provider_id, instance.region, instance.size
-    )?;
+    writeln!(out, "{}", title_line(instance))?;
     writeln!(
         out,
         "  address   {}:{} as {}",
@@ -362,21 +358,26 @@ fn report_unreachable(
         }));
     }
     let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{} ({} {}, {} {})",
-        spuff::terminal_safe(&instance.name),
-        instance.provider,
-        spuff::terminal_safe(&instance.provider_id),
-        instance.region,
-        instance.size
-    )?;
+    writeln!(out, "{}", title_line(instance))?;
     writeln!(
         out,
         "  state     {}",
         super::context::describe_whereabouts(instance, w)
     )?;
     Ok(())
+}
+
+/// The first line of `status`: name, provider, id, region, size. The id,
+/// region and size come from the provider's API: shown escaped.
+fn title_line(instance: &Instance) -> String {
+    format!(
+        "{} ({} {}, {} {})",
+        spuff::terminal_safe(&instance.name),
+        instance.provider,
+        spuff::terminal_safe(&instance.provider_id),
+        spuff::terminal_safe(&instance.region),
+        spuff::terminal_safe(&instance.size)
+    )
 }
 
 fn human(secs: u64) -> String {
