@@ -1,0 +1,544 @@
+//! Copies as a user feels them (issue 14): whole processes, like for like.
+//!
+//! Run with: cargo bench --bench copy                 (everything)
+//!           cargo bench --bench copy -- file_256mib  (cases whose name contains it)
+//!           cargo bench --bench copy -- busy         (the file cases with one core kept busy)
+//!
+//! Every side is one process, timed from its start to its exit: start,
+//! connect, key exchange, authentication, the copy, close. spuff's side is
+//! this bench binary re-run as `copy-child`, a program that does exactly
+//! that through the SDK (`Session::connect`, `Session::sftp`, then
+//! `upload_*`/`download_*`) with the host key pinned. The peers are
+//! OpenSSH's `sftp -b`, `scp` and, for trees, `tar c | ssh tar x`, against
+//! the same sshd on 127.0.0.1, with the same cipher and key exchange. The
+//! data lives on tmpfs (/dev/shm) so that a disk does not set the pace.
+//!
+//! Each case runs SPUFF_BENCH_RUNS rounds (default 5), each round every
+//! side once, in turn, so that drifts in machine load hit all sides alike.
+//! A line per case and peer:
+//!
+//! `figure: NAME spuff=X openssh=Y ratio=Z spread_spuff=A..B spread_openssh=C..D`
+//!
+//! with the medians of MiB/s (higher is better) and ratio = spuff / peer;
+//! then `rss: NAME spuff=X sftp=Y` with the largest peak RSS (MiB) of any
+//! round, from `wait4`'s `ru_maxrss`.
+
+#[path = "../tests/util/mod.rs"]
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use spuff::sftp::TransferOptions;
+use spuff::ssh::Session;
+use util::Sshd;
+
+const MIB: u64 = 1024 * 1024;
+const KEX: &str = "curve25519-sha256";
+const CIPHERS: &[(&str, &str)] = &[
+    ("aes128-gcm@openssh.com", "aes128gcm"),
+    ("chacha20-poly1305@openssh.com", "chacha20"),
+];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("copy-child") {
+        return copy_child(&args[1..]);
+    }
+    let filter: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    let wanted = |name: &str| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()));
+    let busy_only = filter.iter().any(|f| f.as_str() == "busy");
+    let runs: usize = std::env::var("SPUFF_BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+
+    let sshd = Sshd::start();
+    eprintln!("sshd on 127.0.0.1:{} ({})", sshd.port, ssh_version());
+    let shm = Path::new("/dev/shm");
+    let work = if shm.is_dir() {
+        tempfile::tempdir_in(shm)
+    } else {
+        tempfile::tempdir()
+    }
+    .expect("tempdir");
+    let data = Data::make(work.path(), &wanted, busy_only);
+
+    let mut cases: Vec<(String, &Path, u64, Kind)> = Vec::new();
+    for (name, path, bytes) in [
+        ("file_256mib", &data.file_256, 256 * MIB),
+        ("file_1gib", &data.file_1g, 1024 * MIB),
+    ] {
+        if let Some(p) = path {
+            cases.push((name.into(), p, bytes, Kind::File));
+        }
+    }
+    if let Some(t) = &data.tree {
+        cases.push(("tree_2020".into(), t, data.tree_bytes, Kind::Tree));
+    }
+    for (cipher, short) in CIPHERS {
+        for (name, src, bytes, kind) in &cases {
+            for dir in [Dir::Up, Dir::Down] {
+                let case = format!("{}_{name}[{short}]", dir.name());
+                if busy_only {
+                    if *kind == Kind::File && *name == "file_256mib" {
+                        let _busy = Busy::start();
+                        run_case(
+                            &sshd,
+                            work.path(),
+                            &format!("busy_{case}"),
+                            src,
+                            *bytes,
+                            *kind,
+                            dir,
+                            cipher,
+                            runs,
+                        );
+                    }
+                } else if wanted(&case) {
+                    run_case(
+                        &sshd,
+                        work.path(),
+                        &case,
+                        src,
+                        *bytes,
+                        *kind,
+                        dir,
+                        cipher,
+                        runs,
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Tree,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    Up,
+    Down,
+}
+
+impl Dir {
+    fn name(self) -> &'static str {
+        match self {
+            Dir::Up => "upload",
+            Dir::Down => "download",
+        }
+    }
+}
+
+/// The payloads, made once: only those a wanted case needs.
+struct Data {
+    file_256: Option<PathBuf>,
+    file_1g: Option<PathBuf>,
+    tree: Option<PathBuf>,
+    tree_bytes: u64,
+}
+
+impl Data {
+    fn make(dir: &Path, wanted: &dyn Fn(&str) -> bool, busy: bool) -> Data {
+        let any = |what: &str| {
+            CIPHERS.iter().any(|(_, short)| {
+                ["upload", "download"]
+                    .iter()
+                    .any(|d| wanted(&format!("{d}_{what}[{short}]")))
+            })
+        };
+        let file = |name: &str, size: u64, want: bool| {
+            want.then(|| {
+                let p = dir.join(name);
+                util::write_pattern_file(&p, size);
+                p
+            })
+        };
+        let file_256 = file("payload-256m", 256 * MIB, busy || any("file_256mib"));
+        let file_1g = file("payload-1g", 1024 * MIB, !busy && any("file_1gib"));
+        let mut tree_bytes = 0;
+        let tree = (!busy && any("tree_2020")).then(|| {
+            // 2,000 files of 4 KiB in 20 directories, and 20 of 5 MiB.
+            let root = dir.join("tree");
+            for d in 0..20 {
+                let sub = root.join(format!("small-{d:02}"));
+                std::fs::create_dir_all(&sub).expect("mkdir");
+                for f in 0..100 {
+                    util::write_pattern_file(&sub.join(format!("f{f:03}.txt")), 4096);
+                    tree_bytes += 4096;
+                }
+            }
+            let big = root.join("big");
+            std::fs::create_dir_all(&big).expect("mkdir");
+            for f in 0..20 {
+                util::write_pattern_file(&big.join(format!("b{f:02}.bin")), 5 * MIB);
+                tree_bytes += 5 * MIB;
+            }
+            root
+        });
+        Data {
+            file_256,
+            file_1g,
+            tree,
+            tree_bytes,
+        }
+    }
+}
+
+/// One process's run: wall time and peak RSS.
+struct Run {
+    time: Duration,
+    rss_kib: u64,
+}
+
+/// Runs `cmd` to its end; its wall time and peak RSS (`wait4`).
+fn timed(mut cmd: Command) -> Run {
+    let start = Instant::now();
+    let child = cmd.spawn().expect("spawn");
+    let (ok, rss_kib) = wait_rusage(child);
+    let time = start.elapsed();
+    assert!(ok, "{cmd:?} failed");
+    Run { time, rss_kib }
+}
+
+/// Reaps `child` with `wait4`: success, and its `ru_maxrss` in KiB.
+#[cfg(unix)]
+fn wait_rusage(child: Child) -> (bool, u64) {
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our
+    // child, not yet reaped (std's `Child` is dropped without waiting).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4");
+    drop(child);
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss as u64)
+}
+
+/// Elsewhere: success only (no RSS figure).
+#[cfg(not(unix))]
+fn wait_rusage(mut child: Child) -> (bool, u64) {
+    (child.wait().is_ok_and(|s| s.success()), 0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_case(
+    sshd: &Sshd,
+    work: &Path,
+    case: &str,
+    src: &Path,
+    bytes: u64,
+    kind: Kind,
+    dir: Dir,
+    cipher: &str,
+    runs: usize,
+) {
+    // Downloads read from a copy on the "remote" side; uploads write into
+    // a fresh destination each round.
+    let remote_src = work.join("remote-src");
+    let dst = work.join("dst");
+    let _ = std::fs::remove_dir_all(&remote_src);
+    let _ = std::fs::remove_file(&remote_src);
+    if dir == Dir::Down {
+        copy_all(src, &remote_src);
+    }
+    let (from, to) = match dir {
+        Dir::Up => (src.to_path_buf(), dst.clone()),
+        Dir::Down => (remote_src.clone(), dst.clone()),
+    };
+    let mut peers: Vec<&str> = vec!["spuff", "sftp", "scp"];
+    if kind == Kind::Tree {
+        peers.push("tar");
+    }
+    let mut results: Vec<Vec<Run>> = peers.iter().map(|_| Vec::new()).collect();
+    for round in 0..runs {
+        // Rotate who goes first, so no side always follows another.
+        for k in 0..peers.len() {
+            let i = (k + round) % peers.len();
+            clear(&dst);
+            if kind == Kind::Tree {
+                // Tree copies go into an existing directory, as `scp -r`
+                // and `tar x -C` need.
+                std::fs::create_dir_all(&dst).expect("mkdir");
+            }
+            let cmd = match peers[i] {
+                "spuff" => spuff_cmd(
+                    sshd,
+                    cipher,
+                    kind,
+                    dir,
+                    &from,
+                    &tree_target(kind, &from, &to),
+                ),
+                "sftp" => sftp_cmd(sshd, work, cipher, kind, dir, &from, &to),
+                "scp" => scp_cmd(sshd, cipher, kind, dir, &from, &to),
+                _ => tar_cmd(sshd, cipher, dir, &from, &to),
+            };
+            results[i].push(timed(cmd));
+            verify(kind, &from, &tree_target(kind, &from, &to), bytes, peers[i]);
+        }
+    }
+    clear(&dst);
+    let _ = std::fs::remove_dir_all(&remote_src);
+    let _ = std::fs::remove_file(&remote_src);
+
+    let mib_s = |r: &Run| bytes as f64 / MIB as f64 / r.time.as_secs_f64();
+    let stats = |v: &[Run]| {
+        let mut s: Vec<f64> = v.iter().map(mib_s).collect();
+        s.sort_by(f64::total_cmp);
+        (s[s.len() / 2], s[0], s[s.len() - 1])
+    };
+    let (spuff_med, spuff_lo, spuff_hi) = stats(&results[0]);
+    for (i, peer) in peers.iter().enumerate().skip(1) {
+        let (med, lo, hi) = stats(&results[i]);
+        println!(
+            "figure: {case}_vs_{peer}_mib_s spuff={spuff_med:.1} openssh={med:.1} ratio={:.3} \
+             spread_spuff={spuff_lo:.1}..{spuff_hi:.1} spread_openssh={lo:.1}..{hi:.1}",
+            spuff_med / med
+        );
+    }
+    let peak = |v: &[Run]| v.iter().map(|r| r.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
+    println!(
+        "rss: {case}_peak_mib spuff={:.1} sftp={:.1} scp={:.1}",
+        peak(&results[0]),
+        peak(&results[1]),
+        peak(&results[2])
+    );
+}
+
+/// Where a tree copy lands: inside `to`, under the source's own name (as
+/// `scp -r SRC DIR` and `tar x -C DIR` put it); a file lands at `to`.
+fn tree_target(kind: Kind, from: &Path, to: &Path) -> PathBuf {
+    match kind {
+        Kind::File => to.to_path_buf(),
+        Kind::Tree => to.join(from.file_name().expect("a name")),
+    }
+}
+
+fn clear(p: &Path) {
+    let _ = std::fs::remove_dir_all(p);
+    let _ = std::fs::remove_file(p);
+}
+
+fn copy_all(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(st.success());
+}
+
+/// Every side must have copied everything: sizes (and for a file, the
+/// bytes of its first and last MiB) match.
+fn verify(kind: Kind, from: &Path, to: &Path, bytes: u64, who: &str) {
+    match kind {
+        Kind::File => {
+            let got = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+            assert_eq!(got, bytes, "{who}: {} has {got} bytes", to.display());
+        }
+        Kind::Tree => {
+            let size = |p: &Path| {
+                let out = Command::new("du")
+                    .args(["-sb", "--apparent-size"])
+                    .arg(p)
+                    .output()
+                    .expect("du");
+                String::from_utf8_lossy(&out.stdout)
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or("0")
+                    .parse::<u64>()
+                    .unwrap_or(0)
+            };
+            let count = |p: &Path| {
+                let out = Command::new("find")
+                    .arg(p)
+                    .args(["-type", "f"])
+                    .output()
+                    .expect("find");
+                out.stdout.iter().filter(|b| **b == b'\n').count()
+            };
+            assert_eq!(count(to), count(from), "{who}: files in {}", to.display());
+            assert_eq!(size(to), size(from), "{who}: bytes in {}", to.display());
+        }
+    }
+}
+
+fn ssh_version() -> String {
+    let out = Command::new("ssh").arg("-V").output().expect("ssh -V");
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+/// OpenSSH's `ssh`, `sftp` or `scp`, pinned to one cipher and kex, with a
+/// known_hosts for the test sshd (`sftp`/`scp` take -P, not -p).
+fn openssh(sshd: &Sshd, program: &str, cipher: &str) -> Command {
+    let mut c = Command::new(program);
+    c.args(["-F", "/dev/null", "-q"])
+        .args(["-o", &format!("Ciphers={cipher}")])
+        .args(["-o", &format!("KexAlgorithms={KEX}")])
+        .args(["-o", "ControlMaster=no"]);
+    let mut args = sshd.ssh_args().into_iter();
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "-p" if program != "ssh" => {
+                c.arg("-P").arg(args.next().expect("port"));
+            }
+            "-l" if program != "ssh" => {
+                c.arg("-o")
+                    .arg(format!("User={}", args.next().expect("user")));
+            }
+            _ => {
+                c.arg(a);
+            }
+        }
+    }
+    c.stdin(Stdio::null()).stdout(Stdio::null());
+    c
+}
+
+fn sftp_cmd(
+    sshd: &Sshd,
+    work: &Path,
+    cipher: &str,
+    kind: Kind,
+    dir: Dir,
+    from: &Path,
+    to: &Path,
+) -> Command {
+    let r = if kind == Kind::Tree { "-R " } else { "" };
+    let line = match dir {
+        Dir::Up => format!("put {r}{} {}\n", from.display(), to.display()),
+        Dir::Down => format!("get {r}{} {}\n", from.display(), to.display()),
+    };
+    let batch = work.join("batch");
+    std::fs::write(&batch, line).expect("batch");
+    let mut c = openssh(sshd, "sftp", cipher);
+    c.arg("-b").arg(batch).arg("127.0.0.1");
+    c
+}
+
+fn scp_cmd(sshd: &Sshd, cipher: &str, kind: Kind, dir: Dir, from: &Path, to: &Path) -> Command {
+    let mut c = openssh(sshd, "scp", cipher);
+    if kind == Kind::Tree {
+        c.arg("-r");
+    }
+    match dir {
+        Dir::Up => c.arg(from).arg(format!("127.0.0.1:{}", to.display())),
+        Dir::Down => c.arg(format!("127.0.0.1:{}", from.display())).arg(to),
+    };
+    c
+}
+
+/// `tar c | ssh tar x` (or the other way round), as one `sh -c` pipeline.
+fn tar_cmd(sshd: &Sshd, cipher: &str, dir: Dir, from: &Path, to: &Path) -> Command {
+    let ssh = openssh(sshd, "ssh", cipher);
+    let mut words: Vec<String> = vec![ssh.get_program().to_string_lossy().into_owned()];
+    words.extend(ssh.get_args().map(|a| a.to_string_lossy().into_owned()));
+    words.push("127.0.0.1".into());
+    let ssh_line = words
+        .iter()
+        .map(|w| format!("'{w}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let parent = from.parent().expect("parent").display().to_string();
+    let name = from
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    let to = to.display().to_string();
+    let line = match dir {
+        Dir::Up => format!("tar cf - -C '{parent}' '{name}' | {ssh_line} \"tar xf - -C '{to}'\""),
+        Dir::Down => format!("{ssh_line} \"tar cf - -C '{parent}' '{name}'\" | tar xf - -C '{to}'"),
+    };
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(line).stdin(Stdio::null());
+    c
+}
+
+/// spuff's side: this binary as `copy-child`.
+fn spuff_cmd(sshd: &Sshd, cipher: &str, kind: Kind, dir: Dir, from: &Path, to: &Path) -> Command {
+    let mut c = Command::new(std::env::current_exe().expect("exe"));
+    c.arg("copy-child")
+        .arg(sshd.port.to_string())
+        .arg(&sshd.user)
+        .arg(&util::keys().ed25519)
+        .arg(sshd.host_key.to_openssh().expect("openssh"))
+        .arg(cipher)
+        .arg(match (dir, kind) {
+            (Dir::Up, Kind::File) => "upload-file",
+            (Dir::Up, Kind::Tree) => "upload-dir",
+            (Dir::Down, Kind::File) => "download-file",
+            (Dir::Down, Kind::Tree) => "download-dir",
+        })
+        .arg(from)
+        .arg(to)
+        .stdin(Stdio::null());
+    c
+}
+
+/// The spuff process: connect with the host key pinned, copy, close, exit.
+/// What a program built on the SDK does, and nothing more.
+fn copy_child(args: &[String]) {
+    let [port, user, key, host_key, cipher, op, from, to] = args else {
+        panic!("copy-child PORT USER KEY HOSTKEY CIPHER OP FROM TO");
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let cfg = spuff::ssh::Config {
+            port: port.parse().expect("port"),
+            host_keys: spuff::ssh::HostKeyPolicy::pinned([spuff::ssh::PublicKey::from_openssh(
+                host_key,
+            )
+            .expect("host key")]),
+            auth: vec![spuff::ssh::AuthMethod::KeyFile(key.into())],
+            ciphers: vec![cipher.clone()],
+            kex: vec![KEX.to_string()],
+            ..spuff::ssh::Config::new("127.0.0.1", user.clone())
+        };
+        let session = Session::connect(cfg).await.expect("connect");
+        let sftp = session.sftp().await.expect("sftp");
+        let opts = TransferOptions::default();
+        match op.as_str() {
+            "upload-file" => drop(sftp.upload_file(from, to, &opts).await.expect("upload")),
+            "upload-dir" => drop(sftp.upload_dir(from, to, &opts).await.expect("upload")),
+            "download-file" => drop(sftp.download_file(from, to, &opts).await.expect("download")),
+            "download-dir" => drop(sftp.download_dir(from, to, &opts).await.expect("download")),
+            other => panic!("unknown op {other}"),
+        }
+        session.close().await.expect("close");
+    });
+}
+
+/// Another process keeping one core busy while it lives.
+struct Busy(Child);
+
+impl Busy {
+    fn start() -> Busy {
+        Busy(
+            Command::new("sh")
+                .args(["-c", "while :; do :; done"])
+                .spawn()
+                .expect("busy loop"),
+        )
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
