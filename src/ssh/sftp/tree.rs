@@ -527,12 +527,14 @@ mod tests {
         for bad in ["", ".", "..", "../x", "/etc", "a/b", "a\0b"] {
             assert!(local_component(bad).is_err(), "{bad:?}");
         }
-        for good in ["a", "..a", "a..", ".bashrc", "é", "ñññ"] {
+        for good in ["a", "..a", ".bashrc", "é", "ñññ"] {
             assert!(local_component(good).is_ok(), "{good:?}");
         }
         assert_eq!(local_component("..\\x").is_err(), cfg!(windows));
         assert_eq!(local_component("c:x").is_err(), cfg!(windows));
         assert_eq!(local_component("NUL.txt").is_err(), cfg!(windows));
+        // Windows drops a trailing dot: "a.." would become "a".
+        assert_eq!(local_component("a..").is_err(), cfg!(windows));
     }
 
     #[test]
