@@ -20,8 +20,9 @@
 //! `figure: NAME spuff=X openssh=Y ratio=Z spread_spuff=A..B spread_openssh=C..D`
 //!
 //! with the medians of MiB/s (higher is better) and ratio = spuff / peer;
-//! then `rss: NAME spuff=X sftp=Y` with the largest peak RSS (MiB) of any
-//! round, from `wait4`'s `ru_maxrss`.
+//! then `cpu: NAME spuff=X sftp=Y` with the median CPU seconds of the
+//! client process alone and `rss: NAME spuff=X sftp=Y` with the largest
+//! peak RSS (MiB) of any round, both from `wait4`'s `rusage`.
 
 #[path = "../tests/util/mod.rs"]
 mod util;
@@ -195,21 +196,24 @@ impl Data {
 struct Run {
     time: Duration,
     rss_kib: u64,
+    /// User plus system CPU time of the process itself.
+    cpu: Duration,
 }
 
 /// Runs `cmd` to its end; its wall time and peak RSS (`wait4`).
 fn timed(mut cmd: Command) -> Run {
     let start = Instant::now();
     let child = cmd.spawn().expect("spawn");
-    let (ok, rss_kib) = wait_rusage(child);
+    let (ok, rss_kib, cpu) = wait_rusage(child);
     let time = start.elapsed();
     assert!(ok, "{cmd:?} failed");
-    Run { time, rss_kib }
+    Run { time, rss_kib, cpu }
 }
 
-/// Reaps `child` with `wait4`: success, and its `ru_maxrss` in KiB.
+/// Reaps `child` with `wait4`: success, its `ru_maxrss` in KiB and its
+/// CPU time.
 #[cfg(unix)]
-fn wait_rusage(child: Child) -> (bool, u64) {
+fn wait_rusage(child: Child) -> (bool, u64, Duration) {
     let pid = child.id() as libc::pid_t;
     let mut status = 0;
     // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our
@@ -219,13 +223,15 @@ fn wait_rusage(child: Child) -> (bool, u64) {
     assert_eq!(r, pid, "wait4");
     drop(child);
     let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    (ok, usage.ru_maxrss as u64)
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    (ok, usage.ru_maxrss as u64, cpu)
 }
 
-/// Elsewhere: success only (no RSS figure).
+/// Elsewhere: success only (no RSS or CPU figure).
 #[cfg(not(unix))]
-fn wait_rusage(mut child: Child) -> (bool, u64) {
-    (child.wait().is_ok_and(|s| s.success()), 0)
+fn wait_rusage(mut child: Child) -> (bool, u64, Duration) {
+    (child.wait().is_ok_and(|s| s.success()), 0, Duration::ZERO)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -304,6 +310,19 @@ fn run_case(
             spuff_med / med
         );
     }
+    // The client's own CPU per copy (the server side is the same sshd for
+    // all): where a side spends more, two cores shared with sshd go slower.
+    let cpu = |v: &[Run]| {
+        let mut c: Vec<f64> = v.iter().map(|r| r.cpu.as_secs_f64()).collect();
+        c.sort_by(f64::total_cmp);
+        c[c.len() / 2]
+    };
+    println!(
+        "cpu: {case}_client_s spuff={:.2} sftp={:.2} scp={:.2}",
+        cpu(&results[0]),
+        cpu(&results[1]),
+        cpu(&results[2])
+    );
     let peak = |v: &[Run]| v.iter().map(|r| r.rss_kib).max().unwrap_or(0) as f64 / 1024.0;
     println!(
         "rss: {case}_peak_mib spuff={:.1} sftp={:.1} scp={:.1}",
@@ -508,9 +527,21 @@ fn copy_child(args: &[String]) {
             kex: vec![KEX.to_string()],
             ..spuff::ssh::Config::new("127.0.0.1", user.clone())
         };
+        // SPUFF_BENCH_WINDOW, _CHUNK and _IN_FLIGHT explore the settings.
+        let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
+        let mut cfg = cfg;
+        if let Some(w) = env_num("SPUFF_BENCH_WINDOW") {
+            cfg.window_size = w;
+        }
         let session = Session::connect(cfg).await.expect("connect");
         let sftp = session.sftp().await.expect("sftp");
-        let opts = TransferOptions::default();
+        let mut opts = TransferOptions {
+            chunk_size: env_num("SPUFF_BENCH_CHUNK"),
+            ..TransferOptions::default()
+        };
+        if let Some(n) = env_num("SPUFF_BENCH_IN_FLIGHT") {
+            opts.max_in_flight = n as usize;
+        }
         match op.as_str() {
             "upload-file" => drop(sftp.upload_file(from, to, &opts).await.expect("upload")),
             "upload-dir" => drop(sftp.upload_dir(from, to, &opts).await.expect("upload")),

@@ -302,6 +302,9 @@ async fn a_server_that_ignores_the_window_should_be_cut_off() {
         port,
         host_keys: HostKeyPolicy::pinned([PublicKey::from_openssh(&host_key).expect("key")]),
         auth: vec![AuthMethod::KeyFile(crate::util::keys().ed25519.clone())],
+        // A window the (slow, Python) flood overruns well within the
+        // stall below, whatever the default is.
+        window_size: 2 << 20,
         ..Config::new("127.0.0.1", "flood")
     };
     let session = spuff::ssh::Session::connect(config).await.expect("connect");

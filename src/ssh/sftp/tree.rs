@@ -101,7 +101,13 @@ impl Sftp {
             .iter()
             .filter(|e| matches!(e.kind, LocalKind::File(_)))
             .count() as u64;
-        let t = Transfer::new(opts, self.max_chunk(opts), bytes_total, files_total);
+        let t = Transfer::new(
+            opts,
+            self.max_chunk(opts),
+            super::transfer::UPLOAD_BYTES_IN_FLIGHT,
+            bytes_total,
+            files_total,
+        );
         self.mkdir_p(remote_dir).await?;
         let remote_of = |rel: &str| {
             if rel.is_empty() {
@@ -271,6 +277,7 @@ impl Sftp {
         let t = Transfer::new(
             opts,
             self.max_chunk(opts),
+            super::transfer::DOWNLOAD_BYTES_IN_FLIGHT,
             files.iter().map(|(_, _, m)| m.size).sum(),
             files.len() as u64,
         );
