@@ -24,7 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::remote_fs::{join_remote, split_remote};
@@ -557,21 +557,21 @@ impl Sftp {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let tmp = local.with_file_name(temp_file_name(&name));
-        let mut file = tokio::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
             .await
-            .map_err(local_err("create", local))?;
+            .map_err(local_err("create", local))?
+            .into_std()
+            .await;
         // Only regular files report a trustworthy size; others, and empty
         // files (which may be /proc-like), are read to EOF.
         let size = (meta.is_file() && meta.size > 0).then_some(meta.size);
         let result = async {
-            let n = self
-                .read_chunks(handle, remote, &mut file, local, size, t)
+            let (n, std_file) = self
+                .read_chunks(handle, remote, file, local, size, t)
                 .await?;
-            file.flush().await.map_err(local_err("write", local))?;
-            let std_file = file.into_std().await;
             if t.opts.preserve {
                 set_local_attrs(&std_file, &tmp, &meta)
                     .map_err(local_err("set attributes of", local))?;
@@ -595,11 +595,16 @@ impl Sftp {
         &self,
         handle: &str,
         remote: &str,
-        file: &mut tokio::fs::File,
+        file: std::fs::File,
         local: &Path,
         size: Option<u64>,
         t: &Transfer<'_>,
-    ) -> Result<u64> {
+    ) -> Result<(u64, std::fs::File)> {
+        // The local file is written on a blocking thread, one chunk at a
+        // time and in order, while this loop goes on sending READs: the
+        // chunk moves there (no copy into a buffer of tokio's) and keeps
+        // its permit until it is written, so memory stays bounded.
+        let mut writer = Writer::Idle(file);
         let raw = self.raw();
         let chunk = self.chunk(t.opts, self.inner.read_len);
         let mut next = 0u64;
@@ -673,14 +678,13 @@ impl Sftp {
                     break;
                 }
                 let (data, permit) = entry.remove();
-                file.write_all(&data)
-                    .await
-                    .map_err(local_err("write", local))?;
-                written += data.len() as u64;
-                drop(permit);
-                t.report(remote, data.len() as u64, false);
+                let len = data.len() as u64;
+                writer.write(data, permit, local).await?;
+                written += len;
+                t.report(remote, len, false);
             }
         }
+        let file = writer.finish(local).await?;
         if !reorder.is_empty() {
             return Err(Error::Sftp {
                 operation: "read",
@@ -688,7 +692,56 @@ impl Sftp {
                 message: "the file changed while it was read".into(),
             });
         }
-        Ok(written)
+        Ok((written, file))
+    }
+}
+
+/// A local file being written on a blocking thread, one chunk at a time.
+enum Writer {
+    Idle(std::fs::File),
+    Busy(tokio::task::JoinHandle<std::io::Result<std::fs::File>>),
+    /// Only while switching between the two.
+    Gone,
+}
+
+impl Writer {
+    /// Waits for the chunk before (order, and one chunk in the works at a
+    /// time), then starts writing `data`; `permit` is released once it is
+    /// written.
+    async fn write(
+        &mut self,
+        data: Vec<u8>,
+        permit: Option<OwnedSemaphorePermit>,
+        local: &Path,
+    ) -> Result<()> {
+        let mut file = self.idle(local).await?;
+        *self = Writer::Busy(tokio::task::spawn_blocking(move || {
+            std::io::Write::write_all(&mut file, &data)?;
+            drop(permit);
+            Ok(file)
+        }));
+        Ok(())
+    }
+
+    async fn idle(&mut self, local: &Path) -> Result<std::fs::File> {
+        match std::mem::replace(self, Writer::Gone) {
+            Writer::Idle(f) => Ok(f),
+            Writer::Busy(h) => h
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r)
+                .map_err(local_err("write", local)),
+            Writer::Gone => Err(Error::LocalIo {
+                operation: "write",
+                path: local.to_path_buf(),
+                source: std::io::Error::other("an earlier write failed"),
+            }),
+        }
+    }
+
+    /// The file, once every chunk is written.
+    async fn finish(mut self, local: &Path) -> Result<std::fs::File> {
+        self.idle(local).await
     }
 }
 
