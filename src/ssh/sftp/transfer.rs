@@ -24,7 +24,6 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use russh_sftp::protocol::{FileAttributes, OpenFlags, StatusCode};
-use tokio::io::AsyncReadExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::remote_fs::{join_remote, split_remote};
@@ -353,9 +352,11 @@ impl Sftp {
         t: &Transfer<'_>,
     ) -> Result<u64> {
         let raw = self.raw();
-        let mut file = tokio::fs::File::open(local)
+        let file = tokio::fs::File::open(local)
             .await
-            .map_err(local_err("open", local))?;
+            .map_err(local_err("open", local))?
+            .into_std()
+            .await;
         let final_attrs = if t.opts.preserve {
             attrs.sftp_attrs()
         } else {
@@ -381,9 +382,7 @@ impl Sftp {
             .await
             .map_err(|e| self.err("open", remote, e))?
             .handle;
-        let written = self
-            .write_chunks(&handle, &mut file, local, remote, t)
-            .await;
+        let written = self.write_chunks(&handle, file, local, remote, t).await;
         // Close even after a failure so the server frees the handle; its
         // status matters only on success (it can report a failed flush).
         let closed = raw.close(handle).await;
@@ -422,7 +421,7 @@ impl Sftp {
     async fn write_chunks(
         &self,
         handle: &str,
-        file: &mut tokio::fs::File,
+        file: std::fs::File,
         local: &Path,
         remote: &str,
         t: &Transfer<'_>,
@@ -432,22 +431,23 @@ impl Sftp {
         let mut offset = 0u64;
         let mut eof = false;
         let mut in_flight = FuturesUnordered::new();
+        // The next chunk is read on a blocking thread while this one goes
+        // out: straight into its own buffer (no zeroing, no copy out of a
+        // buffer of tokio's).
+        let mut reader = Reader::start(file, chunk);
         loop {
             while !eof {
                 let Some(permit) = t.permit(in_flight.len()).await else {
                     break;
                 };
-                let mut buf = vec![0u8; chunk];
-                let n = read_full(file, &mut buf)
-                    .await
-                    .map_err(local_err("read", local))?;
+                let buf = reader.next(chunk, local).await?;
+                let n = buf.len();
                 if n < chunk {
                     eof = true;
                 }
                 if n == 0 {
                     break;
                 }
-                buf.truncate(n);
                 let at = offset;
                 offset += n as u64;
                 let handle = handle.to_string();
@@ -696,6 +696,43 @@ impl Sftp {
     }
 }
 
+/// A local file read ahead on a blocking thread, one chunk at a time.
+enum Reader {
+    Busy(tokio::task::JoinHandle<std::io::Result<(std::fs::File, Vec<u8>)>>),
+    /// At end of file, or after an error.
+    Done,
+}
+
+impl Reader {
+    fn start(file: std::fs::File, chunk: usize) -> Reader {
+        Reader::Busy(tokio::task::spawn_blocking(move || read_chunk(file, chunk)))
+    }
+
+    /// The next chunk (shorter than `chunk` at the end, empty after it),
+    /// and the one after it started.
+    async fn next(&mut self, chunk: usize, local: &Path) -> Result<Vec<u8>> {
+        let Reader::Busy(h) = std::mem::replace(self, Reader::Done) else {
+            return Ok(Vec::new());
+        };
+        let (file, buf) = h
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+            .map_err(local_err("read", local))?;
+        if buf.len() == chunk {
+            *self = Reader::start(file, chunk);
+        }
+        Ok(buf)
+    }
+}
+
+/// Up to `chunk` bytes of `file`, fewer only at its end.
+fn read_chunk(mut file: std::fs::File, chunk: usize) -> std::io::Result<(std::fs::File, Vec<u8>)> {
+    let mut buf = Vec::with_capacity(chunk);
+    std::io::Read::read_to_end(&mut std::io::Read::take(&mut file, chunk as u64), &mut buf)?;
+    Ok((file, buf))
+}
+
 /// A local file being written on a blocking thread, one chunk at a time.
 enum Writer {
     Idle(std::fs::File),
@@ -743,18 +780,6 @@ impl Writer {
     async fn finish(mut self, local: &Path) -> Result<std::fs::File> {
         self.idle(local).await
     }
-}
-
-/// Fill `buf` unless EOF comes first; returns how much was read.
-async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match file.read(&mut buf[n..]).await? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 /// Give a downloaded file the remote mode and mtime (on Windows only the
