@@ -24,6 +24,8 @@
 //! client process alone and `rss: NAME spuff=X sftp=Y` with the largest
 //! peak RSS (MiB) of any round, both from `wait4`'s `rusage`.
 
+#[path = "common/openssh.rs"]
+mod openssh;
 #[path = "../tests/util/mod.rs"]
 mod util;
 
@@ -31,12 +33,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use openssh::{KEX, openssh};
 use spuff::sftp::TransferOptions;
 use spuff::ssh::Session;
 use util::Sshd;
 
 const MIB: u64 = 1024 * 1024;
-const KEX: &str = "curve25519-sha256";
 const CIPHERS: &[(&str, &str)] = &[
     ("aes128-gcm@openssh.com", "aes128gcm"),
     ("chacha20-poly1305@openssh.com", "chacha20"),
@@ -395,33 +397,6 @@ fn verify(kind: Kind, from: &Path, to: &Path, bytes: u64, who: &str) {
 fn ssh_version() -> String {
     let out = Command::new("ssh").arg("-V").output().expect("ssh -V");
     String::from_utf8_lossy(&out.stderr).trim().to_string()
-}
-
-/// OpenSSH's `ssh`, `sftp` or `scp`, pinned to one cipher and kex, with a
-/// known_hosts for the test sshd (`sftp`/`scp` take -P, not -p).
-fn openssh(sshd: &Sshd, program: &str, cipher: &str) -> Command {
-    let mut c = Command::new(program);
-    c.args(["-F", "/dev/null", "-q"])
-        .args(["-o", &format!("Ciphers={cipher}")])
-        .args(["-o", &format!("KexAlgorithms={KEX}")])
-        .args(["-o", "ControlMaster=no"]);
-    let mut args = sshd.ssh_args().into_iter();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-p" if program != "ssh" => {
-                c.arg("-P").arg(args.next().expect("port"));
-            }
-            "-l" if program != "ssh" => {
-                c.arg("-o")
-                    .arg(format!("User={}", args.next().expect("user")));
-            }
-            _ => {
-                c.arg(a);
-            }
-        }
-    }
-    c.stdin(Stdio::null()).stdout(Stdio::null());
-    c
 }
 
 fn sftp_cmd(

@@ -8,12 +8,15 @@
 //! times (`*_ms`) and memory (`*_mib`) lower is better. Both clients are pinned
 //! to the same cipher and key exchange, named in the figure.
 
+#[path = "common/openssh.rs"]
+mod openssh;
 #[path = "../tests/util/mod.rs"]
 mod util;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use openssh::{KEX, openssh};
 use spuff::forward::LocalForwardSpec;
 use spuff::sftp::TransferOptions;
 use spuff::ssh::Session;
@@ -22,7 +25,6 @@ use util::Sshd;
 
 const MIB: u64 = 1024 * 1024;
 
-const KEX: &str = "curve25519-sha256";
 const CIPHERS: &[(&str, &str)] = &[
     ("chacha20-poly1305@openssh.com", "chacha20"),
     ("aes128-gcm@openssh.com", "aes128gcm"),
@@ -259,31 +261,6 @@ fn transfers(rt: &tokio::runtime::Runtime, sshd: &Sshd, work: &std::path::Path) 
             mib_s(size, scp_down),
         );
     }
-}
-
-/// OpenSSH's `sftp`/`scp`, pinned like `ssh_cmd` (they take -P, not -p).
-fn openssh(sshd: &Sshd, program: &str, cipher: &str) -> Command {
-    let mut c = Command::new(program);
-    c.args(["-F", "/dev/null"])
-        .args(["-o", &format!("Ciphers={cipher}")])
-        .args(["-o", &format!("KexAlgorithms={KEX}")]);
-    let mut args = sshd.ssh_args().into_iter();
-    while let Some(a) = args.next() {
-        match a.as_str() {
-            "-p" => {
-                c.arg("-P").arg(args.next().expect("port"));
-            }
-            "-l" => {
-                c.arg("-o")
-                    .arg(format!("User={}", args.next().expect("user")));
-            }
-            _ => {
-                c.arg(a);
-            }
-        }
-    }
-    c.stdin(Stdio::null());
-    c
 }
 
 /// A server that reads everything and answers with the byte count at EOF.

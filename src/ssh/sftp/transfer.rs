@@ -714,11 +714,7 @@ impl Reader {
         let Reader::Busy(h) = std::mem::replace(self, Reader::Done) else {
             return Ok(Vec::new());
         };
-        let (file, buf) = h
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))
-            .and_then(|r| r)
-            .map_err(local_err("read", local))?;
+        let (file, buf) = joined(h.await).map_err(local_err("read", local))?;
         if buf.len() == chunk {
             *self = Reader::start(file, chunk);
         }
@@ -737,8 +733,17 @@ fn read_chunk(mut file: std::fs::File, chunk: usize) -> std::io::Result<(std::fs
 enum Writer {
     Idle(std::fs::File),
     Busy(tokio::task::JoinHandle<std::io::Result<std::fs::File>>),
-    /// Only while switching between the two.
+    /// While switching between the two, and for good after a write failed
+    /// (the file went with the failed task).
     Gone,
+}
+
+/// The result of a blocking file task: a task that panicked or was
+/// cancelled is an I/O error like the others, for the caller to name.
+pub(super) fn joined<T>(
+    r: std::result::Result<std::io::Result<T>, tokio::task::JoinError>,
+) -> std::io::Result<T> {
+    r.map_err(|e| std::io::Error::other(e.to_string()))?
 }
 
 impl Writer {
@@ -763,11 +768,7 @@ impl Writer {
     async fn idle(&mut self, local: &Path) -> Result<std::fs::File> {
         match std::mem::replace(self, Writer::Gone) {
             Writer::Idle(f) => Ok(f),
-            Writer::Busy(h) => h
-                .await
-                .map_err(|e| std::io::Error::other(e.to_string()))
-                .and_then(|r| r)
-                .map_err(local_err("write", local)),
+            Writer::Busy(h) => joined(h.await).map_err(local_err("write", local)),
             Writer::Gone => Err(Error::LocalIo {
                 operation: "write",
                 path: local.to_path_buf(),
