@@ -431,10 +431,13 @@ fn whole_life(w: &World) {
     let tree = w.path("home/tree");
     std::fs::create_dir_all(tree.join("sub")).expect("mkdir");
     std::fs::write(tree.join("sub/a.txt"), "a\n").expect("write");
-    assert_success(
-        &w.spuff(&["cp", &tree.display().to_string(), &remote]),
-        "cp tree up",
-    );
+    let out = w.spuff(&["cp", &tree.display().to_string(), &remote]);
+    assert_success(&out, "cp tree up");
+    // The test sshd has GNU tar: the tree goes as one stream (issue 14),
+    // and the closing line says what was copied and how.
+    let said =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("(1 file, 2 dirs; through tar)"), "{said}");
     assert_eq!(
         std::fs::read_to_string(remote_dir.join("tree/sub/a.txt")).expect("tree"),
         "a\n"

@@ -35,7 +35,8 @@ fn files_under(dir: &Path) -> Vec<String> {
             if e.file_type().is_ok_and(|t| t.is_dir()) {
                 stack.push(p);
             } else {
-                out.push(p.strip_prefix(dir).unwrap_or(&p).display().to_string());
+                let rel = p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+                out.push(rel.replace('\\', "/"));
             }
         }
     }
@@ -48,8 +49,16 @@ async fn download(mode: &str, scratch: &Path) -> Result<spuff::sftp::TransferSum
     let session = sshd.connect().await;
     let sftp = session.sftp().await.expect("sftp");
     let target = scratch.join("inside").join("target");
-    sftp.download_dir("/evil", &target, &TransferOptions::default())
-        .await
+    sftp.download_dir("/evil", &target, &over_sftp()).await
+}
+
+/// These servers lie in their SFTP answers: keep the copy on SFTP even
+/// though the VM has tar.
+fn over_sftp() -> TransferOptions {
+    TransferOptions {
+        stream_trees: false,
+        ..TransferOptions::default()
+    }
 }
 
 #[tokio::test]
@@ -100,14 +109,7 @@ async fn an_honest_listing_from_the_same_server_should_download() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let summary = download("good", scratch.path()).await.expect("download");
     assert_eq!(summary.files, 1);
-    assert_eq!(
-        files_under(scratch.path()),
-        [format!(
-            "inside{}target{}fine.txt",
-            std::path::MAIN_SEPARATOR,
-            std::path::MAIN_SEPARATOR
-        )]
-    );
+    assert_eq!(files_under(scratch.path()), ["inside/target/fine.txt"]);
     let got = std::fs::read(scratch.path().join("inside/target/fine.txt")).expect("read");
     assert_eq!(got, b"evil\n");
 }
@@ -203,7 +205,7 @@ async fn a_server_that_stalls_mid_transfer_should_time_out() {
     let scratch = tempfile::tempdir().expect("tempdir");
     let target = scratch.path().join("target");
     let err = sftp
-        .download_dir("/evil", &target, &TransferOptions::default())
+        .download_dir("/evil", &target, &over_sftp())
         .await
         .expect_err("a stalled transfer");
     let text = err.to_string();
@@ -219,7 +221,8 @@ async fn a_server_that_stalls_mid_transfer_should_time_out() {
 }
 
 /// A symlink an earlier copy left inside the target is not followed when a
-/// directory of the same name arrives: it is replaced.
+/// directory of the same name arrives: it is replaced, over SFTP and
+/// through tar alike.
 #[cfg(unix)]
 #[tokio::test]
 async fn a_symlink_in_the_target_should_not_be_written_through() {
@@ -233,31 +236,169 @@ async fn a_symlink_in_the_target_should_not_be_written_through() {
         "from the VM\n",
     )
     .expect("write");
-    let scratch = tempfile::tempdir().expect("tempdir");
-    let elsewhere = scratch.path().join("elsewhere");
+    for stream_trees in [false, true] {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let elsewhere = scratch.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).expect("mkdir");
+        let target = scratch.path().join("target");
+        std::fs::create_dir_all(&target).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, target.join("d")).expect("symlink");
+        let opts = TransferOptions {
+            stream_trees,
+            ..TransferOptions::default()
+        };
+        sftp.download_dir(
+            &crate::util::server_path(&remote.path().join("tree")),
+            &target,
+            &opts,
+        )
+        .await
+        .expect("download");
+        assert!(
+            !elsewhere.join("authorized_keys").exists(),
+            "written through the link (stream_trees {stream_trees})"
+        );
+        assert!(
+            std::fs::symlink_metadata(target.join("d"))
+                .expect("d")
+                .is_dir()
+        );
+        assert_eq!(
+            std::fs::read_to_string(target.join("d/authorized_keys")).expect("read"),
+            "from the VM\n"
+        );
+    }
+}
+
+/// A server whose `tar -c` is tests/data/hostile/tar_server.py in `mode`;
+/// `elsewhere` is a directory outside every target, where nothing may land.
+fn hostile_tar_sshd(mode: &str, elsewhere: &Path) -> Sshd {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/hostile/tar_server.py"
+    );
+    // Only a symlink's text: under Wine the test's temporary directory is
+    // not on the server's disk, and the client skips symlinks there anyway.
+    let elsewhere = if cfg!(windows) {
+        "/tmp/spuff-elsewhere".to_string()
+    } else {
+        elsewhere.display().to_string()
+    };
+    Sshd::start_with(&format!(
+        "ForceCommand /usr/bin/python3 {script} {mode} {elsewhere}\n"
+    ))
+}
+
+/// Download a tree from a hostile tar into `scratch/inside/target`.
+async fn download_tar(mode: &str, scratch: &Path) -> Result<spuff::sftp::TransferSummary, Error> {
+    let elsewhere = scratch.join("elsewhere");
     std::fs::create_dir_all(&elsewhere).expect("mkdir");
-    let target = scratch.path().join("target");
-    std::fs::create_dir_all(&target).expect("mkdir");
-    std::os::unix::fs::symlink(&elsewhere, target.join("d")).expect("symlink");
-    sftp.download_dir(
-        &crate::util::server_path(&remote.path().join("tree")),
-        &target,
-        &TransferOptions::default(),
-    )
-    .await
-    .expect("download");
-    assert!(
-        !elsewhere.join("authorized_keys").exists(),
-        "written through the link"
-    );
-    assert!(
-        std::fs::symlink_metadata(target.join("d"))
-            .expect("d")
-            .is_dir()
-    );
+    let sshd = hostile_tar_sshd(mode, &elsewhere);
+    let session = sshd.connect().await;
+    let sftp = session.sftp().await.expect("sftp");
+    let remote = crate::util::server_path(sshd.dir.path());
+    let target = scratch.join("inside").join("target");
+    sftp.download_dir(&remote, &target, &TransferOptions::default())
+        .await
+}
+
+/// Issue 14: a tree streamed through tar keeps the rules of the SFTP path.
+/// Each archive below breaks one; the copy must stop with an error that
+/// says which, and nothing may be written outside the target (nor through
+/// a symlink the archive made, nor as a partial file).
+#[tokio::test]
+async fn a_hostile_tar_stream_should_be_refused() {
+    let cases = [
+        ("dotdot", "\"..\""),
+        ("absolute", "not inside the directory asked for"),
+        ("through", "arrived before its directory"),
+        ("nodir", "arrived before its directory"),
+        ("dup", "was listed twice"),
+        ("longname", "refusing names over 65536 bytes"),
+        ("short", "after 4096 of its 10485760 bytes"),
+        ("pax", "PAX headers"),
+        ("fails", "Cannot open: Permission denied"),
+    ];
+    for (mode, says) in cases {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let err = download_tar(mode, scratch.path())
+            .await
+            .expect_err(mode)
+            .to_string();
+        assert!(err.contains(says), "{mode}: {err}");
+        let outside: Vec<String> = files_under(scratch.path())
+            .into_iter()
+            .filter(|f| !f.starts_with("inside/target/"))
+            .collect();
+        assert!(outside.is_empty(), "{mode}: written outside: {outside:?}");
+        let inside = files_under(&scratch.path().join("inside/target"));
+        // Files before the broken entry stay, each one whole.
+        let expected: &[&str] = match mode {
+            "fails" => &["fine.txt"],
+            "dup" => &["twice"],
+            _ => &[],
+        };
+        assert_eq!(inside, expected, "{mode}: in the target");
+    }
+    if cfg!(unix) {
+        assert!(!Path::new("/tmp/spuff-escaped-tar").exists());
+    }
+}
+
+/// An upload through a tar that reads the archive and writes nothing, yet
+/// exits 0: the check after the copy finds out and says which file.
+#[tokio::test]
+async fn a_tar_upload_that_did_not_land_should_be_caught() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let sshd = hostile_tar_sshd("drop", scratch.path());
+    let session = sshd.connect().await;
+    let sftp = session.sftp().await.expect("sftp");
+    let tree = scratch.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).expect("mkdir");
+    std::fs::write(tree.join("sub/a.txt"), "data\n").expect("write");
+    std::fs::create_dir_all(sshd.dir.path().join("up")).expect("mkdir");
+    let remote = crate::util::server_path(&sshd.dir.path().join("up"));
+    let err = sftp
+        .upload_dir(&tree, &remote, &TransferOptions::default())
+        .await
+        .expect_err("nothing landed")
+        .to_string();
+    assert!(err.contains("a.txt"), "{err}");
+    assert!(err.contains("through tar"), "{err}");
+}
+
+/// The same hostile-tar server, answering honestly or with entries that
+/// are skipped as over SFTP: the copy works and counts what it did.
+#[tokio::test]
+async fn an_honest_or_odd_tar_stream_should_download() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let s = download_tar("honest", scratch.path())
+        .await
+        .expect("honest");
+    let target = scratch.path().join("inside/target");
+    if cfg!(unix) {
+        assert_eq!((s.files, s.dirs, s.symlinks, s.bytes), (1, 2, 1, 5));
+        assert_eq!(
+            std::fs::read_link(target.join("link")).expect("link"),
+            Path::new("sub/fine.txt")
+        );
+    } else {
+        // Symlinks need privileges on Windows: skipped, as over SFTP.
+        assert_eq!((s.files, s.dirs, s.skipped, s.bytes), (1, 2, 1, 5));
+    }
     assert_eq!(
-        std::fs::read_to_string(target.join("d/authorized_keys")).expect("read"),
-        "from the VM\n"
+        std::fs::read_to_string(target.join("sub/fine.txt")).expect("read"),
+        "evil\n"
+    );
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let s = download_tar("special", scratch.path())
+        .await
+        .expect("special");
+    assert_eq!((s.files, s.skipped), (1, 3));
+    assert_eq!(
+        files_under(&scratch.path().join("inside/target")),
+        ["fine.txt"]
     );
 }
 

@@ -104,9 +104,41 @@ async fn sftp_should_round_trip_a_64_mib_file_intact() {
 #[cfg(not(windows))]
 #[tokio::test]
 async fn sftp_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
-    let sshd = Sshd::start();
+    copy_trees_keeping_modes_mtimes_and_symlinks("", false).await;
+}
+
+/// The same tree through one tar stream each way (issue 14): the same
+/// result, checked the same way.
+#[cfg(not(windows))]
+#[tokio::test]
+async fn tar_streams_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
+    copy_trees_keeping_modes_mtimes_and_symlinks("", true).await;
+}
+
+/// A server without tar (a PATH that has everything of /usr/bin but tar)
+/// still gets the tree, over SFTP.
+#[cfg(not(windows))]
+#[tokio::test]
+async fn trees_should_fall_back_to_sftp_without_tar_on_the_server() {
+    let bin = tempfile::tempdir().expect("tempdir");
+    for e in std::fs::read_dir("/usr/bin").expect("/usr/bin").flatten() {
+        if e.file_name() != "tar" {
+            std::os::unix::fs::symlink(e.path(), bin.path().join(e.file_name())).expect("symlink");
+        }
+    }
+    let config = format!("SetEnv PATH={}\n", bin.path().display());
+    copy_trees_keeping_modes_mtimes_and_symlinks(&config, true).await;
+}
+
+#[cfg(not(windows))]
+async fn copy_trees_keeping_modes_mtimes_and_symlinks(sshd_config: &str, stream_trees: bool) {
+    let sshd = Sshd::start_with(sshd_config);
     let s = sshd.connect().await;
     let sftp = s.sftp().await.expect("sftp");
+    let opts = TransferOptions {
+        stream_trees,
+        ..TransferOptions::default()
+    };
     let local = tempfile::tempdir().expect("tempdir");
     let tree = local.path().join("tree");
     let files: [(&str, u32, u64, u64); 4] = [
@@ -136,7 +168,7 @@ async fn sftp_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
 
     let dst = remote(&sshd, "up/tree");
     let summary = sftp
-        .upload_dir(&tree, &dst, &TransferOptions::default())
+        .upload_dir(&tree, &dst, &opts)
         .await
         .expect("upload_dir");
     assert_eq!(
@@ -173,7 +205,7 @@ async fn sftp_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
 
     let back = local.path().join("back");
     let summary = sftp
-        .download_dir(&dst, &back, &TransferOptions::default())
+        .download_dir(&dst, &back, &opts)
         .await
         .expect("download_dir");
     assert_eq!(

@@ -237,10 +237,10 @@ pub enum Error {
     /// answers so is broken or hostile, and nothing more is written for it
     /// (issue 13; OpenSSH's `sftp get -r` refuses the same).
     #[error(
-        "sftp {operation} {dir}: the server sent the entry name {name:?}, which {reason}; refusing to write it"
+        "{operation} {dir}: the server sent the entry name {name:?}, which {reason}; refusing to write it"
     )]
     UnsafeName {
-        /// What we were doing (`download`).
+        /// What we were doing (`sftp download`, `tar download`).
         operation: &'static str,
         /// The remote directory it was listed in.
         dir: String,
@@ -248,6 +248,19 @@ pub enum Error {
         name: String,
         /// Why it was refused.
         reason: &'static str,
+    },
+
+    /// A tree copied through `tar` on the server failed: tar there ended
+    /// badly (its message is included), its archive broke the rules, or a
+    /// file did not arrive as sent.
+    #[error("{operation} {path} through tar: {message}")]
+    TarStream {
+        /// What we were doing (`upload`, `download`).
+        operation: &'static str,
+        /// The remote directory (or file) involved.
+        path: String,
+        /// What went wrong.
+        message: String,
     },
 
     /// A local file operation failed.

@@ -261,6 +261,15 @@ impl RemoteCommand {
             .map_err(|e| self.session.op_error(&self.operation, e))
     }
 
+    /// Close the channel without waiting for the command: the server hangs
+    /// up on it (its output has nowhere to go), and nothing more arrives.
+    pub async fn close(&self) -> Result<()> {
+        self.write
+            .close()
+            .await
+            .map_err(|e| self.session.op_error(&self.operation, e))
+    }
+
     /// Wait for the command to end, discarding its output.
     pub async fn wait(mut self) -> Result<ExitStatus> {
         while self.next_event().await?.is_some() {}
@@ -327,8 +336,22 @@ impl Session {
     /// [`Error::ChannelRefused`] or [`Error::ConnectionLost`] when the
     /// command cannot be started.
     pub async fn spawn(&self, command: &str) -> Result<RemoteCommand> {
+        self.spawn_with_window(command, None).await
+    }
+
+    /// [`Session::spawn`], with the channel's receive window at `window`
+    /// bytes when given: a command whose output is read slower than it
+    /// arrives then holds at most that much here.
+    pub(crate) async fn spawn_with_window(
+        &self,
+        command: &str,
+        window: Option<u32>,
+    ) -> Result<RemoteCommand> {
         let operation = format!("exec `{}`", truncate(command, 60));
-        let channel = self.open_session_channel(&operation).await?;
+        let channel = match window {
+            Some(w) => self.open_session_channel_with_window(&operation, w).await?,
+            None => self.open_session_channel(&operation).await?,
+        };
         channel
             .exec(true, command)
             .await

@@ -40,6 +40,7 @@ mod handler;
 mod key_file;
 mod key_pair;
 mod known_hosts;
+mod prompt_ack;
 pub mod sftp;
 mod shell;
 mod wait;
@@ -271,6 +272,7 @@ impl Session {
             policy: config.host_keys.clone(),
             shared: shared.clone(),
         };
+        let tcp = prompt_ack::PromptAck::new(tcp);
         let handshake = client::connect_stream(russh_config, tcp, handler);
         let mut handle = match tokio::time::timeout(config.connect_timeout, handshake).await {
             Ok(Ok(h)) => h,
@@ -418,6 +420,21 @@ impl Session {
         self.inner
             .handle
             .channel_open_session()
+            .await
+            .map_err(|e| self.op_error(operation, e))
+    }
+
+    /// A session channel whose receive window is `window` bytes (at most
+    /// [`Config::window_size`]): what the server may send ahead, and so
+    /// what can wait here unread, for a stream read slower than it comes.
+    pub(crate) async fn open_session_channel_with_window(
+        &self,
+        operation: &str,
+        window: u32,
+    ) -> Result<russh::Channel<client::Msg>> {
+        self.inner
+            .handle
+            .channel_open_session_with_window(window)
             .await
             .map_err(|e| self.op_error(operation, e))
     }

@@ -51,14 +51,20 @@ pub(crate) async fn run(args: CpArgs, ctx: &Context) -> anyhow::Result<u8> {
         let meta =
             std::fs::metadata(local).with_context(|| format!("cannot read {}", local.display()))?;
         let remote = remote_target(&sftp, path, local).await;
-        if meta.is_dir() {
-            sftp.upload_dir(local, &remote, &options).await?;
+        let (bytes, tree) = if meta.is_dir() {
+            let s = sftp.upload_dir(local, &remote, &options).await?;
+            (s.bytes, Some(s))
         } else {
-            sftp.upload_file(local, &remote, &options).await?;
-        }
+            (sftp.upload_file(local, &remote, &options).await?, None)
+        };
         (
-            meta.len(),
-            format!("{} → {}:{remote}", local.display(), instance.name),
+            bytes,
+            format!(
+                "{} → {}:{remote}{}",
+                local.display(),
+                instance.name,
+                tree_note(tree)
+            ),
         )
     } else {
         let (Location::Remote { path, .. }, Location::Local(local)) = (&source, &destination)
@@ -75,14 +81,20 @@ pub(crate) async fn run(args: CpArgs, ctx: &Context) -> anyhow::Result<u8> {
         } else {
             local.clone()
         };
-        if meta.is_dir() {
-            sftp.download_dir(path, &local, &options).await?;
+        let (bytes, tree) = if meta.is_dir() {
+            let s = sftp.download_dir(path, &local, &options).await?;
+            (s.bytes, Some(s))
         } else {
-            sftp.download_file(path, &local, &options).await?;
-        }
+            (sftp.download_file(path, &local, &options).await?, None)
+        };
         (
-            meta.size,
-            format!("{}:{path} → {}", instance.name, local.display()),
+            bytes,
+            format!(
+                "{}:{path} → {}{}",
+                instance.name,
+                local.display(),
+                tree_note(tree)
+            ),
         )
     };
     if let Some(bar) = bar {
@@ -94,6 +106,34 @@ pub(crate) async fn run(args: CpArgs, ctx: &Context) -> anyhow::Result<u8> {
             .success(format!("copied {what} ({})", human_bytes(bytes)));
     }
     Ok(0)
+}
+
+/// What a tree copy did, for the closing line: counts, anything skipped,
+/// and whether it went through one tar stream or file by file.
+fn tree_note(summary: Option<spuff::sftp::TransferSummary>) -> String {
+    let Some(s) = summary else {
+        return String::new();
+    };
+    let count = |n: u64, one: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {one}s")
+        }
+    };
+    let mut parts = vec![count(s.files, "file"), count(s.dirs, "dir")];
+    if s.symlinks > 0 {
+        parts.push(count(s.symlinks, "symlink"));
+    }
+    if s.skipped > 0 {
+        parts.push(format!("{} skipped (see -v)", s.skipped));
+    }
+    let how = if s.streamed {
+        "through tar"
+    } else {
+        "over SFTP"
+    };
+    format!(" ({}; {how})", parts.join(", "))
 }
 
 fn parse(input: &str, ctx: &Context) -> anyhow::Result<Location> {

@@ -114,6 +114,15 @@ pub struct TransferOptions {
     /// Bytes per request. `None`: the largest the server allows (OpenSSH
     /// advertises 255 KiB), or 32 KiB when it does not say. Capped to that.
     pub chunk_size: Option<u32>,
+    /// Copy whole trees ([`Sftp::upload_dir`], [`Sftp::download_dir`])
+    /// through one `tar` stream when the server has GNU tar and `preserve`
+    /// is set (true): about twice as fast for many small files, with the
+    /// same name checks, and every uploaded file's size, mode and mtime
+    /// checked afterwards. `false`, or a server without GNU tar, copies
+    /// file by file over SFTP. One difference: a tree upload cut off by a
+    /// lost connection can leave the file it was writing partly written
+    /// through tar (over SFTP it stays in a hidden temporary file).
+    pub stream_trees: bool,
 }
 
 impl Default for TransferOptions {
@@ -123,6 +132,7 @@ impl Default for TransferOptions {
             progress: None,
             max_in_flight: 64,
             chunk_size: None,
+            stream_trees: true,
         }
     }
 }
@@ -134,6 +144,7 @@ impl std::fmt::Debug for TransferOptions {
             .field("progress", &self.progress.is_some())
             .field("max_in_flight", &self.max_in_flight)
             .field("chunk_size", &self.chunk_size)
+            .field("stream_trees", &self.stream_trees)
             .finish()
     }
 }
@@ -212,7 +223,7 @@ pub(super) struct LocalAttrs {
     pub(super) size: u64,
     pub(super) mode: u32,
     atime: u32,
-    mtime: u32,
+    pub(super) mtime: u32,
 }
 
 impl LocalAttrs {
@@ -267,7 +278,7 @@ fn random_suffix() -> String {
 }
 
 /// `.name.spuff-tmp-<random>`, short enough for 255-byte name limits.
-fn temp_file_name(name: &str) -> String {
+pub(super) fn temp_file_name(name: &str) -> String {
     let mut end = name.len().min(200);
     while !name.is_char_boundary(end) {
         end -= 1;
@@ -786,18 +797,29 @@ impl Writer {
 /// Give a downloaded file the remote mode and mtime (on Windows only the
 /// read-only flag follows the mode).
 fn set_local_attrs(file: &std::fs::File, path: &Path, meta: &Metadata) -> std::io::Result<()> {
+    set_file_attrs(file, path, meta.permissions(), meta.modified())
+}
+
+/// Give a local file `mode` and `mtime` (on Windows only the read-only flag
+/// follows the mode).
+pub(super) fn set_file_attrs(
+    file: &std::fs::File,
+    path: &Path,
+    mode: u32,
+    mtime: SystemTime,
+) -> std::io::Result<()> {
     // Times first: a read-only file on Windows refuses new times.
-    file.set_modified(meta.modified())?;
+    file.set_modified(mtime)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         let _ = path;
-        file.set_permissions(std::fs::Permissions::from_mode(meta.permissions()))?;
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
     }
     #[cfg(not(unix))]
     {
         let mut p = file.metadata()?.permissions();
-        p.set_readonly(meta.permissions() & 0o200 == 0);
+        p.set_readonly(mode & 0o200 == 0);
         std::fs::set_permissions(path, p)?;
     }
     Ok(())

@@ -150,6 +150,9 @@ impl WindowSizeRef {
 /// to be woken (`wants_wake`) when it holds back data or window.
 #[derive(Debug, Default)]
 pub(crate) struct ReceiveFlow {
+    /// spuff patch: this channel's receive window, when it is not
+    /// `Config::window_size` (0): see `Handle::channel_open_session_with_window`.
+    pub(crate) window: std::sync::atomic::AtomicU32,
     pub(crate) unread: std::sync::atomic::AtomicUsize,
     pub(crate) wants_wake: std::sync::atomic::AtomicBool,
     pub(crate) wake: std::sync::OnceLock<Arc<Notify>>,

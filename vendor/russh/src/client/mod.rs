@@ -866,6 +866,32 @@ impl<H: Handler> Handle<H> {
             .await
     }
 
+    /// spuff patch: [`Handle::channel_open_session`] with a receive window
+    /// of `window` bytes instead of `Config::window_size` (never more), for
+    /// a channel that streams a lot to a reader that may be slower than the
+    /// network: what the peer may send ahead, and so what can wait unread
+    /// in memory, is bounded by this window.
+    pub async fn channel_open_session_with_window(
+        &self,
+        window: u32,
+    ) -> Result<Channel<Msg>, crate::Error> {
+        let (sender, receiver) = channel(self.channel_buffer_size);
+        let channel_ref = ChannelRef::new(sender);
+        channel_ref
+            .flow()
+            .window
+            .store(window.max(1), std::sync::atomic::Ordering::SeqCst);
+        let window_size_ref = channel_ref.window_size().clone();
+        let flow = channel_ref.flow().clone();
+
+        self.sender
+            .send(Msg::ChannelOpenSession { channel_ref })
+            .await
+            .map_err(|_| crate::Error::SendError)?;
+        self.wait_channel_confirmation(receiver, window_size_ref, flow)
+            .await
+    }
+
     /// Request an X11 channel, on which the X11 protocol may be tunneled.
     pub async fn channel_open_x11<A: Into<String>>(
         &self,
@@ -1366,14 +1392,22 @@ impl Session {
         }
     }
 
+    /// spuff patch: the receive window of a channel with this flow.
+    pub(crate) fn channel_window(&self, flow: &crate::channels::ReceiveFlow) -> u32 {
+        match flow.window.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => self.common.config.window_size,
+            w => w.min(self.common.config.window_size),
+        }
+    }
+
     /// Re-open channel `id`'s receive window as far as its reader has caught up.
     pub(crate) fn replenish_window(&mut self, id: ChannelId) -> Result<(), crate::Error> {
         use std::sync::atomic::Ordering::SeqCst;
-        let target = self.common.config.window_size;
         let Some(chan) = self.channels.get(&id) else {
             return Ok(());
         };
         let flow = chan.flow().clone();
+        let target = self.channel_window(&flow);
         flow.wants_wake.store(true, SeqCst);
         let unread = u32::try_from(flow.unread.load(SeqCst)).unwrap_or(u32::MAX);
         let withheld = match self.common.encrypted {
@@ -1757,7 +1791,9 @@ impl Session {
                 }
             }
             Msg::ChannelOpenSession { channel_ref } => {
-                let id = self.channel_open_session()?;
+                // spuff patch: a channel may ask for a smaller window.
+                let window = self.channel_window(channel_ref.flow());
+                let id = self.channel_open_session_sized(window)?;
                 self.register_channel(id, channel_ref);
             }
             Msg::ChannelOpenX11 {

@@ -15,13 +15,25 @@ impl Session {
     where
         F: FnOnce(&mut Vec<u8>) -> Result<(), crate::Error>,
     {
+        let window = self.common.config.window_size;
+        self.channel_open_generic_sized(kind, window, write_suffix)
+    }
+
+    /// spuff patch: `channel_open_generic` with a receive window of `window`.
+    fn channel_open_generic_sized<F>(
+        &mut self,
+        kind: &[u8],
+        window: u32,
+        write_suffix: F,
+    ) -> Result<ChannelId, crate::Error>
+    where
+        F: FnOnce(&mut Vec<u8>) -> Result<(), crate::Error>,
+    {
         let result = if let Some(ref mut enc) = self.common.encrypted {
             match enc.state {
                 EncryptedState::Authenticated => {
-                    let sender_channel = enc.new_channel(
-                        self.common.config.window_size,
-                        self.common.config.maximum_packet_size,
-                    );
+                    let sender_channel =
+                        enc.new_channel(window, self.common.config.maximum_packet_size);
                     push_packet!(enc.write, {
                         msg::CHANNEL_OPEN.encode(&mut enc.write)?;
                         kind.encode(&mut enc.write)?;
@@ -30,11 +42,7 @@ impl Session {
                         sender_channel.encode(&mut enc.write)?;
 
                         // window.
-                        self.common
-                            .config
-                            .as_ref()
-                            .window_size
-                            .encode(&mut enc.write)?;
+                        window.encode(&mut enc.write)?;
 
                         // max packet size.
                         self.common
@@ -57,6 +65,14 @@ impl Session {
 
     pub fn channel_open_session(&mut self) -> Result<ChannelId, crate::Error> {
         self.channel_open_generic(b"session", |_| Ok(()))
+    }
+
+    /// spuff patch: a session channel with a receive window of `window`.
+    pub(crate) fn channel_open_session_sized(
+        &mut self,
+        window: u32,
+    ) -> Result<ChannelId, crate::Error> {
+        self.channel_open_generic_sized(b"session", window, |_| Ok(()))
     }
 
     pub fn channel_open_x11(

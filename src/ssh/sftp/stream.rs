@@ -1,0 +1,986 @@
+//! Trees through one channel: `tar` runs on the VM, the archive is read or
+//! written here.
+//!
+//! SFTP moves a tree one file at a time, and each small file costs round
+//! trips (open, write, close, setstat, rename) that no pipelining hides:
+//! 2,000 files of 4 KiB took twice as long as `tar c | ssh tar x` (issue
+//! 14). When the VM has GNU tar, a tree is one stream on one exec channel
+//! instead, and the rules of the SFTP path still hold:
+//!
+//! - Downloads: the VM runs `tar -c`; every entry is checked here as
+//!   strictly as an SFTP name ([`local_component`], depth and count caps,
+//!   listed twice), must sit in a directory the same stream created (so a
+//!   symlink left by an earlier copy is never written through), is written
+//!   to a temporary file renamed into place once its size is complete, and
+//!   symlinks come last. Hard links, devices and FIFOs are skipped as over
+//!   SFTP; PAX headers (which `--format=gnu` never writes) are refused, and
+//!   long names are capped before they are read. tar's exit status must be 0.
+//! - Uploads: the archive is built here (GNU format, directories and files
+//!   in walk order, symlinks last); the VM runs `tar -x` keeping modes and
+//!   times, never owners. Then one `stat` over every file checks its size,
+//!   mode and mtime against the local file.
+//!
+//! The stream is only used with `preserve` set (tar keeps modes and times;
+//! SFTP's other semantics would differ), when the caller did not turn it off,
+//! and when a probe (once per [`Sftp`]) finds GNU tar, find, stat and awk on
+//! the VM; otherwise the tree goes over SFTP as before.
+//!
+//! The archive is produced or consumed on a blocking thread, handed over
+//! in chunks through a short queue, so memory stays bounded by the queue
+//! and the channel window whatever the tree holds.
+
+use std::collections::HashSet;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+
+use super::transfer::{ProgressFn, temp_file_name};
+use super::tree::{
+    LocalEntry, LocalKind, MAX_DEPTH, MAX_TREE_ENTRIES, TransferSummary, local_component,
+    make_local_symlink, set_local_dir_attrs,
+};
+use super::{Progress, Sftp, TransferOptions, local_err};
+use crate::cloudinit::escape::sh_quote;
+use crate::ssh::{Error, Result};
+use crate::ssh::{ExecEvent, ExitStatus, RemoteCommand};
+
+/// Bytes handed between the async side and the archive thread at a time.
+const CHUNK: usize = 256 * 1024;
+/// Chunks queued between the two sides: with [`CHUNK`], 1 MiB.
+const QUEUE: usize = 4;
+/// The download channel's receive window: what tar on the VM may send
+/// ahead of the archive thread. The session's 16 MiB (sized for SFTP's
+/// requests in flight) took peak RSS to 24.5 MiB when the disk fell
+/// behind; 4 MiB, as many bytes as a SFTP download keeps in flight, was
+/// as fast and stayed under 15 MiB (benches/copy.rs, issue 14).
+const STREAM_WINDOW: u32 = 4 * 1024 * 1024;
+/// The longest GNU long name or link target read from a stream. Linux
+/// paths stop at 4,096 bytes; a bigger claim would only make us allocate.
+const MAX_LONG_NAME: u64 = 64 * 1024;
+/// How much of tar's standard error is kept for messages.
+const STDERR_KEPT: usize = 16 * 1024;
+/// How much output after the end of the archive is read (and dropped) to
+/// get tar's exit status: GNU tar pads to records of 10 KiB.
+const TRAILER_KEPT: usize = 64 * 1024;
+/// The line the download command prints before the archive: file count
+/// and bytes, for progress.
+const TOTALS_MARK: &[u8] = b"spuff-tar ";
+
+/// Run with `sh -c` so the user's login shell (fish, csh) does not matter;
+/// `LC_ALL=C` so messages and `--version` lines read the same everywhere.
+fn sh(script: &str) -> String {
+    format!("LC_ALL=C sh -c {}", sh_quote(script))
+}
+
+/// Exit code of the stream commands when the VM lacks a tool they need
+/// (checked before anything is read or written): copy over SFTP instead.
+const NO_TOOLS: u32 = 97;
+
+/// The start of both stream commands: the GNU tools they rely on, or
+/// [`NO_TOOLS`]. Checked in the same command rather than by a probe of its
+/// own, because every command costs a round trip and the login shell's
+/// start (which on a VM with a heavy `.bashrc` is most of it).
+const NEEDS_GNU: &str = "gnu() { \"$1\" --version 2>/dev/null | head -n 1 | grep -q \"$2\"; }\n\
+gnu tar 'GNU tar' && gnu find 'GNU findutils' && gnu stat 'GNU coreutils' && \
+gnu head 'GNU coreutils' && command -v awk >/dev/null && command -v mktemp >/dev/null || exit 97\n";
+
+/// The line the upload command prints once tar has finished, before the
+/// check's `stat` lines.
+const EXTRACTED_MARK: &str = "spuff-tar-extracted";
+
+/// What is known about the server's tools.
+const TOOLS_UNKNOWN: u8 = 0;
+const TOOLS_MISSING: u8 = 2;
+
+impl Sftp {
+    /// Whether this tree call may try tar: the caller allows it, modes and
+    /// times are kept (tar's semantics), and no earlier call found the
+    /// tools missing.
+    pub(super) fn may_stream(&self, opts: &TransferOptions) -> bool {
+        opts.stream_trees
+            && opts.preserve
+            && self.inner.tar_support.load(Ordering::Relaxed) != TOOLS_MISSING
+    }
+
+    /// The server has no GNU tar (or no `sh`): remember, and say so once.
+    fn tools_missing(&self, status: &ExitStatus) {
+        if self
+            .inner
+            .tar_support
+            .swap(TOOLS_MISSING, Ordering::Relaxed)
+            == TOOLS_UNKNOWN
+        {
+            tracing::debug!(%status, "no GNU tar on the server: trees go over SFTP");
+        }
+    }
+
+    /// [`Sftp::upload_dir`] through one tar stream; `None` when the server
+    /// lacks the tools (nothing was written then).
+    pub(super) async fn upload_stream(
+        &self,
+        plan: Arc<Vec<LocalEntry>>,
+        remote_dir: &str,
+        opts: &TransferOptions,
+    ) -> Result<Option<TransferSummary>> {
+        let session = &self.inner.session;
+        let mut summary = TransferSummary::default();
+        let mut files = Vec::new();
+        let mut names = Vec::new();
+        for e in plan.iter() {
+            match &e.kind {
+                LocalKind::Dir(_) => summary.dirs += 1,
+                LocalKind::File(a) => {
+                    summary.files += 1;
+                    summary.bytes += a.size;
+                    files.push((e.rel.clone(), *a));
+                    names.extend_from_slice(b"./");
+                    names.extend_from_slice(e.rel.as_bytes());
+                    names.push(0);
+                }
+                LocalKind::Symlink(_) => summary.symlinks += 1,
+                LocalKind::Skip(_) => summary.skipped += 1,
+            }
+        }
+        let mut tally = Tally::new(
+            opts.progress.clone(),
+            remote_dir,
+            summary.bytes,
+            summary.files,
+        );
+        let q = sh_quote(remote_dir);
+        // The names of the files come first on stdin (`head -c` reads no
+        // further), then the archive; after tar, one `stat` checks them.
+        let script = format!(
+            "{NEEDS_GNU}mkdir -p -- {q} && cd -- {q} || exit 2\n\
+             list=$(mktemp) || exit 2\n\
+             trap 'rm -f \"$list\"' EXIT\n\
+             head -c {n} > \"$list\" || exit 2\n\
+             tar -x -f - --no-same-owner --same-permissions --delay-directory-restore || exit $?\n\
+             echo {EXTRACTED_MARK}\n\
+             xargs -0 -r stat --printf '%s %a %Y\\n' -- < \"$list\"",
+            n = names.len()
+        );
+        let mut cmd = session.spawn(&sh(&script)).await?;
+        let plan_again = plan.clone();
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
+        let producer = tokio::task::spawn_blocking(move || {
+            let mut sink = ChunkSink {
+                buf: Vec::with_capacity(CHUNK),
+                tx,
+            };
+            sink.write_all(&names)
+                .map_err(local_err("upload", Path::new(".")))?;
+            write_archive(&plan, sink, &mut tally)
+        });
+        let mut stdin = cmd.stdin();
+        let send = async {
+            while let Some(chunk) = rx.recv().await {
+                if stdin.write_all(&chunk).await.is_err() {
+                    // The command stopped reading; its status says why.
+                    return false;
+                }
+            }
+            stdin.shutdown().await.is_ok()
+        };
+        let limit = 64 * files.len() + 64 * 1024;
+        let (sent, ended) = tokio::join!(send, collect_stdout(&mut cmd, limit));
+        drop(rx);
+        let produced = task_result(producer.await, "upload", Path::new(remote_dir));
+        let skipped = || {
+            for e in plan_again.iter() {
+                if let LocalKind::Skip(why) = &e.kind {
+                    tracing::warn!(path = %e.local.display(), "not uploaded: {why}");
+                }
+            }
+        };
+        let (status, stdout, stderr) = ended?;
+        let text = String::from_utf8_lossy(&stdout);
+        let mut lines = text.lines().skip_while(|l| *l != EXTRACTED_MARK);
+        let extracted = lines.next().is_some();
+        if !extracted && matches!(status.code(), Some(NO_TOOLS | 127)) {
+            self.tools_missing(&status);
+            return Ok(None);
+        }
+        // A local problem (a file that cannot be read) comes first: tar on
+        // the VM then only saw an archive cut short.
+        produced?;
+        if !extracted || !sent {
+            return Err(tar_failed("upload", "tar", remote_dir, &status, &stderr));
+        }
+        for (rel, a) in &files {
+            let want = format!("{} {:o} {}", a.size, a.mode & 0o7777, a.mtime);
+            match lines.next() {
+                Some(got) if got == want => {}
+                got => {
+                    let path = super::remote_fs::join_remote(remote_dir, rel);
+                    return Err(match got {
+                        Some(got) => Error::TarStream {
+                            operation: "upload",
+                            path,
+                            message: format!(
+                                "after the copy the VM reports size, mode and mtime `{}` instead of `{want}` (did something change it meanwhile?)",
+                                crate::terminal_safe(got)
+                            ),
+                        },
+                        None => tar_failed("upload", "the check (stat)", &path, &status, &stderr),
+                    });
+                }
+            }
+        }
+        if !status.success() {
+            return Err(tar_failed(
+                "upload",
+                "the check (stat)",
+                remote_dir,
+                &status,
+                &stderr,
+            ));
+        }
+        skipped();
+        summary.streamed = true;
+        Ok(Some(summary))
+    }
+
+    /// [`Sftp::download_dir`] through one tar stream; `None` when the
+    /// server lacks the tools (nothing was written then). `remote_dir` is
+    /// known to be a directory.
+    pub(super) async fn download_stream(
+        &self,
+        remote_dir: &str,
+        local_dir: &Path,
+        opts: &TransferOptions,
+    ) -> Result<Option<TransferSummary>> {
+        tokio::fs::create_dir_all(local_dir)
+            .await
+            .map_err(local_err("create directory", local_dir))?;
+        let script = format!(
+            "{NEEDS_GNU}cd -- {} || exit 2\n\
+             find . -type f -printf '%s\\n' | awk '{{ s += $1 }} END {{ printf \"spuff-tar %.0f %.0f\\n\", NR, s }}'\n\
+             exec tar -c -f - --format=gnu --hard-dereference .",
+            sh_quote(remote_dir)
+        );
+        let mut cmd = self
+            .inner
+            .session
+            .spawn_with_window(&sh(&script), Some(STREAM_WINDOW))
+            .await?;
+        cmd.close_stdin().await?;
+        // Channel packets (OpenSSH sends at most 32 KiB each): about 1 MiB.
+        let (tx, rx) = mpsc::channel::<Bytes>(QUEUE * 8);
+        let (totals_tx, totals_rx) = std::sync::mpsc::channel::<(u64, u64)>();
+        let extract = {
+            let root = local_dir.to_path_buf();
+            let remote = remote_dir.to_string();
+            let progress = opts.progress.clone();
+            tokio::task::spawn_blocking(move || {
+                // No totals line: the command did not get as far as tar,
+                // and nothing is to be read.
+                let Ok((files, bytes)) = totals_rx.recv() else {
+                    return Ok(None);
+                };
+                let mut tally = Tally::new(progress, &remote, bytes, files);
+                let reader = ChannelReader {
+                    rx,
+                    cur: Bytes::new(),
+                };
+                read_archive(reader, &root, &remote, &mut tally).map(Some)
+            })
+        };
+        let pumped = pump(&mut cmd, tx, totals_tx).await;
+        if pumped.is_err() || matches!(pumped, Ok((None, _))) {
+            // Stop tar on the VM: nobody reads what it sends any more.
+            let _ = cmd.close().await;
+        }
+        let extracted = task_result(extract.await, "download", local_dir);
+        let (status, stderr) = pumped?;
+        // What was wrong with the stream comes first: tar on the VM then
+        // only lost its reader.
+        let Some(summary) = extracted? else {
+            return match status {
+                Some(s) if matches!(s.code(), Some(NO_TOOLS | 127)) => {
+                    self.tools_missing(&s);
+                    Ok(None)
+                }
+                Some(s) => Err(tar_failed("download", "tar", remote_dir, &s, &stderr)),
+                None => Err(self.inner.session.lost("tar download")),
+            };
+        };
+        match status {
+            Some(s) if s.success() => Ok(Some(summary)),
+            Some(s) => Err(tar_failed("download", "tar", remote_dir, &s, &stderr)),
+            None => Err(Error::TarStream {
+                operation: "download",
+                path: remote_dir.to_string(),
+                message: "the archive ended, but tar on the VM did not".into(),
+            }),
+        }
+    }
+}
+
+/// The result of an archive thread; one that panicked is an error like the
+/// others.
+fn task_result<T>(
+    r: std::result::Result<Result<T>, tokio::task::JoinError>,
+    operation: &'static str,
+    path: &Path,
+) -> Result<T> {
+    r.map_err(|e| Error::LocalIo {
+        operation,
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.to_string()),
+    })?
+}
+
+/// A command's exit status, up to `limit` bytes of standard output (more is
+/// an error: the server is not doing what we asked) and the first
+/// [`STDERR_KEPT`] bytes of standard error.
+async fn collect_stdout(
+    cmd: &mut RemoteCommand,
+    limit: usize,
+) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), None);
+    while let Some(ev) = cmd.next_event().await? {
+        match ev {
+            ExecEvent::Stdout(b) => {
+                if stdout.len() + b.len() > limit {
+                    return Err(Error::TarStream {
+                        operation: "copy",
+                        path: String::new(),
+                        message: format!("the VM sent more than {limit} bytes of output"),
+                    });
+                }
+                stdout.extend_from_slice(&b);
+            }
+            ExecEvent::Stderr(b) => keep_stderr(&mut stderr, &b),
+            ExecEvent::Exit(s) => status = Some(s),
+        }
+    }
+    let status = status.ok_or_else(|| Error::TarStream {
+        operation: "copy",
+        path: String::new(),
+        message: "the command ended without an exit status".into(),
+    })?;
+    Ok((status, stdout, stderr))
+}
+
+fn keep_stderr(kept: &mut Vec<u8>, more: &[u8]) {
+    let room = STDERR_KEPT.saturating_sub(kept.len());
+    kept.extend_from_slice(&more[..more.len().min(room)]);
+}
+
+/// Move the download's output to the archive thread: the totals line
+/// first, then the archive. Returns tar's exit status (`None` when the
+/// archive thread stopped reading first) and some of its standard error.
+async fn pump(
+    cmd: &mut RemoteCommand,
+    tx: mpsc::Sender<Bytes>,
+    totals: std::sync::mpsc::Sender<(u64, u64)>,
+) -> Result<(Option<ExitStatus>, Vec<u8>)> {
+    let mut head: Option<Vec<u8>> = Some(Vec::new());
+    let (mut stderr, mut status) = (Vec::new(), None);
+    let mut totals = Some(totals);
+    // Once the archive thread stops reading, what still comes is GNU tar's
+    // padding to its 10 KiB record (after a complete archive) or the rest
+    // of an archive that was refused: a little is read to get tar's exit
+    // status; past that the command is stopped.
+    let mut after_end: Option<usize> = None;
+    while let Some(ev) = cmd.next_event().await? {
+        let data = match ev {
+            ExecEvent::Stdout(b) => b,
+            ExecEvent::Stderr(b) => {
+                keep_stderr(&mut stderr, &b);
+                continue;
+            }
+            ExecEvent::Exit(s) => {
+                status = Some(s);
+                continue;
+            }
+        };
+        let data = match head.as_mut() {
+            None => data,
+            Some(h) => {
+                h.extend_from_slice(&data);
+                match split_totals(h) {
+                    Totals::More => continue,
+                    Totals::Found(files, bytes, at) => {
+                        if let Some(t) = totals.take() {
+                            let _ = t.send((files, bytes));
+                        }
+                        let rest = Bytes::copy_from_slice(&h[at..]);
+                        head = None;
+                        rest
+                    }
+                    Totals::Missing => {
+                        // Not our command's output: hand it all over, and
+                        // let the archive reader say what is wrong with it.
+                        totals.take();
+                        Bytes::from(head.take().unwrap_or_default())
+                    }
+                }
+            }
+        };
+        if let Some(n) = after_end.as_mut() {
+            *n += data.len();
+            if *n > TRAILER_KEPT {
+                return Ok((None, stderr));
+            }
+        } else if !data.is_empty() && tx.send(data).await.is_err() {
+            after_end = Some(0);
+        }
+    }
+    if let Some(h) = head.take()
+        && !h.is_empty()
+    {
+        let _ = tx.send(Bytes::from(h)).await;
+    }
+    Ok((status, stderr))
+}
+
+enum Totals {
+    More,
+    /// Files, bytes, and where the archive starts.
+    Found(u64, u64, usize),
+    Missing,
+}
+
+/// Find the `spuff-tar FILES BYTES` line in the first bytes of the output
+/// (after whatever a noisy login script printed).
+fn split_totals(head: &[u8]) -> Totals {
+    const LOOK: usize = 64 * 1024;
+    let mut start = 0;
+    while let Some(nl) = head[start..].iter().position(|&b| b == b'\n') {
+        let line = &head[start..start + nl];
+        if let Some(rest) = line.strip_prefix(TOTALS_MARK) {
+            let nums: Vec<u64> = std::str::from_utf8(rest)
+                .unwrap_or("")
+                .split(' ')
+                .filter_map(|n| n.parse().ok())
+                .collect();
+            if let [files, bytes] = nums[..] {
+                return Totals::Found(files, bytes, start + nl + 1);
+            }
+        }
+        start += nl + 1;
+        if start > LOOK {
+            return Totals::Missing;
+        }
+    }
+    if head.len() > LOOK {
+        Totals::Missing
+    } else {
+        Totals::More
+    }
+}
+
+/// The archive thread's view of the download: a `Read` over the chunks the
+/// async side receives.
+struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    cur: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(b) => self.cur = b,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur.split_to(n));
+        Ok(n)
+    }
+}
+
+/// The archive thread's view of the upload: a `Write` that hands over
+/// chunks of [`CHUNK`] bytes.
+struct ChunkSink {
+    buf: Vec<u8>,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+impl ChunkSink {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .blocking_send(full)
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the copy stopped"))
+    }
+}
+
+impl Write for ChunkSink {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.send()
+    }
+}
+
+/// Progress of a streamed tree, counted on the archive thread.
+struct Tally {
+    progress: Option<ProgressFn>,
+    remote_dir: String,
+    bytes_done: u64,
+    bytes_total: u64,
+    files_done: u64,
+    files_total: u64,
+}
+
+impl Tally {
+    fn new(progress: Option<ProgressFn>, remote_dir: &str, bytes: u64, files: u64) -> Tally {
+        Tally {
+            progress,
+            remote_dir: remote_dir.to_string(),
+            bytes_done: 0,
+            bytes_total: bytes,
+            files_done: 0,
+            files_total: files,
+        }
+    }
+
+    fn report(&mut self, rel: &str, bytes: u64, file_done: bool) {
+        self.bytes_done += bytes;
+        self.files_done += u64::from(file_done);
+        // The tree may have grown since it was counted.
+        self.bytes_total = self.bytes_total.max(self.bytes_done);
+        self.files_total = self.files_total.max(self.files_done);
+        if let Some(p) = &self.progress {
+            p(Progress {
+                path: super::remote_fs::join_remote(&self.remote_dir, rel),
+                bytes_done: self.bytes_done,
+                bytes_total: self.bytes_total,
+                files_done: self.files_done,
+                files_total: self.files_total,
+            });
+        }
+    }
+}
+
+/// Write the upload's archive: directories and files in walk order, then
+/// symlinks (so tar on the VM never writes through one of ours).
+fn write_archive(plan: &[LocalEntry], sink: ChunkSink, tally: &mut Tally) -> Result<()> {
+    let mut b = tar::Builder::new(sink);
+    fn broken(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        local_err("upload", path)
+    }
+    let header = |kind: tar::EntryType, mode: u32, mtime: u32, size: u64| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_mtime(u64::from(mtime));
+        h.set_size(size);
+        h
+    };
+    for e in plan.iter() {
+        // `.` for the top directory, so it gets its own mode and times.
+        let name = if e.rel.is_empty() {
+            "."
+        } else {
+            e.rel.as_str()
+        };
+        match &e.kind {
+            LocalKind::Dir(a) => {
+                let mut h = header(tar::EntryType::Directory, a.mode, a.mtime, 0);
+                b.append_data(&mut h, name, std::io::empty())
+                    .map_err(broken(&e.local))?;
+            }
+            LocalKind::File(a) => {
+                let file = std::fs::File::open(&e.local).map_err(local_err("open", &e.local))?;
+                let mut h = header(tar::EntryType::Regular, a.mode, a.mtime, a.size);
+                let reader = Exactly {
+                    file,
+                    left: a.size,
+                    rel: &e.rel,
+                    tally: &mut *tally,
+                };
+                b.append_data(&mut h, name, reader)
+                    .map_err(broken(&e.local))?;
+                tally.report(&e.rel, 0, true);
+            }
+            _ => {}
+        }
+    }
+    // Symlinks carry no times of their own here (as over SFTP): now.
+    let now = std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX));
+    for e in plan.iter() {
+        if let LocalKind::Symlink(target) = &e.kind {
+            let mut h = header(tar::EntryType::Symlink, 0o777, now, 0);
+            b.append_link(&mut h, &e.rel, target)
+                .map_err(broken(&e.local))?;
+        }
+    }
+    let mut sink = b.into_inner().map_err(broken(Path::new(".")))?;
+    sink.flush().map_err(broken(Path::new(".")))
+}
+
+/// A local file read for the archive: exactly the size in its header. A
+/// file that shrank since the walk is an error (the archive would be
+/// corrupt); one that grew is cut at the size the header announced.
+struct Exactly<'a> {
+    file: std::fs::File,
+    left: u64,
+    rel: &'a str,
+    tally: &'a mut Tally,
+}
+
+impl Read for Exactly<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let want = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.file.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the file shrank while it was copied",
+            ));
+        }
+        self.left -= n as u64;
+        self.tally.report(self.rel, n as u64, false);
+        Ok(n)
+    }
+}
+
+/// Unpack a downloaded archive into `root` by the rules in the module
+/// documentation.
+fn read_archive(
+    reader: impl Read,
+    root: &Path,
+    remote_dir: &str,
+    tally: &mut Tally,
+) -> Result<TransferSummary> {
+    let broken = |message: String| Error::TarStream {
+        operation: "download",
+        path: remote_dir.to_string(),
+        message,
+    };
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .map_err(|e| broken(format!("cannot read the archive: {e}")))?
+        .raw(true);
+    let mut summary = TransferSummary {
+        dirs: 1,
+        streamed: true,
+        ..Default::default()
+    };
+    let (mut long_name, mut long_link): (Option<Vec<u8>>, Option<Vec<u8>>) = (None, None);
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut dirs: HashSet<String> = HashSet::from([String::new()]);
+    let mut dir_attrs: Vec<(PathBuf, u32, u64)> = Vec::new();
+    let mut links: Vec<(PathBuf, String)> = Vec::new();
+    let mut buf = vec![0u8; CHUNK];
+    for entry in entries {
+        let mut entry = entry.map_err(|e| broken(format!("cannot read the archive: {e}")))?;
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() {
+            let size = entry.size();
+            if size > MAX_LONG_NAME {
+                return Err(broken(format!(
+                    "the archive holds a {size}-byte name; refusing names over {MAX_LONG_NAME} bytes"
+                )));
+            }
+            let mut v = Vec::with_capacity(size as usize);
+            entry
+                .read_to_end(&mut v)
+                .map_err(|e| broken(format!("cannot read the archive: {e}")))?;
+            while v.last() == Some(&0) {
+                v.pop();
+            }
+            if kind.is_gnu_longname() {
+                long_name = Some(v);
+            } else {
+                long_link = Some(v);
+            }
+            continue;
+        }
+        if kind.is_pax_local_extensions() || kind.is_pax_global_extensions() {
+            return Err(broken(
+                "the archive holds PAX headers, which `tar --format=gnu` never writes".into(),
+            ));
+        }
+        let path = long_name
+            .take()
+            .unwrap_or_else(|| entry.header().path_bytes().into_owned());
+        let link = long_link
+            .take()
+            .or_else(|| entry.header().link_name_bytes().map(|l| l.into_owned()));
+        let Some(parts) = entry_path(&path, remote_dir)? else {
+            // The top directory itself.
+            if !kind.is_dir() {
+                return Err(broken("the archive's top entry is not a directory".into()));
+            }
+            if !seen.insert(String::new()) {
+                return Err(broken("the archive lists its top directory twice".into()));
+            }
+            dir_attrs.push((root.to_path_buf(), mode_of(&entry), mtime_of(&entry)));
+            continue;
+        };
+        let (name, parent) = parts.split_last().expect("at least one part");
+        let parent_rel = parent.join("/");
+        let rel = if parent_rel.is_empty() {
+            name.to_string()
+        } else {
+            format!("{parent_rel}/{name}")
+        };
+        let unsafe_name = |reason| Error::UnsafeName {
+            operation: "tar download",
+            dir: super::remote_fs::join_remote(remote_dir, &parent_rel),
+            name: name.to_string(),
+            reason,
+        };
+        if !dirs.contains(&parent_rel) {
+            return Err(unsafe_name(
+                "arrived before its directory (or inside something that is not one)",
+            ));
+        }
+        if !seen.insert(rel.clone()) {
+            return Err(unsafe_name("was listed twice"));
+        }
+        if seen.len() > MAX_TREE_ENTRIES {
+            return Err(broken(format!(
+                "the tree holds more than {MAX_TREE_ENTRIES} entries; refusing"
+            )));
+        }
+        let mut local = root.to_path_buf();
+        local.extend(parts.iter());
+        if kind.is_dir() {
+            // A symlink left here by an earlier copy is replaced, never
+            // followed (as over SFTP).
+            match std::fs::symlink_metadata(&local) {
+                Ok(m) if m.is_dir() => {}
+                Ok(m) if m.is_symlink() => {
+                    std::fs::remove_file(&local).map_err(local_err("remove", &local))?;
+                    std::fs::create_dir(&local).map_err(local_err("create directory", &local))?;
+                }
+                _ => std::fs::create_dir(&local).map_err(local_err("create directory", &local))?,
+            }
+            dirs.insert(rel);
+            dir_attrs.push((local, mode_of(&entry), mtime_of(&entry)));
+            summary.dirs += 1;
+        } else if kind.is_file() {
+            let size = entry.size();
+            let tmp = local.with_file_name(temp_file_name(name));
+            let written = write_entry(&mut entry, &tmp, &local, size, &mut buf, |n| {
+                tally.report(&rel, n, false)
+            });
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(match e {
+                    Short(got) => broken(format!(
+                        "the archive ended inside {rel:?} after {got} of its {size} bytes"
+                    )),
+                    Local(e) => e,
+                });
+            }
+            tally.report(&rel, 0, true);
+            summary.files += 1;
+            summary.bytes += size;
+        } else if kind.is_symlink() {
+            match link.map(String::from_utf8) {
+                Some(Ok(target)) => links.push((local, target)),
+                _ => {
+                    tracing::warn!(path = %local.display(), "not downloaded: symlink target is not UTF-8");
+                    summary.skipped += 1;
+                }
+            }
+        } else {
+            tracing::warn!(path = %local.display(), "not downloaded: not a regular file, directory or symlink");
+            summary.skipped += 1;
+        }
+    }
+    for (link, target) in links {
+        if make_local_symlink(&target, &link)? {
+            summary.symlinks += 1;
+        } else {
+            summary.skipped += 1;
+        }
+    }
+    // Deepest first, so children do not change a parent's time again; the
+    // stream lists parents before their children.
+    for (dir, mode, mtime) in dir_attrs.iter().rev() {
+        let mtime = UNIX_EPOCH + Duration::from_secs(*mtime);
+        set_local_dir_attrs(dir, *mode, mtime).map_err(local_err("set attributes of", dir))?;
+    }
+    Ok(summary)
+}
+
+fn mode_of<R: Read>(entry: &tar::Entry<'_, R>) -> u32 {
+    entry.header().mode().unwrap_or(0o644) & 0o7777
+}
+
+fn mtime_of<R: Read>(entry: &tar::Entry<'_, R>) -> u64 {
+    entry.header().mtime().unwrap_or(0)
+}
+
+/// The parts of an entry's path below the top directory (`None` for the
+/// top directory itself), each one a safe local name.
+fn entry_path(path: &[u8], remote_dir: &str) -> Result<Option<Vec<String>>> {
+    let refuse = |name: String, reason| Error::UnsafeName {
+        operation: "tar download",
+        dir: remote_dir.to_string(),
+        name,
+        reason,
+    };
+    let Ok(text) = std::str::from_utf8(path) else {
+        return Err(refuse(
+            String::from_utf8_lossy(path).into_owned(),
+            "is not UTF-8",
+        ));
+    };
+    // tar names the top directory `./` and everything else `./a/b`; a
+    // directory may end in `/`.
+    let trimmed = text.strip_suffix('/').unwrap_or(text);
+    let Some(inner) = trimmed.strip_prefix("./") else {
+        return if trimmed == "." {
+            Ok(None)
+        } else {
+            Err(refuse(
+                text.to_string(),
+                "is not inside the directory asked for",
+            ))
+        };
+    };
+    let parts: Vec<String> = inner.split('/').map(str::to_string).collect();
+    if parts.len() > MAX_DEPTH {
+        return Err(refuse(
+            text.to_string(),
+            "is more than 256 directories deep (a loop on the server?)",
+        ));
+    }
+    for p in &parts {
+        local_component(p).map_err(|reason| refuse(p.clone(), reason))?;
+    }
+    Ok(Some(parts))
+}
+
+/// Why an entry could not be written.
+enum WriteError {
+    /// The archive ended after this many of the entry's bytes.
+    Short(u64),
+    Local(Error),
+}
+use WriteError::{Local, Short};
+
+/// Copy one file's bytes from the archive into `tmp`, give it the entry's
+/// mode and mtime, and rename it over `local`.
+fn write_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    tmp: &Path,
+    local: &Path,
+    size: u64,
+    buf: &mut [u8],
+    mut progress: impl FnMut(u64),
+) -> std::result::Result<(), WriteError> {
+    let mode = mode_of(entry);
+    let mtime = UNIX_EPOCH + Duration::from_secs(mtime_of(entry));
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(tmp)
+        .map_err(|e| Local(local_err("create", local)(e)))?;
+    let mut got = 0u64;
+    loop {
+        let n = entry
+            .read(buf)
+            .map_err(|e| Local(local_err("read the archive for", local)(e)))?;
+        if n == 0 {
+            break;
+        }
+        file.write_all(&buf[..n])
+            .map_err(|e| Local(local_err("write", local)(e)))?;
+        got += n as u64;
+        progress(n as u64);
+    }
+    if got != size {
+        return Err(Short(got));
+    }
+    super::transfer::set_file_attrs(&file, tmp, mode, mtime)
+        .map_err(|e| Local(local_err("set attributes of", local)(e)))?;
+    drop(file);
+    std::fs::rename(tmp, local).map_err(|e| Local(local_err("rename", local)(e)))
+}
+
+/// An error for a `tool` that ended badly, with what it said.
+fn tar_failed(
+    operation: &'static str,
+    tool: &str,
+    path: &str,
+    status: &ExitStatus,
+    stderr: &[u8],
+) -> Error {
+    let said = if stderr.is_empty() {
+        "(it said nothing)".to_string()
+    } else {
+        crate::summarize_body(stderr)
+    };
+    Error::TarStream {
+        operation,
+        path: path.to_string(),
+        message: format!("{tool} on the VM ended with {status}: {said}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_totals_line_is_found_after_noise() {
+        assert!(matches!(split_totals(b"spuff-tar 3 "), Totals::More));
+        let head = b"welcome!\nspuff-tar 3 4096\n\0\0archive";
+        match split_totals(head) {
+            Totals::Found(3, 4096, at) => assert_eq!(&head[at..], b"\0\0archive"),
+            _ => panic!("not found"),
+        }
+        assert!(matches!(
+            split_totals(&vec![b'x'; 70 * 1024]),
+            Totals::Missing
+        ));
+    }
+
+    #[test]
+    fn entry_paths_stay_inside_the_tree() {
+        let ok = |p: &str| entry_path(p.as_bytes(), "d").expect(p);
+        assert_eq!(ok("./"), None);
+        assert_eq!(ok("."), None);
+        assert_eq!(ok("./a/b/"), Some(vec!["a".to_string(), "b".to_string()]));
+        for bad in [
+            "../x",
+            "./../x",
+            "./a/../../x",
+            "/etc/passwd",
+            "./a//b",
+            "a",
+            "./a/./b",
+            "",
+        ] {
+            assert!(entry_path(bad.as_bytes(), "d").is_err(), "{bad:?}");
+        }
+        assert!(entry_path(b"./\xff", "d").is_err());
+        let deep = format!("./{}", vec!["d"; 257].join("/"));
+        assert!(entry_path(deep.as_bytes(), "d").is_err());
+    }
+}
