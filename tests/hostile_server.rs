@@ -56,7 +56,7 @@ async fn download(mode: &str, scratch: &Path) -> Result<spuff::sftp::TransferSum
 /// though the VM has tar.
 fn over_sftp() -> TransferOptions {
     TransferOptions {
-        stream_trees: false,
+        stream: false,
         ..TransferOptions::default()
     }
 }
@@ -236,7 +236,7 @@ async fn a_symlink_in_the_target_should_not_be_written_through() {
         "from the VM\n",
     )
     .expect("write");
-    for stream_trees in [false, true] {
+    for stream in [false, true] {
         let scratch = tempfile::tempdir().expect("tempdir");
         let elsewhere = scratch.path().join("elsewhere");
         std::fs::create_dir_all(&elsewhere).expect("mkdir");
@@ -244,7 +244,7 @@ async fn a_symlink_in_the_target_should_not_be_written_through() {
         std::fs::create_dir_all(&target).expect("mkdir");
         std::os::unix::fs::symlink(&elsewhere, target.join("d")).expect("symlink");
         let opts = TransferOptions {
-            stream_trees,
+            stream,
             ..TransferOptions::default()
         };
         sftp.download_dir(
@@ -256,7 +256,7 @@ async fn a_symlink_in_the_target_should_not_be_written_through() {
         .expect("download");
         assert!(
             !elsewhere.join("authorized_keys").exists(),
-            "written through the link (stream_trees {stream_trees})"
+            "written through the link (stream {stream})"
         );
         assert!(
             std::fs::symlink_metadata(target.join("d"))
@@ -364,7 +364,7 @@ async fn a_tar_upload_that_did_not_land_should_be_caught() {
         .expect_err("nothing landed")
         .to_string();
     assert!(err.contains("a.txt"), "{err}");
-    assert!(err.contains("through tar"), "{err}");
+    assert!(err.contains("(streamed)"), "{err}");
 }
 
 /// The same hostile-tar server, answering honestly or with entries that

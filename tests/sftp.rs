@@ -128,15 +128,35 @@ async fn trees_should_fall_back_to_sftp_without_tar_on_the_server() {
     }
     let config = format!("SetEnv PATH={}\n", bin.path().display());
     copy_trees_keeping_modes_mtimes_and_symlinks(&config, true).await;
+
+    // A single file larger than sshd's 2 MiB window: the stream command
+    // exits before reading any of it, and the copy must not wait for a
+    // window that will never open (it hung before `feed`).
+    let sshd = Sshd::start_with(&config);
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let local = tempfile::tempdir().expect("tempdir");
+    let big = local.path().join("big");
+    write_pattern_file(&big, 5 * 1024 * 1024);
+    let dst = remote(&sshd, "big");
+    let n = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        sftp.upload_file(&big, &dst, &TransferOptions::default()),
+    )
+    .await
+    .expect("the upload hung")
+    .expect("upload");
+    assert_eq!(n, 5 * 1024 * 1024);
+    assert_eq!(sha256_file(&local_path(&dst)), sha256_file(&big));
 }
 
 #[cfg(not(windows))]
-async fn copy_trees_keeping_modes_mtimes_and_symlinks(sshd_config: &str, stream_trees: bool) {
+async fn copy_trees_keeping_modes_mtimes_and_symlinks(sshd_config: &str, stream: bool) {
     let sshd = Sshd::start_with(sshd_config);
     let s = sshd.connect().await;
     let sftp = s.sftp().await.expect("sftp");
     let opts = TransferOptions {
-        stream_trees,
+        stream,
         ..TransferOptions::default()
     };
     let local = tempfile::tempdir().expect("tempdir");
@@ -331,11 +351,25 @@ async fn mkdir_p_should_create_deep_paths_and_accept_existing_ones() {
 
 #[tokio::test]
 async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
+    replace_targets_atomically_and_clean_up_on_failure(false).await;
+}
+
+/// The same through `cat` on one exec channel (issue 14): same temporary
+/// file, same clean-up.
+#[tokio::test]
+async fn streamed_upload_should_replace_targets_atomically_and_clean_up_on_failure() {
+    replace_targets_atomically_and_clean_up_on_failure(true).await;
+}
+
+async fn replace_targets_atomically_and_clean_up_on_failure(stream: bool) {
     let sshd = Sshd::start();
     let s = sshd.connect().await;
     let sftp = s.sftp().await.expect("sftp");
     let local = tempfile::tempdir().expect("tempdir");
-    let opts = TransferOptions::default();
+    let opts = TransferOptions {
+        stream,
+        ..TransferOptions::default()
+    };
     let dir = remote(&sshd, "atomic");
     sftp.mkdir_p(&dir).await.expect("mkdir");
     let target = format!("{dir}/config");
@@ -373,16 +407,23 @@ async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
         .upload_file(&big, &blocker, &opts)
         .await
         .expect_err("rename over a directory");
-    assert!(
-        matches!(
-            err,
-            Error::Sftp {
-                operation: "rename",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    if stream {
+        assert!(
+            matches!(err, Error::Stream { .. }) && err.to_string().contains("cannot overwrite"),
+            "{err}"
+        );
+    } else {
+        assert!(
+            matches!(
+                err,
+                Error::Sftp {
+                    operation: "rename",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
     assert!(err.to_string().contains(&blocker), "{err}");
     assert!(local_path(&format!("{blocker}/inside")).is_dir());
     let left = sh(&s, &format!("ls -A {dir}")).await;
@@ -390,6 +431,19 @@ async fn upload_should_replace_targets_atomically_and_clean_up_on_failure() {
         left.split_whitespace().collect::<Vec<_>>(),
         ["blocker", "config"],
         "{left}"
+    );
+
+    // A missing directory: the error names the target and the reason.
+    let into_missing = format!("{dir}/no/such/file");
+    let err = sftp
+        .upload_file(&big, &into_missing, &opts)
+        .await
+        .expect_err("missing dir");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&into_missing)
+            && (msg.contains("No such file") || msg.contains("Directory nonexistent")),
+        "{msg}"
     );
 }
 
@@ -410,7 +464,11 @@ async fn progress_should_grow_monotonically_to_the_total() {
         max_in_flight: 8,
         ..TransferOptions::default()
     };
-    for download in [false, true] {
+    for (download, stream) in [(false, false), (false, true), (true, false)] {
+        let opts = TransferOptions {
+            stream,
+            ..opts.clone()
+        };
         seen.lock().expect("lock").clear();
         if download {
             sftp.download_file(&remote(&sshd, "f"), local.path().join("g"), &opts)
@@ -440,7 +498,11 @@ async fn sftp_errors_should_name_the_path_and_the_reason() {
     let s = sshd.connect().await;
     let sftp = s.sftp().await.expect("sftp");
     let local = tempfile::tempdir().expect("tempdir");
-    let opts = TransferOptions::default();
+    // The SFTP engine's own errors.
+    let opts = TransferOptions {
+        stream: false,
+        ..TransferOptions::default()
+    };
 
     let missing = remote(&sshd, "nope.txt");
     let dst = local.path().join("nope.txt");

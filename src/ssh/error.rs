@@ -250,11 +250,12 @@ pub enum Error {
         reason: &'static str,
     },
 
-    /// A tree copied through `tar` on the server failed: tar there ended
-    /// badly (its message is included), its archive broke the rules, or a
-    /// file did not arrive as sent.
-    #[error("{operation} {path} through tar: {message}")]
-    TarStream {
+    /// A copy streamed through a command on the server (`tar` for trees,
+    /// `cat` for files; see `TransferOptions::stream`) failed: the command
+    /// ended badly (its message is included), its archive broke the rules,
+    /// or a file did not arrive as sent.
+    #[error("{operation} {path} (streamed): {message}")]
+    Stream {
         /// What we were doing (`upload`, `download`).
         operation: &'static str,
         /// The remote directory (or file) involved.

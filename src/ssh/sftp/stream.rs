@@ -33,14 +33,14 @@ use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::transfer::{ProgressFn, temp_file_name};
+use super::transfer::{LocalAttrs, ProgressFn, Reader, Transfer, temp_file_name};
 use super::tree::{
     LocalEntry, LocalKind, MAX_DEPTH, MAX_TREE_ENTRIES, TransferSummary, local_component,
     make_local_symlink, set_local_dir_attrs,
@@ -103,7 +103,7 @@ impl Sftp {
     /// times are kept (tar's semantics), and no earlier call found the
     /// tools missing.
     pub(super) fn may_stream(&self, opts: &TransferOptions) -> bool {
-        opts.stream_trees
+        opts.stream
             && opts.preserve
             && self.inner.tar_support.load(Ordering::Relaxed) != TOOLS_MISSING
     }
@@ -179,17 +179,20 @@ impl Sftp {
             write_archive(&plan, sink, &mut tally)
         });
         let mut stdin = cmd.stdin();
+        let all_written = AtomicBool::new(false);
         let send = async {
             while let Some(chunk) = rx.recv().await {
                 if stdin.write_all(&chunk).await.is_err() {
                     // The command stopped reading; its status says why.
-                    return false;
+                    return;
                 }
             }
-            stdin.shutdown().await.is_ok()
+            all_written.store(true, Ordering::Relaxed);
+            let _ = stdin.shutdown().await;
         };
         let limit = 64 * files.len() + 64 * 1024;
-        let (sent, ended) = tokio::join!(send, collect_stdout(&mut cmd, limit));
+        let (_, ended) = feed(send, collect_stdout(&mut cmd, limit)).await;
+        let sent = all_written.load(Ordering::Relaxed);
         drop(rx);
         let produced = task_result(producer.await, "upload", Path::new(remote_dir));
         let skipped = || {
@@ -220,7 +223,7 @@ impl Sftp {
                 got => {
                     let path = super::remote_fs::join_remote(remote_dir, rel);
                     return Err(match got {
-                        Some(got) => Error::TarStream {
+                        Some(got) => Error::Stream {
                             operation: "upload",
                             path,
                             message: format!(
@@ -245,6 +248,108 @@ impl Sftp {
         skipped();
         summary.streamed = true;
         Ok(Some(summary))
+    }
+
+    /// [`Sftp::upload_file`] through `cat` on one exec channel, into a
+    /// hidden temporary file given its mode and mtime, checked by `stat`
+    /// and renamed over `remote` (as over SFTP); `None` when the server
+    /// lacks the tools (nothing was written then).
+    pub(super) async fn upload_file_stream(
+        &self,
+        local: &Path,
+        remote: &str,
+        attrs: LocalAttrs,
+        t: &Transfer<'_>,
+    ) -> Result<Option<u64>> {
+        let file = tokio::fs::File::open(local)
+            .await
+            .map_err(local_err("open", local))?
+            .into_std()
+            .await;
+        let (dir, name) = super::remote_fs::split_remote(remote);
+        let tmp = super::remote_fs::join_remote(dir, &temp_file_name(name));
+        let mode = attrs.mode & 0o7777;
+        // `cat` into a file only we can read; then its size is checked
+        // before it gets its mode and time and replaces the target (`-T`:
+        // never into a directory of that name), and the result is shown.
+        let script = format!(
+            "{NEEDS_GNU}tmp={tmp}; dst={dst}
+             (umask 077 && exec cat > \"$tmp\") || {{ rm -f -- \"$tmp\"; exit 2; }}
+             size=$(stat -c %s -- \"$tmp\") && [ \"$size\" = {size} ] || {{ echo \"the file holds $size bytes, not {size}\" >&2; rm -f -- \"$tmp\"; exit 3; }}
+             chmod {mode:o} -- \"$tmp\" && touch -m -d @{mtime} -- \"$tmp\" && mv -f -T -- \"$tmp\" \"$dst\" || {{ rm -f -- \"$tmp\"; exit 2; }}
+             echo {EXTRACTED_MARK}
+             exec stat -c '%s %a %Y' -- \"$dst\"",
+            tmp = sh_quote(&tmp),
+            dst = sh_quote(remote),
+            size = attrs.size,
+            mtime = attrs.mtime,
+        );
+        let mut cmd = self.inner.session.spawn(&sh(&script)).await?;
+        let mut stdin = cmd.stdin();
+        // The caller's chunk size, if any, sets how often progress reports.
+        let chunk = t
+            .opts
+            .chunk_size
+            .map_or(CHUNK, |c| (c as usize).clamp(512, CHUNK));
+        let written = AtomicU64::new(0);
+        let all_written = AtomicBool::new(false);
+        let send = async {
+            let mut reader = Reader::start(file, chunk);
+            loop {
+                let buf = reader.next(chunk, local).await?;
+                if buf.is_empty() {
+                    break;
+                }
+                if stdin.write_all(&buf).await.is_err() {
+                    // The command stopped reading; its status says why.
+                    return Ok(());
+                }
+                written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                t.report(remote, buf.len() as u64, false);
+                if buf.len() < chunk {
+                    break;
+                }
+            }
+            all_written.store(true, Ordering::Relaxed);
+            let _ = stdin.shutdown().await;
+            Ok::<_, Error>(())
+        };
+        let (read, ended) = feed(send, collect_stdout(&mut cmd, 64 * 1024)).await;
+        let (sent, all_sent) = (
+            written.load(Ordering::Relaxed),
+            all_written.load(Ordering::Relaxed),
+        );
+        let (status, stdout, stderr) = ended?;
+        let text = String::from_utf8_lossy(&stdout);
+        let mut lines = text.lines().skip_while(|l| *l != EXTRACTED_MARK);
+        let done = lines.next().is_some();
+        if !done && matches!(status.code(), Some(NO_TOOLS | 127)) {
+            self.tools_missing(&status);
+            return Ok(None);
+        }
+        // A local read error comes first: the command then only saw its
+        // input end early.
+        read.unwrap_or(Ok(()))?;
+        if !done || !all_sent || !status.success() {
+            return Err(tar_failed("upload", "cat", remote, &status, &stderr));
+        }
+        let want = format!("{} {:o} {}", attrs.size, mode, attrs.mtime);
+        match lines.next() {
+            Some(got) if got == want && sent == attrs.size => {}
+            got => {
+                return Err(Error::Stream {
+                    operation: "upload",
+                    path: remote.to_string(),
+                    message: format!(
+                        "sent {sent} bytes; the VM reports size, mode and mtime `{}` instead of `{want}` (did the file change while it was read?)",
+                        crate::terminal_safe(got.unwrap_or("(nothing)"))
+                    ),
+                });
+            }
+        }
+        t.report(remote, 0, true);
+        tracing::debug!(local = %local.display(), remote, bytes = sent, "uploaded through cat");
+        Ok(Some(sent))
     }
 
     /// [`Sftp::download_dir`] through one tar stream; `None` when the
@@ -314,7 +419,7 @@ impl Sftp {
         match status {
             Some(s) if s.success() => Ok(Some(summary)),
             Some(s) => Err(tar_failed("download", "tar", remote_dir, &s, &stderr)),
-            None => Err(Error::TarStream {
+            None => Err(Error::Stream {
                 operation: "download",
                 path: remote_dir.to_string(),
                 message: "the archive ended, but tar on the VM did not".into(),
@@ -337,6 +442,19 @@ fn task_result<T>(
     })?
 }
 
+/// Write a command's input (`send`) while reading its output (`recv`).
+/// When the command ends first (it failed, or stopped reading), `send` is
+/// dropped: a write waiting for window the command will never open would
+/// otherwise wait for ever. Returns `send`'s result if it finished.
+async fn feed<S: Future, R: Future>(send: S, recv: R) -> (Option<S::Output>, R::Output) {
+    let mut send = std::pin::pin!(send);
+    let mut recv = std::pin::pin!(recv);
+    tokio::select! {
+        s = &mut send => (Some(s), recv.await),
+        r = &mut recv => (None, r),
+    }
+}
+
 /// A command's exit status, up to `limit` bytes of standard output (more is
 /// an error: the server is not doing what we asked) and the first
 /// [`STDERR_KEPT`] bytes of standard error.
@@ -349,7 +467,7 @@ async fn collect_stdout(
         match ev {
             ExecEvent::Stdout(b) => {
                 if stdout.len() + b.len() > limit {
-                    return Err(Error::TarStream {
+                    return Err(Error::Stream {
                         operation: "copy",
                         path: String::new(),
                         message: format!("the VM sent more than {limit} bytes of output"),
@@ -361,7 +479,7 @@ async fn collect_stdout(
             ExecEvent::Exit(s) => status = Some(s),
         }
     }
-    let status = status.ok_or_else(|| Error::TarStream {
+    let status = status.ok_or_else(|| Error::Stream {
         operation: "copy",
         path: String::new(),
         message: "the command ended without an exit status".into(),
@@ -671,7 +789,7 @@ fn read_archive(
     remote_dir: &str,
     tally: &mut Tally,
 ) -> Result<TransferSummary> {
-    let broken = |message: String| Error::TarStream {
+    let broken = |message: String| Error::Stream {
         operation: "download",
         path: remote_dir.to_string(),
         message,
@@ -936,7 +1054,7 @@ fn tar_failed(
     } else {
         crate::summarize_body(stderr)
     };
-    Error::TarStream {
+    Error::Stream {
         operation,
         path: path.to_string(),
         message: format!("{tool} on the VM ended with {status}: {said}"),

@@ -45,7 +45,7 @@ pub struct TransferSummary {
     /// Bytes of file data copied.
     pub bytes: u64,
     /// Whether the tree went through one `tar` stream (see
-    /// [`TransferOptions::stream_trees`]) rather than file by file over SFTP.
+    /// [`TransferOptions::stream`]) rather than file by file over SFTP.
     pub streamed: bool,
 }
 
