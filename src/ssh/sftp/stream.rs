@@ -108,6 +108,16 @@ impl Sftp {
             && self.inner.tar_support.load(Ordering::Relaxed) != TOOLS_MISSING
     }
 
+    /// Whether a stream command that did (`reached`) or did not get past
+    /// its start ended because the server lacks the tools; remembered.
+    fn lacks_tools(&self, reached: bool, status: &ExitStatus) -> bool {
+        let lacks = !reached && matches!(status.code(), Some(NO_TOOLS | 127));
+        if lacks {
+            self.tools_missing(status);
+        }
+        lacks
+    }
+
     /// The server has no GNU tar (or no `sh`): remember, and say so once.
     fn tools_missing(&self, status: &ExitStatus) {
         if self
@@ -203,13 +213,12 @@ impl Sftp {
             }
         };
         let (status, stdout, stderr) = ended?;
-        let text = String::from_utf8_lossy(&stdout);
-        let mut lines = text.lines().skip_while(|l| *l != EXTRACTED_MARK);
-        let extracted = lines.next().is_some();
-        if !extracted && matches!(status.code(), Some(NO_TOOLS | 127)) {
-            self.tools_missing(&status);
+        let after = lines_after_mark(&stdout);
+        if self.lacks_tools(after.is_some(), &status) {
             return Ok(None);
         }
+        let extracted = after.is_some();
+        let mut lines = after.unwrap_or_default().into_iter();
         // A local problem (a file that cannot be read) comes first: tar on
         // the VM then only saw an archive cut short.
         produced?;
@@ -228,7 +237,7 @@ impl Sftp {
                             path,
                             message: format!(
                                 "after the copy the VM reports size, mode and mtime `{}` instead of `{want}` (did something change it meanwhile?)",
-                                crate::terminal_safe(got)
+                                crate::terminal_safe(&got)
                             ),
                         },
                         None => tar_failed("upload", "the check (stat)", &path, &status, &stderr),
@@ -320,13 +329,12 @@ impl Sftp {
             all_written.load(Ordering::Relaxed),
         );
         let (status, stdout, stderr) = ended?;
-        let text = String::from_utf8_lossy(&stdout);
-        let mut lines = text.lines().skip_while(|l| *l != EXTRACTED_MARK);
-        let done = lines.next().is_some();
-        if !done && matches!(status.code(), Some(NO_TOOLS | 127)) {
-            self.tools_missing(&status);
+        let after = lines_after_mark(&stdout);
+        if self.lacks_tools(after.is_some(), &status) {
             return Ok(None);
         }
+        let done = after.is_some();
+        let mut lines = after.unwrap_or_default().into_iter();
         // A local read error comes first: the command then only saw its
         // input end early.
         read.unwrap_or(Ok(()))?;
@@ -342,7 +350,7 @@ impl Sftp {
                     path: remote.to_string(),
                     message: format!(
                         "sent {sent} bytes; the VM reports size, mode and mtime `{}` instead of `{want}` (did the file change while it was read?)",
-                        crate::terminal_safe(got.unwrap_or("(nothing)"))
+                        crate::terminal_safe(got.as_deref().unwrap_or("(nothing)"))
                     ),
                 });
             }
@@ -440,6 +448,15 @@ fn task_result<T>(
         path: path.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
     })?
+}
+
+/// The lines a stream command printed after [`EXTRACTED_MARK`] (`None`
+/// when it never got there), whatever a noisy login script printed first.
+fn lines_after_mark(stdout: &[u8]) -> Option<Vec<String>> {
+    let text = String::from_utf8_lossy(stdout);
+    let mut lines = text.lines().skip_while(|l| *l != EXTRACTED_MARK);
+    lines.next()?;
+    Some(lines.map(str::to_string).collect())
 }
 
 /// Write a command's input (`send`) while reading its output (`recv`).
