@@ -137,9 +137,9 @@ struct Inner {
     /// The request timeout in seconds, for error messages (russh-sftp
     /// keeps its own copy).
     timeout_secs: AtomicU64,
-    /// Whether the server lacks the tools to stream trees through `tar`
-    /// (`stream::TOOLS_MISSING` once a stream command said so).
-    tar_support: std::sync::atomic::AtomicU8,
+    /// Set once a stream command found the server without the GNU tools:
+    /// later copies go straight to SFTP.
+    lacks_stream_tools: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Sftp {
@@ -246,7 +246,7 @@ impl Session {
                 write_len,
                 posix_rename: has("posix-rename@openssh.com"),
                 timeout_secs: AtomicU64::new(REQUEST_TIMEOUT.as_secs()),
-                tar_support: std::sync::atomic::AtomicU8::new(0),
+                lacks_stream_tools: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }

@@ -94,39 +94,39 @@ gnu head 'GNU coreutils' && command -v awk >/dev/null && command -v mktemp >/dev
 /// check's `stat` lines.
 const EXTRACTED_MARK: &str = "spuff-tar-extracted";
 
-/// What is known about the server's tools.
-const TOOLS_UNKNOWN: u8 = 0;
-const TOOLS_MISSING: u8 = 2;
-
 impl Sftp {
     /// Whether this tree call may try tar: the caller allows it, modes and
     /// times are kept (tar's semantics), and no earlier call found the
     /// tools missing.
     pub(super) fn may_stream(&self, opts: &TransferOptions) -> bool {
-        opts.stream
-            && opts.preserve
-            && self.inner.tar_support.load(Ordering::Relaxed) != TOOLS_MISSING
+        opts.stream && opts.preserve && !self.inner.lacks_stream_tools.load(Ordering::Relaxed)
     }
 
-    /// Whether a stream command that did (`reached`) or did not get past
-    /// its start ended because the server lacks the tools; remembered.
-    fn lacks_tools(&self, reached: bool, status: &ExitStatus) -> bool {
-        let lacks = !reached && matches!(status.code(), Some(NO_TOOLS | 127));
-        if lacks {
-            self.tools_missing(status);
+    /// How an upload command ended, from its collected output: `None` when
+    /// it stopped at its start because the server lacks the tools (then
+    /// remembered), else its status, standard error and the lines it
+    /// printed after [`EXTRACTED_MARK`] (`None` if it never got there).
+    fn upload_ended(
+        &self,
+        ended: Result<(ExitStatus, Vec<u8>, Vec<u8>)>,
+    ) -> Result<Option<UploadEnd>> {
+        let (status, stdout, stderr) = ended?;
+        let after = lines_after_mark(&stdout);
+        if after.is_none() && matches!(status.code(), Some(NO_TOOLS | 127)) {
+            self.tools_missing(&status);
+            return Ok(None);
         }
-        lacks
+        Ok(Some(UploadEnd {
+            status,
+            stderr,
+            after,
+        }))
     }
 
     /// The server has no GNU tar (or no `sh`): remember, and say so once.
     fn tools_missing(&self, status: &ExitStatus) {
-        if self
-            .inner
-            .tar_support
-            .swap(TOOLS_MISSING, Ordering::Relaxed)
-            == TOOLS_UNKNOWN
-        {
-            tracing::debug!(%status, "no GNU tar on the server: trees go over SFTP");
+        if !self.inner.lacks_stream_tools.swap(true, Ordering::Relaxed) {
+            tracing::debug!(%status, "no GNU tar on the server: copies go over SFTP");
         }
     }
 
@@ -177,16 +177,18 @@ impl Sftp {
             n = names.len()
         );
         let mut cmd = session.spawn(&sh(&script)).await?;
-        let plan_again = plan.clone();
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
-        let producer = tokio::task::spawn_blocking(move || {
-            let mut sink = ChunkSink {
-                buf: Vec::with_capacity(CHUNK),
-                tx,
-            };
-            sink.write_all(&names)
-                .map_err(local_err("upload", Path::new(".")))?;
-            write_archive(&plan, sink, &mut tally)
+        let producer = tokio::task::spawn_blocking({
+            let plan = plan.clone();
+            move || {
+                let mut sink = ChunkSink {
+                    buf: Vec::with_capacity(CHUNK),
+                    tx,
+                };
+                sink.write_all(&names)
+                    .map_err(local_err("upload", Path::new(".")))?;
+                write_archive(&plan, sink, &mut tally)
+            }
         });
         let mut stdin = cmd.stdin();
         let all_written = AtomicBool::new(false);
@@ -201,60 +203,46 @@ impl Sftp {
             let _ = stdin.shutdown().await;
         };
         let limit = 64 * files.len() + 64 * 1024;
-        let (_, ended) = feed(send, collect_stdout(&mut cmd, limit)).await;
+        let output = collect_stdout(&mut cmd, limit, "upload", remote_dir);
+        let (_, ended) = feed(send, output).await;
         let sent = all_written.load(Ordering::Relaxed);
         drop(rx);
         let produced = task_result(producer.await, "upload", Path::new(remote_dir));
-        let skipped = || {
-            for e in plan_again.iter() {
-                if let LocalKind::Skip(why) = &e.kind {
-                    tracing::warn!(path = %e.local.display(), "not uploaded: {why}");
-                }
-            }
-        };
-        let (status, stdout, stderr) = ended?;
-        let after = lines_after_mark(&stdout);
-        if self.lacks_tools(after.is_some(), &status) {
+        let Some(end) = self.upload_ended(ended)? else {
             return Ok(None);
-        }
-        let extracted = after.is_some();
-        let mut lines = after.unwrap_or_default().into_iter();
+        };
         // A local problem (a file that cannot be read) comes first: tar on
         // the VM then only saw an archive cut short.
         produced?;
-        if !extracted || !sent {
-            return Err(tar_failed("upload", "tar", remote_dir, &status, &stderr));
-        }
+        let Some(after) = end.after.filter(|_| sent) else {
+            return Err(tar_failed(
+                "upload",
+                "tar",
+                remote_dir,
+                &end.status,
+                &end.stderr,
+            ));
+        };
+        let mut lines = after.into_iter();
         for (rel, a) in &files {
-            let want = format!("{} {:o} {}", a.size, a.mode & 0o7777, a.mtime);
-            match lines.next() {
-                Some(got) if got == want => {}
-                got => {
-                    let path = super::remote_fs::join_remote(remote_dir, rel);
-                    return Err(match got {
-                        Some(got) => Error::Stream {
-                            operation: "upload",
-                            path,
-                            message: format!(
-                                "after the copy the VM reports size, mode and mtime `{}` instead of `{want}` (did something change it meanwhile?)",
-                                crate::terminal_safe(&got)
-                            ),
-                        },
-                        None => tar_failed("upload", "the check (stat)", &path, &status, &stderr),
-                    });
-                }
-            }
+            let path = super::remote_fs::join_remote(remote_dir, rel);
+            check_landed(&path, lines.next(), a, &end.status, &end.stderr)?;
         }
-        if !status.success() {
+        if !end.status.success() {
+            let (status, stderr) = (&end.status, &end.stderr);
             return Err(tar_failed(
                 "upload",
                 "the check (stat)",
                 remote_dir,
-                &status,
-                &stderr,
+                status,
+                stderr,
             ));
         }
-        skipped();
+        for e in plan.iter() {
+            if let LocalKind::Skip(why) = &e.kind {
+                tracing::warn!(path = %e.local.display(), "not uploaded: {why}");
+            }
+        }
         summary.streamed = true;
         Ok(Some(summary))
     }
@@ -323,38 +311,44 @@ impl Sftp {
             let _ = stdin.shutdown().await;
             Ok::<_, Error>(())
         };
-        let (read, ended) = feed(send, collect_stdout(&mut cmd, 64 * 1024)).await;
+        let output = collect_stdout(&mut cmd, 64 * 1024, "upload", remote);
+        let (read, ended) = feed(send, output).await;
         let (sent, all_sent) = (
             written.load(Ordering::Relaxed),
             all_written.load(Ordering::Relaxed),
         );
-        let (status, stdout, stderr) = ended?;
-        let after = lines_after_mark(&stdout);
-        if self.lacks_tools(after.is_some(), &status) {
+        let Some(end) = self.upload_ended(ended)? else {
             return Ok(None);
-        }
-        let done = after.is_some();
-        let mut lines = after.unwrap_or_default().into_iter();
+        };
         // A local read error comes first: the command then only saw its
         // input end early.
         read.unwrap_or(Ok(()))?;
-        if !done || !all_sent || !status.success() {
-            return Err(tar_failed("upload", "cat", remote, &status, &stderr));
+        let Some(after) = end.after.filter(|_| all_sent && end.status.success()) else {
+            return Err(tar_failed(
+                "upload",
+                "cat",
+                remote,
+                &end.status,
+                &end.stderr,
+            ));
+        };
+        if sent != attrs.size {
+            return Err(Error::Stream {
+                operation: "upload",
+                path: remote.to_string(),
+                message: format!(
+                    "sent {sent} bytes of a file that held {} when the copy began (did it change while it was read?)",
+                    attrs.size
+                ),
+            });
         }
-        let want = format!("{} {:o} {}", attrs.size, mode, attrs.mtime);
-        match lines.next() {
-            Some(got) if got == want && sent == attrs.size => {}
-            got => {
-                return Err(Error::Stream {
-                    operation: "upload",
-                    path: remote.to_string(),
-                    message: format!(
-                        "sent {sent} bytes; the VM reports size, mode and mtime `{}` instead of `{want}` (did the file change while it was read?)",
-                        crate::terminal_safe(got.as_deref().unwrap_or("(nothing)"))
-                    ),
-                });
-            }
-        }
+        check_landed(
+            remote,
+            after.into_iter().next(),
+            &attrs,
+            &end.status,
+            &end.stderr,
+        )?;
         t.report(remote, 0, true);
         tracing::debug!(local = %local.display(), remote, bytes = sent, "uploaded through cat");
         Ok(Some(sent))
@@ -450,6 +444,43 @@ fn task_result<T>(
     })?
 }
 
+/// An upload command that got past its start; see [`Sftp::upload_ended`].
+struct UploadEnd {
+    status: ExitStatus,
+    stderr: Vec<u8>,
+    after: Option<Vec<String>>,
+}
+
+/// Check one `stat` line (`size mode mtime`) from the VM against the local
+/// file it should now match; no line means `stat` failed on it.
+fn check_landed(
+    path: &str,
+    got: Option<String>,
+    a: &LocalAttrs,
+    status: &ExitStatus,
+    stderr: &[u8],
+) -> Result<()> {
+    let want = format!("{} {:o} {}", a.size, a.mode & 0o7777, a.mtime);
+    match got {
+        Some(got) if got == want => Ok(()),
+        Some(got) => Err(Error::Stream {
+            operation: "upload",
+            path: path.to_string(),
+            message: format!(
+                "after the copy the VM reports size, mode and mtime `{}` instead of `{want}` (did something change it meanwhile?)",
+                crate::terminal_safe(&got)
+            ),
+        }),
+        None => Err(tar_failed(
+            "upload",
+            "the check (stat)",
+            path,
+            status,
+            stderr,
+        )),
+    }
+}
+
 /// The lines a stream command printed after [`EXTRACTED_MARK`] (`None`
 /// when it never got there), whatever a noisy login script printed first.
 fn lines_after_mark(stdout: &[u8]) -> Option<Vec<String>> {
@@ -478,6 +509,8 @@ async fn feed<S: Future, R: Future>(send: S, recv: R) -> (Option<S::Output>, R::
 async fn collect_stdout(
     cmd: &mut RemoteCommand,
     limit: usize,
+    operation: &'static str,
+    path: &str,
 ) -> Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
     let (mut stdout, mut stderr, mut status) = (Vec::new(), Vec::new(), None);
     while let Some(ev) = cmd.next_event().await? {
@@ -485,8 +518,8 @@ async fn collect_stdout(
             ExecEvent::Stdout(b) => {
                 if stdout.len() + b.len() > limit {
                     return Err(Error::Stream {
-                        operation: "copy",
-                        path: String::new(),
+                        operation,
+                        path: path.to_string(),
                         message: format!("the VM sent more than {limit} bytes of output"),
                     });
                 }
@@ -497,8 +530,8 @@ async fn collect_stdout(
         }
     }
     let status = status.ok_or_else(|| Error::Stream {
-        operation: "copy",
-        path: String::new(),
+        operation,
+        path: path.to_string(),
         message: "the command ended without an exit status".into(),
     })?;
     Ok((status, stdout, stderr))
