@@ -18,6 +18,13 @@
 //!
 //! Every `spuff exec`, `cp` and agent call opens a connection and runs at
 //! least one command: this was 40-80 ms of each.
+//!
+//! Reads are buffered here too. russh reads each packet in two steps (its
+//! first block for the length, then the rest), so a 1 GiB download cost
+//! about 68,000 `recv` calls, each followed by the `TCP_QUICKACK` call:
+//! measured with `perf stat` on `cargo bench --bench copy`, that was a
+//! fifth of the client's CPU time in the kernel. One read of up to
+//! [`READ_BUFFER`] bytes now serves several packets.
 
 use std::io;
 use std::pin::Pin;
@@ -26,9 +33,18 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// How much one socket read may take ahead of what russh asked for.
+const READ_BUFFER: usize = 64 * 1024;
+
 /// A TCP stream that acknowledges every segment as it arrives.
 #[derive(Debug)]
-pub(crate) struct PromptAck(TcpStream);
+pub(crate) struct PromptAck {
+    tcp: TcpStream,
+    /// Read from the socket, not yet handed on: `buf[pos..end]`.
+    buf: Box<[u8]>,
+    pos: usize,
+    end: usize,
+}
 
 impl PromptAck {
     /// Also turns Nagle's algorithm off on our side: russh does that only
@@ -45,7 +61,12 @@ impl PromptAck {
                 tracing::debug!("cannot set the TCP ACK frequency: {e}");
             }
         }
-        let s = PromptAck(tcp);
+        let s = PromptAck {
+            tcp,
+            buf: vec![0; READ_BUFFER].into_boxed_slice(),
+            pos: 0,
+            end: 0,
+        };
         s.ack_now();
         s
     }
@@ -53,7 +74,7 @@ impl PromptAck {
     fn ack_now(&self) {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+            let _ = socket2::SockRef::from(&self.tcp).set_tcp_quickack(true);
         }
     }
 }
@@ -64,12 +85,34 @@ impl AsyncRead for PromptAck {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.0).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            self.ack_now();
+        let this = &mut *self;
+        if this.pos == this.end {
+            if buf.remaining() >= this.buf.len() {
+                // Large enough to take a whole read: no copy through ours.
+                let before = buf.filled().len();
+                let r = Pin::new(&mut this.tcp).poll_read(cx, buf);
+                if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+                    this.ack_now();
+                }
+                return r;
+            }
+            let mut ours = ReadBuf::new(&mut this.buf);
+            match Pin::new(&mut this.tcp).poll_read(cx, &mut ours) {
+                Poll::Ready(Ok(())) => {}
+                other => return other,
+            }
+            let n = ours.filled().len();
+            if n == 0 {
+                return Poll::Ready(Ok(())); // end of stream
+            }
+            this.pos = 0;
+            this.end = n;
+            this.ack_now();
         }
-        r
+        let n = buf.remaining().min(this.end - this.pos);
+        buf.put_slice(&this.buf[this.pos..this.pos + n]);
+        this.pos += n;
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -79,7 +122,7 @@ impl AsyncWrite for PromptAck {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, data)
+        Pin::new(&mut self.tcp).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -87,18 +130,56 @@ impl AsyncWrite for PromptAck {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.tcp.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        Pin::new(&mut self.tcp).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Reads of every size, small ones served from our buffer and large
+    /// ones straight from the socket, return the stream in order and then
+    /// its end.
+    #[tokio::test]
+    async fn reads_of_any_size_should_return_the_stream_in_order() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sent: Vec<u8> = (0..700_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let to_send = sent.clone();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            for part in to_send.chunks(12_345) {
+                s.write_all(part).await.unwrap();
+            }
+        });
+        let mut ours = PromptAck::new(TcpStream::connect(addr).await.unwrap());
+        let mut got = Vec::new();
+        let sizes = [4, 33_000, 1, READ_BUFFER, 70_000, 16];
+        for size in sizes.iter().cycle() {
+            let mut buf = vec![0; *size];
+            let n = ours.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        server.await.unwrap();
+        assert_eq!(got.len(), sent.len());
+        assert!(got == sent, "the bytes came back out of order");
     }
 }

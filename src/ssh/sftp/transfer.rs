@@ -631,7 +631,8 @@ impl Sftp {
         let mut retry: VecDeque<(u64, u32, Option<OwnedSemaphorePermit>)> = VecDeque::new();
         let mut eof_at: Option<u64> = None;
         let mut written = 0u64;
-        let mut reorder: BTreeMap<u64, (Vec<u8>, Option<OwnedSemaphorePermit>)> = BTreeMap::new();
+        let mut reorder: BTreeMap<u64, (bytes::Bytes, Option<OwnedSemaphorePermit>)> =
+            BTreeMap::new();
         let mut in_flight = FuturesUnordered::new();
         loop {
             loop {
@@ -772,7 +773,7 @@ impl Writer {
     /// written.
     async fn write(
         &mut self,
-        data: Vec<u8>,
+        data: bytes::Bytes,
         permit: Option<OwnedSemaphorePermit>,
         local: &Path,
     ) -> Result<()> {

@@ -2203,7 +2203,7 @@ async fn reply<H: Handler>(
 
                         let mut pending = std::mem::take(&mut session.pending_reads);
                         for p in pending.drain(..) {
-                            session.process_packet(handler, &p).await?;
+                            session.process_packet(handler, &bytes::Bytes::from(p)).await?;
                         }
                         session.pending_reads = pending;
                         session.pending_len = 0;
