@@ -10,6 +10,8 @@ mod fakevm;
 mod util;
 
 mod agent_client;
+// SigV4 against the official AWS test suites.
+mod aws_sigv4;
 // The CLI end to end: the test cloud boots VMs into fake VMs (under Wine,
 // through the broker).
 mod cli_e2e;

@@ -247,6 +247,15 @@ impl ProviderError {
 impl crate::Hint for ProviderError {
     /// One line of advice the user can act on.
     fn hint(&self) -> Option<String> {
+        if let ProviderError::Api {
+            provider: "aws",
+            code: Some(code),
+            ..
+        } = self
+            && let Some(h) = super::aws::errors::hint(code)
+        {
+            return Some(h);
+        }
         Some(match self {
             ProviderError::Authentication { provider, .. } => {
                 match super::ProviderInfo::by_canonical(provider) {

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod aws;
 pub mod digitalocean;
 mod engine;
 mod error;
