@@ -240,6 +240,13 @@ pub(crate) struct ApiRequest {
     /// URL on the same host (a pagination link).
     pub(crate) target: String,
     pub(crate) body: Option<Vec<u8>>,
+    /// The body's content type (JSON unless said otherwise).
+    pub(crate) content_type: &'static str,
+    /// What the answer may be (JSON unless said otherwise).
+    pub(crate) accept: &'static str,
+    /// How the operation is named in errors; the method and path when
+    /// `None` (EC2 names its action instead: every call is `POST /`).
+    pub(crate) name: Option<String>,
     /// Resend after failures that may have reached the server.
     pub(crate) idempotent: bool,
     /// What a 404 means (`droplet`, `42`).
@@ -256,6 +263,9 @@ impl ApiRequest {
             method,
             target: target.into(),
             body: None,
+            content_type: "application/json",
+            accept: "application/json",
+            name: None,
             idempotent,
             resource: None,
         }
@@ -270,12 +280,25 @@ impl ApiRequest {
         self
     }
 
+    /// A form body (`application/x-www-form-urlencoded`), as EC2's Query
+    /// API takes, under the operation name `name`, answered in XML.
+    pub(crate) fn form(mut self, name: &str, body: String, content_type: &'static str) -> Self {
+        self.body = Some(body.into_bytes());
+        self.content_type = content_type;
+        self.accept = "text/xml";
+        self.name = Some(name.to_string());
+        self
+    }
+
     pub(crate) fn resource(mut self, kind: &'static str, id: impl Into<String>) -> Self {
         self.resource = Some((kind, id.into()));
         self
     }
 
     fn operation(&self) -> String {
+        if let Some(name) = &self.name {
+            return name.clone();
+        }
         let path = self.target.split('?').next().unwrap_or_default();
         format!("{} {path}", self.method)
     }
@@ -309,6 +332,28 @@ pub(crate) struct ErrorShape {
     pub(crate) request_id: Option<&'static str>,
     /// The request id header (`x-request-id`, `x-correlation-id`).
     pub(crate) request_id_header: &'static str,
+}
+
+/// How a provider's failed answers become [`ProviderError`]s.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ErrorRules {
+    /// A JSON body read through the shape; the HTTP status decides the kind
+    /// (DigitalOcean, Hetzner).
+    Json(ErrorShape),
+    /// The provider reads status and body itself: EC2 answers in XML and
+    /// says nearly everything with HTTP 400 and a code. Arguments: status,
+    /// body, operation (`POST /`, `RunInstances`), and what a 404 concerns.
+    Custom(Classify),
+}
+
+/// [`ErrorRules::Custom`]'s function: status, body, operation, and what a
+/// not-found concerns.
+pub(crate) type Classify = fn(u16, &[u8], &str, Option<(&'static str, &str)>) -> ProviderError;
+
+impl From<ErrorShape> for ErrorRules {
+    fn from(shape: ErrorShape) -> Self {
+        ErrorRules::Json(shape)
+    }
 }
 
 impl ErrorShape {
@@ -365,7 +410,7 @@ pub(crate) struct HttpClient {
     max_body: usize,
     retry: RetryPolicy,
     counters: Arc<Counters>,
-    errors: ErrorShape,
+    errors: ErrorRules,
 }
 
 impl fmt::Debug for HttpClient {
@@ -387,7 +432,7 @@ impl HttpClient {
         auth: &Auth,
         timeouts: &ProviderTimeouts,
         config: &HttpConfig,
-        errors: ErrorShape,
+        errors: impl Into<ErrorRules>,
     ) -> ProviderResult<Self> {
         let invalid = |field: &str, message: String| ProviderError::InvalidConfig {
             provider,
@@ -444,7 +489,7 @@ impl HttpClient {
             max_body: config.max_body_bytes,
             retry: config.retry.clone(),
             counters,
-            errors,
+            errors: errors.into(),
         })
     }
 
@@ -597,12 +642,12 @@ impl HttpClient {
         let body = req.body.clone().unwrap_or_default();
         let mut headers = HeaderMap::new();
         headers.insert(header::USER_AGENT, self.user_agent.clone());
-        headers.insert(header::ACCEPT, HeaderValue::from_static("application/json"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static(req.accept));
         headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
         if req.body.is_some() {
             headers.insert(
                 header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
+                HeaderValue::from_static(req.content_type),
             );
         }
         match &self.auth {
@@ -745,7 +790,14 @@ impl HttpClient {
         body: &[u8],
         operation: String,
     ) -> Failure {
-        let parsed = self.errors.parse(body, headers);
+        let shape = match self.errors {
+            ErrorRules::Json(shape) => shape,
+            ErrorRules::Custom(classify) => {
+                let resource = req.resource.as_ref().map(|(kind, id)| (*kind, id.as_str()));
+                return Failure::from(classify(status.as_u16(), body, &operation, resource));
+            }
+        };
+        let parsed = shape.parse(body, headers);
         let provider = self.provider;
         let code = parsed.code.clone().unwrap_or_default();
         let error = match status.as_u16() {

@@ -464,10 +464,10 @@ aws_secret_access_key = secret-config
             );
             assert_eq!(e.region.unwrap().0, "us-east-2", "{how}");
             assert!(
-                e.credentials
-                    .source
-                    .to_string()
-                    .ends_with(&format!("{}", h.path().join(".aws").join("credentials").display())),
+                e.credentials.source.to_string().ends_with(&format!(
+                    "{}",
+                    h.path().join(".aws").join("credentials").display()
+                )),
                 "{how}: {}",
                 e.credentials.source
             );

@@ -7,14 +7,6 @@
 //! header; so the code, not the status, decides the kind of error and
 //! whether retrying can help.
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the EC2 provider that maps its errors lands next (issue 15)"
-    )
-)]
-
 use super::xml::{self, Ec2Error};
 use crate::provider::ProviderError;
 

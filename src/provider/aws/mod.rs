@@ -7,8 +7,10 @@
 //! ([`sigv4`]) and the credentials and region an AWS user already has
 //! configured ([`credentials`]).
 
+mod client;
 pub mod credentials;
 pub(crate) mod errors;
+mod query;
 pub mod sigv4;
 mod xml;
 
