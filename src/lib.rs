@@ -28,6 +28,7 @@
 pub mod agent;
 pub mod cloudinit;
 pub mod config;
+pub mod fleet;
 #[cfg(any(test, fuzzing))]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -16,6 +16,8 @@ mod aws_sigv4;
 // through the broker).
 mod cli_e2e;
 mod cloudinit;
+// One command on many hosts at once (issue 15).
+mod fleet;
 mod forward;
 // Servers that lie or break the protocol: a hostile SFTP subsystem behind a
 // real sshd, and an SSH server that ignores the window (issue 13).
