@@ -26,14 +26,16 @@
 
 #[path = "common/openssh.rs"]
 mod openssh;
+#[path = "common/process.rs"]
+mod process;
 #[path = "../tests/util/mod.rs"]
 mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
-use openssh::{KEX, openssh};
+use openssh::openssh;
+use process::{Run, timed};
 use spuff::sftp::TransferOptions;
 use spuff::ssh::Session;
 use util::Sshd;
@@ -192,48 +194,6 @@ impl Data {
             tree_bytes,
         }
     }
-}
-
-/// One process's run: wall time and peak RSS.
-struct Run {
-    time: Duration,
-    rss_kib: u64,
-    /// User plus system CPU time of the process itself.
-    cpu: Duration,
-}
-
-/// Runs `cmd` to its end; its wall time and peak RSS (`wait4`).
-fn timed(mut cmd: Command) -> Run {
-    let start = Instant::now();
-    let child = cmd.spawn().expect("spawn");
-    let (ok, rss_kib, cpu) = wait_rusage(child);
-    let time = start.elapsed();
-    assert!(ok, "{cmd:?} failed");
-    Run { time, rss_kib, cpu }
-}
-
-/// Reaps `child` with `wait4`: success, its `ru_maxrss` in KiB and its
-/// CPU time.
-#[cfg(unix)]
-fn wait_rusage(child: Child) -> (bool, u64, Duration) {
-    let pid = child.id() as libc::pid_t;
-    let mut status = 0;
-    // SAFETY: `rusage` is plain data that wait4 fills in; `pid` is our
-    // child, not yet reaped (std's `Child` is dropped without waiting).
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(r, pid, "wait4");
-    drop(child);
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
-    (ok, usage.ru_maxrss as u64, cpu)
-}
-
-/// Elsewhere: success only (no RSS or CPU figure).
-#[cfg(not(unix))]
-fn wait_rusage(mut child: Child) -> (bool, u64, Duration) {
-    (child.wait().is_ok_and(|s| s.success()), 0, Duration::ZERO)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -491,17 +451,7 @@ fn copy_child(args: &[String]) {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let cfg = spuff::ssh::Config {
-            port: port.parse().expect("port"),
-            host_keys: spuff::ssh::HostKeyPolicy::pinned([spuff::ssh::PublicKey::from_openssh(
-                host_key,
-            )
-            .expect("host key")]),
-            auth: vec![spuff::ssh::AuthMethod::KeyFile(key.into())],
-            ciphers: vec![cipher.clone()],
-            kex: vec![KEX.to_string()],
-            ..spuff::ssh::Config::new("127.0.0.1", user.clone())
-        };
+        let cfg = openssh::spuff_config(port, user, key, host_key, cipher);
         // SPUFF_BENCH_WINDOW, _CHUNK and _IN_FLIGHT explore the settings.
         let env_num = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u32>().ok());
         let mut cfg = cfg;

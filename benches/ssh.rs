@@ -496,18 +496,13 @@ fn rss_child() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let host_key =
-            spuff::ssh::PublicKey::from_openssh(&var("SPUFF_BENCH_HOSTKEY")).expect("host key");
-        let cfg = spuff::ssh::Config {
-            port: var("SPUFF_BENCH_PORT").parse().expect("port"),
-            host_keys: spuff::ssh::HostKeyPolicy::pinned([host_key]),
-            auth: vec![spuff::ssh::AuthMethod::KeyFile(
-                var("SPUFF_BENCH_KEY").into(),
-            )],
-            ciphers: vec![var("SPUFF_BENCH_CIPHER")],
-            kex: vec![KEX.to_string()],
-            ..spuff::ssh::Config::new("127.0.0.1", var("SPUFF_BENCH_USER"))
-        };
+        let cfg = openssh::spuff_config(
+            &var("SPUFF_BENCH_PORT"),
+            &var("SPUFF_BENCH_USER"),
+            &var("SPUFF_BENCH_KEY"),
+            &var("SPUFF_BENCH_HOSTKEY"),
+            &var("SPUFF_BENCH_CIPHER"),
+        );
         let session = Session::connect(cfg).await.expect("connect");
         let sftp = session.sftp().await.expect("sftp");
         sftp.upload_file(

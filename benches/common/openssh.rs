@@ -37,3 +37,26 @@ pub(crate) fn openssh(sshd: &Sshd, program: &str, cipher: &str) -> Command {
     c.stdin(Stdio::null()).stdout(Stdio::null());
     c
 }
+
+/// spuff's side of a bench, as its child process builds it: the same sshd
+/// on 127.0.0.1 with its host key pinned, the test key, and `cipher` and
+/// [`KEX`] pinned as for OpenSSH.
+pub(crate) fn spuff_config(
+    port: &str,
+    user: &str,
+    key: &str,
+    host_key: &str,
+    cipher: &str,
+) -> spuff::ssh::Config {
+    spuff::ssh::Config {
+        port: port.parse().expect("port"),
+        host_keys: spuff::ssh::HostKeyPolicy::pinned([spuff::ssh::PublicKey::from_openssh(
+            host_key,
+        )
+        .expect("host key")]),
+        auth: vec![spuff::ssh::AuthMethod::KeyFile(key.into())],
+        ciphers: vec![cipher.to_string()],
+        kex: vec![KEX.to_string()],
+        ..spuff::ssh::Config::new("127.0.0.1", user)
+    }
+}
