@@ -406,6 +406,49 @@ fn whole_life(w: &World) {
     assert_success(&out, "exec with stdin");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "PIPED IN\n");
 
+    // Issue 15: `exec --all` runs on every recorded VM, prints a row per
+    // VM, keeps whole outputs on request, and exits 0 only when every VM
+    // exited 0.
+    let fleet_out = w.path("fleet-out");
+    let out = w.spuff(&[
+        "exec",
+        "--all",
+        "--output-dir",
+        fleet_out.to_str().expect("utf-8 path"),
+        "--",
+        "echo fleet-ok; echo to-stderr >&2",
+    ]);
+    assert_success(&out, "exec --all");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("e2e ") && l.contains("exit code 0") && l.ends_with("fleet-ok")),
+        "{table}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet_out.join("e2e.stdout")).expect("stdout file"),
+        "fleet-ok\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fleet_out.join("e2e.stderr")).expect("stderr file"),
+        "to-stderr\n"
+    );
+    let out = w.spuff(&["exec", "--all", "--", "exit 4"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "a VM that failed fails the whole"
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exit code 4"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 1 VMs"));
+    let out = w.spuff(&["exec", "--all", "e2e", "--", "true"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--all and a name is a usage error"
+    );
+
     // Issue 12: a running command keeps the VM awake (the agent cannot see
     // a non-tty command); looking at it with `status` never does.
     let out = w.spuff(&["exec", "e2e", "--", "sleep 3"]);

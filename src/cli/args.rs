@@ -200,12 +200,28 @@ pub(crate) struct SshArgs {
 
 /// `spuff exec`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With --all: one line per VM as it finishes, then a table \
+(VM, result, time, last line of output) on stdout; exit code 0 when the command \
+exited 0 on every VM, 1 otherwise."
+)]
 pub(crate) struct ExecArgs {
     /// The VM (default: the active one). Put the command after `--`.
     pub(crate) name: Option<String>,
     /// Allocate a terminal (for interactive programs).
     #[arg(short = 't', long)]
     pub(crate) tty: bool,
+    /// Run the command on every recorded VM at once, one connection each.
+    #[arg(long, conflicts_with_all = ["name", "tty"])]
+    pub(crate) all: bool,
+    /// With --all: how many VMs to work on at once.
+    #[arg(long, default_value_t = 16, value_name = "K", requires = "all",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) parallel: u16,
+    /// With --all: keep each VM's whole output in DIR/NAME.stdout and
+    /// DIR/NAME.stderr.
+    #[arg(long, value_name = "DIR", requires = "all")]
+    pub(crate) output_dir: Option<std::path::PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
     pub(crate) command: Vec<String>,
