@@ -1,8 +1,9 @@
 //! Many VMs at once: one command on every host of a fleet, concurrently,
 //! with a result per host (issue 15).
 //!
-//! What Spot Deployer's `BatchSSHManager.execute_on_all` does, as a library
-//! call: one SSH connection per host, at most [`FleetOptions::parallel`]
+//! What Spot Deployer's `BatchSSHManager.execute_on_all` and
+//! `transfer_to_all` do, as library calls ([`exec_all`], [`upload_all`]):
+//! one SSH connection per host, at most [`FleetOptions::parallel`]
 //! hosts at a time, and a [`HostOutcome`] for every host whether it failed
 //! to connect, failed its command or succeeded, so one bad host never hides
 //! the others. Memory stays bounded however much a command prints: each
@@ -77,23 +78,44 @@ impl FleetOptions {
     }
 }
 
-/// What happened on one host.
+/// What happened on one host: a command's run ([`HostRun`], the default)
+/// or an upload ([`Uploaded`]).
 #[derive(Debug)]
 #[non_exhaustive]
-pub struct HostOutcome {
+pub struct HostOutcome<T = HostRun> {
     /// The host's name.
     pub name: String,
-    /// The command's run, or why it could not run (connect, auth, I/O).
-    pub result: Result<HostRun, FleetError>,
-    /// From the start of the connection to the end of the command.
+    /// What was done, or why it could not be (connect, auth, I/O).
+    pub result: Result<T, FleetError>,
+    /// From the start of the connection to the end of the work.
     pub duration: Duration,
 }
 
-impl HostOutcome {
+impl HostOutcome<HostRun> {
     /// Whether the command ran and exited 0.
     pub fn success(&self) -> bool {
         self.result.as_ref().is_ok_and(|r| r.status.success())
     }
+}
+
+impl HostOutcome<Uploaded> {
+    /// Whether the upload landed (it is checked on the host either way).
+    pub fn success(&self) -> bool {
+        self.result.is_ok()
+    }
+}
+
+/// What an upload put on one host.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Uploaded {
+    /// Bytes of file content.
+    pub bytes: u64,
+    /// Regular files (1 for a single file).
+    pub files: u64,
+    /// Whether a tree went through one `tar` stream (see
+    /// [`crate::sftp::TransferSummary::streamed`]).
+    pub streamed: bool,
 }
 
 /// A command that ran on a host.
@@ -139,6 +161,14 @@ pub enum FleetError {
     /// Connecting, authenticating or the command's channel failed.
     #[error(transparent)]
     Ssh(#[from] ssh::Error),
+    /// The local file or directory to upload cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Local {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The output file could not be written.
     #[error("cannot write {path}: {source}")]
     Output {
@@ -156,24 +186,98 @@ pub async fn exec_all(
     hosts: Vec<FleetHost>,
     command: &str,
     options: &FleetOptions,
-    mut on_done: impl FnMut(&HostOutcome),
+    on_done: impl FnMut(&HostOutcome),
 ) -> Vec<HostOutcome> {
-    let names = file_names(&hosts);
-    let mut results: Vec<Option<HostOutcome>> = (0..hosts.len()).map(|_| None).collect();
-    let mut runs = futures::stream::iter(hosts.into_iter().zip(names).enumerate())
-        .map(|(i, (host, file_name))| async move {
-            let started = Instant::now();
-            let result = exec_one(&host, command, options, &file_name).await;
-            (
-                i,
-                HostOutcome {
-                    name: host.name,
-                    result,
-                    duration: started.elapsed(),
-                },
-            )
+    run_all(
+        hosts,
+        options.parallel,
+        on_done,
+        |host, file_name| async move { exec_one(&host, command, options, &file_name).await },
+    )
+    .await
+}
+
+/// Uploads `local` (a file or a directory tree) to `remote` on every host,
+/// at most [`FleetOptions::parallel`] at once, as
+/// [`Sftp::upload_file`](crate::sftp::Sftp::upload_file) or
+/// [`Sftp::upload_dir`](crate::sftp::Sftp::upload_dir) would: `remote` is
+/// the path the file or tree gets, each copy checked on its host.
+///
+/// # Errors
+/// [`FleetError::Local`] when `local` cannot be read (before any host is
+/// contacted); every host's own failure is in its outcome.
+pub async fn upload_all(
+    hosts: Vec<FleetHost>,
+    local: &Path,
+    remote: &str,
+    options: &FleetOptions,
+    on_done: impl FnMut(&HostOutcome<Uploaded>),
+) -> Result<Vec<HostOutcome<Uploaded>>, FleetError> {
+    let meta = tokio::fs::metadata(local)
+        .await
+        .map_err(|source| FleetError::Local {
+            path: local.to_path_buf(),
+            source,
+        })?;
+    let is_dir = meta.is_dir();
+    Ok(
+        run_all(hosts, options.parallel, on_done, |host, _| async move {
+            let session = Session::connect(host.ssh.clone()).await?;
+            let sftp = session.sftp().await?;
+            let opts = crate::sftp::TransferOptions::default();
+            let done = if is_dir {
+                let s = sftp.upload_dir(local, remote, &opts).await?;
+                Uploaded {
+                    bytes: s.bytes,
+                    files: s.files,
+                    streamed: s.streamed,
+                }
+            } else {
+                Uploaded {
+                    bytes: sftp.upload_file(local, remote, &opts).await?,
+                    files: 1,
+                    streamed: false,
+                }
+            };
+            let _ = session.close().await;
+            Ok(done)
         })
-        .buffer_unordered(options.parallel.max(1));
+        .await,
+    )
+}
+
+/// `work` on every host, `parallel` at a time, outcomes in host order.
+/// `work` gets the host and a file name made safe from its name.
+async fn run_all<T, F, Fut>(
+    hosts: Vec<FleetHost>,
+    parallel: usize,
+    mut on_done: impl FnMut(&HostOutcome<T>),
+    work: F,
+) -> Vec<HostOutcome<T>>
+where
+    F: Fn(FleetHost, String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, FleetError>>,
+{
+    let names = file_names(&hosts);
+    let mut results: Vec<Option<HostOutcome<T>>> = (0..hosts.len()).map(|_| None).collect();
+    let mut runs = futures::stream::iter(hosts.into_iter().zip(names).enumerate())
+        .map(|(i, (host, file_name))| {
+            let name = host.name.clone();
+            let fut = work(host, file_name);
+            async move {
+                let started = Instant::now();
+                let result = fut.await;
+                (
+                    i,
+                    HostOutcome {
+                        name,
+                        result,
+                        duration: started.elapsed(),
+                    },
+                )
+            }
+        })
+        .buffer_unordered(parallel.max(1));
     while let Some((i, outcome)) = runs.next().await {
         on_done(&outcome);
         results[i] = Some(outcome);

@@ -485,6 +485,27 @@ fn whole_life(w: &World) {
         std::fs::read_to_string(remote_dir.join("tree/sub/a.txt")).expect("tree"),
         "a\n"
     );
+    // Issue 15: `cp --all` uploads to the same path on every recorded VM.
+    let out = w.spuff(&[
+        "cp",
+        "--all",
+        &tree.display().to_string(),
+        &format!(":{}/fleet/", server_path(&remote_dir)),
+    ]);
+    assert_success(&out, "cp --all");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.lines().any(|l| l.starts_with("e2e ")
+            && l.contains("copied 2 B")
+            && l.contains("1 file, through tar")),
+        "{table}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(remote_dir.join("fleet/tree/sub/a.txt")).expect("fleet tree"),
+        "a\n"
+    );
+    let out = w.spuff(&["cp", "--all", &tree.display().to_string(), "e2e:x"]);
+    assert_eq!(out.status.code(), Some(1), "--all takes `:path`");
     let back = w.path("home/back.txt");
     let from = format!(":{}/notes.txt", server_path(&remote_dir));
     assert_success(

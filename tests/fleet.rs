@@ -2,7 +2,7 @@
 //! gets a result, failures stay with their host, concurrency is bounded,
 //! output is kept whole on disk and bounded in memory.
 
-use spuff::fleet::{FleetError, FleetHost, FleetOptions, exec_all};
+use spuff::fleet::{FleetError, FleetHost, FleetOptions, exec_all, upload_all};
 
 use crate::util::{Sshd, free_port};
 
@@ -119,4 +119,68 @@ async fn a_loud_command_should_keep_only_its_tail_in_memory() {
     assert_eq!(run.stdout_tail.len(), 1024);
     assert_eq!(run.last_line(), Some("done"));
     assert!(run.files.is_none());
+}
+
+#[tokio::test]
+async fn uploads_should_reach_every_host_and_name_the_ones_that_failed() {
+    let sshd = Sshd::start();
+    let mut list = hosts(&sshd, &["a", "b"]);
+    let mut dead = sshd.config();
+    dead.port = free_port();
+    list.push(FleetHost {
+        name: "gone".into(),
+        ssh: dead,
+    });
+    let local = tempfile::tempdir().unwrap();
+    let file = local.path().join("app.conf");
+    std::fs::write(&file, "listen 8080\n").unwrap();
+    let tree = local.path().join("site");
+    std::fs::create_dir_all(tree.join("css")).unwrap();
+    std::fs::write(tree.join("index.html"), "<h1>hi</h1>\n").unwrap();
+    std::fs::write(tree.join("css/a.css"), "h1{}\n").unwrap();
+
+    let remote_file = sshd.remote("app.conf");
+    let outcomes = upload_all(
+        list.clone(),
+        &file,
+        &remote_file,
+        &FleetOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let ok: Vec<(&str, bool)> = outcomes
+        .iter()
+        .map(|o| (o.name.as_str(), o.success()))
+        .collect();
+    assert_eq!(ok, [("a", true), ("b", true), ("gone", false)]);
+    assert_eq!(outcomes[0].result.as_ref().unwrap().bytes, 12);
+    assert_eq!(
+        std::fs::read_to_string(sshd.dir.path().join("app.conf")).unwrap(),
+        "listen 8080\n"
+    );
+
+    let remote_tree = sshd.remote("site");
+    let outcomes = upload_all(list, &tree, &remote_tree, &FleetOptions::default(), |_| {})
+        .await
+        .unwrap();
+    let up = outcomes[1].result.as_ref().unwrap();
+    assert_eq!((up.files, up.bytes), (2, 17));
+    assert_eq!(
+        std::fs::read_to_string(sshd.dir.path().join("site/css/a.css")).unwrap(),
+        "h1{}\n"
+    );
+    assert!(matches!(outcomes[2].result, Err(FleetError::Ssh(_))));
+
+    // Nothing to upload: refused before any host is contacted.
+    let e = upload_all(
+        hosts(&sshd, &["a"]),
+        &local.path().join("missing"),
+        &remote_file,
+        &FleetOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(e, FleetError::Local { .. }), "{e}");
 }

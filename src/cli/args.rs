@@ -229,6 +229,11 @@ pub(crate) struct ExecArgs {
 
 /// `spuff cp`.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "With --all: `spuff cp --all LOCAL :PATH` uploads to the same path \
+on every recorded VM (`:DIR/` puts it inside DIR); one line per VM as it ends, then a \
+table on stdout; exit code 0 when every VM has it, 1 otherwise."
+)]
 pub(crate) struct CpArgs {
     /// Source: a local path or NAME:path (`:path` for the active VM).
     pub(crate) source: String,
@@ -237,6 +242,9 @@ pub(crate) struct CpArgs {
     /// No progress bar.
     #[arg(long, short)]
     pub(crate) quiet: bool,
+    /// Upload a local file or tree to every recorded VM at once.
+    #[arg(long)]
+    pub(crate) all: bool,
 }
 
 /// `spuff tunnel`.

@@ -12,6 +12,9 @@ use super::context::Context;
 use crate::cli::args::CpArgs;
 
 pub(crate) async fn run(args: CpArgs, ctx: &Context) -> anyhow::Result<u8> {
+    if args.all {
+        return super::fleet::cp_all(args, ctx).await;
+    }
     let source = parse(&args.source, ctx)?;
     let destination = parse(&args.destination, ctx)?;
     let (instance_name, upload) = match (&source, &destination) {
@@ -165,7 +168,7 @@ async fn remote_target(sftp: &spuff::sftp::Sftp, path: &str, local: &Path) -> St
     }
 }
 
-fn human_bytes(bytes: u64) -> String {
+pub(super) fn human_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;
     let mut unit = 0;

@@ -4,6 +4,7 @@ mod config;
 mod context;
 mod cp;
 mod down;
+mod fleet;
 mod gc;
 mod list;
 mod logs;

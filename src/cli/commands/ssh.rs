@@ -28,7 +28,7 @@ pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
 
 pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
     if args.all {
-        return exec_all(args, ctx).await;
+        return super::fleet::exec_all(args, ctx).await;
     }
     let instance = ctx.store.resolve(args.name.as_deref())?;
     let session = ctx.connect(&instance).await?;
@@ -112,96 +112,4 @@ pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
 
 fn exit_code(code: i32) -> u8 {
     u8::try_from(code).unwrap_or(255)
-}
-
-/// `spuff exec --all`: the command on every recorded VM through
-/// [`spuff::fleet`], a line per VM as it ends, then a table.
-async fn exec_all(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
-    use spuff::fleet::{FleetHost, FleetOptions};
-    use spuff::terminal_safe;
-
-    let command = args.command.join(" ");
-    let instances = ctx.store.list()?;
-    if instances.is_empty() {
-        anyhow::bail!("no VMs recorded; create one with `spuff up`");
-    }
-    // A VM without an address or a readable host key cannot be reached:
-    // it gets its row, and the exit code says something failed.
-    let mut hosts = Vec::new();
-    let mut unreachable = Vec::new();
-    for instance in &instances {
-        match ctx.ssh_config(instance) {
-            Ok(ssh) => hosts.push(FleetHost {
-                name: instance.name.clone(),
-                ssh,
-            }),
-            Err(e) => unreachable.push((instance.name.clone(), format!("{e:#}"))),
-        }
-    }
-    let mut options = FleetOptions::default().parallel(usize::from(args.parallel));
-    if let Some(dir) = &args.output_dir {
-        options = options.output_dir(dir);
-    }
-    let total = hosts.len();
-    let mut done = 0;
-    let outcomes = spuff::fleet::exec_all(hosts, &command, &options, |o| {
-        done += 1;
-        let result = match &o.result {
-            Ok(run) => run.status.to_string(),
-            Err(e) => format!("failed: {e}"),
-        };
-        ctx.ui.info(format!(
-            "[{done}/{total}] {}: {result} ({})",
-            terminal_safe(&o.name),
-            spuff::fmt_duration(o.duration)
-        ));
-    })
-    .await;
-
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "{:<20} {:<24} {:>8}  LAST LINE",
-        "VM", "RESULT", "TIME"
-    )?;
-    let mut failed = unreachable.len();
-    for o in &outcomes {
-        let (result, last) = match &o.result {
-            Ok(run) => (run.status.to_string(), run.last_line().unwrap_or("")),
-            Err(e) => (format!("failed: {e}"), ""),
-        };
-        if !o.success() {
-            failed += 1;
-        }
-        writeln!(
-            out,
-            "{:<20} {:<24} {:>8}  {}",
-            terminal_safe(&o.name),
-            terminal_safe(&result),
-            spuff::fmt_duration(o.duration),
-            terminal_safe(last)
-        )?;
-    }
-    for (name, why) in &unreachable {
-        writeln!(
-            out,
-            "{:<20} {:<24} {:>8}  {}",
-            terminal_safe(name),
-            "not reachable",
-            "-",
-            terminal_safe(why)
-        )?;
-    }
-    out.flush()?;
-    if let Some(dir) = &args.output_dir {
-        ctx.ui.info(format!("whole outputs in {}", dir.display()));
-    }
-    if failed > 0 {
-        ctx.ui.warn(format!(
-            "{failed} of {} VMs did not run the command to exit 0",
-            instances.len()
-        ));
-        return Ok(1);
-    }
-    Ok(0)
 }
