@@ -16,6 +16,8 @@
     )
 )]
 
+use super::sigv4::uri_encode;
+
 /// The EC2 API version spuff speaks (the current one; EC2 has kept it since
 /// 2016 and adds to it).
 pub(crate) const EC2_VERSION: &str = "2016-11-15";
@@ -109,24 +111,10 @@ impl Query {
     pub(crate) fn body(&self) -> String {
         self.params
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| format!("{}={}", uri_encode(k, true), uri_encode(v, true)))
             .collect::<Vec<_>>()
             .join("&")
     }
-}
-
-/// Every byte but `A-Z a-z 0-9 - . _ ~` as `%XX`.
-fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

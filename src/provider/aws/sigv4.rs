@@ -393,8 +393,9 @@ fn canonical_query(query: &str) -> String {
 }
 
 /// Every byte but the unreserved ones (`A-Z a-z 0-9 - . _ ~`) as `%XX`;
-/// `/` too when `slash` is set (query values), not in paths.
-fn uri_encode(s: &str, slash: bool) -> String {
+/// `/` too when `slash` is set (query values), not in paths. EC2's form
+/// bodies are encoded the same way (`query`).
+pub(crate) fn uri_encode(s: &str, slash: bool) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
