@@ -536,7 +536,9 @@ fn default_provider(
     let set = |var: &str| env(var).is_some_and(|v| !v.trim().is_empty());
     for info in crate::provider::PROVIDERS
         .iter()
-        .filter(|p| p.implemented && p.needs_token())
+        // AWS credentials in the environment are often there for other
+        // work: spending them takes `provider: aws`, never a guess.
+        .filter(|p| p.implemented && p.needs_token() && p.kind != ProviderType::Aws)
     {
         if let Some(var) = info.token_vars.iter().find(|v| set(v)) {
             return (info.kind, ProviderChoice::TokenInEnv(var));

@@ -149,6 +149,9 @@ macro_rules! rest_provider_impl {
                 request: &$crate::provider::InstanceRequest,
             ) -> $crate::provider::ProviderResult<$crate::provider::ProviderInstance> {
                 use $crate::provider::engine::Extras as _;
+                if request.spot.is_some() {
+                    return Err(self.unsupported("spot instances"));
+                }
                 let body = self.create_body(request)?;
                 let find = || self.find_by_spuff_id(&request.spuff_id);
                 self.rest

@@ -257,6 +257,16 @@ impl crate::Hint for ProviderError {
             return Some(h);
         }
         Some(match self {
+            // AWS takes no token: credentials come as the AWS CLI finds them.
+            ProviderError::Authentication { provider: "aws", .. } => {
+                "check the AWS credentials spuff found (`spuff config show` says where): \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (with AWS_SESSION_TOKEN for \
+                 temporary ones), else the profile in ~/.aws/credentials (AWS_PROFILE or \
+                 `spuff config set aws_profile NAME`); a key may be mistyped, inactive, or \
+                 its session expired, and this machine's clock must be right (signatures \
+                 expire after 5 minutes)"
+                    .into()
+            }
             ProviderError::Authentication { provider, .. } => {
                 match super::ProviderInfo::by_canonical(provider) {
                     Some(info) => format!(

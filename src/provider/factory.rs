@@ -27,6 +27,10 @@ pub struct ProviderConfig {
     pub base_url: Option<String>,
     /// The local provider's settings (ignored by clouds).
     pub local: super::local::LocalConfig,
+    /// AWS's settings: profile, regions, who may SSH in (ignored by the
+    /// others). AWS takes no token: its credentials come from here or from
+    /// the environment and `~/.aws`.
+    pub aws: super::aws::AwsConfig,
 }
 
 impl ProviderConfig {

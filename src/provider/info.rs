@@ -161,14 +161,20 @@ pub const PROVIDERS: &[ProviderInfo] = &[
         token_url: "https://console.aws.amazon.com/iam/",
         // EC2 accepts 16 KB of user data, before base64.
         user_data_limit: 16 * 1024,
-        defaults: None,
+        // The region is the AWS profile's when it has one (see
+        // `Provider::default_region`).
+        defaults: Some(Defaults {
+            region: "us-east-1",
+            size: "t3.small",
+            image: DefaultImage::Ubuntu("24.04"),
+        }),
         stopped_vm_bills: false,
         capabilities: Capabilities {
             snapshots: true,
             power: true,
             account_ssh_keys: true,
         },
-        implemented: false,
+        implemented: true,
     },
     ProviderInfo {
         kind: ProviderType::Local,
@@ -350,10 +356,9 @@ mod tests {
 
     #[test]
     fn a_provider_without_defaults_should_say_so() {
-        let e = ProviderType::Aws
-            .info()
-            .require_defaults()
-            .expect_err("no defaults");
+        let mut without = *ProviderType::Aws.info();
+        without.defaults = None;
+        let e = without.require_defaults().expect_err("no defaults");
         assert!(e.to_string().contains("--region"), "{e}");
         assert_eq!(
             ProviderType::Hetzner

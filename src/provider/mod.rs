@@ -46,7 +46,8 @@ pub use info::{
 pub use registry::ProviderRegistry;
 pub use types::{
     ImageSpec, InstanceRequest, InstanceStatus, Listing, ProviderInstance, ProviderTimeouts,
-    RegionInfo, SizeInfo, Skipped, Snapshot, SshEndpoint, SshKeyInfo, new_spuff_id,
+    RegionInfo, SizeInfo, Skipped, Snapshot, SpotPrice, SpotRequest, SshEndpoint, SshKeyInfo,
+    new_spuff_id,
 };
 
 /// The label (DigitalOcean: tag) every spuff VM carries, so that listing
@@ -177,6 +178,19 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
 
     /// The regions, for validating `--region`.
     async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>>;
+
+    /// The current spot prices of `size` in `region`'s zones, cheapest
+    /// first (EC2); providers without spot VMs say so.
+    async fn spot_prices(&self, region: &str, size: &str) -> ProviderResult<Vec<SpotPrice>> {
+        let _ = (region, size);
+        Err(self.unsupported("spot instances"))
+    }
+
+    /// Where new VMs go when the user names no region, if the account says
+    /// (an AWS profile's region); `None` leaves it to spuff's defaults.
+    fn default_region(&self) -> Option<String> {
+        None
+    }
 
     /// The end of the VM's serial console and where the whole log is, for
     /// errors about a VM that does not boot; `None` where the provider has

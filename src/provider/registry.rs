@@ -44,6 +44,7 @@ impl ProviderRegistry {
         self.register(super::digitalocean::Factory);
         self.register(super::hetzner::Factory);
         self.register(super::local::Factory);
+        self.register(super::aws::Factory);
     }
 
     /// Registers (or replaces) a factory.
@@ -136,8 +137,10 @@ mod tests {
             .create_by_name("digitalocaen", ProviderConfig::new("t"))
             .expect_err("must fail");
         assert!(e.to_string().contains("did you mean digitalocean"), "{e}");
-        let e = r
-            .create_by_name("aws", ProviderConfig::new("t"))
+        let mut only_do = ProviderRegistry::new();
+        only_do.register(super::super::digitalocean::Factory);
+        let e = only_do
+            .create_by_name("hetzner", ProviderConfig::new("t"))
             .expect_err("must fail");
         assert!(e.to_string().contains("not supported"), "{e}");
         let e = r

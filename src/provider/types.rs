@@ -82,6 +82,34 @@ pub struct InstanceRequest {
     /// SSH keys to install, as provider key ids or fingerprints (see
     /// [`crate::provider::Provider::ensure_ssh_key`]).
     pub ssh_keys: Vec<String>,
+    /// Spare capacity at a discount, which the provider may take back
+    /// (EC2 spot); providers without it refuse the request.
+    pub spot: Option<SpotRequest>,
+}
+
+/// How to ask for a spot VM.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpotRequest {
+    /// The most to pay per hour, in US dollars as the API takes it
+    /// (`"0.05"`); none: the current spot price, never above on-demand.
+    pub max_price: Option<String>,
+    /// Place the VM in the region's zone where the spot price is lowest now.
+    pub cheapest_zone: bool,
+}
+
+/// A current spot price, from [`crate::provider::Provider::spot_prices`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpotPrice {
+    /// The region.
+    pub region: String,
+    /// The availability zone within it.
+    pub zone: String,
+    /// The size it is for.
+    pub size: String,
+    /// US dollars per hour.
+    pub usd_per_hour: f64,
+    /// When the price was set, as the provider wrote it.
+    pub at: Option<String>,
 }
 
 impl InstanceRequest {
@@ -121,6 +149,12 @@ impl InstanceRequest {
     /// Adds a label.
     pub fn with_label(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.labels.insert(key.into(), value.into());
+        self
+    }
+
+    /// Asks for a spot VM.
+    pub fn with_spot(mut self, spot: SpotRequest) -> Self {
+        self.spot = Some(spot);
         self
     }
 
@@ -221,6 +255,8 @@ pub enum InstanceStatus {
     Deleting,
     /// Archived (DigitalOcean) or otherwise out of service.
     Archive,
+    /// Taken back by the provider: an interrupted spot VM.
+    Interrupted,
     /// A status this version of spuff does not know, kept verbatim.
     Unknown(String),
 }
@@ -234,6 +270,7 @@ impl fmt::Display for InstanceStatus {
             InstanceStatus::Transitioning => f.write_str("transitioning"),
             InstanceStatus::Deleting => f.write_str("deleting"),
             InstanceStatus::Archive => f.write_str("archive"),
+            InstanceStatus::Interrupted => f.write_str("interrupted (spot)"),
             InstanceStatus::Unknown(s) => write!(f, "unknown ({s})"),
         }
     }

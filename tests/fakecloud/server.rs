@@ -255,6 +255,40 @@ pub trait Api: Default + Send + Sized + 'static {
     fn after(&mut self, _call: &Call, _reply: &Reply) -> Option<Job<Self>> {
         None
     }
+
+    /// Whether a request is let in, for an API that takes no bearer token
+    /// (EC2 checks a signature over the whole request); `None` leaves it to
+    /// the bearer check.
+    fn authorize(&mut self, _raw: &Raw<'_>) -> Option<bool> {
+        None
+    }
+
+    /// The request as routes, faults and counters see it, for an API that
+    /// is not REST (EC2: a form POST to `/` naming an action, seen as
+    /// `GET /ec2/instances/…`); `None` takes it as it came.
+    fn view(_raw: &Raw<'_>) -> Option<View> {
+        None
+    }
+}
+
+/// A request as it arrived.
+pub struct Raw<'a> {
+    pub method: &'a Method,
+    pub path: &'a str,
+    /// The query as sent, not decoded.
+    pub query: &'a str,
+    /// `host:port`: the Host header in HTTP/1.1, `:authority` in HTTP/2.
+    pub authority: &'a str,
+    pub headers: &'a http::HeaderMap,
+    pub body: &'a [u8],
+}
+
+/// A request as an [`Api::view`] presents it.
+pub struct View {
+    pub method: Method,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub body: Value,
 }
 
 /// What every fake account keeps alike: ids, SSH keys, and actions that
@@ -655,7 +689,7 @@ fn query(uri: &http::Uri) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> String {
+pub fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -737,11 +771,42 @@ async fn handle<A: Api>(
     };
     let gzip_ok = header("accept-encoding").contains("gzip");
     let bearer = header("authorization");
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
+    let user_agent = header("user-agent");
+    let (parts, body) = req.into_parts();
+    let bytes = body.collect().await?.to_bytes();
+    let raw = Raw {
+        method: &parts.method,
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        authority: parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| parts.headers.get("host").and_then(|h| h.to_str().ok()))
+            .unwrap_or_default(),
+        headers: &parts.headers,
+        body: &bytes,
+    };
+    let view = A::view(&raw);
+    let (method, path, target) = match &view {
+        Some(v) => {
+            let query: Vec<String> = v.query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let target = match query.is_empty() {
+                true => v.path.clone(),
+                false => format!("{}?{}", v.path, query.join("&")),
+            };
+            (v.method.clone(), v.path.clone(), target)
+        }
+        None => {
+            let pq = parts.uri.path_and_query().map(|pq| pq.as_str().to_string());
+            let path = parts.uri.path().to_string();
+            (parts.method.clone(), path.clone(), pq.unwrap_or(path))
+        }
+    };
     let (fault, latency, authorized) = {
         let mut s = lock(&st);
-        let main = bearer == format!("Bearer {}", A::TOKEN);
+        let signed = s.api.authorize(&raw);
+        let main = signed.unwrap_or(bearer == format!("Bearer {}", A::TOKEN));
         let scoped = s.scoped_tokens.iter().any(|t| {
             bearer == format!("Bearer {}", t.token)
                 && t.method == method
@@ -756,13 +821,12 @@ async fn handle<A: Api>(
             .to_string(),
         );
         s.stats.requests += 1;
-        if req.version() == http::Version::HTTP_2 {
+        if parts.version == http::Version::HTTP_2 {
             s.stats.http2_requests += 1;
         }
         s.stats.log.push(format!("{method} {path}"));
-        let target = req.uri().path_and_query().map_or(&*path, |pq| pq.as_str());
         s.stats.targets.push(format!("{method} {target}"));
-        s.stats.user_agent = header("user-agent");
+        s.stats.user_agent = user_agent;
         let pos = s.faults.iter().position(|f| f.matches(&method, &path));
         (
             pos.and_then(|p| s.faults.remove(p)),
@@ -770,14 +834,21 @@ async fn handle<A: Api>(
             main || scoped,
         )
     };
-    let query = query(req.uri());
-    let bytes = req.into_body().collect().await?.to_bytes();
-    let call = Call {
-        method,
-        path,
-        query,
-        body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        origin,
+    let call = match view {
+        Some(v) => Call {
+            method,
+            path,
+            query: v.query,
+            body: v.body,
+            origin,
+        },
+        None => Call {
+            method,
+            path,
+            query: query(&parts.uri),
+            body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            origin,
+        },
     };
     if !call.body.is_null() {
         let what = format!("{} {}", call.method, call.path);

@@ -9,14 +9,6 @@
 //! retried with backoff for any action, as the HTTP client retries every
 //! rate limit.
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the EC2 provider that calls this lands next (issue 15)"
-    )
-)]
-
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -72,6 +64,11 @@ impl Ec2Client {
             ErrorRules::Custom(errors::from_response),
         )?;
         Ok(Ec2Client { http })
+    }
+
+    /// The HTTP client underneath (its counters, the engine's polling).
+    pub(crate) fn http(&self) -> &HttpClient {
+        &self.http
     }
 
     /// Sends `query` and returns the XML answer. `idempotent` lets the

@@ -9,9 +9,11 @@
 
 mod client;
 pub mod credentials;
+mod ec2;
 pub(crate) mod errors;
 mod query;
 pub mod sigv4;
 mod xml;
 
 pub use credentials::{AwsEnvironment, CredentialSource, Credentials};
+pub use ec2::{AwsConfig, DEFAULT_ADDRESS_URL, DEFAULT_REGION, Ec2, Factory, SECURITY_GROUP};

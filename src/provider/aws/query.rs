@@ -8,14 +8,6 @@
 //! base64 are escaped), as AWS's SDKs do. Checked against botocore's EC2
 //! protocol tests (`tests/data/aws/ec2-protocol-tests`).
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the EC2 provider that sends these lands next (issue 15)"
-    )
-)]
-
 use super::sigv4::uri_encode;
 
 /// The EC2 API version spuff speaks (the current one; EC2 has kept it since

@@ -12,18 +12,13 @@
 //! Checked against the real bodies botocore and libcloud test with, and
 //! against botocore's own parse of them (`tests/data/aws/ec2-xml`).
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the EC2 provider that reads these lands next (issue 15)"
-    )
-)]
-
 use roxmltree::{Document, Node, ParsingOptions};
 
 /// What a body that is not the XML we expect is reported as.
 pub(crate) type XmlResult<T> = Result<T, String>;
+
+/// One page of a `Describe*` answer: its items and the next page's token.
+pub(crate) type Page<T> = XmlResult<(Vec<T>, Option<String>)>;
 
 /// Parses a response body. No DTDs: a body with one is refused.
 pub(crate) fn parse(body: &[u8]) -> XmlResult<Document<'_>> {
@@ -313,6 +308,127 @@ pub(crate) fn describe_regions(body: &[u8]) -> XmlResult<Vec<(String, Option<Str
             ))
         })
         .collect()
+}
+
+/// A security group: id and name (DescribeSecurityGroups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SecurityGroup {
+    pub(crate) id: String,
+    pub(crate) name: Option<String>,
+    pub(crate) vpc_id: Option<String>,
+    pub(crate) tags: Vec<(String, String)>,
+}
+
+/// DescribeSecurityGroups, and the token for the next page.
+pub(crate) fn describe_security_groups(
+    body: &[u8],
+) -> XmlResult<(Vec<SecurityGroup>, Option<String>)> {
+    let doc = parse(body)?;
+    let root = doc.root_element();
+    let groups = items(root, "securityGroupInfo")
+        .map(|g| {
+            Ok(SecurityGroup {
+                id: required(g, "groupId", "a security group")?,
+                name: text(g, "groupName"),
+                vpc_id: text(g, "vpcId"),
+                tags: tags(g),
+            })
+        })
+        .collect::<XmlResult<_>>()?;
+    Ok((groups, text(root, "nextToken")))
+}
+
+/// CreateSecurityGroup: the new group's id.
+pub(crate) fn created_security_group(body: &[u8]) -> XmlResult<String> {
+    let doc = parse(body)?;
+    required(
+        doc.root_element(),
+        "groupId",
+        "CreateSecurityGroup's answer",
+    )
+}
+
+/// An instance type (DescribeInstanceTypes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InstanceType {
+    pub(crate) name: String,
+    pub(crate) vcpus: u32,
+    pub(crate) memory_mib: u64,
+    /// `x86_64`, `arm64`, …
+    pub(crate) architectures: Vec<String>,
+    /// Local instance storage, when it has some.
+    pub(crate) storage_gb: Option<u64>,
+}
+
+/// DescribeInstanceTypes, and the token for the next page.
+pub(crate) fn describe_instance_types(
+    body: &[u8],
+) -> XmlResult<(Vec<InstanceType>, Option<String>)> {
+    let doc = parse(body)?;
+    let root = doc.root_element();
+    let types = items(root, "instanceTypeSet")
+        .map(|t| {
+            let name = required(t, "instanceType", "an instance type")?;
+            let what = format!("instance type {name}");
+            let vcpu = child(t, "vCpuInfo").ok_or_else(|| format!("{what} without <vCpuInfo>"))?;
+            let memory =
+                child(t, "memoryInfo").ok_or_else(|| format!("{what} without <memoryInfo>"))?;
+            let architectures = child(t, "processorInfo")
+                .into_iter()
+                .flat_map(|p| items(p, "supportedArchitectures").collect::<Vec<_>>())
+                .filter_map(|a| a.text().map(|t| t.trim().to_string()))
+                .filter(|a| !a.is_empty())
+                .collect();
+            let storage_gb = match child(t, "instanceStorageInfo") {
+                Some(s) if text(s, "totalSizeInGB").is_some() => {
+                    Some(number(s, "totalSizeInGB", &what)?)
+                }
+                _ => None,
+            };
+            Ok(InstanceType {
+                vcpus: number(vcpu, "defaultVCpus", &what)?,
+                memory_mib: number(memory, "sizeInMiB", &what)?,
+                architectures,
+                storage_gb,
+                name,
+            })
+        })
+        .collect::<XmlResult<_>>()?;
+    Ok((types, text(root, "nextToken")))
+}
+
+/// One spot price (DescribeSpotPriceHistory).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SpotPrice {
+    pub(crate) instance_type: String,
+    pub(crate) zone: String,
+    /// US dollars per hour.
+    pub(crate) price: f64,
+    pub(crate) timestamp: Option<String>,
+}
+
+/// DescribeSpotPriceHistory, and the token for the next page. An entry
+/// without a zone or a price that is not a finite, non-negative number is
+/// refused: a price is what a choice of zone rests on.
+pub(crate) fn spot_price_history(body: &[u8]) -> XmlResult<(Vec<SpotPrice>, Option<String>)> {
+    let doc = parse(body)?;
+    let root = doc.root_element();
+    let prices = items(root, "spotPriceHistorySet")
+        .map(|p| {
+            let what = "a spot price";
+            let price: f64 = number(p, "spotPrice", what)?;
+            if !price.is_finite() || price < 0.0 {
+                return Err(format!("{what}: <spotPrice> is not a price: {price}"));
+            }
+            Ok(SpotPrice {
+                instance_type: required(p, "instanceType", what)?,
+                zone: required(p, "availabilityZone", what)?,
+                price,
+                timestamp: text(p, "timestamp"),
+            })
+        })
+        .collect::<XmlResult<_>>()?;
+    Ok((prices, text(root, "nextToken")))
 }
 
 #[cfg(test)]

@@ -493,6 +493,9 @@ impl Provider for LocalProvider {
     }
 
     async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance> {
+        if request.spot.is_some() {
+            return Err(self.unsupported("spot instances"));
+        }
         if !crate::location::is_instance_name(&request.name) {
             return Err(invalid(
                 "name",
