@@ -24,6 +24,7 @@ mod forward;
 mod hostile_server;
 // Cloud image downloads for the local provider, against a local HTTPS server.
 mod local_image;
+mod provider_aws;
 mod provider_contract;
 mod provider_digitalocean;
 mod provider_hetzner;

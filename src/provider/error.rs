@@ -174,6 +174,22 @@ pub enum ProviderError {
         status: String,
     },
 
+    /// The provider has no capacity for this size where it was asked (EC2's
+    /// `InsufficientInstanceCapacity`, sent as a 500). Not retried: it
+    /// rarely passes within seconds, and another size, zone or region is
+    /// the user's call.
+    #[error("{provider}: {operation}: no capacity right now ({code}): {message}")]
+    Capacity {
+        /// Provider name.
+        provider: &'static str,
+        /// What spuff asked for.
+        operation: String,
+        /// The provider's code.
+        code: String,
+        /// The provider's message.
+        message: String,
+    },
+
     /// Something on this machine failed for a local VM: QEMU missing or too
     /// old, a disk that could not be made, a VM that did not boot.
     #[error("{provider}: {operation}: {message}{}", match detail {
@@ -211,6 +227,7 @@ impl ProviderError {
             | ProviderError::InvalidResponse { provider, .. }
             | ProviderError::Unsupported { provider, .. }
             | ProviderError::ActionFailed { provider, .. }
+            | ProviderError::Capacity { provider, .. }
             | ProviderError::Host { provider, .. } => provider,
         }
     }
@@ -247,13 +264,20 @@ impl ProviderError {
 impl crate::Hint for ProviderError {
     /// One line of advice the user can act on.
     fn hint(&self) -> Option<String> {
-        if let ProviderError::Api {
-            provider: "aws",
-            code: Some(code),
-            ..
-        } = self
-            && let Some(h) = super::aws::errors::hint(code)
-        {
+        let aws_code = match self {
+            ProviderError::Api {
+                provider: "aws",
+                code: Some(code),
+                ..
+            }
+            | ProviderError::Capacity {
+                provider: "aws",
+                code,
+                ..
+            } => Some(code),
+            _ => None,
+        };
+        if let Some(h) = aws_code.and_then(|c| super::aws::errors::hint(c)) {
             return Some(h);
         }
         Some(match self {

@@ -468,7 +468,8 @@ impl Ec2 {
         )
         .map_err(|e| e.to_string())?;
         let resp = client
-            .send(ApiRequest::get(""))
+            // The URL as given: as a base it would gain a trailing slash.
+            .send(ApiRequest::get(self.address_url.clone()))
             .await
             .map_err(|e| e.to_string())?;
         let text = String::from_utf8_lossy(&resp.body);
@@ -664,6 +665,15 @@ impl Ec2 {
             }
             tags.push((k.clone(), v.clone()));
         }
+        if let Some(ud) = &request.user_data {
+            let limit = info().user_data_limit;
+            if ud.len() > limit {
+                return Err(invalid(
+                    "user_data",
+                    format!("{} bytes; EC2 accepts at most {limit}", ud.len()),
+                ));
+            }
+        }
         let image = self.image(region, &request.image, &request.size).await?;
         let group = self.security_group(region).await?;
         let mut q = Query::new("RunInstances")
@@ -682,13 +692,6 @@ impl Ec2 {
             q = q.set("KeyName", self.key_in(region, key).await?);
         }
         if let Some(ud) = &request.user_data {
-            let limit = info().user_data_limit;
-            if ud.len() > limit {
-                return Err(invalid(
-                    "user_data",
-                    format!("{} bytes; EC2 accepts at most {limit}", ud.len()),
-                ));
-            }
             q = q.set("UserData", data_encoding::BASE64.encode(ud.as_bytes()));
         }
         let mut kinds = vec!["instance", "volume"];

@@ -67,6 +67,15 @@ pub(crate) fn from_response(
             resource: quota_resource(&code).into(),
             message,
         },
+        "InsufficientInstanceCapacity"
+        | "InsufficientCapacity"
+        | "InsufficientHostCapacity"
+        | "InsufficientReservedInstanceCapacity" => ProviderError::Capacity {
+            provider: PROVIDER,
+            operation: operation.to_string(),
+            code,
+            message,
+        },
         c if c.ends_with(".NotFound") => {
             let kind = not_found_kind(c);
             let (resource, id) = match resource {
