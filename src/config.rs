@@ -40,7 +40,7 @@ pub const SELF_DESTROY_TOKEN_VAR: &str = "SPUFF_SELF_DESTROY_TOKEN";
 pub const KEYS: &[(&str, &str)] = &[
     (
         "provider",
-        "digitalocean (do), hetzner (hcloud) or local (QEMU on this machine; the default when no cloud token is set)",
+        "digitalocean (do), hetzner (hcloud), aws (ec2) or local (QEMU on this machine; the default when no cloud token is set)",
     ),
     (
         "api_token",
@@ -96,6 +96,18 @@ pub const KEYS: &[(&str, &str)] = &[
     (
         "local_qemu",
         "the qemu-system program local VMs run under (default: found in PATH)",
+    ),
+    (
+        "aws_profile",
+        "the AWS profile in ~/.aws (default: AWS_PROFILE, else `default`)",
+    ),
+    (
+        "aws_regions",
+        "AWS regions `list` and `gc` look in, comma-separated (default: the profile's region)",
+    ),
+    (
+        "aws_ssh_cidr",
+        "who may reach AWS VMs' SSH port, such as 203.0.113.7/32 (default: this machine's public address)",
     ),
     (
         "base_packages",
@@ -186,6 +198,15 @@ pub struct ConfigFile {
     /// `local_qemu`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub local_qemu: Option<PathBuf>,
+    /// `aws_profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_profile: Option<String>,
+    /// `aws_regions`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aws_regions: Vec<String>,
+    /// `aws_ssh_cidr`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws_ssh_cidr: Option<String>,
     /// `base_packages`: replaces [`DEFAULT_PACKAGES`](crate::cloudinit::DEFAULT_PACKAGES)
     /// when set; `Some(vec![])` installs none, for an image that already has
     /// them or a VM without network. [`ConfigFile::base_packages`] applies
@@ -218,6 +239,9 @@ impl fmt::Debug for ConfigFile {
             .field("packages", &self.packages)
             .field("local_network", &self.local_network)
             .field("local_qemu", &self.local_qemu)
+            .field("aws_profile", &self.aws_profile)
+            .field("aws_regions", &self.aws_regions)
+            .field("aws_ssh_cidr", &self.aws_ssh_cidr)
             .field("base_packages", &self.base_packages)
             .field("unknown", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
@@ -649,6 +673,27 @@ fn package_list(key: &str, value: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// An address range (`203.0.113.7/32`, `2001:db8::/64`).
+fn validate_cidr(value: &str) -> Result<String> {
+    let ok = value.split_once('/').is_some_and(|(ip, bits)| {
+        let max = match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => 32,
+            Ok(std::net::IpAddr::V6(_)) => 128,
+            Err(_) => return false,
+        };
+        bits.parse::<u8>().is_ok_and(|b| b <= max)
+    });
+    if ok {
+        Ok(value.to_string())
+    } else {
+        Err(Error::Invalid {
+            key: "aws_ssh_cidr".into(),
+            value: value.to_string(),
+            reason: "not an address range such as 203.0.113.7/32".into(),
+        })
+    }
+}
+
 fn validate_repo(value: &str) -> Result<String> {
     checked("dotfiles", value, crate::validate::repo_url)
 }
@@ -718,6 +763,16 @@ impl ConfigFile {
                     Some(expand_home(value))
                 }
             }
+            "aws_profile" => self.aws_profile = opt(validate_slug(key, value))?,
+            "aws_regions" => {
+                self.aws_regions = value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|r| !r.is_empty())
+                    .map(|r| validate_slug(key, r))
+                    .collect::<Result<_>>()?
+            }
+            "aws_ssh_cidr" => self.aws_ssh_cidr = opt(validate_cidr(value))?,
             "packages" => self.packages = package_list(key, value)?,
             "base_packages" => {
                 self.base_packages = if clear {

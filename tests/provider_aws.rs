@@ -146,11 +146,12 @@ async fn a_key_should_be_imported_into_each_region_a_vm_goes_to() {
     });
     let vm = p.create_instance(&req).await.expect("create in eu-west-1");
     assert!(vm.id.starts_with("eu-west-1/"), "{}", vm.id);
-    let st = fake.state();
-    let regions: Vec<&str> = st.key_pairs.iter().map(|k| k.region.as_str()).collect();
-    assert_eq!(regions, ["us-east-1", "eu-west-1"]);
-    assert!(st.regions_seen.iter().any(|r| r == "eu-west-1"));
-    drop(st);
+    {
+        let st = fake.state();
+        let regions: Vec<&str> = st.key_pairs.iter().map(|k| k.region.as_str()).collect();
+        assert_eq!(regions, ["us-east-1", "eu-west-1"]);
+        assert!(st.regions_seen.iter().any(|r| r == "eu-west-1"));
+    }
     // It is listed with the others, from its own region.
     p.create_instance(&request("spuff-us"))
         .await

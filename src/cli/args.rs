@@ -88,7 +88,7 @@ pub(crate) struct UpArgs {
     /// A name for the VM (default: spuff-<random>).
     #[arg(long)]
     pub(crate) name: Option<String>,
-    /// Provider to use (digitalocean, hetzner); default from config.
+    /// Provider to use (digitalocean, hetzner, aws, local); default from config.
     #[arg(long)]
     pub(crate) provider: Option<String>,
     /// Size or server type slug; default from config.
@@ -132,8 +132,37 @@ pub(crate) struct UpArgs {
     /// Forward your ssh-agent even with `forward_agent: off`.
     #[arg(long)]
     pub(crate) forward_agent: bool,
+    /// A spot VM (AWS): spare capacity at a discount, which AWS may take
+    /// back at two minutes' notice (`list` then shows it as interrupted).
+    /// The current price is shown first.
+    #[arg(long)]
+    pub(crate) spot: bool,
+    /// With --spot: the most to pay per hour, in US dollars (0.05);
+    /// default: the current spot price, never above on-demand.
+    #[arg(long, requires = "spot", value_name = "USD", value_parser = parse_price)]
+    pub(crate) max_price: Option<String>,
+    /// With --spot: the region's availability zone with the lowest spot
+    /// price right now.
+    #[arg(long, requires = "spot")]
+    pub(crate) cheapest_zone: bool,
     #[command(flatten)]
     pub(crate) json: JsonFlag,
+}
+
+/// `--max-price`: a positive decimal number of dollars, as EC2 takes it.
+fn parse_price(text: &str) -> Result<String, String> {
+    let t = text.trim().trim_start_matches('$');
+    let ok = !t.is_empty()
+        && t.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && t.bytes().filter(|b| *b == b'.').count() <= 1
+        && t.parse::<f64>().is_ok_and(|v| v > 0.0 && v.is_finite());
+    if ok {
+        Ok(t.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a price in dollars per hour, such as 0.05"
+        ))
+    }
 }
 
 /// `up --ttl`: a lifetime, or `off` to override the config's default.

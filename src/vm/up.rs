@@ -64,6 +64,8 @@ pub struct Plan {
     pub bootstrap_timeout: Duration,
     /// How often to look at the bootstrap.
     pub bootstrap_poll: Duration,
+    /// A spot VM (EC2), when asked for.
+    pub spot: Option<crate::provider::SpotRequest>,
 }
 
 impl Plan {
@@ -92,6 +94,7 @@ impl Plan {
             login: RetryPolicy::default(),
             bootstrap_timeout: Duration::from_secs(1200),
             bootstrap_poll: Duration::from_secs(1),
+            spot: None,
         }
     }
 }
@@ -235,9 +238,10 @@ pub async fn up(
         ImageSpec::Custom(v) | ImageSpec::Snapshot(v) => v.clone(),
     };
 
-    let request = InstanceRequest::new(&plan.name, &plan.region, &plan.size)
+    let mut request = InstanceRequest::new(&plan.name, &plan.region, &plan.size)
         .with_image(plan.image.clone())
         .with_user_data(user_data.as_str());
+    request.spot = plan.spot.clone();
 
     // Recorded before the create call, with the spuff id the VM will carry:
     // a kill from here on leaves a record that finds the VM.

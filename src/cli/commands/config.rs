@@ -81,8 +81,15 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
         Some(d) => humantime::format_duration(d).to_string(),
         None => "off".to_string(),
     };
+    let aws = aws_facts(settings);
     if json {
         return ui.json(&serde_json::json!({
+            "aws": aws.as_ref().map(|a| serde_json::json!({
+                "credentials": a.credentials,
+                "region": a.region,
+                "regions": a.regions,
+                "ssh_cidr": a.ssh_cidr,
+            })),
             "path": settings.path,
             "exists": settings.exists,
             "provider": settings.provider.name(),
@@ -183,7 +190,69 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
             ""
         }
     )?;
+    if let Some(a) = aws {
+        writeln!(out, "aws credentials: {}", a.credentials)?;
+        writeln!(out, "aws region:   {}", a.region)?;
+        writeln!(out, "aws_regions:  {}", a.regions.join(", "))?;
+        writeln!(out, "aws_ssh_cidr: {}", a.ssh_cidr)?;
+    }
     Ok(())
+}
+
+/// What `config show` says of AWS: where the credentials and the region
+/// come from, as AWS users expect to be told.
+struct AwsFacts {
+    credentials: String,
+    region: String,
+    regions: Vec<String>,
+    ssh_cidr: String,
+}
+
+/// The AWS facts, when AWS is the provider or has settings.
+fn aws_facts(settings: &Settings) -> Option<AwsFacts> {
+    let file = &settings.file;
+    let used = settings.provider == spuff::provider::ProviderType::Aws
+        || file.aws_profile.is_some()
+        || !file.aws_regions.is_empty()
+        || file.aws_ssh_cidr.is_some();
+    if !used {
+        return None;
+    }
+    let env = spuff::provider::aws::AwsEnvironment::load(file.aws_profile.as_deref());
+    let (credentials, region) = match &env {
+        Ok(env) => (
+            format!(
+                "key {} from {}",
+                config::mask(&env.credentials.access_key_id),
+                env.credentials.source
+            ),
+            match (&file.region, &env.region) {
+                (Some(r), _) => format!("{r} (from region)"),
+                (None, Some((r, source))) => format!("{r} (from {source})"),
+                (None, None) => format!("{} (default)", spuff::provider::aws::DEFAULT_REGION),
+            },
+        ),
+        Err(e) => (
+            format!("(none found: {e})"),
+            file.region
+                .clone()
+                .unwrap_or_else(|| spuff::provider::aws::DEFAULT_REGION.into()),
+        ),
+    };
+    let regions = if file.aws_regions.is_empty() {
+        vec!["(the region above)".to_string()]
+    } else {
+        file.aws_regions.clone()
+    };
+    Some(AwsFacts {
+        credentials,
+        region,
+        regions,
+        ssh_cidr: file
+            .aws_ssh_cidr
+            .clone()
+            .unwrap_or_else(|| "(this machine's public address)".into()),
+    })
 }
 
 fn edit(path: &std::path::Path, ui: &Ui) -> anyhow::Result<()> {

@@ -178,6 +178,15 @@ impl Context {
             .unwrap_or_default();
         let mut config = ProviderConfig::new(token);
         config.local = self.settings.local.clone();
+        let file = &self.settings.file;
+        config.aws.profile = file.aws_profile.clone();
+        config.aws.regions = file.aws_regions.clone();
+        config.aws.ssh_cidr = file.aws_ssh_cidr.clone();
+        // The configured region is where new VMs go and where `list` looks
+        // first; else the profile's.
+        if self.settings.provider == ProviderType::Aws {
+            config.aws.region = file.region.clone();
+        }
         if let Ok(url) = std::env::var(API_URL_VAR)
             && !url.is_empty()
         {

@@ -154,10 +154,13 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     // A setting missing from both the flags and the config takes this
     // provider's default; a provider without defaults says what to give.
     let defaults = || info.require_defaults();
-    let region = match args.region.clone().or(file.region.clone()) {
-        Some(r) => r,
-        None => defaults()?.region.to_string(),
-    };
+    // A region from the account's own settings (an AWS profile) comes
+    // before spuff's built-in default.
+    let region =
+        match (args.region.clone().or(file.region.clone())).or_else(|| provider.default_region()) {
+            Some(r) => r,
+            None => defaults()?.region.to_string(),
+        };
     let size = match args.size.clone().or(file.size.clone()) {
         Some(s) => s,
         None => defaults()?.size.to_string(),
@@ -217,6 +220,13 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         ssh,
     );
     plan.upload_agent = upload;
+    if args.spot {
+        plan.spot = Some(spuff::provider::SpotRequest {
+            max_price: args.max_price.clone(),
+            cheapest_zone: args.cheapest_zone,
+        });
+        show_spot_prices(&*provider, &region, &size, args.cheapest_zone, ctx).await;
+    }
     if kind == ProviderType::Local {
         prepare_local(&mut plan, ctx).await?;
     }
@@ -285,6 +295,43 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let status = up.session.shell(opts).await?;
     let _ = up.session.close().await;
     Ok(u8::try_from(status.shell_code()).unwrap_or(255))
+}
+
+/// Shows what a spot VM of `size` costs now in `region`'s zones. Only
+/// information: when the prices cannot be read, the create still says
+/// whether spot is possible.
+async fn show_spot_prices(
+    provider: &dyn spuff::provider::Provider,
+    region: &str,
+    size: &str,
+    cheapest_zone: bool,
+    ctx: &Context,
+) {
+    match provider.spot_prices(region, size).await {
+        Ok(prices) if !prices.is_empty() => {
+            let cheapest = &prices[0];
+            let dearest = &prices[prices.len() - 1];
+            ctx.ui.info(format!(
+                "Spot price of {size} in {region} now: ${:.4}/h ({}){}{}",
+                cheapest.usd_per_hour,
+                cheapest.zone,
+                if prices.len() > 1 {
+                    format!(" to ${:.4}/h ({})", dearest.usd_per_hour, dearest.zone)
+                } else {
+                    String::new()
+                },
+                if cheapest_zone {
+                    format!("; placing it in {}", cheapest.zone)
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        Ok(_) => ctx.ui.warn(format!(
+            "AWS lists no spot price for {size} in {region}: it may not be offered as spot there"
+        )),
+        Err(e) => ctx.ui.warn(format!("cannot read spot prices: {e}")),
+    }
 }
 
 /// `up` failed. When a VM exists (or may: the create's answer was lost),
