@@ -134,6 +134,10 @@ pub struct Instance {
     /// in use or not; `None`: no limit.
     #[serde(default)]
     pub expires_at: Option<Timestamp>,
+    /// The fleet it belongs to (`up --count`), whose name it carries as the
+    /// provider label [`FLEET_LABEL`](crate::provider::FLEET_LABEL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<String>,
 }
 
 /// A state record that cannot be read (from [`Store::list_checked`]).
@@ -177,6 +181,7 @@ impl Instance {
             agent_token,
             created_at: Timestamp::now(),
             expires_at: None,
+            fleet: None,
             status: Lifecycle::Creating,
             dev: false,
         }

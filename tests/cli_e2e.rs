@@ -670,6 +670,109 @@ fn whole_life(w: &World) {
     );
 }
 
+/// Issue 15: `up --count` makes a fleet (each VM recorded before its
+/// create, one live table, no shell), and `exec`, `cp`, `status` and `down`
+/// take `--fleet`.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_should_make_use_and_remove_a_fleet() {
+    let world = Arc::new(World::start(Bootstrap::Installing).await);
+    let w = world.clone();
+    tokio::task::spawn_blocking(move || fleet_life(&w))
+        .await
+        .expect("test thread");
+}
+
+fn fleet_life(w: &World) {
+    let agent = fakevm::agent_binary().display().to_string();
+    let out = w.spuff(&[
+        "up",
+        "--count",
+        "3",
+        "--name",
+        "fl",
+        "--parallel",
+        "2",
+        "--dev",
+        "--agent-binary",
+        &agent,
+    ]);
+    assert_success(&out, "up --count");
+    let table = String::from_utf8_lossy(&out.stdout);
+    for n in 1..=3 {
+        assert!(
+            table.lines().any(|l| l.starts_with(&format!("fl-{n} "))
+                && l.contains("ready")
+                && l.contains("127.0.0.1")),
+            "{table}"
+        );
+    }
+    let mut names = w.state_names();
+    names.sort();
+    assert_eq!(names, ["fl-1", "fl-2", "fl-3"]);
+    assert_eq!(w.fake.stats().count("POST /v2/droplets"), 3);
+    // Every droplet carries the fleet's tag.
+    for d in w.fake.state().droplets.values() {
+        assert!(d.tags.iter().any(|t| t == "spuff-fleet:fl"), "{:?}", d.tags);
+    }
+    // The same name again is refused before anything is made.
+    let out = w.spuff(&[
+        "up",
+        "--count",
+        "2",
+        "--name",
+        "fl",
+        "--dev",
+        "--agent-binary",
+        &agent,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("a fleet called fl exists"));
+
+    let out = w.spuff(&["exec", "--fleet", "fl", "--", "echo hi-from-fleet"]);
+    assert_success(&out, "exec --fleet");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.ends_with("hi-from-fleet"))
+            .count(),
+        3,
+        "{table}"
+    );
+    let out = w.spuff(&["exec", "--fleet", "nope", "--", "true"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no fleet called nope: fleets: fl"));
+
+    let file = w.path("fleet.txt");
+    std::fs::write(&file, "to every VM\n").expect("write");
+    let out = w.spuff(&[
+        "cp",
+        "--fleet",
+        "fl",
+        &file.display().to_string(),
+        ":fleet.txt",
+    ]);
+    assert_success(&out, "cp --fleet");
+
+    let status = json(
+        &w.spuff(&["status", "--fleet", "fl", "--json"]),
+        "status --fleet",
+    );
+    let vms = status["vms"].as_array().expect("vms");
+    assert_eq!(vms.len(), 3);
+    assert!(
+        vms.iter().all(|v| v["provider_status"] == "active"),
+        "{status}"
+    );
+
+    assert_success(
+        &w.spuff(&["down", "--fleet", "fl", "--force"]),
+        "down --fleet",
+    );
+    assert!(w.state_names().is_empty());
+    assert!(w.droplet_names().is_empty());
+}
+
 /// OpenSSH logs in to the VM with spuff's `ssh_config` alone, strictly.
 #[cfg(unix)]
 fn openssh_should_log_in_with(ssh_config: &std::path::Path) {

@@ -145,6 +145,16 @@ pub(crate) struct UpArgs {
     /// price right now.
     #[arg(long, requires = "spot")]
     pub(crate) cheapest_zone: bool,
+    /// Create a fleet of N VMs at once, named by --name (default: a random
+    /// name) as NAME-1 … NAME-N, each recorded before its create; a live
+    /// table shows them. No shell is opened; `exec --fleet NAME` and
+    /// `cp --fleet NAME` work on them all.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub(crate) count: Option<u16>,
+    /// With --count: how many VMs are created at the same time.
+    #[arg(long, value_name = "K", default_value_t = 10, requires = "count",
+          value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub(crate) parallel: u16,
     #[command(flatten)]
     pub(crate) json: JsonFlag,
 }
@@ -203,6 +213,9 @@ pub(crate) struct DownArgs {
     /// Destroy every VM spuff knows.
     #[arg(long, conflicts_with = "name")]
     pub(crate) all: bool,
+    /// Destroy every VM of this fleet (`up --count`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "all"])]
+    pub(crate) fleet: Option<String>,
     /// Snapshot each VM before destroying it.
     #[arg(long)]
     pub(crate) snapshot: bool,
@@ -229,8 +242,9 @@ pub(crate) struct SshArgs {
 
 /// `spuff exec`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("many").args(["all", "fleet"]).multiple(false))]
 #[command(
-    after_help = "With --all: one line per VM as it finishes, then a table \
+    after_help = "With --all or --fleet: one line per VM as it finishes, then a table \
 (VM, result, time, last line of output) on stdout; exit code 0 when the command \
 exited 0 on every VM, 1 otherwise."
 )]
@@ -243,13 +257,16 @@ pub(crate) struct ExecArgs {
     /// Run the command on every recorded VM at once, one connection each.
     #[arg(long, conflicts_with_all = ["name", "tty"])]
     pub(crate) all: bool,
-    /// With --all: how many VMs to work on at once.
-    #[arg(long, default_value_t = 16, value_name = "K", requires = "all",
+    /// Run the command on every VM of this fleet (`up --count`) at once.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["name", "tty"])]
+    pub(crate) fleet: Option<String>,
+    /// With --all or --fleet: how many VMs to work on at once.
+    #[arg(long, default_value_t = 16, value_name = "K", requires = "many",
           value_parser = clap::value_parser!(u16).range(1..))]
     pub(crate) parallel: u16,
-    /// With --all: keep each VM's whole output in DIR/NAME.stdout and
-    /// DIR/NAME.stderr.
-    #[arg(long, value_name = "DIR", requires = "all")]
+    /// With --all or --fleet: keep each VM's whole output in DIR/NAME.stdout
+    /// and DIR/NAME.stderr.
+    #[arg(long, value_name = "DIR", requires = "many")]
     pub(crate) output_dir: Option<std::path::PathBuf>,
     /// The command and its arguments.
     #[arg(last = true, required = true)]
@@ -274,6 +291,9 @@ pub(crate) struct CpArgs {
     /// Upload a local file or tree to every recorded VM at once.
     #[arg(long)]
     pub(crate) all: bool,
+    /// Upload a local file or tree to every VM of this fleet at once.
+    #[arg(long, value_name = "NAME", conflicts_with = "all")]
+    pub(crate) fleet: Option<String>,
 }
 
 /// `spuff tunnel`.
@@ -298,8 +318,12 @@ pub(crate) struct StatusArgs {
     /// The VM (default: the active one).
     pub(crate) name: Option<String>,
     /// Redraw every few seconds until Ctrl-C.
-    #[arg(long, short)]
+    #[arg(long, short, conflicts_with = "fleet")]
     pub(crate) watch: bool,
+    /// Every VM of this fleet (`up --count`): a table of their states as
+    /// spuff recorded them and as the provider reports them now.
+    #[arg(long, value_name = "NAME", conflicts_with = "name")]
+    pub(crate) fleet: Option<String>,
     #[command(flatten)]
     pub(crate) json: JsonFlag,
 }

@@ -190,3 +190,219 @@ impl spuff::vm::Observer for Drawer {
         }
     }
 }
+
+/// The live table of a fleet being created (`up --count`): one line per VM
+/// with its state, address and time, redrawn in place on a terminal; a line
+/// per VM as it ends otherwise.
+pub(crate) struct Board {
+    ui: Ui,
+    multi: Option<indicatif::MultiProgress>,
+    rows: Vec<BoardRow>,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+struct BoardRow {
+    name: String,
+    provider: String,
+    region: String,
+    bar: Option<indicatif::ProgressBar>,
+    state: Mutex<RowState>,
+}
+
+#[derive(Clone)]
+struct RowState {
+    state: String,
+    ip: Option<String>,
+    started: Option<std::time::Instant>,
+    took: Option<std::time::Duration>,
+    ok: Option<bool>,
+}
+
+/// One VM's line of a [`Board`], as the table at the end shows it.
+pub(crate) struct BoardLine {
+    pub(crate) name: String,
+    pub(crate) provider: String,
+    pub(crate) region: String,
+    pub(crate) state: String,
+    pub(crate) ip: Option<String>,
+    pub(crate) took: Option<std::time::Duration>,
+    pub(crate) ok: bool,
+}
+
+impl Board {
+    pub(crate) fn new(ui: &Ui, names: &[String], provider: &str, region: &str) -> Board {
+        let multi = ui.stderr_tty().then(indicatif::MultiProgress::new);
+        let width = names.iter().map(String::len).max().unwrap_or(4);
+        let rows = names
+            .iter()
+            .map(|name| {
+                let bar = multi.as_ref().map(|m| {
+                    let style = indicatif::ProgressStyle::with_template(&format!(
+                        "{{spinner}} {{prefix:<{width}}} {{msg}}"
+                    ))
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner());
+                    let bar = m.add(indicatif::ProgressBar::new_spinner());
+                    bar.set_style(style);
+                    bar.set_prefix(terminal_safe(name).into_owned());
+                    bar.set_message(format!("{provider} {region}  queued"));
+                    bar
+                });
+                BoardRow {
+                    name: name.clone(),
+                    provider: provider.to_string(),
+                    region: region.to_string(),
+                    bar,
+                    state: Mutex::new(RowState {
+                        state: "queued".into(),
+                        ip: None,
+                        started: None,
+                        took: None,
+                        ok: None,
+                    }),
+                }
+            })
+            .collect();
+        Board {
+            ui: ui.clone(),
+            multi,
+            rows,
+            done: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The observer of row `index`'s `up`; the row's clock starts now.
+    pub(crate) fn observer(&self, index: usize) -> RowObserver<'_> {
+        if let Some(row) = self.rows.get(index) {
+            if let Ok(mut s) = row.state.lock() {
+                s.started = Some(std::time::Instant::now());
+            }
+            if let Some(bar) = &row.bar {
+                bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            }
+        }
+        RowObserver { board: self, index }
+    }
+
+    fn update(&self, index: usize, change: impl FnOnce(&mut RowState)) {
+        let Some(row) = self.rows.get(index) else {
+            return;
+        };
+        let Ok(mut s) = row.state.lock() else {
+            return;
+        };
+        change(&mut s);
+        if let Some(bar) = &row.bar {
+            let elapsed = s
+                .took
+                .or_else(|| s.started.map(|t| t.elapsed()))
+                .map(|d| format!(" ({})", spuff::fmt_duration(d)))
+                .unwrap_or_default();
+            bar.set_message(format!(
+                "{} {}  {}{}{elapsed}",
+                row.provider,
+                row.region,
+                terminal_safe(&s.state),
+                s.ip.as_deref()
+                    .map(|ip| format!("  {ip}"))
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+
+    /// Ends row `index`: ready (`ok`) or failed, with what to show.
+    pub(crate) fn finish(&self, index: usize, ok: bool, state: String) {
+        let mut took = None;
+        self.update(index, |s| {
+            s.took = s.started.map(|t| t.elapsed());
+            took = s.took;
+            s.ok = Some(ok);
+            s.state = state.clone();
+        });
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let Some(row) = self.rows.get(index) else {
+            return;
+        };
+        match &row.bar {
+            Some(bar) => {
+                bar.disable_steady_tick();
+                bar.set_prefix(format!(
+                    "{} {}",
+                    if ok { "✓" } else { "✗" },
+                    terminal_safe(&row.name)
+                ));
+                bar.tick();
+                bar.abandon();
+            }
+            None => self.ui.info(format!(
+                "[{done}/{}] {}: {}{}",
+                self.rows.len(),
+                terminal_safe(&row.name),
+                terminal_safe(&state),
+                took.map(|d| format!(" ({})", spuff::fmt_duration(d)))
+                    .unwrap_or_default()
+            )),
+        }
+    }
+
+    /// Every row as it stands.
+    pub(crate) fn lines(&self) -> Vec<BoardLine> {
+        self.rows
+            .iter()
+            .map(|r| {
+                let s = r.state.lock().map(|s| s.clone()).unwrap_or(RowState {
+                    state: "unknown".into(),
+                    ip: None,
+                    started: None,
+                    took: None,
+                    ok: None,
+                });
+                BoardLine {
+                    name: r.name.clone(),
+                    provider: r.provider.clone(),
+                    region: r.region.clone(),
+                    state: s.state,
+                    ip: s.ip,
+                    took: s.took,
+                    ok: s.ok == Some(true),
+                }
+            })
+            .collect()
+    }
+
+    /// Stops drawing (an interruption).
+    pub(crate) fn abandon(&self) {
+        for bar in self.rows.iter().filter_map(|r| r.bar.as_ref()) {
+            bar.disable_steady_tick();
+            bar.abandon();
+        }
+        if let Some(m) = &self.multi {
+            let _ = m.clear();
+        }
+    }
+}
+
+/// The lifecycle events of one VM of a [`Board`].
+pub(crate) struct RowObserver<'a> {
+    board: &'a Board,
+    index: usize,
+}
+
+impl spuff::vm::Observer for RowObserver<'_> {
+    fn event(&self, event: Event) {
+        let state = match event {
+            Event::Creating => "creating".to_string(),
+            Event::Created { .. } => "created, waiting for an address".to_string(),
+            Event::Address { ip } => {
+                let ip = ip.to_string();
+                self.board.update(self.index, |s| s.ip = Some(ip));
+                "waiting for SSH".to_string()
+            }
+            Event::LoggedIn { .. } => "bootstrapping".to_string(),
+            Event::AgentInstalled => "agent started".to_string(),
+            Event::Bootstrap { status, .. } => format!("bootstrapping ({status})"),
+            Event::ShellReady { .. } | Event::Ready => "ready".to_string(),
+            _ => return,
+        };
+        self.board.update(self.index, |s| s.state = state);
+    }
+}

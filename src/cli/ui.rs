@@ -36,6 +36,11 @@ impl Ui {
     }
 
     /// Whether stderr gets colour.
+    /// Whether stderr is a terminal (live drawing) or a log (lines).
+    pub(crate) fn stderr_tty(&self) -> bool {
+        self.inner.stderr_tty
+    }
+
     pub(crate) fn color(&self) -> bool {
         self.inner.color
     }

@@ -59,6 +59,10 @@ pub const MANAGED_LABEL: &str = "spuff";
 /// a record (DigitalOcean: the tag `spuff-id:ID`).
 pub const SPUFF_ID_LABEL: &str = "spuff-id";
 
+/// The label naming the fleet a VM was created in (`spuff up --count`),
+/// so that a fleet can be found again, listed and removed as one.
+pub const FLEET_LABEL: &str = "spuff-fleet";
+
 /// A label giving a VM's SSH port when it is not 22 (a custom image whose
 /// sshd listens elsewhere).
 pub const SSH_PORT_LABEL: &str = "spuff-ssh-port";

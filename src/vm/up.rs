@@ -66,6 +66,9 @@ pub struct Plan {
     pub bootstrap_poll: Duration,
     /// A spot VM (EC2), when asked for.
     pub spot: Option<crate::provider::SpotRequest>,
+    /// The fleet it is part of (`up --count`): recorded, and carried as the
+    /// [`FLEET_LABEL`](crate::provider::FLEET_LABEL) label.
+    pub fleet: Option<String>,
 }
 
 impl Plan {
@@ -95,6 +98,7 @@ impl Plan {
             bootstrap_timeout: Duration::from_secs(1200),
             bootstrap_poll: Duration::from_secs(1),
             spot: None,
+            fleet: None,
         }
     }
 }
@@ -242,6 +246,9 @@ pub async fn up(
         .with_image(plan.image.clone())
         .with_user_data(user_data.as_str());
     request.spot = plan.spot.clone();
+    if let Some(fleet) = &plan.fleet {
+        request = request.with_label(crate::provider::FLEET_LABEL, fleet);
+    }
 
     // Recorded before the create call, with the spuff id the VM will carry:
     // a kill from here on leaves a record that finds the VM.
@@ -259,6 +266,7 @@ pub async fn up(
     record.spuff_id = request.spuff_id.clone();
     record.dev = plan.upload_agent.is_some();
     record.expires_at = plan.user_data.agent.expires_at;
+    record.fleet = plan.fleet.clone();
     store.insert(&record).map_err(Error::State)?;
 
     observer.event(Event::Creating);

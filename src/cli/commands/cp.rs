@@ -12,7 +12,7 @@ use super::context::Context;
 use crate::cli::args::CpArgs;
 
 pub(crate) async fn run(args: CpArgs, ctx: &Context) -> anyhow::Result<u8> {
-    if args.all {
+    if args.all || args.fleet.is_some() {
         return super::fleet::cp_all(args, ctx).await;
     }
     let source = parse(&args.source, ctx)?;

@@ -12,6 +12,8 @@ use crate::cli::draw::Drawer;
 pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
     let targets: Vec<Instance> = if args.all {
         ctx.store.list()?
+    } else if let Some(fleet) = &args.fleet {
+        super::fleet::members(fleet, ctx)?
     } else if let Some(name) = &args.name {
         match ctx.store.get(name) {
             Ok(Some(instance)) => vec![instance],

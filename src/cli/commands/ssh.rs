@@ -27,7 +27,7 @@ pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
 }
 
 pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
-    if args.all {
+    if args.all || args.fleet.is_some() {
         return super::fleet::exec_all(args, ctx).await;
     }
     let instance = ctx.store.resolve(args.name.as_deref())?;

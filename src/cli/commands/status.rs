@@ -17,6 +17,9 @@ use super::context::Context;
 use crate::cli::args::StatusArgs;
 
 pub(crate) async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<u8> {
+    if let Some(fleet) = &args.fleet {
+        return super::fleet::status(fleet, args.json.json, ctx).await;
+    }
     let instance = ctx.store.resolve(args.name.as_deref())?;
     let session = match ctx.connect(&instance).await {
         Ok(session) => Some(session),

@@ -93,7 +93,7 @@ fn self_destroy_token(
 
 /// Gives the new VM what it needs to delete itself. A failure is a warning:
 /// the agent then powers the VM off instead, and `spuff gc` removes it.
-async fn arm_self_destroy(
+pub(crate) async fn arm_self_destroy(
     provider: &dyn spuff::provider::Provider,
     instance: &spuff::state::Instance,
     session: &spuff::ssh::Session,
@@ -170,66 +170,45 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         (None, Some(image)) => ImageSpec::Custom(image),
         (None, None) => defaults()?.image.spec(),
     };
-    let name = match &args.name {
-        Some(name) => name.clone(),
-        None => format!("spuff-{:06x}", random_u64() & 0xff_ffff),
-    };
-    if !spuff::location::is_instance_name(&name) {
-        anyhow::bail!("invalid name {name:?}: use 1-63 lowercase letters, digits and '-'");
-    }
-
     let public_keys = authorized_keys(ctx)?;
-    let host_key = HostKeyPair::generate().context("cannot generate the VM's host key")?;
-    let token = match file.agent_token.clone() {
-        Some(token) => token,
-        None => random_token()?,
-    };
-    let mut agent = AgentConfig::new(token);
-    agent.idle_timeout_secs = ctx.settings.idle_timeout.map(|d| d.as_secs());
     let ttl = match args.ttl {
         Some(arg) => arg.0,
         None => ctx.settings.ttl,
     };
-    agent.expires_at = ttl.map(|d| spuff::agent::api::Timestamp(std::time::SystemTime::now() + d));
     // Decided before anything exists: a refusal must not leave a VM behind.
     let self_destroy = self_destroy_token(info, ctx)?;
-    if self_destroy.is_some() {
-        agent.idle_action = spuff::agent::api::IdleAction::Destroy;
-    }
     let (agent_source, upload) = agent_delivery(&args, ctx)?;
-    let mut user_data = cloudinit::Config::new(host_key, agent, agent_source);
-    user_data.username = ctx.settings.ssh_user.clone();
-    user_data.authorized_keys = public_keys;
-    user_data.base_packages = file.base_packages();
-    user_data.extra_packages = file.packages.clone();
-    user_data.dotfiles = file
-        .dotfiles
-        .clone()
-        .map(|url| Dotfiles { url, branch: None });
-    user_data.hostname = Some(name.clone());
-
-    let mut ssh = spuff::ssh::Config::new("", &ctx.settings.ssh_user);
-    ssh.auth = ctx.auth_methods();
-    let mut plan = Plan::new(
-        &name,
-        &region,
-        &size,
-        image,
-        user_data,
-        Limit::of(info),
-        ssh,
-    );
-    plan.upload_agent = upload;
-    if args.spot {
-        plan.spot = Some(spuff::provider::SpotRequest {
-            max_price: args.max_price.clone(),
-            cheapest_zone: args.cheapest_zone,
-        });
+    let spot = args.spot.then(|| spuff::provider::SpotRequest {
+        max_price: args.max_price.clone(),
+        cheapest_zone: args.cheapest_zone,
+    });
+    if spot.is_some() {
         show_spot_prices(&*provider, &region, &size, args.cheapest_zone, ctx).await;
     }
+    let shared = Shared {
+        region: region.clone(),
+        size: size.clone(),
+        image,
+        public_keys,
+        ttl,
+        destroy_when_idle: self_destroy.is_some(),
+        agent_source,
+        upload,
+        spot,
+        limit: Limit::of(info),
+    };
+    if let Some(count) = args.count {
+        return super::fleet::up_fleet(&args, count, &shared, provider, self_destroy, ctx).await;
+    }
+    let name = match &args.name {
+        Some(name) => name.clone(),
+        None => format!("spuff-{:06x}", random_u64() & 0xff_ffff),
+    };
+    let mut plan = shared.plan(&name, ctx)?;
     if kind == ProviderType::Local {
         prepare_local(&mut plan, ctx).await?;
     }
+    let ttl = shared.ttl;
 
     ctx.ui.info(format!(
         "Creating {name} on {} ({region}, {size})",
@@ -295,6 +274,69 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let status = up.session.shell(opts).await?;
     let _ = up.session.close().await;
     Ok(u8::try_from(status.shell_code()).unwrap_or(255))
+}
+
+/// What every VM of one `up` shares; [`Shared::plan`] adds what each VM
+/// has of its own (name, host key, agent token).
+pub(crate) struct Shared {
+    pub(crate) region: String,
+    pub(crate) size: String,
+    pub(crate) image: ImageSpec,
+    public_keys: Vec<String>,
+    pub(crate) ttl: Option<std::time::Duration>,
+    destroy_when_idle: bool,
+    agent_source: AgentSource,
+    upload: Option<(PathBuf, AgentInstall)>,
+    spot: Option<spuff::provider::SpotRequest>,
+    limit: Limit,
+}
+
+impl Shared {
+    /// The plan for one VM called `name`, with a host key and an agent
+    /// token of its own.
+    pub(crate) fn plan(&self, name: &str, ctx: &Context) -> anyhow::Result<Plan> {
+        if !spuff::location::is_instance_name(name) {
+            anyhow::bail!("invalid name {name:?}: use 1-63 lowercase letters, digits and '-'");
+        }
+        let file = &ctx.settings.file;
+        let host_key = HostKeyPair::generate().context("cannot generate the VM's host key")?;
+        let token = match file.agent_token.clone() {
+            Some(token) => token,
+            None => random_token()?,
+        };
+        let mut agent = AgentConfig::new(token);
+        agent.idle_timeout_secs = ctx.settings.idle_timeout.map(|d| d.as_secs());
+        agent.expires_at = self
+            .ttl
+            .map(|d| spuff::agent::api::Timestamp(std::time::SystemTime::now() + d));
+        if self.destroy_when_idle {
+            agent.idle_action = spuff::agent::api::IdleAction::Destroy;
+        }
+        let mut user_data = cloudinit::Config::new(host_key, agent, self.agent_source.clone());
+        user_data.username = ctx.settings.ssh_user.clone();
+        user_data.authorized_keys = self.public_keys.clone();
+        user_data.base_packages = file.base_packages();
+        user_data.extra_packages = file.packages.clone();
+        user_data.dotfiles = file
+            .dotfiles
+            .clone()
+            .map(|url| Dotfiles { url, branch: None });
+        user_data.hostname = Some(name.to_string());
+        let mut ssh = spuff::ssh::Config::new("", &ctx.settings.ssh_user);
+        ssh.auth = ctx.auth_methods();
+        let mut plan = Plan::new(
+            name,
+            &self.region,
+            &self.size,
+            self.image.clone(),
+            user_data,
+            self.limit,
+            ssh,
+        );
+        plan.upload_agent = self.upload.clone();
+        plan.spot = self.spot.clone();
+        Ok(plan)
+    }
 }
 
 /// Shows what a spot VM of `size` costs now in `region`'s zones. Only
@@ -408,7 +450,7 @@ async fn interrupted(name: &str, ctx: &Context) -> anyhow::Result<u8> {
 
 /// Destroys what the record `name` stands for (found by its spuff id, so a
 /// create whose answer was lost is found too), confirmed with the provider.
-async fn clean_up(name: &str, ctx: &Context) -> anyhow::Result<()> {
+pub(crate) async fn clean_up(name: &str, ctx: &Context) -> anyhow::Result<()> {
     let Some(record) = ctx.store.get(name)? else {
         return Ok(());
     };
@@ -419,7 +461,7 @@ async fn clean_up(name: &str, ctx: &Context) -> anyhow::Result<()> {
 /// The local provider's own steps before `up`: say how the VM's CPU will
 /// run (TCG is minutes, not seconds), download the base image with a
 /// progress bar, and retry the first login often (it is a local port).
-async fn prepare_local(plan: &mut Plan, ctx: &Context) -> anyhow::Result<()> {
+pub(crate) async fn prepare_local(plan: &mut Plan, ctx: &Context) -> anyhow::Result<()> {
     let mut http = spuff::provider::HttpConfig::default();
     // The same trust as the provider APIs (a TLS-inspecting proxy's CA).
     if let Some(ca) = std::env::var_os(super::context::CA_FILE_VAR).filter(|v| !v.is_empty()) {
@@ -452,7 +494,7 @@ async fn prepare_local(plan: &mut Plan, ctx: &Context) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     // Only for names: a failure makes a name predictable, nothing worse.
     // Tokens come from `random_token`, which fails instead.
