@@ -765,12 +765,42 @@ fn fleet_life(w: &World) {
         "{status}"
     );
 
+    // `nuke` finds them by tag; without a terminal it wants --yes.
+    let listed = json(&w.spuff(&["nuke", "--dry-run", "--json"]), "nuke --dry-run");
+    assert_eq!(
+        listed["resources"].as_array().map(Vec::len),
+        Some(3),
+        "{listed}"
+    );
+    let out = w.spuff(&["nuke"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pass --yes"));
+    assert_eq!(w.droplet_names().len(), 3, "nothing deleted unasked");
+
     assert_success(
         &w.spuff(&["down", "--fleet", "fl", "--force"]),
         "down --fleet",
     );
     assert!(w.state_names().is_empty());
     assert!(w.droplet_names().is_empty());
+
+    // `nuke --yes` deletes what it finds and forgets the records of the
+    // VMs it deleted.
+    assert_success(&w.up("lost").output().expect("up"), "up lost");
+    let out = w.spuff(&["nuke", "--yes"]);
+    assert_success(&out, "nuke --yes");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("VM ") && l.contains("lost")),
+        "{table}"
+    );
+    assert!(w.droplet_names().is_empty());
+    assert!(w.state_names().is_empty(), "its record went with it");
+    let out = w.spuff(&["nuke", "--yes"]);
+    assert_success(&out, "nuke again");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Nothing of spuff's is left"));
 }
 
 /// OpenSSH logs in to the VM with spuff's `ssh_config` alone, strictly.

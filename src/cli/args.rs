@@ -58,6 +58,10 @@ pub(crate) enum Command {
     /// Destroy (after confirming) every recorded VM that is finished:
     /// powered off by its idle or lifetime stop, past its lifetime, or gone.
     Gc(GcArgs),
+    /// Find everything spuff ever made at a provider (VMs, snapshots, and
+    /// on AWS its security groups and key pairs) by its tag, list it, and
+    /// after confirming delete it all.
+    Nuke(NukeArgs),
     /// Create, list and delete snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
@@ -199,6 +203,31 @@ pub(crate) struct GcArgs {
     #[arg(long, short)]
     pub(crate) yes: bool,
     /// Only list what would be destroyed.
+    #[arg(long, conflicts_with = "yes")]
+    pub(crate) dry_run: bool,
+    #[command(flatten)]
+    pub(crate) json: JsonFlag,
+}
+
+/// `spuff nuke`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Found by spuff's tag at the provider, not from local state, so what a \
+lost state file forgot is found too. DigitalOcean snapshots carry no tag and are never \
+touched. Exit code 0 when everything listed was deleted, 1 otherwise (each failure is \
+named)."
+)]
+pub(crate) struct NukeArgs {
+    /// The provider (default: the configured one).
+    #[arg(long)]
+    pub(crate) provider: Option<String>,
+    /// Only this region (default: every region; on AWS every enabled one).
+    #[arg(long)]
+    pub(crate) region: Option<String>,
+    /// Delete without asking.
+    #[arg(long, short)]
+    pub(crate) yes: bool,
+    /// Only list what would be deleted.
     #[arg(long, conflicts_with = "yes")]
     pub(crate) dry_run: bool,
     #[command(flatten)]

@@ -46,8 +46,8 @@ pub use info::{
 pub use registry::ProviderRegistry;
 pub use types::{
     ImageSpec, InstanceRequest, InstanceStatus, Listing, ProviderInstance, ProviderTimeouts,
-    RegionInfo, SizeInfo, Skipped, Snapshot, SpotPrice, SpotRequest, SshEndpoint, SshKeyInfo,
-    new_spuff_id,
+    RegionInfo, Resource, ResourceKind, SizeInfo, Skipped, Snapshot, SpotPrice, SpotRequest,
+    SshEndpoint, SshKeyInfo, new_spuff_id,
 };
 
 /// The label (DigitalOcean: tag) every spuff VM carries, so that listing
@@ -188,6 +188,65 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     async fn spot_prices(&self, region: &str, size: &str) -> ProviderResult<Vec<SpotPrice>> {
         let _ = (region, size);
         Err(self.unsupported("spot instances"))
+    }
+
+    /// Everything spuff made here that still exists, in `region` or in
+    /// every region: its VMs and snapshots, and what else the provider
+    /// needed (EC2: security groups and key pairs), found by spuff's label
+    /// or tag. Sorted in the order they must be deleted.
+    ///
+    /// # Errors
+    /// Any listing that fails: a partial survey would leave things billing.
+    async fn managed_resources(&self, region: Option<&str>) -> ProviderResult<Vec<Resource>> {
+        let in_region = |r: &str| region.is_none_or(|want| want == r);
+        let mut out: Vec<Resource> = self
+            .list_instances()
+            .await?
+            .into_iter()
+            .filter(|vm| vm.is_managed() && in_region(&vm.region))
+            .map(|vm| Resource {
+                kind: ResourceKind::Vm,
+                id: vm.id,
+                name: vm.name,
+                region: Some(vm.region),
+            })
+            .collect();
+        // Only where the listing holds spuff's snapshots alone (Hetzner's is
+        // label-selected, the local one is spuff's directory):
+        // DigitalOcean lists every snapshot of the account, untagged, and
+        // a user's own must never be taken for spuff's.
+        let own_snapshots = matches!(
+            self.info().kind,
+            ProviderType::Hetzner | ProviderType::Local
+        );
+        if own_snapshots {
+            match self.list_snapshots().await {
+                Ok(snaps) => out.extend(
+                    snaps
+                        .into_iter()
+                        .filter(|s| region.is_none_or(|r| s.regions.iter().any(|x| x == r)))
+                        .map(|s| Resource {
+                            kind: ResourceKind::Snapshot,
+                            id: s.id,
+                            name: s.name,
+                            region: s.regions.into_iter().next(),
+                        }),
+                ),
+                Err(ProviderError::Unsupported { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        out.sort_by_key(|r| r.kind);
+        Ok(out)
+    }
+
+    /// Deletes one of [`Provider::managed_resources`]; gone is success.
+    async fn delete_resource(&self, resource: &Resource) -> ProviderResult<()> {
+        match resource.kind {
+            ResourceKind::Vm => self.destroy_instance(&resource.id).await,
+            ResourceKind::Snapshot => self.delete_snapshot(&resource.id).await,
+            _ => Err(self.unsupported("deleting this kind of resource")),
+        }
     }
 
     /// Where new VMs go when the user names no region, if the account says

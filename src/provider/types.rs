@@ -87,6 +87,46 @@ pub struct InstanceRequest {
     pub spot: Option<SpotRequest>,
 }
 
+/// Something spuff made at a provider, found by its label or tag: what
+/// `spuff nuke` lists and deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resource {
+    /// What it is.
+    pub kind: ResourceKind,
+    /// The provider's id for it (what deleting it takes).
+    pub id: String,
+    /// Its name, when it has one.
+    pub name: String,
+    /// Its region, for regional providers.
+    pub region: Option<String>,
+}
+
+/// The kinds of [`Resource`], in the order they must be deleted (a VM
+/// holds its security group until it is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum ResourceKind {
+    /// A VM.
+    Vm,
+    /// A snapshot (an image, with its disk snapshots).
+    Snapshot,
+    /// A firewall or security group spuff made for its VMs.
+    SecurityGroup,
+    /// An SSH key spuff imported.
+    SshKey,
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ResourceKind::Vm => "VM",
+            ResourceKind::Snapshot => "snapshot",
+            ResourceKind::SecurityGroup => "security group",
+            ResourceKind::SshKey => "SSH key",
+        })
+    }
+}
+
 /// How to ask for a spot VM.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpotRequest {

@@ -16,13 +16,16 @@
 //!   forget the record; orphans are found by name ([`down::find_orphans`]);
 //! - [`snapshot`](snapshot()): a provider snapshot of a recorded VM;
 //! - [`gc::finished`]: which recorded VMs are powered off, past their
-//!   lifetime or gone, for `spuff gc` to destroy after confirming.
+//!   lifetime or gone, for `spuff gc` to destroy after confirming;
+//! - [`nuke`]: everything spuff made at a provider, found by its tag, for
+//!   `spuff nuke` to delete after confirming.
 
 mod agent_upload;
 pub mod bootstrap;
 pub mod down;
 mod event;
 pub mod gc;
+pub mod nuke;
 pub mod off;
 pub mod snapshot;
 pub mod up;

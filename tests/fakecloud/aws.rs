@@ -61,6 +61,8 @@ pub struct Instance {
     pub max_price: Option<String>,
     /// Calls that still answer "not found" (eventual consistency).
     pub invisible: u32,
+    /// Requests until a shutting-down instance is terminated.
+    pub ending: u32,
 }
 
 impl Instance {
@@ -154,6 +156,7 @@ pub struct KeyPair {
     pub region: String,
     pub name: String,
     pub fingerprint: String,
+    pub tags: Vec<(String, String)>,
 }
 
 /// A security group.
@@ -286,6 +289,7 @@ impl Server<State> {
             shutdown_behavior: None,
             max_price: None,
             invisible: 0,
+            ending: 0,
         };
         s.instances.insert(n, instance);
         format!("us-east-1/{}", instance_id(n))
@@ -642,6 +646,17 @@ impl Api for State {
                 ),
             ),
             "DescribeKeyPairs" => (Method::GET, "/ec2/key-pairs".to_string()),
+            "DeleteKeyPair" => (
+                Method::DELETE,
+                format!("/ec2/key-pairs/{}", one("KeyName").unwrap_or_default()),
+            ),
+            "DeleteSecurityGroup" => (
+                Method::DELETE,
+                format!(
+                    "/ec2/security-groups/{}",
+                    one("GroupId").unwrap_or_default()
+                ),
+            ),
             "ImportKeyPair" => (Method::POST, "/ec2/key-pairs".to_string()),
             "DescribeInstanceTypes" => (Method::GET, "/ec2/instance-types".to_string()),
             "DescribeRegions" => (Method::GET, "/ec2/regions".to_string()),
@@ -659,6 +674,13 @@ impl Api for State {
     fn route(&mut self, call: &Call, paging: &Paging) -> Reply {
         if call.path == "/checkip" {
             return Reply::raw(200, format!("{CALLER}\n"));
+        }
+        // Time passes: instances shutting down end.
+        for i in self.instances.values_mut().filter(|i| i.code == 32) {
+            i.ending = i.ending.saturating_sub(1);
+            if i.ending == 0 {
+                i.code = 48;
+            }
         }
         let form = &call.body;
         let region = form["_region"].as_str().unwrap_or("us-east-1").to_string();
@@ -685,7 +707,11 @@ impl Api for State {
                     );
                 }
                 let previous = i.state();
-                i.code = 48;
+                if i.code != 48 {
+                    // Shutting down for a few requests, as EC2 takes a while.
+                    i.code = 32;
+                    i.ending = 3;
+                }
                 ok(
                     "TerminateInstances",
                     &format!(
@@ -870,10 +896,11 @@ impl Api for State {
                 ok("AuthorizeSecurityGroupIngress", "<return>true</return>")
             }
             "DescribeKeyPairs" => {
+                let f = filters(form);
                 let items: String = self
                     .key_pairs
                     .iter()
-                    .filter(|k| k.region == region)
+                    .filter(|k| k.region == region && tags_match(&k.tags, &f))
                     .map(|k| {
                         format!(
                             "<item><keyPairId>key-{:x}</keyPairId><keyName>{}</keyName><keyFingerprint>{}</keyFingerprint></item>",
@@ -914,6 +941,7 @@ impl Api for State {
                     region,
                     name: name.clone(),
                     fingerprint: fingerprint.clone(),
+                    tags: tag_spec(form, "key-pair"),
                 });
                 ok(
                     "ImportKeyPair",
@@ -922,6 +950,35 @@ impl Api for State {
                         esc(&name)
                     ),
                 )
+            }
+            "DeleteKeyPair" => {
+                let name = one("KeyName");
+                self.key_pairs
+                    .retain(|k| !(k.name == name && k.region == region));
+                ok("DeleteKeyPair", "<return>true</return>")
+            }
+            "DeleteSecurityGroup" => {
+                let id = one("GroupId");
+                if !self.groups.iter().any(|g| g.id == id) {
+                    return refuse(
+                        400,
+                        "InvalidGroup.NotFound",
+                        &format!("The security group '{id}' does not exist"),
+                    );
+                }
+                if self
+                    .instances
+                    .values()
+                    .any(|i| i.code != 48 && i.groups.contains(&id))
+                {
+                    return refuse(
+                        400,
+                        "DependencyViolation",
+                        &format!("resource {id} has a dependent object"),
+                    );
+                }
+                self.groups.retain(|g| g.id != id);
+                ok("DeleteSecurityGroup", "<return>true</return>")
             }
             "DescribeInstanceTypes" => {
                 let types = [
@@ -1077,6 +1134,7 @@ impl State {
             shutdown_behavior: one("InstanceInitiatedShutdownBehavior"),
             max_price: one("InstanceMarketOptions.SpotOptions.MaxPrice"),
             invisible: self.invisible_calls,
+            ending: 0,
         };
         let item = instance.xml(n);
         self.instances.insert(n, instance);

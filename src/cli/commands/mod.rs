@@ -8,6 +8,7 @@ mod fleet;
 mod gc;
 mod list;
 mod logs;
+mod nuke;
 mod snapshot;
 mod ssh;
 mod ssh_config;
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
         Command::Up(args) => up::run(args, &context::Context::load(&ui)?).await,
         Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
         Command::Gc(args) => gc::run(args, &context::Context::load(&ui)?).await,
+        Command::Nuke(args) => nuke::run(args, &context::Context::load(&ui)?).await,
         Command::Start(args) => start::run(args, &context::Context::load(&ui)?).await,
         Command::Down(args) => down::run(args, &context::Context::load(&ui)?).await,
         Command::Tunnel(args) => {

@@ -32,8 +32,8 @@ use crate::provider::info::{PROVIDERS, ProviderInfo, ProviderType};
 use crate::provider::{
     Auth, HttpConfig, HttpStats, ImageSpec, InstanceRequest, InstanceStatus, Listing,
     MANAGED_LABEL, Provider, ProviderConfig, ProviderError, ProviderFactory, ProviderInstance,
-    ProviderResult, ProviderTimeouts, RegionInfo, SPUFF_ID_LABEL, SizeInfo, Snapshot, SpotPrice,
-    SshKeyInfo,
+    ProviderResult, ProviderTimeouts, RegionInfo, Resource, ResourceKind, SPUFF_ID_LABEL, SizeInfo,
+    Snapshot, SpotPrice, SshKeyInfo,
 };
 
 const NAME: &str = "aws";
@@ -776,6 +776,92 @@ impl Ec2 {
             .await
     }
 
+    /// What spuff made in `region`: its instances (not those already
+    /// ending), images, security groups and key pairs, all by spuff's tag.
+    async fn region_resources(&self, region: &str) -> ProviderResult<Vec<Resource>> {
+        let managed: &[(&str, &[&str])] = &[("tag-key", &[MANAGED_LABEL])];
+        let resource = |kind, id: &str, name: Option<String>| Resource {
+            kind,
+            id: format!("{region}/{id}"),
+            name: name.unwrap_or_default(),
+            region: Some(region.to_string()),
+        };
+        let (vms, images, groups, keys) = futures::try_join!(
+            self.list_region(region, None),
+            self.describe_all(
+                region,
+                Query::new("DescribeImages")
+                    .set("Owner.1", "self")
+                    .filters(managed),
+                xml::describe_images,
+            ),
+            self.describe_all(
+                region,
+                Query::new("DescribeSecurityGroups").filters(managed),
+                xml::describe_security_groups,
+            ),
+            async {
+                let q = Query::new("DescribeKeyPairs").filters(managed);
+                let body = self.call(region, &q, true, None).await?;
+                parse("DescribeKeyPairs", xml::describe_key_pairs(&body))
+            },
+        )?;
+        let mut out: Vec<Resource> = vms
+            .into_iter()
+            .filter(|vm| vm.status != InstanceStatus::Deleting)
+            .map(|vm| Resource {
+                kind: ResourceKind::Vm,
+                name: vm.name,
+                region: Some(region.to_string()),
+                id: vm.id,
+            })
+            .collect();
+        out.extend(
+            images
+                .into_iter()
+                .map(|i| resource(ResourceKind::Snapshot, &i.id, i.name)),
+        );
+        out.extend(
+            groups
+                .into_iter()
+                .map(|g| resource(ResourceKind::SecurityGroup, &g.id, g.name)),
+        );
+        out.extend(
+            keys.into_iter()
+                .map(|k| resource(ResourceKind::SshKey, &k.name, Some(k.name.clone()))),
+        );
+        Ok(out)
+    }
+
+    /// Deletes spuff's security group `group` in `region`, waiting while a
+    /// VM that is still ending holds it.
+    async fn delete_group(&self, region: &str, group: &str) -> ProviderResult<()> {
+        if !group.starts_with("sg-") {
+            return Err(invalid(
+                "id",
+                format!("`{group}` is not a security group id"),
+            ));
+        }
+        let q = Query::new("DeleteSecurityGroup").set("GroupId", group);
+        let what = format!("deleting security group {group} in {region}");
+        self.rest
+            .poll(&what, self.timeouts.action, || async {
+                match self
+                    .call(region, &q, true, Some(("security group", group)))
+                    .await
+                {
+                    Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(Poll::Done(())),
+                    Err(e) if api_code(&e) == Some("DependencyViolation") => {
+                        Ok(Poll::Pending("still used by a VM that is ending".into()))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        self.groups.lock().await.remove(region);
+        Ok(())
+    }
+
     /// `region/i-…` (or a bare `i-…`, in the default region), checked.
     fn instance_id<'a>(&self, id: &'a str) -> ProviderResult<(String, &'a str)> {
         let (region, instance) = match id.split_once('/') {
@@ -1049,6 +1135,51 @@ impl Provider for Ec2 {
                 available: true,
             })
             .collect())
+    }
+
+    async fn managed_resources(&self, region: Option<&str>) -> ProviderResult<Vec<Resource>> {
+        // spuff may have made things in any region: every enabled one is
+        // looked at unless the user names one.
+        let regions: Vec<String> = match region {
+            Some(r) => {
+                check_region(r)?;
+                vec![r.to_string()]
+            }
+            None => self
+                .list_regions()
+                .await?
+                .into_iter()
+                .map(|r| r.slug)
+                .collect(),
+        };
+        let per_region =
+            futures::future::try_join_all(regions.iter().map(|r| self.region_resources(r))).await?;
+        let mut out: Vec<Resource> = per_region.into_iter().flatten().collect();
+        out.sort_by_key(|r| r.kind);
+        Ok(out)
+    }
+
+    async fn delete_resource(&self, resource: &Resource) -> ProviderResult<()> {
+        let (region, id) = match resource.id.split_once('/') {
+            Some((r, id)) => (r.to_string(), id),
+            None => (self.default_region.clone(), resource.id.as_str()),
+        };
+        check_region(&region)?;
+        match resource.kind {
+            ResourceKind::Vm => self.destroy_instance(&resource.id).await,
+            ResourceKind::Snapshot => self.delete_snapshot(&resource.id).await,
+            ResourceKind::SecurityGroup => self.delete_group(&region, id).await,
+            ResourceKind::SshKey => {
+                // Deleting a key pair that is not there succeeds.
+                let q = Query::new("DeleteKeyPair").set("KeyName", id);
+                self.call(&region, &q, true, Some(("key pair", id))).await?;
+                self.imported
+                    .lock()
+                    .await
+                    .retain(|(r, _), name| !(r == &region && name == id));
+                Ok(())
+            }
+        }
     }
 
     async fn spot_prices(&self, region: &str, size: &str) -> ProviderResult<Vec<SpotPrice>> {
