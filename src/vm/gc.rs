@@ -38,6 +38,8 @@ pub enum Finished {
     },
     /// Its provider has no such VM any more: only the record is left.
     Gone,
+    /// Its provider took it back (an interrupted spot VM): it has ended.
+    Interrupted,
 }
 
 impl fmt::Display for Finished {
@@ -46,6 +48,7 @@ impl fmt::Display for Finished {
             Finished::PoweredOff => f.write_str("powered off"),
             Finished::LifetimeOver { at } => write!(f, "lifetime ended at {at}"),
             Finished::Gone => f.write_str("gone at its provider"),
+            Finished::Interrupted => f.write_str("interrupted (spot) and ended"),
         }
     }
 }
@@ -75,6 +78,12 @@ pub fn finished(local: &[Instance], entries: &[Entry], now: SystemTime) -> Vec<C
                 Tracking::Gone => Finished::Gone,
                 Tracking::Tracked if e.provider_status.as_deref() == Some("off") => {
                     Finished::PoweredOff
+                }
+                Tracking::Tracked
+                    if e.provider_status.as_deref()
+                        == Some(&crate::provider::InstanceStatus::Interrupted.to_string()) =>
+                {
+                    Finished::Interrupted
                 }
                 Tracking::Tracked => match instance.expires_at {
                     Some(at) if at.0 <= now => Finished::LifetimeOver { at },
@@ -143,6 +152,7 @@ mod tests {
             record("young", Some(3600), now),
             record("gone", None, now),
             record("unknown", Some(-60), now),
+            record("spot", None, now),
         ];
         let entries = vec![
             entry("running", Tracking::Tracked, Some("running")),
@@ -154,14 +164,16 @@ mod tests {
             entry("unknown", Tracking::Unchecked, None),
             // Not this machine's.
             entry("orphan", Tracking::Orphan, Some("off")),
+            entry("spot", Tracking::Tracked, Some("interrupted (spot)")),
         ];
         let found: Vec<(String, Finished)> = finished(&local, &entries, now)
             .into_iter()
             .map(|c| (c.instance.name, c.finished))
             .collect();
-        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found.len(), 4, "{found:?}");
         assert_eq!(found[0], ("off".to_string(), Finished::PoweredOff));
         assert!(matches!(found[1], (ref n, Finished::LifetimeOver { .. }) if n == "expired"));
         assert_eq!(found[2], ("gone".to_string(), Finished::Gone));
+        assert_eq!(found[3], ("spot".to_string(), Finished::Interrupted));
     }
 }

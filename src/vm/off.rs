@@ -31,6 +31,9 @@ pub enum Whereabouts {
     },
     /// The provider has no such VM.
     Gone,
+    /// The provider took it back: an interrupted spot VM (ended; what was
+    /// on its disk is gone).
+    Interrupted,
     /// It exists in another state (running, starting, ...): the VM or the
     /// network between is at fault, not a stop.
     Other(InstanceStatus),
@@ -50,6 +53,9 @@ pub async fn whereabouts(
     let Some(vm) = provider.get_instance(&instance.provider_id).await? else {
         return Ok(Whereabouts::Gone);
     };
+    if vm.status == InstanceStatus::Interrupted {
+        return Ok(Whereabouts::Interrupted);
+    }
     if vm.status != InstanceStatus::Off {
         return Ok(Whereabouts::Other(vm.status));
     }

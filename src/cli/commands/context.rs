@@ -68,7 +68,9 @@ pub(crate) async fn whereabouts(
     )
     .await;
     match asked {
-        Ok(Ok(w @ (Whereabouts::Off { .. } | Whereabouts::Gone))) => Some(w),
+        Ok(Ok(w @ (Whereabouts::Off { .. } | Whereabouts::Gone | Whereabouts::Interrupted))) => {
+            Some(w)
+        }
         _ => None,
     }
 }
@@ -115,6 +117,11 @@ pub(crate) fn describe_whereabouts(instance: &Instance, w: &spuff::vm::off::Wher
             };
             format!("{name} is powered off{since}{why}; {cost}, `spuff start {name}` powers it on")
         }
+        Whereabouts::Interrupted => format!(
+            "{name} was taken back by {} (a spot interruption) and has ended; \
+             `spuff down {name}` forgets it, `spuff up --spot` makes another",
+            instance.provider
+        ),
         _ => format!(
             "{name} is gone at {}; `spuff down {name}` forgets it",
             instance.provider

@@ -339,6 +339,7 @@ fn report_unreachable(
     if json {
         let (state, decision, since) = match w {
             Whereabouts::Off { decision, since } => ("off", decision.clone(), *since),
+            Whereabouts::Interrupted => ("interrupted", None, None),
             _ => ("gone", None, None),
         };
         return ctx.ui.json(&serde_json::json!({
