@@ -29,6 +29,22 @@ async fn start() -> (Server<State>, Arc<dyn Provider>) {
     (fake, p)
 }
 
+/// The caller's own AMI `ami-0eee000000000001`, in eu-west-1 only.
+fn eu_image(fake: &Server<State>, name: &str) {
+    fake.state().images.push(aws::Image {
+        id: "ami-0eee000000000001".into(),
+        region: "eu-west-1".into(),
+        name: name.into(),
+        owner: "111122223333".into(),
+        arch: "x86_64".into(),
+        created: "2026-11-01T00:00:00.000Z".into(),
+        state: "available".into(),
+        polls_left: 0,
+        snapshots: vec![],
+        tags: vec![],
+    });
+}
+
 fn request(name: &str) -> InstanceRequest {
     InstanceRequest::new(name, "us-east-1", "t3.small")
         .with_image(ImageSpec::ubuntu("24.04"))
@@ -132,18 +148,7 @@ async fn a_key_should_be_imported_into_each_region_a_vm_goes_to() {
         .with_image(ImageSpec::Custom("eu-west-1/ami-0eee000000000001".into()))
         .with_ssh_key(&key.id);
     // The image exists in eu-west-1 only.
-    fake.state().images.push(aws::Image {
-        id: "ami-0eee000000000001".into(),
-        region: "eu-west-1".into(),
-        name: "mine".into(),
-        owner: "111122223333".into(),
-        arch: "x86_64".into(),
-        created: "2026-11-01T00:00:00.000Z".into(),
-        state: "available".into(),
-        polls_left: 0,
-        snapshots: vec![],
-        tags: vec![],
-    });
+    eu_image(&fake, "mine");
     let vm = p.create_instance(&req).await.expect("create in eu-west-1");
     assert!(vm.id.starts_with("eu-west-1/"), "{}", vm.id);
     {
@@ -404,18 +409,7 @@ async fn nuke_should_find_everything_spuff_made_in_every_region_and_delete_it_in
     let eu = InstanceRequest::new("spuff-eu", "eu-west-1", "t3.small")
         .with_image(ImageSpec::Custom("eu-west-1/ami-0eee000000000001".into()))
         .with_ssh_key(&key.id);
-    fake.state().images.push(aws::Image {
-        id: "ami-0eee000000000001".into(),
-        region: "eu-west-1".into(),
-        name: "someone's".into(),
-        owner: "111122223333".into(),
-        arch: "x86_64".into(),
-        created: "2026-11-01T00:00:00.000Z".into(),
-        state: "available".into(),
-        polls_left: 0,
-        snapshots: vec![],
-        tags: vec![],
-    });
+    eu_image(&fake, "someone's");
     p.create_instance(&eu).await.expect("create in eu");
     p.wait_ready(&us.id).await.expect("ready");
     p.create_snapshot(&us.id, "spuff-snap")

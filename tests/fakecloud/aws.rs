@@ -77,6 +77,16 @@ impl Instance {
         }
     }
 
+    /// Whether EC2's reads know it yet; each call that does not brings
+    /// the moment closer.
+    fn visible(&mut self) -> bool {
+        if self.invisible > 0 {
+            self.invisible -= 1;
+            return false;
+        }
+        true
+    }
+
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
@@ -318,6 +328,12 @@ impl State {
         self.instances.values().filter(|i| i.code != 48).count()
     }
 
+    /// The instance, if EC2's reads know it yet (see [`Instance::visible`]).
+    fn known(&mut self, region: &str, id: &str) -> Option<(u64, &mut Instance)> {
+        let (n, i) = self.find(region, id)?;
+        i.visible().then_some((n, i))
+    }
+
     fn find(&mut self, region: &str, id: &str) -> Option<(u64, &mut Instance)> {
         self.instances
             .iter_mut()
@@ -334,6 +350,15 @@ fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+/// EC2's answer for an instance it does not know (yet).
+fn not_found(id: &str) -> Reply {
+    refuse(
+        400,
+        "InvalidInstanceID.NotFound",
+        &format!("The instance ID '{id}' does not exist"),
+    )
 }
 
 /// An answer in EC2's envelope.
@@ -691,21 +716,9 @@ impl Api for State {
             "DescribeInstances" => self.describe(call, paging, &region),
             "TerminateInstances" => {
                 let id = one("InstanceId.1");
-                let Some((_, i)) = self.find(&region, &id) else {
-                    return refuse(
-                        400,
-                        "InvalidInstanceID.NotFound",
-                        &format!("The instance ID '{id}' does not exist"),
-                    );
+                let Some((_, i)) = self.known(&region, &id) else {
+                    return not_found(&id);
                 };
-                if i.invisible > 0 {
-                    i.invisible -= 1;
-                    return refuse(
-                        400,
-                        "InvalidInstanceID.NotFound",
-                        &format!("The instance ID '{id}' does not exist"),
-                    );
-                }
                 let previous = i.state();
                 if i.code != 48 {
                     // Shutting down for a few requests, as EC2 takes a while.
@@ -725,11 +738,7 @@ impl Api for State {
                 let id = one("InstanceId.1");
                 let stop = action == "StopInstances";
                 let Some((_, i)) = self.find(&region, &id) else {
-                    return refuse(
-                        400,
-                        "InvalidInstanceID.NotFound",
-                        &format!("The instance ID '{id}' does not exist"),
-                    );
+                    return not_found(&id);
                 };
                 if i.spot && stop {
                     return refuse(
@@ -755,11 +764,7 @@ impl Api for State {
             "CreateImage" => {
                 let id = one("InstanceId");
                 if self.find(&region, &id).is_none() {
-                    return refuse(
-                        400,
-                        "InvalidInstanceID.NotFound",
-                        &format!("The instance ID '{id}' does not exist"),
-                    );
+                    return not_found(&id);
                 }
                 let name = one("Name");
                 if self
@@ -1154,21 +1159,9 @@ impl State {
             let ready = self.account.ready_after_polls;
             let mut items = String::new();
             for id in &ids {
-                let Some((n, i)) = self.find(region, id) else {
-                    return refuse(
-                        400,
-                        "InvalidInstanceID.NotFound",
-                        &format!("The instance ID '{id}' does not exist"),
-                    );
+                let Some((n, i)) = self.known(region, id) else {
+                    return not_found(id);
                 };
-                if i.invisible > 0 {
-                    i.invisible -= 1;
-                    return refuse(
-                        400,
-                        "InvalidInstanceID.NotFound",
-                        &format!("The instance ID '{id}' does not exist"),
-                    );
-                }
                 i.polls = i.polls.saturating_add(1);
                 if i.code == 0 && i.polls >= ready {
                     i.code = 16;
