@@ -100,17 +100,7 @@ impl Instance {
 
     /// The `<item>` of an instance, as in ec2-describe-instances.xml.
     fn xml(&self, n: u64) -> String {
-        let tags: String = self
-            .tags
-            .iter()
-            .map(|(k, v)| {
-                format!(
-                    "<item><key>{}</key><value>{}</value></item>",
-                    esc(k),
-                    esc(v)
-                )
-            })
-            .collect();
+        let tags = tag_set(&self.tags);
         let ip = self
             .ip(n)
             .map(|ip| format!("<ipAddress>{ip}</ipAddress>"))
@@ -132,7 +122,7 @@ impl Instance {
              <instanceType>{size}</instanceType><launchTime>2026-12-01T10:00:00.000Z</launchTime>\
              <placement><availabilityZone>{zone}</availabilityZone><tenancy>default</tenancy></placement>\
              <privateIpAddress>10.0.0.{n8}</privateIpAddress>{ip}<architecture>x86_64</architecture>\
-             <rootDeviceType>ebs</rootDeviceType>{lifecycle}{reason}<tagSet>{tags}</tagSet></item>",
+             <rootDeviceType>ebs</rootDeviceType>{lifecycle}{reason}{tags}</item>",
             id = self.id,
             image = self.image,
             code = self.code,
