@@ -195,7 +195,15 @@ impl World {
 /// the test's port), whose bootstrap reports `running`, then maybe
 /// `installing`.
 fn boot(droplet: &FakeDroplet, agent_port: u16, bootstrap: Bootstrap) -> FakeVm {
-    let user_data = droplet.user_data.as_deref().expect("user-data");
+    boot_user_data(
+        droplet.user_data.as_deref().expect("user-data"),
+        agent_port,
+        bootstrap,
+    )
+}
+
+/// A fake VM from `user_data` (see [`boot`]).
+fn boot_user_data(user_data: &str, agent_port: u16, bootstrap: Bootstrap) -> FakeVm {
     let vm = FakeVm::boot(
         user_data,
         &fakevm::Options {
@@ -801,6 +809,127 @@ fn fleet_life(w: &World) {
     let out = w.spuff(&["nuke", "--yes"]);
     assert_success(&out, "nuke again");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Nothing of spuff's is left"));
+}
+
+/// Issue 15: `spuff up --provider aws` end to end against the fake EC2
+/// (signed requests, XML), whose instances boot into fake VMs: a spot VM
+/// in the cheapest zone, used, seen interrupted, and removed by `nuke`.
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_should_run_a_spot_vm_on_aws() {
+    use crate::fakecloud::aws::{self, ACCESS_KEY, SECRET};
+    let fake = crate::fakecloud::server::Server::<aws::State>::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["config", "home", "bin"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    std::fs::write(dir.path().join("ca.pem"), &fake.ca_pem).expect("ca");
+    let agent_port = free_port();
+    let vms = Arc::new(Mutex::new(Vec::new()));
+    {
+        let vms = vms.clone();
+        fake.on_run(move |user_data| {
+            let vm = boot_user_data(user_data, agent_port, Bootstrap::Installing);
+            let booted = vm.booted();
+            vms.lock().unwrap_or_else(|p| p.into_inner()).push(vm);
+            booted
+        });
+    }
+    let fake = Arc::new(fake);
+    let (f, path) = (fake.clone(), dir.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let spuff = |args: &[&str]| -> Output {
+            Command::new(env!("CARGO_BIN_EXE_spuff"))
+                .args(args)
+                .env_clear()
+                .env("PATH", path.join("bin"))
+                .env("HOME", path.join("home"))
+                .env("SPUFF_CONFIG_DIR", path.join("config"))
+                .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+                .env("AWS_SECRET_ACCESS_KEY", SECRET)
+                .env("SPUFF_API_URL", &f.base_url)
+                .env("SPUFF_CA_FILE", path.join("ca.pem"))
+                .env("SPUFF_AGENT_PORT", agent_port.to_string())
+                .env("NO_COLOR", "1")
+                .stdin(Stdio::null())
+                .output()
+                .expect("run spuff")
+        };
+        let key = keys().ed25519.display().to_string();
+        for (k, v) in [
+            ("provider", "aws"),
+            ("ssh_key_path", key.as_str()),
+            ("aws_ssh_cidr", "127.0.0.1/32"),
+        ] {
+            assert_success(&spuff(&["config", "set", k, v]), "config set");
+        }
+        let shown = spuff(&["config", "show"]);
+        let text = String::from_utf8_lossy(&shown.stdout);
+        assert!(text.contains("aws credentials: key"), "{text}");
+        assert!(text.contains("from environment"), "{text}");
+        assert!(!text.contains(SECRET), "{text}");
+
+        let agent = fakevm::agent_binary().display().to_string();
+        let out = spuff(&[
+            "up",
+            "--name",
+            "aws1",
+            "--dev",
+            "--agent-binary",
+            &agent,
+            "--no-connect",
+            "--spot",
+            "--cheapest-zone",
+            "--json",
+        ]);
+        let up = json(&out, "up on aws");
+        assert_eq!(up["provider"], "aws");
+        assert_eq!(up["ip"], "127.0.0.1");
+        let id = up["provider_id"].as_str().expect("id").to_string();
+        assert!(id.starts_with("us-east-1/i-"), "{id}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("Spot price of t3.small in us-east-1 now: $0.0062/h (us-east-1b)"),
+            "{stderr}"
+        );
+        let instance = f.instance(&id).expect("instance");
+        assert!(instance.spot && instance.zone == "us-east-1b");
+        assert_eq!(instance.shutdown_behavior.as_deref(), Some("terminate"));
+        assert_eq!(f.state().bad_signatures, 0);
+
+        let out = spuff(&["exec", "aws1", "--", "echo on-ec2"]);
+        assert_success(&out, "exec on aws");
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "on-ec2\n");
+
+        // AWS takes it back: `list` says so and `gc` would remove it.
+        f.state().interrupt(&id);
+        let listed = json(&spuff(&["list", "--json"]), "list");
+        assert!(
+            listed.to_string().contains("interrupted (spot)"),
+            "{listed}"
+        );
+        let gc = json(&spuff(&["gc", "--dry-run", "--json"]), "gc --dry-run");
+        assert!(gc.to_string().contains("interrupted"), "{gc}");
+
+        // nuke finds the VM and spuff's security group by tag, in every
+        // region, and removes them and the record.
+        let out = spuff(&["nuke", "--yes"]);
+        assert_success(&out, "nuke");
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            table.contains("security group") && table.contains("spuff-ssh"),
+            "{table}"
+        );
+        assert!(f.state().groups.is_empty());
+        let listed = json(&spuff(&["list", "--local", "--json"]), "list --local");
+        assert_eq!(
+            listed["instances"].as_array().map(Vec::len),
+            Some(0),
+            "{listed}"
+        );
+    })
+    .await
+    .expect("test thread");
+    drop(vms);
 }
 
 /// OpenSSH logs in to the VM with spuff's `ssh_config` alone, strictly.

@@ -149,6 +149,11 @@ pub(crate) struct UpArgs {
     /// price right now.
     #[arg(long, requires = "spot")]
     pub(crate) cheapest_zone: bool,
+    /// With --spot: compare the spot price in every region of
+    /// `aws_regions` (default: every enabled region) and use the cheapest
+    /// zone of them all; an --image AMI must exist there.
+    #[arg(long, requires = "spot", conflicts_with = "region")]
+    pub(crate) cheapest_region: bool,
     /// Create a fleet of N VMs at once, named by --name (default: a random
     /// name) as NAME-1 … NAME-N, each recorded before its create; a live
     /// table shows them. No shell is opened; `exec --fleet NAME` and

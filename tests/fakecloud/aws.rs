@@ -28,7 +28,18 @@ use http::Method;
 use serde_json::{Value, json};
 use spuff::provider::aws::sigv4::{self, Request, Scope};
 
-use super::server::{Account, Api, Call, Headers, Paging, Raw, Reply, Server, View};
+use super::digitalocean::BootedVm;
+use super::server::{Account, Api, Call, Headers, Job, Paging, Raw, Reply, Server, View};
+
+/// Boots a VM from an instance's user data (see [`Server::on_run`]).
+#[derive(Clone)]
+pub struct Boot(std::sync::Arc<dyn Fn(&str) -> BootedVm + Send + Sync>);
+
+impl std::fmt::Debug for Boot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Boot")
+    }
+}
 
 /// The access key id the fake accepts.
 pub const ACCESS_KEY: &str = "AKIDSPUFFEXAMPLE";
@@ -63,6 +74,9 @@ pub struct Instance {
     pub invisible: u32,
     /// Requests until a shutting-down instance is terminated.
     pub ending: u32,
+    /// The VM a boot hook stood up for it: its address once running, and
+    /// the `spuff-ssh-port`/`spuff-ssh-user` tags it then carries.
+    pub booted: Option<BootedVm>,
 }
 
 impl Instance {
@@ -95,12 +109,22 @@ impl Instance {
     }
 
     fn ip(&self, n: u64) -> Option<String> {
-        (self.code == 16).then(|| format!("198.51.100.{}", n % 250 + 1))
+        (self.code == 16).then(|| match &self.booted {
+            Some(vm) => vm.ipv4.to_string(),
+            None => format!("198.51.100.{}", n % 250 + 1),
+        })
     }
 
     /// The `<item>` of an instance, as in ec2-describe-instances.xml.
     fn xml(&self, n: u64) -> String {
-        let tags = tag_set(&self.tags);
+        let mut tags = self.tags.clone();
+        if let (16, Some(vm)) = (self.code, &self.booted) {
+            tags.extend(vm.tags().iter().filter_map(|t| {
+                let (k, v) = t.split_once(':')?;
+                Some((k.to_string(), v.to_string()))
+            }));
+        }
+        let tags = tag_set(&tags);
         let ip = self
             .ip(n)
             .map(|ip| format!("<ipAddress>{ip}</ipAddress>"))
@@ -188,6 +212,8 @@ pub struct State {
     pub bad_signatures: u32,
     /// Spot prices (zone, instance type, USD, timestamp).
     pub spot_prices: Vec<(String, String, String, String)>,
+    /// Boots each new instance (see [`Server::on_run`]).
+    pub boot: Option<Boot>,
 }
 
 impl Default for State {
@@ -260,11 +286,18 @@ impl Default for State {
                 price("us-east-1b", "0.006200", "2026-12-01T09:00:00.000Z"),
                 price("us-east-1c", "0.008300", "2026-12-01T08:00:00.000Z"),
             ],
+            boot: None,
         }
     }
 }
 
 impl Server<State> {
+    /// Boots a VM for each instance `RunInstances` makes, from its user
+    /// data: the instance is reached where that VM listens once running.
+    pub fn on_run(&self, boot: impl Fn(&str) -> BootedVm + Send + Sync + 'static) {
+        self.state().boot = Some(Boot(std::sync::Arc::new(boot)));
+    }
+
     /// Adds a running instance in us-east-1 with these tags (and `Name`).
     pub fn seed_instance(&self, name: &str, tags: &[(&str, &str)]) -> String {
         let mut s = self.state();
@@ -290,6 +323,7 @@ impl Server<State> {
             max_price: None,
             invisible: 0,
             ending: 0,
+            booted: None,
         };
         s.instances.insert(n, instance);
         format!("us-east-1/{}", instance_id(n))
@@ -562,6 +596,31 @@ impl Api for State {
             (s, "server_error") => refuse(s, "InternalError", "An internal error has occurred"),
             (s, c) => refuse(s, c, "refused"),
         }
+    }
+
+    /// Boots the instance a `RunInstances` made, when a hook is installed.
+    fn after(&mut self, call: &Call, reply: &Reply) -> Option<Job<Self>> {
+        if call.body["Action"] != "RunInstances" || reply.status != 200 {
+            return None;
+        }
+        let hook = self.boot.clone()?;
+        let token = call.body["ClientToken"].as_str()?;
+        let (&n, instance) = self
+            .instances
+            .iter()
+            .find(|(_, i)| i.client_token.as_deref() == Some(token))?;
+        if instance.booted.is_some() {
+            return None;
+        }
+        let user_data = instance.user_data.clone().unwrap_or_default();
+        Some(Box::new(move || {
+            let vm = (hook.0)(&user_data);
+            Box::new(move |s: &mut State| {
+                if let Some(i) = s.instances.get_mut(&n) {
+                    i.booted = Some(vm);
+                }
+            })
+        }))
     }
 
     fn authorize(&mut self, raw: &Raw<'_>) -> Option<bool> {
@@ -1130,6 +1189,7 @@ impl State {
             max_price: one("InstanceMarketOptions.SpotOptions.MaxPrice"),
             invisible: self.invisible_calls,
             ending: 0,
+            booted: None,
         };
         let item = instance.xml(n);
         self.instances.insert(n, instance);

@@ -156,7 +156,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let defaults = || info.require_defaults();
     // A region from the account's own settings (an AWS profile) comes
     // before spuff's built-in default.
-    let region =
+    let mut region =
         match (args.region.clone().or(file.region.clone())).or_else(|| provider.default_region()) {
             Some(r) => r,
             None => defaults()?.region.to_string(),
@@ -165,6 +165,9 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         Some(s) => s,
         None => defaults()?.size.to_string(),
     };
+    if args.cheapest_region {
+        region = cheapest_region(&*provider, &size, ctx).await?;
+    }
     let image = match (&args.snapshot, args.image.clone().or(file.image.clone())) {
         (Some(id), _) => ImageSpec::Snapshot(id.clone()),
         (None, Some(image)) => ImageSpec::Custom(image),
@@ -178,12 +181,13 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     // Decided before anything exists: a refusal must not leave a VM behind.
     let self_destroy = self_destroy_token(info, ctx)?;
     let (agent_source, upload) = agent_delivery(&args, ctx)?;
+    let cheapest_zone = args.cheapest_zone || args.cheapest_region;
     let spot = args.spot.then(|| spuff::provider::SpotRequest {
         max_price: args.max_price.clone(),
-        cheapest_zone: args.cheapest_zone,
+        cheapest_zone,
     });
     if spot.is_some() {
-        show_spot_prices(&*provider, &region, &size, args.cheapest_zone, ctx).await;
+        show_spot_prices(&*provider, &region, &size, cheapest_zone, ctx).await;
     }
     let shared = Shared {
         region: region.clone(),
@@ -337,6 +341,75 @@ impl Shared {
         plan.spot = self.spot.clone();
         Ok(plan)
     }
+}
+
+/// The region where a spot VM of `size` is cheapest now, among
+/// `aws_regions` (else every region the account has enabled), asked
+/// concurrently; said in one line.
+async fn cheapest_region(
+    provider: &dyn spuff::provider::Provider,
+    size: &str,
+    ctx: &Context,
+) -> anyhow::Result<String> {
+    use futures::StreamExt as _;
+    let candidates: Vec<String> = if ctx.settings.file.aws_regions.is_empty() {
+        provider
+            .list_regions()
+            .await?
+            .into_iter()
+            .filter(|r| r.available)
+            .map(|r| r.slug)
+            .collect()
+    } else {
+        ctx.settings.file.aws_regions.clone()
+    };
+    let asked = ctx.ui.spinner(format!(
+        "Comparing spot prices of {size} in {} regions",
+        candidates.len()
+    ));
+    let prices: Vec<_> = futures::stream::iter(&candidates)
+        .map(|r| provider.spot_prices(r, size))
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let mut best: Option<spuff::provider::SpotPrice> = None;
+    let mut failed = Vec::new();
+    for p in prices {
+        match p {
+            Ok(list) => {
+                if let Some(first) = list.into_iter().next()
+                    && best
+                        .as_ref()
+                        .is_none_or(|b| first.usd_per_hour < b.usd_per_hour)
+                {
+                    best = Some(first);
+                }
+            }
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    let Some(best) = best else {
+        asked.fail();
+        anyhow::bail!(
+            "no region offers {size} as spot{}",
+            failed
+                .first()
+                .map(|e| format!(" (and some could not be asked: {e})"))
+                .unwrap_or_default()
+        );
+    };
+    asked.finish(format!(
+        "Cheapest spot price for {size}: ${:.4}/h in {} ({} regions compared{})",
+        best.usd_per_hour,
+        best.zone,
+        candidates.len(),
+        if failed.is_empty() {
+            String::new()
+        } else {
+            format!(", {} could not be asked", failed.len())
+        }
+    ));
+    Ok(best.region)
 }
 
 /// Shows what a spot VM of `size` costs now in `region`'s zones. Only
