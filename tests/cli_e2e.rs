@@ -736,6 +736,57 @@ fn fleet_life(w: &World) {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("a fleet called fl exists"));
 
+    // One create of a fleet refused: the others are made and usable, the
+    // table and the error say which failed and why, the exit code is 1.
+    w.fake.push_fault(Fault::new(
+        Method::POST,
+        "/v2/droplets",
+        FaultKind::Refuse {
+            status: 422,
+            code: "unprocessable_entity",
+        },
+    ));
+    let out = w.spuff(&[
+        "up",
+        "--count",
+        "3",
+        "--name",
+        "pf",
+        "--parallel",
+        "1",
+        "--dev",
+        "--agent-binary",
+        &agent,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "some failed");
+    let table = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("pf-1 ") && l.contains("failed")),
+        "{table}"
+    );
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" ready ")).count(),
+        2,
+        "{table}"
+    );
+    assert!(
+        stderr.contains("pf-1 failed") && stderr.contains("HTTP 422"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("1 of 3 VMs failed; the 2 ready ones are usable"),
+        "{stderr}"
+    );
+    let out = w.spuff(&["exec", "--fleet", "pf", "--", "true"]);
+    assert_success(&out, "exec on what was made");
+    assert_success(
+        &w.spuff(&["down", "--fleet", "pf", "--force"]),
+        "down --fleet pf",
+    );
+
     let out = w.spuff(&["exec", "--fleet", "fl", "--", "echo hi-from-fleet"]);
     assert_success(&out, "exec --fleet");
     let table = String::from_utf8_lossy(&out.stdout);

@@ -325,10 +325,11 @@ mod tests {
             .await
             .unwrap_err();
         assert!(
-            matches!(&e, ProviderError::Api { code: Some(c), operation, .. }
-                if c == "InsufficientInstanceCapacity" && operation == "RunInstances"),
+            matches!(&e, ProviderError::Capacity { code, operation, .. }
+                if code == "InsufficientInstanceCapacity" && operation == "RunInstances"),
             "{e:?}"
         );
+        assert!(!e.is_retryable());
     }
 
     #[test]

@@ -149,6 +149,12 @@ pub(crate) fn hint(code: &str) -> Option<String> {
             "Unsupported" => {
                 "this size or option is not offered in this zone or region: pick another size or region"
             }
+            "VPCIdNotSpecified" | "MissingInput" => {
+                "this region has no default VPC, which spuff's VMs and security group use: create one with `aws ec2 create-default-vpc --region REGION`, or pick another region (spuff does not make VPCs of its own yet)"
+            }
+            "UnsupportedOperation" => {
+                "EC2 cannot do this to this instance (a one-time spot VM cannot be stopped, only destroyed with `spuff down`)"
+            }
             _ => return None,
         }
         .to_string(),
@@ -184,8 +190,24 @@ mod tests {
 
     #[test]
     fn capacity_and_price_errors_should_keep_their_code_and_hint() {
+        // EC2 sends a capacity error as a 500: not a server fault to retry.
+        let e = from_response(
+            500,
+            &body("InsufficientInstanceCapacity", "no."),
+            "RunInstances",
+            None,
+        );
+        assert!(
+            matches!(&e, ProviderError::Capacity { code, .. } if code == "InsufficientInstanceCapacity"),
+            "{e:?}"
+        );
+        assert!(!e.is_retryable());
+        assert!(e.hint().unwrap_or_default().contains("another size"));
+        assert!(
+            e.to_string().contains("InsufficientInstanceCapacity"),
+            "{e}"
+        );
         for (code, words) in [
-            ("InsufficientInstanceCapacity", "another size"),
             ("SpotMaxPriceTooLow", "--max-price"),
             ("UnauthorizedOperation", "IAM"),
             ("OptInRequired", "enable the region"),
