@@ -348,7 +348,23 @@ pub(crate) enum ErrorRules {
 
 /// [`ErrorRules::Custom`]'s function: status, body, operation, and what a
 /// not-found concerns.
-pub(crate) type Classify = fn(u16, &[u8], &str, Option<(&'static str, &str)>) -> ProviderError;
+pub(crate) type Classify = fn(&ErrorAnswer<'_>) -> ProviderError;
+
+/// A failed answer, as an [`ErrorRules::Custom`] function reads it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ErrorAnswer<'a> {
+    /// The HTTP status.
+    pub(crate) status: u16,
+    /// The status line's reason phrase when it is not the standard one:
+    /// Proxmox puts its error message there (HTTP/1.1 only).
+    pub(crate) reason: Option<&'a str>,
+    /// The body, decoded.
+    pub(crate) body: &'a [u8],
+    /// What was asked (`POST /`, `RunInstances`).
+    pub(crate) operation: &'a str,
+    /// What a "not found" concerns, when the request says.
+    pub(crate) resource: Option<(&'static str, &'a str)>,
+}
 
 impl From<ErrorShape> for ErrorRules {
     fn from(shape: ErrorShape) -> Self {
@@ -750,7 +766,11 @@ impl HttpClient {
                 operation,
             });
         }
-        Err(self.classify(req, parts.status, &parts.headers, &body, operation))
+        let reason = parts
+            .extensions
+            .get::<hyper::ext::ReasonPhrase>()
+            .and_then(|r| std::str::from_utf8(r.as_bytes()).ok());
+        Err(self.classify(req, parts.status, reason, &parts.headers, &body, operation))
     }
 
     /// Undoes `Content-Encoding: gzip`, keeping the size cap on the output.
@@ -786,6 +806,7 @@ impl HttpClient {
         &self,
         req: &ApiRequest,
         status: StatusCode,
+        reason: Option<&str>,
         headers: &HeaderMap,
         body: &[u8],
         operation: String,
@@ -794,7 +815,13 @@ impl HttpClient {
             ErrorRules::Json(shape) => shape,
             ErrorRules::Custom(classify) => {
                 let resource = req.resource.as_ref().map(|(kind, id)| (*kind, id.as_str()));
-                return Failure::from(classify(status.as_u16(), body, &operation, resource));
+                return Failure::from(classify(&ErrorAnswer {
+                    status: status.as_u16(),
+                    reason,
+                    body,
+                    operation: &operation,
+                    resource,
+                }));
             }
         };
         let parsed = shape.parse(body, headers);

@@ -33,6 +33,7 @@ pub mod hetzner;
 mod http;
 mod info;
 pub mod local;
+pub(crate) mod proxmox;
 mod registry;
 mod types;
 

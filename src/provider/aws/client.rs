@@ -61,7 +61,7 @@ impl Ec2Client {
             &Auth::Signer(Arc::new(signer)),
             timeouts,
             config,
-            ErrorRules::Custom(errors::from_response),
+            ErrorRules::Custom(errors::classify),
         )?;
         Ok(Ec2Client { http })
     }

@@ -457,12 +457,12 @@ impl Ec2 {
             &Auth::Signer(Arc::new(Anonymous)),
             &self.timeouts,
             &self.http,
-            ErrorRules::Custom(|status, body, operation, _| ProviderError::Api {
+            ErrorRules::Custom(|answer| ProviderError::Api {
                 provider: NAME,
-                operation: operation.to_string(),
-                status,
+                operation: answer.operation.to_string(),
+                status: answer.status,
                 code: None,
-                message: crate::util::summarize_body(body),
+                message: crate::util::summarize_body(answer.body),
                 request_id: None,
             }),
         )

@@ -12,6 +12,16 @@ use crate::provider::ProviderError;
 
 const PROVIDER: &str = "aws";
 
+/// [`from_response`] as the HTTP client calls it.
+pub(crate) fn classify(answer: &crate::provider::http::ErrorAnswer<'_>) -> ProviderError {
+    from_response(
+        answer.status,
+        answer.body,
+        answer.operation,
+        answer.resource,
+    )
+}
+
 /// The error for a failed EC2 call. `resource` names what a `NotFound`
 /// concerns when the caller knows it (`instance`, `i-0abc…`).
 pub(crate) fn from_response(
