@@ -28,6 +28,7 @@ mod provider_aws;
 mod provider_contract;
 mod provider_digitalocean;
 mod provider_hetzner;
+mod provider_proxmox;
 mod sftp;
 // The agent's count of SSH connections against a real sshd and real
 // OpenSSH clients (reads the real /proc and the kernel's sockets).

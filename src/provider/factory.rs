@@ -31,6 +31,9 @@ pub struct ProviderConfig {
     /// others). AWS takes no token: its credentials come from here or from
     /// the environment and `~/.aws`.
     pub aws: super::aws::AwsConfig,
+    /// Proxmox's settings: the template, node and clone kind (ignored by
+    /// the others).
+    pub proxmox: super::proxmox::ProxmoxConfig,
 }
 
 impl ProviderConfig {

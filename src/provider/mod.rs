@@ -33,7 +33,7 @@ pub mod hetzner;
 mod http;
 mod info;
 pub mod local;
-pub(crate) mod proxmox;
+pub mod proxmox;
 mod registry;
 mod types;
 

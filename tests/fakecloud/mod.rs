@@ -16,6 +16,7 @@
 pub mod aws;
 pub mod digitalocean;
 pub mod hetzner;
+pub mod proxmox;
 pub mod server;
 
 pub use digitalocean::{BootHook, BootedVm, FakeCloud, FakeDroplet, TOKEN};

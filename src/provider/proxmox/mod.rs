@@ -11,15 +11,10 @@
 //! lists loopback, link-local and container addresses beside the one to
 //! use ([`agent`]).
 
-#![cfg_attr(
-    not(test),
-    expect(
-        dead_code,
-        reason = "the Proxmox provider that uses these lands next (issue 16)"
-    )
-)]
-
 pub(crate) mod agent;
 pub(crate) mod encode;
 pub(crate) mod errors;
 pub(crate) mod task;
+mod vm;
+
+pub use vm::{Factory, Proxmox, ProxmoxConfig, SIZES};

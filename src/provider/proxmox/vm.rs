@@ -1,0 +1,890 @@
+//! A Proxmox VE cluster as a spuff [`Provider`]: VMs cloned from a
+//! cloud-init template, every step a task waited for, addresses from the
+//! guest agent, snapshots per VM.
+//!
+//! Ids are VM ids (`123`): a VM keeps its id when it migrates, so the node
+//! it runs on is looked up (`/cluster/resources`) rather than recorded.
+//! Regions are nodes. spuff's labels become Proxmox tags, which allow only
+//! `[a-z0-9_+.-]`: `spuff`, `spuff-id-<id>` and `spuff-fleet-<name>`;
+//! other labels are not kept.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use http::Method;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::agent::{self, NoAddress};
+use super::errors;
+use super::task::{LogLine, TaskState, TaskStatus, Upid};
+use crate::provider::engine::{Poll, Rest};
+use crate::provider::http::{ApiRequest, ErrorRules, HttpClient};
+use crate::provider::info::{ProviderInfo, ProviderType};
+use crate::provider::{
+    Auth, FLEET_LABEL, HttpStats, ImageSpec, InstanceRequest, InstanceStatus, Listing,
+    MANAGED_LABEL, Provider, ProviderConfig, ProviderError, ProviderFactory, ProviderInstance,
+    ProviderResult, RegionInfo, SPUFF_ID_LABEL, SizeInfo, Snapshot, SshKeyInfo,
+};
+
+const NAME: &str = "proxmox";
+
+/// The sizes spuff offers on Proxmox: cores and memory, by name.
+pub const SIZES: &[(&str, u32, u64)] = &[
+    ("small", 2, 2048),
+    ("medium", 4, 4096),
+    ("large", 8, 8192),
+    ("xlarge", 16, 16384),
+];
+
+/// How spuff uses a Proxmox cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ProxmoxConfig {
+    /// The cloud-init-ready template VMs are cloned from (its VM id).
+    pub template: Option<u32>,
+    /// The node new VMs go to when a request names none (default: the
+    /// template's).
+    pub node: Option<String>,
+    /// Full clones instead of linked ones (slower, independent of the
+    /// template).
+    pub full_clone: bool,
+    /// The storage of a full clone's disks (default: the template's).
+    pub storage: Option<String>,
+}
+
+/// Builds [`Proxmox`] providers.
+#[derive(Debug, Clone, Copy)]
+pub struct Factory;
+
+impl ProviderFactory for Factory {
+    fn info(&self) -> &'static ProviderInfo {
+        ProviderType::Proxmox.info()
+    }
+
+    fn create(&self, config: ProviderConfig) -> ProviderResult<Arc<dyn Provider>> {
+        Ok(Arc::new(Proxmox::new(config)?))
+    }
+}
+
+/// A Proxmox VE cluster, reached with an API token.
+#[derive(Debug)]
+pub struct Proxmox {
+    rest: Rest,
+    config: ProxmoxConfig,
+}
+
+/// One VM as `/cluster/resources?type=vm` lists it.
+#[derive(Debug, Clone, Deserialize)]
+struct Resource {
+    #[serde(deserialize_with = "number")]
+    vmid: u64,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    node: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    tags: Option<String>,
+    #[serde(default, deserialize_with = "flag")]
+    template: bool,
+    #[serde(default, deserialize_with = "opt_number")]
+    maxcpu: Option<u64>,
+    #[serde(default, deserialize_with = "opt_number")]
+    maxmem: Option<u64>,
+    /// What holds the VM (`clone` while it is being cloned).
+    #[serde(default)]
+    lock: Option<String>,
+}
+
+/// A number Proxmox may send as a string (`"123"`).
+fn number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    opt_number(d)?.ok_or_else(|| serde::de::Error::custom("a number was null"))
+}
+
+fn opt_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_u64().or_else(|| n.as_f64().map(|f| f as u64))),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("`{s}` is not a number"))),
+        Some(other) => Err(serde::de::Error::custom(format!("{other} is not a number"))),
+    }
+}
+
+/// `0`/`1`, `""`, `"1"` or a boolean.
+fn flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    Ok(match Option::<Value>::deserialize(d)? {
+        Some(Value::Bool(b)) => b,
+        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) != 0,
+        Some(Value::String(s)) => matches!(s.trim(), "1" | "true"),
+        _ => false,
+    })
+}
+
+/// spuff's labels as tags, and back.
+fn tags_of(request: &InstanceRequest) -> ProviderResult<String> {
+    let valid = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_+.-".contains(&b))
+    };
+    let mut tags = vec![MANAGED_LABEL.to_string()];
+    let id = format!("{SPUFF_ID_LABEL}-{}", request.spuff_id);
+    if !valid(&id) {
+        return Err(invalid("spuff_id", "a spuff id is lower-case hex"));
+    }
+    tags.push(id);
+    if let Some(fleet) = request.labels.get(FLEET_LABEL) {
+        let tag = format!("{FLEET_LABEL}-{fleet}");
+        if !valid(&tag) {
+            return Err(invalid(
+                "fleet",
+                format!("`{fleet}` cannot be a Proxmox tag"),
+            ));
+        }
+        tags.push(tag);
+    }
+    Ok(tags.join(";"))
+}
+
+fn labels_of(tags: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = BTreeMap::new();
+    for tag in tags.unwrap_or_default().split([';', ',', ' ']) {
+        if tag == MANAGED_LABEL {
+            labels.insert(MANAGED_LABEL.to_string(), String::new());
+        } else if let Some(id) = tag.strip_prefix(&format!("{SPUFF_ID_LABEL}-")) {
+            labels.insert(SPUFF_ID_LABEL.to_string(), id.to_string());
+        } else if let Some(f) = tag.strip_prefix(&format!("{FLEET_LABEL}-")) {
+            labels.insert(FLEET_LABEL.to_string(), f.to_string());
+        }
+    }
+    labels
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ProviderError {
+    ProviderError::InvalidConfig {
+        provider: NAME,
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+/// A VM id as it goes into a path: digits only.
+fn vmid(id: &str) -> ProviderResult<u64> {
+    id.parse::<u64>()
+        .ok()
+        .filter(|n| (100..1_000_000_000).contains(n))
+        .ok_or_else(|| invalid("id", format!("`{id}` is not a Proxmox VM id")))
+}
+
+/// A node name as it goes into a path.
+fn node_name(node: &str) -> ProviderResult<&str> {
+    let ok = !node.is_empty()
+        && node.len() <= 63
+        && node.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    ok.then_some(node)
+        .ok_or_else(|| invalid("region", format!("`{node}` is not a Proxmox node name")))
+}
+
+impl Proxmox {
+    /// A client for the cluster at `config.base_url`
+    /// (`https://HOST:8006/api2/json/`), with the API token in
+    /// `config.token` (`USER@REALM!TOKENID=SECRET`).
+    ///
+    /// # Errors
+    /// A missing URL or token, an unreadable CA file.
+    pub fn new(config: ProviderConfig) -> ProviderResult<Proxmox> {
+        let info = ProviderType::Proxmox.info();
+        let base = config.base_url.clone().ok_or_else(|| {
+            invalid(
+                "url",
+                "no cluster URL: `spuff config set proxmox_url https://HOST:8006`",
+            )
+        })?;
+        let token = config.token.expose().trim();
+        let well_formed = token.contains('@') && token.contains('!') && token.contains('=');
+        if !token.is_empty() && !well_formed {
+            return Err(ProviderError::Authentication {
+                provider: NAME,
+                message: "the token is not USER@REALM!TOKENID=SECRET".into(),
+            });
+        }
+        let http = HttpClient::new(
+            NAME,
+            &base,
+            &Auth::PveApiToken(config.token.clone()),
+            &config.timeouts,
+            &config.http,
+            ErrorRules::Custom(errors::classify),
+        )?;
+        Ok(Proxmox {
+            rest: Rest {
+                http,
+                info,
+                timeouts: config.timeouts.clone(),
+                retry: config.http.retry.clone(),
+            },
+            config: config.proxmox.clone(),
+        })
+    }
+
+    /// `data` of the answer to `req`.
+    async fn data<T: DeserializeOwned>(&self, req: ApiRequest) -> ProviderResult<T> {
+        #[derive(Deserialize)]
+        struct Envelope<T> {
+            data: T,
+        }
+        let resp = self.rest.http.send(req).await?;
+        serde_json::from_slice::<Envelope<T>>(&resp.body)
+            .map(|e| e.data)
+            .map_err(|e| ProviderError::InvalidResponse {
+                provider: NAME,
+                operation: resp.operation.clone(),
+                message: format!("`data`: {e}"),
+            })
+    }
+
+    async fn resources(&self) -> ProviderResult<Vec<Resource>> {
+        let all: Vec<Value> = self
+            .data(ApiRequest::get("cluster/resources?type=vm"))
+            .await?;
+        // lxc containers come in the same list.
+        Ok(all
+            .into_iter()
+            .filter(|v| v["type"] == "qemu")
+            .filter_map(|v| serde_json::from_value::<Resource>(v).ok())
+            .collect())
+    }
+
+    async fn resource(&self, id: u64) -> ProviderResult<Option<Resource>> {
+        Ok(self.resources().await?.into_iter().find(|r| r.vmid == id))
+    }
+
+    /// Waits for a task to stop; a failed task is an error carrying the
+    /// end of its log.
+    async fn wait_task(&self, upid: &str, what: &str) -> ProviderResult<()> {
+        let task = Upid::parse(upid).ok_or_else(|| ProviderError::InvalidResponse {
+            provider: NAME,
+            operation: what.to_string(),
+            message: format!("`{}` is not a task id", crate::util::terminal_safe(upid)),
+        })?;
+        let node = node_name(&task.node)?.to_string();
+        let path = format!(
+            "nodes/{node}/tasks/{}",
+            crate::provider::engine::query_value(upid)
+        );
+        let state = self
+            .rest
+            .poll(what, self.rest.timeouts.action, || async {
+                let status: TaskStatus = self
+                    .data(ApiRequest::get(format!("{path}/status")).resource("task", upid))
+                    .await?;
+                Ok(match status.state() {
+                    TaskState::Running => Poll::Pending(format!("task {} running", task.kind)),
+                    done => Poll::Done(done),
+                })
+            })
+            .await?;
+        let TaskState::Failed(text) = state else {
+            return Ok(());
+        };
+        let log: Vec<LogLine> = self
+            .data(ApiRequest::get(format!("{path}/log?start=0&limit=50")))
+            .await
+            .unwrap_or_default();
+        let tail: Vec<String> = log
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .map(|l| crate::util::terminal_safe(&l.t).into_owned())
+            .collect();
+        Err(ProviderError::ActionFailed {
+            provider: NAME,
+            operation: what.to_string(),
+            action_id: upid.to_string(),
+            status: if tail.is_empty() {
+                crate::util::terminal_safe(&text).into_owned()
+            } else {
+                format!(
+                    "{}; log: {}",
+                    crate::util::terminal_safe(&text),
+                    tail.join(" | ")
+                )
+            },
+        })
+    }
+
+    /// Sends `req`, which answers a task id (or `null` when it finished
+    /// at once), and waits for the task.
+    async fn run(&self, req: ApiRequest, what: &str) -> ProviderResult<()> {
+        let upid: Option<String> = self.data(req).await?;
+        match upid {
+            Some(upid) => self.wait_task(&upid, what).await,
+            None => Ok(()),
+        }
+    }
+
+    /// The template to clone and the node it is on.
+    async fn template(&self, image: &ImageSpec) -> ProviderResult<(Resource, Option<String>)> {
+        let (source, snapshot) = match image {
+            ImageSpec::Snapshot(id) => {
+                let (vm, snap) = id
+                    .split_once('/')
+                    .ok_or_else(|| invalid("snapshot", format!("`{id}` is not VMID/SNAPSHOT")))?;
+                (vmid(vm)?, Some(snap.to_string()))
+            }
+            ImageSpec::Custom(id) => (vmid(id)?, None),
+            ImageSpec::Ubuntu(_) | ImageSpec::Debian(_) => {
+                let t = self.config.template.ok_or_else(|| {
+                    invalid(
+                        "template",
+                        "no template to clone: `spuff config set proxmox_template VMID` (docs/proxmox.md makes one from the official cloud image)",
+                    )
+                })?;
+                (u64::from(t), None)
+            }
+        };
+        let found = self
+            .resource(source)
+            .await?
+            .ok_or_else(|| invalid("template", format!("VM {source} does not exist")))?;
+        Ok((found, snapshot))
+    }
+
+    fn to_instance(&self, r: Resource) -> ProviderInstance {
+        let status = match r.status.as_deref() {
+            Some("running") => InstanceStatus::Active,
+            Some("stopped") => InstanceStatus::Off,
+            Some(other) => InstanceStatus::Unknown(other.to_string()),
+            None => InstanceStatus::New,
+        };
+        let mut vm = ProviderInstance::cloud(
+            r.vmid.to_string(),
+            r.name.clone().unwrap_or_default(),
+            status,
+            (None, None, None),
+            labels_of(r.tags.as_deref()),
+        );
+        vm.region = r.node.clone();
+        vm.size = size_name(r.maxcpu, r.maxmem);
+        vm
+    }
+
+    /// The VM with its address, asked of its guest agent when running.
+    async fn with_address(&self, r: Resource) -> ProviderResult<ProviderInstance> {
+        let running = r.status.as_deref() == Some("running");
+        let node = r.node.clone();
+        let id = r.vmid;
+        let mut vm = self.to_instance(r);
+        if !running {
+            return Ok(vm);
+        }
+        let base = format!("nodes/{}/qemu/{id}", node_name(&node)?);
+        let config: Value = self.data(ApiRequest::get(format!("{base}/config"))).await?;
+        let mac = config["net0"].as_str().and_then(agent::net0_mac);
+        let asked: ProviderResult<Value> = self
+            .data(ApiRequest::get(format!(
+                "{base}/agent/network-get-interfaces"
+            )))
+            .await;
+        let found = match asked {
+            Ok(data) => agent::addresses(&data, mac.as_deref()),
+            // Not up yet ("QEMU guest agent is not running"): no address yet.
+            Err(e) if e.is_retryable() => Err(NoAddress::NotYet),
+            Err(e) => return Err(e),
+        };
+        match found {
+            Ok(a) => {
+                vm.public_ipv4 = a.ipv4;
+                vm.public_ipv6 = a.ipv6;
+                vm.ssh = a
+                    .ipv4
+                    .map(std::net::IpAddr::V4)
+                    .or(a.ipv6.map(std::net::IpAddr::V6))
+                    .map(|ip| crate::provider::SshEndpoint::from_labels(ip, &vm.labels));
+            }
+            Err(NoAddress::NotYet) => {}
+            Err(NoAddress::Refused(why) | NoAddress::Malformed(why)) => {
+                return Err(ProviderError::InvalidResponse {
+                    provider: NAME,
+                    operation: format!("GET {base}/agent/network-get-interfaces"),
+                    message: why,
+                });
+            }
+        }
+        Ok(vm)
+    }
+
+    async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
+        let n = vmid(id)?;
+        let r = self.resource(n).await?.ok_or(ProviderError::NotFound {
+            provider: NAME,
+            resource: "VM",
+            id: id.to_string(),
+        })?;
+        let action = if on { "start" } else { "stop" };
+        let req = ApiRequest::new(
+            Method::POST,
+            format!("nodes/{}/qemu/{n}/status/{action}", node_name(&r.node)?),
+        )
+        .json(&json!({}))
+        .resource("VM", id);
+        self.run(req, &format!("{action} VM {n}")).await
+    }
+}
+
+/// A size's name for `cores` and `memory` (bytes), or `Nc-MG`.
+fn size_name(cores: Option<u64>, memory: Option<u64>) -> String {
+    let (Some(c), Some(m)) = (cores, memory) else {
+        return String::new();
+    };
+    let mib = m / (1024 * 1024);
+    SIZES
+        .iter()
+        .find(|(_, sc, sm)| u64::from(*sc) == c && *sm == mib)
+        .map(|(n, ..)| (*n).to_string())
+        .unwrap_or_else(|| format!("{c}c-{}g", mib.div_ceil(1024)))
+}
+
+/// Cores and MiB for a size name (`small`, or `4c-8g`).
+fn size_of(name: &str) -> ProviderResult<(u32, u64)> {
+    if let Some((_, c, m)) = SIZES.iter().find(|(n, ..)| *n == name) {
+        return Ok((*c, *m));
+    }
+    let parsed = name.split_once("c-").and_then(|(c, g)| {
+        let cores: u32 = c.parse().ok()?;
+        let gib: u64 = g.strip_suffix('g')?.parse().ok()?;
+        ((1..=512).contains(&cores) && (1..=4096).contains(&gib)).then_some((cores, gib * 1024))
+    });
+    parsed.ok_or_else(|| {
+        let names: Vec<&str> = SIZES.iter().map(|(n, ..)| *n).collect();
+        invalid(
+            "size",
+            format!("`{name}`: use {} or CORESc-GIBg (4c-8g)", names.join(", ")),
+        )
+    })
+}
+
+#[async_trait::async_trait]
+impl Provider for Proxmox {
+    fn info(&self) -> &'static ProviderInfo {
+        ProviderType::Proxmox.info()
+    }
+
+    async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance> {
+        if request.spot.is_some() {
+            return Err(self.unsupported("spot instances"));
+        }
+        if !crate::location::is_instance_name(&request.name) {
+            return Err(invalid(
+                "name",
+                format!(
+                    "{:?}: use 1-63 lowercase letters, digits and '-'",
+                    request.name
+                ),
+            ));
+        }
+        let (cores, memory) = size_of(&request.size)?;
+        let tags = tags_of(request)?;
+        let (template, snapshot) = self.template(&request.image).await?;
+        let node = if request.region.is_empty() {
+            self.config.node.clone().unwrap_or(template.node.clone())
+        } else {
+            request.region.clone()
+        };
+        node_name(&node)?;
+        let next: Value = self.data(ApiRequest::get("cluster/nextid")).await?;
+        let new = match &next {
+            Value::String(s) => s.parse::<u64>().ok(),
+            Value::Number(n) => n.as_u64(),
+            _ => None,
+        }
+        .ok_or_else(|| ProviderError::InvalidResponse {
+            provider: NAME,
+            operation: "GET cluster/nextid".into(),
+            message: format!("`{next}` is not a VM id"),
+        })?;
+        let mut clone = json!({
+            "newid": new,
+            "name": request.name,
+            "full": u8::from(self.config.full_clone),
+            "target": node,
+            "description": format!("spuff VM {} ({})", request.name, request.spuff_id),
+        });
+        if let Some(s) = &snapshot {
+            clone["snapname"] = json!(s);
+        }
+        if let (true, Some(storage)) = (self.config.full_clone, &self.config.storage) {
+            clone["storage"] = json!(storage);
+        }
+        let req = ApiRequest::new(
+            Method::POST,
+            format!(
+                "nodes/{}/qemu/{}/clone",
+                node_name(&template.node)?,
+                template.vmid
+            ),
+        )
+        .json(&clone)
+        .resource("VM", template.vmid.to_string());
+        // A clone is not idempotent, but its new id is ours: after a lost
+        // answer, a VM with that id and this name is the one we made.
+        let made = || async {
+            Ok(match self.resource(new).await? {
+                Some(r) if r.name.as_deref() == Some(request.name.as_str()) => {
+                    vec![self.to_instance(r)]
+                }
+                _ => vec![],
+            })
+        };
+        let create = || async {
+            self.run(req.clone(), &format!("clone VM {} to {new}", template.vmid))
+                .await?;
+            Ok(ProviderInstance {
+                status: InstanceStatus::New,
+                ..self.to_instance(Resource {
+                    vmid: new,
+                    name: Some(request.name.clone()),
+                    node: node.clone(),
+                    status: None,
+                    tags: Some(tags.clone()),
+                    template: false,
+                    maxcpu: Some(u64::from(cores)),
+                    maxmem: Some(memory * 1024 * 1024),
+                    lock: None,
+                })
+            })
+        };
+        let vm = self.rest.create_then_find(request, create, made).await?;
+        // A clone found after a lost answer may still be copying: its
+        // config is locked until then.
+        let what = format!("waiting for the clone of VM {new} to finish");
+        self.rest
+            .poll(&what, self.rest.timeouts.action, || async {
+                Ok(match self.resource(new).await?.and_then(|r| r.lock) {
+                    Some(lock) => Poll::Pending(format!("locked ({lock})")),
+                    None => Poll::Done(()),
+                })
+            })
+            .await?;
+        let base = format!("nodes/{node}/qemu/{new}");
+        let mut config = json!({
+            "tags": tags,
+            "cores": cores,
+            "memory": memory.to_string(),
+            "agent": "enabled=1",
+            "ipconfig0": "ip=dhcp,ip6=auto",
+        });
+        if !request.ssh_keys.is_empty() {
+            let keys = super::encode::sshkeys(&request.ssh_keys);
+            if !super::encode::is_urlencoded(&keys) {
+                return Err(invalid(
+                    "ssh_keys",
+                    "the keys could not be encoded for Proxmox",
+                ));
+            }
+            config["sshkeys"] = json!(keys);
+        }
+        self.run(
+            ApiRequest::new(Method::POST, format!("{base}/config"))
+                .json(&config)
+                .resource("VM", new.to_string()),
+            &format!("configure VM {new}"),
+        )
+        .await?;
+        self.run(
+            ApiRequest::new(Method::POST, format!("{base}/status/start"))
+                .json(&json!({}))
+                .resource("VM", new.to_string()),
+            &format!("start VM {new}"),
+        )
+        .await?;
+        Ok(vm)
+    }
+
+    async fn destroy_instance(&self, id: &str) -> ProviderResult<()> {
+        let n = vmid(id)?;
+        let Some(r) = self.resource(n).await? else {
+            return Ok(());
+        };
+        let base = format!("nodes/{}/qemu/{n}", node_name(&r.node)?);
+        if r.status.as_deref() == Some("running") {
+            self.run(
+                ApiRequest::new(Method::POST, format!("{base}/status/stop"))
+                    .json(&json!({}))
+                    .resource("VM", id),
+                &format!("stop VM {n}"),
+            )
+            .await?;
+        }
+        let req = ApiRequest::new(
+            Method::DELETE,
+            format!("{base}?purge=1&destroy-unreferenced-disks=1"),
+        )
+        .resource("VM", id);
+        match self.run(req, &format!("destroy VM {n}")).await {
+            Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>> {
+        let n = vmid(id)?;
+        match self.resource(n).await? {
+            Some(r) if !r.template => Ok(Some(self.with_address(r).await?)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn list_instances(&self) -> ProviderResult<Listing> {
+        let instances = self
+            .resources()
+            .await?
+            .into_iter()
+            .filter(|r| !r.template)
+            .map(|r| self.to_instance(r))
+            .filter(|vm| vm.is_managed())
+            .collect();
+        Ok(Listing {
+            instances,
+            skipped: Vec::new(),
+        })
+    }
+
+    async fn wait_ready(&self, id: &str) -> ProviderResult<ProviderInstance> {
+        self.rest
+            .wait_ready(id, "VM", &[InstanceStatus::Off], || self.get_instance(id))
+            .await
+    }
+
+    async fn create_snapshot(&self, instance_id: &str, name: &str) -> ProviderResult<Snapshot> {
+        let n = vmid(instance_id)?;
+        let r = self.resource(n).await?.ok_or(ProviderError::NotFound {
+            provider: NAME,
+            resource: "VM",
+            id: instance_id.to_string(),
+        })?;
+        // Snapshot names: a letter, then letters, digits, `-` and `_`.
+        let mut snap: String = name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(40)
+            .collect();
+        if !snap.starts_with(|c: char| c.is_ascii_alphabetic()) {
+            snap.insert(0, 's');
+        }
+        let req = ApiRequest::new(
+            Method::POST,
+            format!("nodes/{}/qemu/{n}/snapshot", node_name(&r.node)?),
+        )
+        .json(&json!({"snapname": snap, "description": format!("spuff snapshot {name}")}))
+        .resource("VM", instance_id);
+        self.run(req, &format!("snapshot `{snap}` of VM {n}"))
+            .await?;
+        Ok(Snapshot {
+            id: format!("{n}/{snap}"),
+            name: snap,
+            created_at: None,
+            size_gb: None,
+            regions: vec![r.node],
+            source_instance: Some(instance_id.to_string()),
+        })
+    }
+
+    async fn list_snapshots(&self) -> ProviderResult<Vec<Snapshot>> {
+        #[derive(Deserialize)]
+        struct Snap {
+            name: String,
+            #[serde(default, deserialize_with = "opt_number")]
+            snaptime: Option<u64>,
+        }
+        let mut out = Vec::new();
+        for vm in self.list_instances().await? {
+            let n = vmid(&vm.id)?;
+            let snaps: Vec<Snap> = self
+                .data(ApiRequest::get(format!(
+                    "nodes/{}/qemu/{n}/snapshot",
+                    node_name(&vm.region)?
+                )))
+                .await?;
+            // `current` is "You are here", not a snapshot.
+            out.extend(
+                snaps
+                    .into_iter()
+                    .filter(|s| s.name != "current")
+                    .map(|s| Snapshot {
+                        id: format!("{n}/{}", s.name),
+                        created_at: s.snaptime.filter(|t| *t > 0).map(|t| t.to_string()),
+                        name: s.name,
+                        size_gb: None,
+                        regions: vec![vm.region.clone()],
+                        source_instance: Some(vm.id.clone()),
+                    }),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
+        let (vm, snap) = id
+            .split_once('/')
+            .ok_or_else(|| invalid("snapshot", format!("`{id}` is not VMID/SNAPSHOT")))?;
+        let n = vmid(vm)?;
+        if snap.is_empty()
+            || !snap
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(invalid(
+                "snapshot",
+                format!("`{snap}` is not a snapshot name"),
+            ));
+        }
+        let Some(r) = self.resource(n).await? else {
+            return Ok(());
+        };
+        // Gone is deleted: Proxmox answers a 500 for a missing snapshot.
+        let names: Vec<Value> = self
+            .data(ApiRequest::get(format!(
+                "nodes/{}/qemu/{n}/snapshot",
+                node_name(&r.node)?
+            )))
+            .await?;
+        if !names.iter().any(|s| s["name"] == snap) {
+            return Ok(());
+        }
+        let req = ApiRequest::new(
+            Method::DELETE,
+            format!("nodes/{}/qemu/{n}/snapshot/{snap}", node_name(&r.node)?),
+        )
+        .resource("snapshot", id);
+        match self
+            .run(req, &format!("delete snapshot `{snap}` of VM {n}"))
+            .await
+        {
+            Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn power_off(&self, id: &str) -> ProviderResult<()> {
+        self.power(id, false).await
+    }
+
+    async fn power_on(&self, id: &str) -> ProviderResult<()> {
+        self.power(id, true).await
+    }
+
+    async fn list_ssh_keys(&self) -> ProviderResult<Vec<SshKeyInfo>> {
+        // Keys go into each VM's cloud-init (`sshkeys`); there is no account.
+        Ok(Vec::new())
+    }
+
+    async fn ensure_ssh_key(&self, name: &str, public_key: &str) -> ProviderResult<SshKeyInfo> {
+        let fingerprint = crate::provider::md5_fingerprint(public_key)
+            .ok_or_else(|| invalid("ssh_key", "not an OpenSSH public key line"))?;
+        // The key itself is the id: it goes into the VM's `sshkeys`.
+        Ok(SshKeyInfo {
+            id: public_key.trim().to_string(),
+            name: name.to_string(),
+            fingerprint,
+        })
+    }
+
+    async fn list_sizes(&self) -> ProviderResult<Vec<SizeInfo>> {
+        Ok(SIZES
+            .iter()
+            .map(|(slug, cores, mib)| SizeInfo {
+                slug: (*slug).to_string(),
+                vcpus: *cores,
+                memory_mb: *mib,
+                disk_gb: 0,
+                price_monthly: None,
+                regions: Vec::new(),
+                available: true,
+            })
+            .collect())
+    }
+
+    async fn list_regions(&self) -> ProviderResult<Vec<RegionInfo>> {
+        #[derive(Deserialize)]
+        struct Node {
+            node: String,
+            #[serde(default)]
+            status: Option<String>,
+        }
+        let nodes: Vec<Node> = self.data(ApiRequest::get("nodes")).await?;
+        Ok(nodes
+            .into_iter()
+            .map(|n| RegionInfo {
+                available: n.status.as_deref() == Some("online"),
+                name: n.node.clone(),
+                slug: n.node,
+            })
+            .collect())
+    }
+
+    fn default_region(&self) -> Option<String> {
+        self.config.node.clone()
+    }
+
+    fn http_stats(&self) -> HttpStats {
+        self.rest.http.stats()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_should_have_names_and_parse_back() {
+        assert_eq!(size_of("small").ok(), Some((2, 2048)));
+        assert_eq!(size_of("4c-8g").ok(), Some((4, 8192)));
+        assert!(size_of("huge").is_err() && size_of("0c-1g").is_err());
+        assert_eq!(size_name(Some(2), Some(2048 * 1024 * 1024)), "small");
+        assert_eq!(size_name(Some(3), Some(3 * 1024 * 1024 * 1024)), "3c-3g");
+    }
+
+    #[test]
+    fn labels_should_round_trip_through_tags() {
+        let request = InstanceRequest::new("a", "pve", "small")
+            .with_spuff_id("0123456789abcdef")
+            .with_label(FLEET_LABEL, "batch-1");
+        let tags = tags_of(&request).unwrap();
+        assert_eq!(tags, "spuff;spuff-id-0123456789abcdef;spuff-fleet-batch-1");
+        let labels = labels_of(Some(&tags));
+        assert_eq!(
+            labels.get(SPUFF_ID_LABEL).map(String::as_str),
+            Some("0123456789abcdef")
+        );
+        assert_eq!(labels.get(FLEET_LABEL).map(String::as_str), Some("batch-1"));
+        assert!(labels.contains_key(MANAGED_LABEL));
+    }
+
+    #[test]
+    fn numbers_may_come_as_strings_and_templates_as_empty_strings() {
+        let path = format!(
+            "{}/tests/data/proxmox/real-bodies/go-proxmox__nodes_test__GET_node1_qemu_template_pid_null.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let vms: Vec<Resource> = serde_json::from_value(v["data"].clone()).unwrap();
+        assert!(!vms.is_empty());
+        assert!(vms.iter().any(|r| r.template) && vms.iter().any(|r| !r.template));
+        assert!(vmid("4242").is_ok() && vmid("12a").is_err() && vmid("99").is_err());
+    }
+}

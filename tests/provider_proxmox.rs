@@ -1,0 +1,208 @@
+//! What only the Proxmox VE provider does, against the fake Proxmox API
+//! (tests/fakecloud/proxmox.rs): a VM cloned from the template, configured
+//! (tags, size, agent, DHCP, `sshkeys` encoded as Proxmox checks it) and
+//! started, each step a task polled on the node its UPID names; the
+//! address from the guest agent once it runs; a failed task reported with
+//! its log; a clone whose answer was lost found by its new id; VMs made
+//! from a snapshot; a running VM stopped before it is destroyed; errors in
+//! Proxmox's words. What every provider does is in
+//! tests/provider_contract.rs.
+
+use std::sync::Arc;
+
+use http::Method;
+use spuff::Hint as _;
+use spuff::provider::proxmox::Proxmox;
+use spuff::provider::{
+    FLEET_LABEL, ImageSpec, InstanceRequest, InstanceStatus, Provider, ProviderError,
+};
+
+use crate::fakecloud::proxmox::{self, State, TEMPLATE};
+use crate::fakecloud::server::{Fault, FaultKind, Server};
+
+const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHP8Yy4ecgYC4y0ezsYMvUG0K48+1SZDuaUDysuuFaa4 ana@laptop";
+
+async fn start() -> (Server<State>, Arc<dyn Provider>) {
+    let fake = Server::<State>::start().await;
+    let p: Arc<dyn Provider> = Arc::new(Proxmox::new(proxmox::config(&fake)).expect("client"));
+    (fake, p)
+}
+
+fn request(name: &str) -> InstanceRequest {
+    InstanceRequest::new(name, "pve1", "medium")
+        .with_image(ImageSpec::debian("12"))
+        .with_ssh_key(KEY)
+        .with_label(FLEET_LABEL, "batch")
+}
+
+#[tokio::test]
+async fn a_vm_should_be_cloned_configured_started_and_reached() {
+    let (fake, p) = start().await;
+    let vm = p
+        .create_instance(&request("spuff-pve-1"))
+        .await
+        .expect("create");
+    assert_eq!(vm.status, InstanceStatus::New);
+    let id: u64 = vm.id.parse().expect("a VM id");
+    {
+        let st = fake.state();
+        let made = &st.vms[&id];
+        assert!(made.running && !made.template);
+        assert_eq!((made.cores, made.memory_mib), (4, 4096));
+        assert!(made.tags.starts_with("spuff;spuff-id-"), "{}", made.tags);
+        assert!(made.tags.ends_with(";spuff-fleet-batch"), "{}", made.tags);
+        // Encoded once, as Proxmox's urlencoded check wants for JSON.
+        assert_eq!(
+            made.config["sshkeys"],
+            "ssh-ed25519%20AAAAC3NzaC1lZDI1NTE5AAAAIHP8Yy4ecgYC4y0ezsYMvUG0K48%2B1SZDuaUDysuuFaa4%20ana%40laptop"
+        );
+        assert_eq!(made.config["ipconfig0"], "ip=dhcp,ip6=auto");
+        assert_eq!(made.config["agent"], "enabled=1");
+    }
+    let s = fake.stats();
+    assert_eq!(
+        s.count(&format!("POST /api2/json/nodes/pve1/qemu/{TEMPLATE}/clone")),
+        1
+    );
+    assert!(
+        s.count_prefix("GET /api2/json/nodes/pve1/tasks/UPID") >= 3,
+        "{:?}",
+        s.log
+    );
+    // The guest agent is "not running" for a few polls, then answers
+    // loopback, docker0 and the VM's own address.
+    let ready = p.wait_ready(&vm.id).await.expect("ready");
+    assert_eq!(
+        ready.public_ipv4,
+        Some(format!("192.0.2.{}", id % 250).parse().expect("ip"))
+    );
+    assert_eq!(ready.region, "pve1");
+    assert_eq!(ready.size, "medium");
+    assert!(ready.spuff_id().is_some());
+    assert_eq!(
+        ready.labels.get(FLEET_LABEL).map(String::as_str),
+        Some("batch")
+    );
+    // Running, so it is stopped first, then destroyed with its disks.
+    p.destroy_instance(&vm.id).await.expect("destroy");
+    assert!(!fake.state().vms.contains_key(&id));
+    let s = fake.stats();
+    assert_eq!(
+        s.count(&format!("POST /api2/json/nodes/pve1/qemu/{id}/status/stop")),
+        1
+    );
+    assert!(p.get_instance(&vm.id).await.expect("get").is_none());
+    p.destroy_instance(&vm.id).await.expect("gone is destroyed");
+}
+
+#[tokio::test]
+async fn a_failed_task_should_be_reported_with_its_log() {
+    let (fake, p) = start().await;
+    fake.state().fail_next = Some((
+        "qmstart".into(),
+        "start failed: no space left on device".into(),
+    ));
+    let e = p
+        .create_instance(&request("spuff-full"))
+        .await
+        .expect_err("start fails");
+    let text = e.to_string();
+    assert!(matches!(e, ProviderError::ActionFailed { .. }), "{e:?}");
+    assert!(
+        text.contains("start failed: no space left on device"),
+        "{text}"
+    );
+    assert!(text.contains("TASK ERROR"), "the log's end: {text}");
+}
+
+#[tokio::test]
+async fn a_lost_clone_answer_should_find_the_clone_not_make_another() {
+    let (fake, p) = start().await;
+    fake.push_fault(Fault::new(
+        Method::POST,
+        &format!("/api2/json/nodes/pve1/qemu/{TEMPLATE}/clone"),
+        FaultKind::ProcessThenDrop,
+    ));
+    let vm = p
+        .create_instance(&request("spuff-lost"))
+        .await
+        .expect("create");
+    assert_eq!(vm.name, "spuff-lost");
+    let st = fake.state();
+    assert_eq!(
+        st.vms.values().filter(|v| !v.template).count(),
+        1,
+        "one clone"
+    );
+}
+
+#[tokio::test]
+async fn a_vm_should_be_made_from_another_vms_snapshot() {
+    let (fake, p) = start().await;
+    let first = p
+        .create_instance(&request("spuff-a"))
+        .await
+        .expect("create");
+    let snap = p
+        .create_snapshot(&first.id, "before upgrade")
+        .await
+        .expect("snapshot");
+    assert_eq!(snap.name, "before_upgrade");
+    let from = request("spuff-b").with_image(ImageSpec::Snapshot(snap.id.clone()));
+    let second = p.create_instance(&from).await.expect("from snapshot");
+    assert_ne!(first.id, second.id);
+    let clones = fake.stats().count(&format!(
+        "POST /api2/json/nodes/pve1/qemu/{}/clone",
+        first.id
+    ));
+    assert_eq!(clones, 1);
+    let e = p
+        .create_instance(&request("spuff-c").with_image(ImageSpec::Snapshot("4242/none".into())))
+        .await
+        .expect_err("no such VM");
+    assert!(e.to_string().contains("4242"), "{e}");
+}
+
+#[tokio::test]
+async fn errors_should_be_in_proxmoxs_words_with_what_to_do() {
+    let fake = Server::<State>::start().await;
+    // A well-formed token Proxmox does not know: its 401 has no body.
+    let mut config = proxmox::config(&fake);
+    config.token = "spuff@pve!ci=00000000-0000-0000-0000-000000000000".into();
+    let p = Proxmox::new(config).expect("client");
+    let e = p.list_instances().await.expect_err("401");
+    assert!(matches!(e, ProviderError::Authentication { .. }), "{e:?}");
+    assert!(
+        e.hint()
+            .unwrap_or_default()
+            .contains("PROXMOX_VE_API_TOKEN")
+    );
+    assert!(!format!("{e:?} {p:?}").contains("00000000-0000"));
+    // A token in the wrong shape is refused before anything is sent.
+    let mut config = proxmox::config(&fake);
+    config.token = "just-a-secret".into();
+    let e = Proxmox::new(config).expect_err("shape");
+    assert!(e.to_string().contains("USER@REALM!TOKENID=SECRET"), "{e}");
+    // No template configured: said, with how to set one.
+    let mut config = proxmox::config(&fake);
+    config.proxmox.template = None;
+    let p = Proxmox::new(config).expect("client");
+    let e = p
+        .create_instance(&request("x"))
+        .await
+        .expect_err("no template");
+    assert!(e.to_string().contains("proxmox_template"), "{e}");
+    // A size that is not one.
+    let (_fake, p) = start().await;
+    let e = p
+        .create_instance(&InstanceRequest::new("x", "pve1", "huge"))
+        .await
+        .expect_err("size");
+    assert!(e.to_string().contains("small, medium"), "{e}");
+    // A VM id that is not one never reaches a path.
+    assert!(matches!(
+        p.get_instance("../nodes").await,
+        Err(ProviderError::InvalidConfig { .. })
+    ));
+}
