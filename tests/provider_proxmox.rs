@@ -206,3 +206,49 @@ async fn errors_should_be_in_proxmoxs_words_with_what_to_do() {
         Err(ProviderError::InvalidConfig { .. })
     ));
 }
+
+#[tokio::test]
+async fn user_data_should_reach_the_node_as_a_private_snippet_and_go_with_the_vm() {
+    use spuff::provider::proxmox::NodeSsh;
+    let sshd = crate::util::Sshd::start();
+    let fake = Server::<State>::start().await;
+    let dir = sshd.remote("snippets");
+    let mut node = NodeSsh::new(sshd.config());
+    node.dir = dir.clone();
+    let mut config = proxmox::config(&fake);
+    config.proxmox.node_ssh = Some(node);
+    let p = Proxmox::new(config).expect("client");
+    let user_data = "#cloud-config\nhostname: spuff-ud\n";
+    let vm = p
+        .create_instance(&request("spuff-ud").with_user_data(user_data))
+        .await
+        .expect("create");
+    let file = crate::util::local_path(&format!("{dir}/spuff-{}-user.yaml", vm.id));
+    assert_eq!(std::fs::read_to_string(&file).expect("snippet"), user_data);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&file).expect("meta").permissions().mode();
+        assert_eq!(
+            mode & 0o777,
+            0o600,
+            "the host key and agent token are in it"
+        );
+    }
+    let id: u64 = vm.id.parse().expect("id");
+    assert_eq!(
+        fake.state().vms[&id].config["cicustom"],
+        format!("user=local:snippets/spuff-{id}-user.yaml")
+    );
+    p.destroy_instance(&vm.id).await.expect("destroy");
+    assert!(!file.exists(), "the snippet goes with its VM");
+
+    // Without a way onto the node, refused before anything is made.
+    let (fake, p) = start().await;
+    let e = p
+        .create_instance(&request("spuff-no-node").with_user_data(user_data))
+        .await
+        .expect_err("no node ssh");
+    assert!(e.to_string().contains("proxmox_node_ssh"), "{e}");
+    assert_eq!(fake.state().vms.len(), 1, "only the template");
+}

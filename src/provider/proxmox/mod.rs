@@ -17,4 +17,4 @@ pub(crate) mod errors;
 pub(crate) mod task;
 mod vm;
 
-pub use vm::{Factory, Proxmox, ProxmoxConfig, SIZES};
+pub use vm::{Factory, NodeSsh, Proxmox, ProxmoxConfig, SIZES};

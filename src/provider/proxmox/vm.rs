@@ -51,6 +51,34 @@ pub struct ProxmoxConfig {
     pub full_clone: bool,
     /// The storage of a full clone's disks (default: the template's).
     pub storage: Option<String>,
+    /// How spuff puts a VM's user-data on the node as a snippet; without
+    /// it a VM gets no user-data (see docs/proxmox.md).
+    pub node_ssh: Option<NodeSsh>,
+}
+
+/// SSH to a node, to write user-data snippets there: Proxmox's API cannot
+/// upload snippets, and spuff's user-data (the pinned host key, the agent)
+/// is needed by every VM.
+#[derive(Debug, Clone)]
+pub struct NodeSsh {
+    /// How to log in to the node (host, user, keys, and its host key
+    /// checked as configured: never accepted blindly).
+    pub ssh: crate::ssh::Config,
+    /// The storage holding snippets (`local`).
+    pub storage: String,
+    /// Where that storage keeps them on the node (`/var/lib/vz/snippets`).
+    pub dir: String,
+}
+
+impl NodeSsh {
+    /// Snippets on `local`, in `/var/lib/vz/snippets`, through `ssh`.
+    pub fn new(ssh: crate::ssh::Config) -> Self {
+        NodeSsh {
+            ssh,
+            storage: "local".into(),
+            dir: "/var/lib/vz/snippets".into(),
+        }
+    }
 }
 
 /// Builds [`Proxmox`] providers.
@@ -422,6 +450,75 @@ impl Proxmox {
         Ok(vm)
     }
 
+    /// Runs `command` on the node with `stdin`; its failure in words.
+    async fn on_node(&self, command: &str, stdin: &[u8]) -> ProviderResult<()> {
+        let Some(node) = &self.config.node_ssh else {
+            return Err(invalid(
+                "node_ssh",
+                "spuff's user-data reaches a Proxmox VM as a snippet written over SSH: `spuff config set proxmox_node_ssh root@NODE`",
+            ));
+        };
+        let failed = |message: String| {
+            ProviderError::Host {
+            provider: NAME,
+            operation: format!("writing the VM's user-data on {}", node.ssh.host),
+            message,
+            detail: None,
+            hint: Some(
+                "spuff logs in to the node as proxmox_node_ssh says, with your SSH keys; its host key must be in ~/.ssh/known_hosts (ssh to it once)".into(),
+            ),
+        }
+        };
+        let session = crate::ssh::Session::connect(node.ssh.clone())
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let run = async {
+            let child = session.spawn(command).await?;
+            child.write_stdin(stdin).await?;
+            child.close_stdin().await?;
+            child.collect_limited(64 * 1024).await
+        };
+        let out = run.await.map_err(|e| failed(e.to_string()));
+        let _ = session.close().await;
+        let out = out?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(failed(format!(
+                "`{command}` failed ({}): {}",
+                out.status,
+                crate::util::terminal_safe(String::from_utf8_lossy(&out.stderr).trim())
+            )))
+        }
+    }
+
+    /// The snippet's file name for VM `id`.
+    fn snippet(id: u64) -> String {
+        format!("spuff-{id}-user.yaml")
+    }
+
+    /// Writes `user_data` as VM `id`'s snippet (0600, atomically) and
+    /// returns the volume `cicustom` names.
+    async fn put_snippet(&self, id: u64, user_data: &str) -> ProviderResult<String> {
+        let node = self.config.node_ssh.as_ref();
+        let (storage, dir) = node.map_or(("local", "/var/lib/vz/snippets"), |n| {
+            (n.storage.as_str(), n.dir.as_str())
+        });
+        let name = Self::snippet(id);
+        let path = format!("{dir}/{name}");
+        let tmp = format!("{path}.tmp");
+        let q = crate::cloudinit::escape::sh_quote;
+        let command = format!(
+            "umask 077 && mkdir -p {} && cat > {} && mv -f {} {}",
+            q(dir),
+            q(&tmp),
+            q(&tmp),
+            q(&path)
+        );
+        self.on_node(&command, user_data.as_bytes()).await?;
+        Ok(format!("{storage}:snippets/{name}"))
+    }
+
     async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
         let n = vmid(id)?;
         let r = self.resource(n).await?.ok_or(ProviderError::NotFound {
@@ -493,6 +590,21 @@ impl Provider for Proxmox {
         }
         let (cores, memory) = size_of(&request.size)?;
         let tags = tags_of(request)?;
+        if let Some(user_data) = &request.user_data {
+            let limit = ProviderType::Proxmox.info().user_data_limit;
+            if user_data.len() > limit {
+                return Err(invalid(
+                    "user_data",
+                    format!("{} bytes; at most {limit}", user_data.len()),
+                ));
+            }
+            if self.config.node_ssh.is_none() {
+                return Err(invalid(
+                    "node_ssh",
+                    "spuff's user-data reaches a Proxmox VM as a snippet written over SSH: `spuff config set proxmox_node_ssh root@NODE` (docs/proxmox.md)",
+                ));
+            }
+        }
         let (template, snapshot) = self.template(&request.image).await?;
         let node = if request.region.is_empty() {
             self.config.node.clone().unwrap_or(template.node.clone())
@@ -574,38 +686,66 @@ impl Provider for Proxmox {
                 })
             })
             .await?;
-        let base = format!("nodes/{node}/qemu/{new}");
-        let mut config = json!({
-            "tags": tags,
-            "cores": cores,
-            "memory": memory.to_string(),
-            "agent": "enabled=1",
-            "ipconfig0": "ip=dhcp,ip6=auto",
-        });
-        if !request.ssh_keys.is_empty() {
-            let keys = super::encode::sshkeys(&request.ssh_keys);
-            if !super::encode::is_urlencoded(&keys) {
-                return Err(invalid(
-                    "ssh_keys",
-                    "the keys could not be encoded for Proxmox",
-                ));
+        // Tagged first, so that whatever fails later leaves a VM that is
+        // found by its spuff id; then its user-data, then it starts.
+        let setup = async {
+            let base = format!("nodes/{node}/qemu/{new}");
+            let configure = |config: Value, what: String| {
+                let req = ApiRequest::new(Method::POST, format!("{base}/config"))
+                    .json(&config)
+                    .resource("VM", new.to_string());
+                async move { self.run(req, &what).await }
+            };
+            let mut config = json!({
+                "tags": tags,
+                "cores": cores,
+                "memory": memory.to_string(),
+                "agent": "enabled=1",
+                "ipconfig0": "ip=dhcp,ip6=auto",
+            });
+            if !request.ssh_keys.is_empty() {
+                let keys = super::encode::sshkeys(&request.ssh_keys);
+                if !super::encode::is_urlencoded(&keys) {
+                    return Err(invalid(
+                        "ssh_keys",
+                        "the keys could not be encoded for Proxmox",
+                    ));
+                }
+                config["sshkeys"] = json!(keys);
             }
-            config["sshkeys"] = json!(keys);
+            configure(config, format!("configure VM {new}")).await?;
+            if let Some(user_data) = &request.user_data {
+                let volume = self.put_snippet(new, user_data).await?;
+                configure(
+                    json!({ "cicustom": format!("user={volume}") }),
+                    format!("give VM {new} its user-data"),
+                )
+                .await?;
+            }
+            self.run(
+                ApiRequest::new(Method::POST, format!("{base}/status/start"))
+                    .json(&json!({}))
+                    .resource("VM", new.to_string()),
+                &format!("start VM {new}"),
+            )
+            .await
+        };
+        if let Err(e) = setup.await {
+            // A clone that cannot be set up is of no use: removed, unless
+            // that fails too, and then said so (it may exist, `down` or
+            // `gc` finds it by its tags).
+            return match self.destroy_instance(&new.to_string()).await {
+                Ok(()) => Err(e),
+                Err(cleanup) => Err(ProviderError::Api {
+                    provider: NAME,
+                    operation: format!("setting up VM {new}"),
+                    status: 500,
+                    code: None,
+                    message: format!("{e}; removing it failed too: {cleanup}"),
+                    request_id: None,
+                }),
+            };
         }
-        self.run(
-            ApiRequest::new(Method::POST, format!("{base}/config"))
-                .json(&config)
-                .resource("VM", new.to_string()),
-            &format!("configure VM {new}"),
-        )
-        .await?;
-        self.run(
-            ApiRequest::new(Method::POST, format!("{base}/status/start"))
-                .json(&json!({}))
-                .resource("VM", new.to_string()),
-            &format!("start VM {new}"),
-        )
-        .await?;
         Ok(vm)
     }
 
@@ -630,9 +770,18 @@ impl Provider for Proxmox {
         )
         .resource("VM", id);
         match self.run(req, &format!("destroy VM {n}")).await {
-            Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
-            Err(e) => Err(e),
+            Ok(()) | Err(ProviderError::NotFound { .. }) => {}
+            Err(e) => return Err(e),
         }
+        // Its user-data holds its host key and agent token: not left behind.
+        if let Some(node) = &self.config.node_ssh {
+            let path = format!("{}/{}", node.dir, Self::snippet(n));
+            let command = format!("rm -f {}", crate::cloudinit::escape::sh_quote(&path));
+            if let Err(e) = self.on_node(&command, b"").await {
+                tracing::warn!(vm = n, error = %e, "the VM's user-data snippet could not be removed");
+            }
+        }
+        Ok(())
     }
 
     async fn get_instance(&self, id: &str) -> ProviderResult<Option<ProviderInstance>> {
