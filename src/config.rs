@@ -110,6 +110,34 @@ pub const KEYS: &[(&str, &str)] = &[
         "who may reach AWS VMs' SSH port, such as 203.0.113.7/32 (default: this machine's public address)",
     ),
     (
+        "proxmox_url",
+        "the Proxmox VE cluster, such as https://pve.example:8006 (its CA: SPUFF_CA_FILE)",
+    ),
+    (
+        "proxmox_template",
+        "the VM id of the cloud-init template Proxmox VMs are cloned from (docs/proxmox.md)",
+    ),
+    (
+        "proxmox_node",
+        "the node new Proxmox VMs go to (default: the template's)",
+    ),
+    (
+        "proxmox_full_clone",
+        "on: full clones, independent of the template; off (default): linked clones",
+    ),
+    (
+        "proxmox_storage",
+        "the storage of full clones' disks (default: the template's)",
+    ),
+    (
+        "proxmox_node_ssh",
+        "USER@HOST[:PORT] spuff logs in to, with your keys, to write VMs' user-data as snippets",
+    ),
+    (
+        "proxmox_snippets",
+        "STORAGE:DIR for those snippets (default local:/var/lib/vz/snippets)",
+    ),
+    (
         "base_packages",
         "packages every VM gets, comma-separated, or none; `config show` lists the default",
     ),
@@ -207,6 +235,27 @@ pub struct ConfigFile {
     /// `aws_ssh_cidr`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aws_ssh_cidr: Option<String>,
+    /// `proxmox_url`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_url: Option<String>,
+    /// `proxmox_template`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_template: Option<u32>,
+    /// `proxmox_node`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_node: Option<String>,
+    /// `proxmox_full_clone`: `on` or `off`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_full_clone: Option<String>,
+    /// `proxmox_storage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_storage: Option<String>,
+    /// `proxmox_node_ssh`: `USER@HOST[:PORT]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_node_ssh: Option<String>,
+    /// `proxmox_snippets`: `STORAGE:DIR`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_snippets: Option<String>,
     /// `base_packages`: replaces [`DEFAULT_PACKAGES`](crate::cloudinit::DEFAULT_PACKAGES)
     /// when set; `Some(vec![])` installs none, for an image that already has
     /// them or a VM without network. [`ConfigFile::base_packages`] applies
@@ -242,6 +291,10 @@ impl fmt::Debug for ConfigFile {
             .field("aws_profile", &self.aws_profile)
             .field("aws_regions", &self.aws_regions)
             .field("aws_ssh_cidr", &self.aws_ssh_cidr)
+            .field("proxmox_url", &self.proxmox_url)
+            .field("proxmox_template", &self.proxmox_template)
+            .field("proxmox_node", &self.proxmox_node)
+            .field("proxmox_node_ssh", &self.proxmox_node_ssh)
             .field("base_packages", &self.base_packages)
             .field("unknown", &self.unknown.keys().collect::<Vec<_>>())
             .finish()
@@ -547,6 +600,7 @@ pub fn provider_token_vars(provider: ProviderType) -> &'static [&'static str] {
     match provider {
         ProviderType::DigitalOcean => &["DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN"],
         ProviderType::Hetzner => &["HETZNER_TOKEN", "HCLOUD_TOKEN"],
+        ProviderType::Proxmox => &["PROXMOX_VE_API_TOKEN"],
         _ => &[],
     }
 }
@@ -673,6 +727,86 @@ fn package_list(key: &str, value: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// A Proxmox cluster's API base: `https://HOST[:PORT]` (8006 by default)
+/// becomes `https://HOST:PORT/api2/json/`.
+pub fn proxmox_url(value: &str) -> Result<String> {
+    let invalid = |reason: &str| Error::Invalid {
+        key: "proxmox_url".into(),
+        value: value.into(),
+        reason: reason.into(),
+    };
+    let rest = value
+        .trim()
+        .strip_prefix("https://")
+        .ok_or_else(|| invalid("an https:// URL (Proxmox serves its API over TLS)"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+    if !ok {
+        return Err(invalid("not a host name or address"));
+    }
+    let with_port = if host.ends_with(']') || !host.contains(':') {
+        format!("{host}:8006")
+    } else {
+        host.to_string()
+    };
+    Ok(format!("https://{with_port}/api2/json/"))
+}
+
+/// `USER@HOST[:PORT]`: the user, the host and the port.
+pub fn node_ssh(value: &str) -> Result<(String, String, u16)> {
+    let invalid = |reason: &str| Error::Invalid {
+        key: "proxmox_node_ssh".into(),
+        value: value.into(),
+        reason: reason.into(),
+    };
+    let (user, host) = value
+        .trim()
+        .split_once('@')
+        .ok_or_else(|| invalid("USER@HOST[:PORT], such as root@pve1"))?;
+    if user != "root" && crate::validate::username(user).is_err() {
+        return Err(invalid("not a user name"));
+    }
+    let (host, port) = match host.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (
+            h,
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| invalid("not a port"))?,
+        ),
+        _ => (host, 22),
+    };
+    let ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'));
+    if !ok {
+        return Err(invalid("not a host name or address"));
+    }
+    Ok((user.to_string(), host.to_string(), port))
+}
+
+/// `STORAGE:DIR`: a storage name and the absolute directory of its
+/// snippets on the node.
+pub fn snippets(value: &str) -> Result<(String, String)> {
+    let invalid = |reason: &str| Error::Invalid {
+        key: "proxmox_snippets".into(),
+        value: value.into(),
+        reason: reason.into(),
+    };
+    let (storage, dir) = value
+        .split_once(':')
+        .ok_or_else(|| invalid("STORAGE:DIR, such as local:/var/lib/vz/snippets"))?;
+    crate::validate::slug(storage).map_err(&invalid)?;
+    if !dir.starts_with('/') || dir.contains("..") || dir.chars().any(char::is_control) {
+        return Err(invalid("DIR must be an absolute path on the node"));
+    }
+    Ok((storage.to_string(), dir.to_string()))
+}
+
 /// An address range (`203.0.113.7/32`, `2001:db8::/64`).
 fn validate_cidr(value: &str) -> Result<String> {
     let ok = value.split_once('/').is_some_and(|(ip, bits)| {
@@ -773,6 +907,37 @@ impl ConfigFile {
                     .collect::<Result<_>>()?
             }
             "aws_ssh_cidr" => self.aws_ssh_cidr = opt(validate_cidr(value))?,
+            "proxmox_url" => self.proxmox_url = opt(proxmox_url(value))?,
+            "proxmox_template" => {
+                self.proxmox_template = if clear {
+                    None
+                } else {
+                    Some(
+                        value
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|n| *n >= 100)
+                            .ok_or_else(|| Error::Invalid {
+                                key: key.into(),
+                                value: value.into(),
+                                reason: "a Proxmox VM id (100 or more)".into(),
+                            })?,
+                    )
+                }
+            }
+            "proxmox_node" => self.proxmox_node = opt(validate_slug(key, value))?,
+            "proxmox_full_clone" => {
+                self.proxmox_full_clone =
+                    opt(parse_on_off(key, value)
+                        .map(|on| if on { "on" } else { "off" }.to_string()))?
+            }
+            "proxmox_storage" => self.proxmox_storage = opt(validate_slug(key, value))?,
+            "proxmox_node_ssh" => {
+                self.proxmox_node_ssh = opt(node_ssh(value).map(|_| value.to_string()))?
+            }
+            "proxmox_snippets" => {
+                self.proxmox_snippets = opt(snippets(value).map(|_| value.to_string()))?
+            }
             "packages" => self.packages = package_list(key, value)?,
             "base_packages" => {
                 self.base_packages = if clear {
@@ -1143,5 +1308,48 @@ mod tests {
     fn mask_should_keep_only_the_tail() {
         assert_eq!(mask("dop_v1_0123456789abcdef"), "****cdef");
         assert_eq!(mask("short"), "****");
+    }
+}
+
+#[cfg(test)]
+mod proxmox_tests {
+    use super::*;
+
+    #[test]
+    fn proxmox_settings_should_be_checked_and_normalised() {
+        assert_eq!(
+            proxmox_url("https://pve1.lan").ok().as_deref(),
+            Some("https://pve1.lan:8006/api2/json/")
+        );
+        assert_eq!(
+            proxmox_url("https://192.0.2.5:8443/").ok().as_deref(),
+            Some("https://192.0.2.5:8443/api2/json/")
+        );
+        assert!(proxmox_url("http://pve1").is_err(), "TLS only");
+        assert!(proxmox_url("https://pve 1").is_err());
+        assert_eq!(
+            node_ssh("root@pve1").ok(),
+            Some(("root".into(), "pve1".into(), 22))
+        );
+        assert_eq!(
+            node_ssh("ana@192.0.2.5:2222").ok(),
+            Some(("ana".into(), "192.0.2.5".into(), 2222))
+        );
+        for bad in ["pve1", "root@", "root@pve1:0", "ro ot@pve1", "root@pve1;rm"] {
+            assert!(node_ssh(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            snippets("local:/var/lib/vz/snippets").ok(),
+            Some(("local".into(), "/var/lib/vz/snippets".into()))
+        );
+        for bad in ["local", "local:relative", "local:/a/../etc", "lo cal:/x"] {
+            assert!(snippets(bad).is_err(), "{bad}");
+        }
+        let mut file = ConfigFile::default();
+        file.set("proxmox_template", "9000").expect("template");
+        assert_eq!(file.proxmox_template, Some(9000));
+        assert!(file.set("proxmox_template", "12").is_err());
+        file.set("proxmox_full_clone", "on").expect("on");
+        assert_eq!(file.proxmox_full_clone.as_deref(), Some("on"));
     }
 }

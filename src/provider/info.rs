@@ -224,9 +224,7 @@ pub const PROVIDERS: &[ProviderInfo] = &[
             power: true,
             account_ssh_keys: false,
         },
-        // The provider exists (src/provider/proxmox); `up` needs its
-        // user-data delivered as a snippet first (issue 16).
-        implemented: false,
+        implemented: true,
     },
 ];
 

@@ -45,6 +45,7 @@ impl ProviderRegistry {
         self.register(super::hetzner::Factory);
         self.register(super::local::Factory);
         self.register(super::aws::Factory);
+        self.register(super::proxmox::Factory);
     }
 
     /// Registers (or replaces) a factory.

@@ -190,6 +190,31 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
             ""
         }
     )?;
+    if settings.provider == spuff::provider::ProviderType::Proxmox || file.proxmox_url.is_some() {
+        let unset = || "(not set)".to_string();
+        writeln!(
+            out,
+            "proxmox_url:  {}",
+            file.proxmox_url.clone().unwrap_or_else(unset)
+        )?;
+        writeln!(
+            out,
+            "proxmox_template: {}",
+            file.proxmox_template.map_or_else(unset, |t| t.to_string())
+        )?;
+        writeln!(
+            out,
+            "proxmox_node: {}",
+            file.proxmox_node
+                .clone()
+                .unwrap_or_else(|| "(the template's)".into())
+        )?;
+        writeln!(
+            out,
+            "proxmox_node_ssh: {}",
+            file.proxmox_node_ssh.clone().unwrap_or_else(unset)
+        )?;
+    }
     if let Some(a) = aws {
         writeln!(out, "aws credentials: {}", a.credentials)?;
         writeln!(out, "aws region:   {}", a.region)?;

@@ -194,6 +194,9 @@ impl Context {
         if self.settings.provider == ProviderType::Aws {
             config.aws.region = file.region.clone();
         }
+        if kind == ProviderType::Proxmox {
+            self.proxmox_config(&mut config)?;
+        }
         if let Ok(url) = std::env::var(API_URL_VAR)
             && !url.is_empty()
         {
@@ -217,6 +220,44 @@ impl Context {
             config.timeouts.connect = config.timeouts.connect.min(total);
         }
         Ok(ProviderRegistry::with_defaults().create(kind, config)?)
+    }
+
+    /// The Proxmox settings: the cluster's URL (SPUFF_API_URL still wins),
+    /// the template, node and clone kind, and how to reach a node over SSH
+    /// for snippets, its host key checked against the user's known_hosts
+    /// and spuff's own (never accepted blindly).
+    fn proxmox_config(&self, config: &mut ProviderConfig) -> anyhow::Result<()> {
+        let file = &self.settings.file;
+        if config.base_url.is_none() {
+            config.base_url = file
+                .proxmox_url
+                .as_deref()
+                .map(spuff::config::proxmox_url)
+                .transpose()?;
+        }
+        let p = &mut config.proxmox;
+        p.template = file.proxmox_template;
+        p.node = file.proxmox_node.clone();
+        p.full_clone = file.proxmox_full_clone.as_deref() == Some("on");
+        p.storage = file.proxmox_storage.clone();
+        if let Some(text) = &file.proxmox_node_ssh {
+            let (user, host, port) = spuff::config::node_ssh(text)?;
+            let mut ssh = ssh::Config::new(host, user);
+            ssh.port = port;
+            ssh.auth = self.auth_methods();
+            let mut known = Vec::new();
+            known.extend(spuff::paths::user_known_hosts().ok());
+            known.extend(spuff::paths::known_hosts_path().ok());
+            ssh.host_keys = HostKeyPolicy::strict(known);
+            let mut node = spuff::provider::proxmox::NodeSsh::new(ssh);
+            if let Some(text) = &file.proxmox_snippets {
+                let (storage, dir) = spuff::config::snippets(text)?;
+                node.storage = storage;
+                node.dir = dir;
+            }
+            p.node_ssh = Some(node);
+        }
+        Ok(())
     }
 
     /// The configured provider's client.
