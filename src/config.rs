@@ -114,6 +114,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "the Proxmox VE cluster, such as https://pve.example:8006 (its CA: SPUFF_CA_FILE)",
     ),
     (
+        "proxmox_fingerprint",
+        "the SHA-256 of the cluster's certificate (`pvenode cert info`), trusted instead of a CA",
+    ),
+    (
         "proxmox_template",
         "the VM id of the cloud-init template Proxmox VMs are cloned from (docs/proxmox.md)",
     ),
@@ -238,6 +242,9 @@ pub struct ConfigFile {
     /// `proxmox_url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxmox_url: Option<String>,
+    /// `proxmox_fingerprint`: the pinned certificate's SHA-256.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_fingerprint: Option<String>,
     /// `proxmox_template`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxmox_template: Option<u32>,
@@ -926,6 +933,15 @@ impl ConfigFile {
                 }
             }
             "proxmox_node" => self.proxmox_node = opt(validate_slug(key, value))?,
+            "proxmox_fingerprint" => {
+                self.proxmox_fingerprint = opt(crate::provider::parse_sha256_fingerprint(value)
+                    .map(|_| value.to_string())
+                    .map_err(|reason| Error::Invalid {
+                        key: key.into(),
+                        value: value.into(),
+                        reason,
+                    }))?
+            }
             "proxmox_full_clone" => {
                 self.proxmox_full_clone =
                     opt(parse_on_off(key, value)

@@ -252,3 +252,58 @@ async fn user_data_should_reach_the_node_as_a_private_snippet_and_go_with_the_vm
     assert!(e.to_string().contains("proxmox_node_ssh"), "{e}");
     assert_eq!(fake.state().vms.len(), 1, "only the template");
 }
+
+/// The SHA-256 of the certificate `fake` serves, as a user reads it from
+/// `pvenode cert info`.
+async fn served_cert_sha256(fake: &Server<State>) -> [u8; 32] {
+    use rustls::pki_types::pem::PemObject as _;
+    use sha2::Digest as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(fake.ca_pem.as_bytes()) {
+        roots.add(cert.expect("ca")).expect("add");
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(fake.addr)
+        .await
+        .expect("tcp");
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+    let conn = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("tls");
+    let leaf = conn.get_ref().1.peer_certificates().expect("certs")[0].clone();
+    sha2::Sha256::digest(leaf.as_ref()).into()
+}
+
+#[tokio::test]
+async fn a_pinned_certificate_should_be_trusted_alone() {
+    let fake = Server::<State>::start().await;
+    let pin = served_cert_sha256(&fake).await;
+    let text: Vec<String> = pin.iter().map(|b| format!("{b:02X}")).collect();
+    assert_eq!(
+        spuff::provider::parse_sha256_fingerprint(&text.join(":")),
+        Ok(pin)
+    );
+    // No CA at all: the pin alone lets the cluster in.
+    let mut config = proxmox::config(&fake);
+    config.http.extra_ca_pem = None;
+    config.http.webpki_roots = false;
+    config.http.pinned_cert_sha256 = Some(pin);
+    let p = Proxmox::new(config.clone()).expect("client");
+    p.list_instances().await.expect("pinned");
+    // Another pin: refused, whatever the CAs say.
+    let mut wrong = pin;
+    wrong[0] ^= 1;
+    config.http.pinned_cert_sha256 = Some(wrong);
+    config.http.extra_ca_pem = Some(fake.ca_pem.clone());
+    let p = Proxmox::new(config).expect("client");
+    let e = p.list_instances().await.expect_err("wrong pin");
+    assert!(matches!(e, ProviderError::Tls { .. }), "{e:?}");
+    assert!(spuff::provider::parse_sha256_fingerprint("AB:CD").is_err());
+}

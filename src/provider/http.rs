@@ -180,6 +180,11 @@ pub struct HttpConfig {
     pub extra_ca_file: Option<PathBuf>,
     /// Extra CA certificates as PEM text (tests use their own CA).
     pub extra_ca_pem: Option<String>,
+    /// Trust exactly the server certificate with this SHA-256 fingerprint
+    /// instead of any CA: a Proxmox cluster's self-signed certificate, as
+    /// `pvenode cert info` shows it. Like an SSH host key, it is the key
+    /// itself that is trusted; any other certificate is refused.
+    pub pinned_cert_sha256: Option<[u8; 32]>,
     /// Offer HTTP/2 in ALPN (HTTP/1.1 is always offered).
     pub http2: bool,
     /// Proxy settings.
@@ -205,6 +210,7 @@ impl Default for HttpConfig {
             webpki_roots: true,
             extra_ca_file: None,
             extra_ca_pem: None,
+            pinned_cert_sha256: None,
             http2: true,
             proxy: ProxyConfig::FromEnv,
             max_body_bytes: 16 * 1024 * 1024,
@@ -1090,6 +1096,19 @@ fn tls_config(provider: &'static str, config: &HttpConfig) -> ProviderResult<rus
         field: field.into(),
         message,
     };
+    if let Some(pin) = config.pinned_cert_sha256 {
+        let crypto = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinnedCert {
+            sha256: pin,
+            crypto: crypto.clone(),
+        });
+        return Ok(rustls::ClientConfig::builder_with_provider(crypto)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid("tls", e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth());
+    }
     let mut roots = rustls::RootCertStore::empty();
     if config.webpki_roots {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
@@ -1140,6 +1159,91 @@ fn tls_config(provider: &'static str, config: &HttpConfig) -> ProviderResult<rus
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(tls)
+}
+
+/// Accepts the one server certificate whose SHA-256 is pinned (see
+/// [`HttpConfig::pinned_cert_sha256`]); the handshake's signatures are
+/// still checked against it, so only the holder of its key gets through.
+#[derive(Debug)]
+struct PinnedCert {
+    sha256: [u8; 32],
+    crypto: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PinnedCert {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        use sha2::Digest;
+        let seen: [u8; 32] = sha2::Sha256::digest(end_entity.as_ref()).into();
+        if seen == self.sha256 {
+            Ok(rustls::client::danger::ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.crypto.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.crypto.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.crypto
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// A certificate fingerprint as Proxmox and browsers show it
+/// (`AB:CD:…`, 32 bytes of hex, colons optional).
+///
+/// # Errors
+/// Why it is not one.
+pub fn parse_sha256_fingerprint(text: &str) -> Result<[u8; 32], String> {
+    let hex: String = text
+        .trim()
+        .trim_start_matches("sha256:")
+        .trim_start_matches("SHA256:")
+        .chars()
+        .filter(|c| *c != ':')
+        .collect();
+    let bytes = data_encoding::HEXUPPER_PERMISSIVE
+        .decode(hex.as_bytes())
+        .map_err(|_| format!("`{text}` is not hex"))?;
+    bytes
+        .try_into()
+        .map_err(|_| format!("`{text}` is not a SHA-256 fingerprint (32 bytes)"))
 }
 
 /// Connects directly or through a CONNECT tunnel, per destination.

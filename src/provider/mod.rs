@@ -39,7 +39,10 @@ mod types;
 
 pub use error::{ProviderError, ProviderResult};
 pub use factory::{ProviderConfig, ProviderFactory};
-pub use http::{Auth, HttpConfig, HttpStats, ProxyConfig, RequestSigner, RetryPolicy, SignRequest};
+pub use http::{
+    Auth, HttpConfig, HttpStats, ProxyConfig, RequestSigner, RetryPolicy, SignRequest,
+    parse_sha256_fingerprint,
+};
 pub use info::{
     Capabilities, DefaultImage, Defaults, NoDefaults, PROVIDERS, ProviderInfo, ProviderType,
     UnknownProvider,

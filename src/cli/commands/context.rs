@@ -235,6 +235,10 @@ impl Context {
                 .map(spuff::config::proxmox_url)
                 .transpose()?;
         }
+        if let Some(pin) = &file.proxmox_fingerprint {
+            config.http.pinned_cert_sha256 =
+                Some(spuff::provider::parse_sha256_fingerprint(pin).map_err(anyhow::Error::msg)?);
+        }
         let p = &mut config.proxmox;
         p.template = file.proxmox_template;
         p.node = file.proxmox_node.clone();

@@ -5,11 +5,11 @@
 //! a VM's address comes from its QEMU guest agent. Its API has traps a
 //! client must get right, each recorded in tests/data/proxmox/README.md
 //! and covered here: the error message lives in the HTTP reason phrase on
-//! older releases ([`errors`]), `sshkeys` is percent-encoded before the
-//! body is ([`encode`]), numbers arrive as strings, tasks end `OK`,
-//! `WARNINGS: n` or with an error text ([`task`]), and the guest agent
+//! older releases (`errors`), `sshkeys` is percent-encoded before the
+//! body is (`encode`), numbers arrive as strings, tasks end `OK`,
+//! `WARNINGS: n` or with an error text (`task`), and the guest agent
 //! lists loopback, link-local and container addresses beside the one to
-//! use ([`agent`]).
+//! use (`agent`).
 
 pub(crate) mod agent;
 pub(crate) mod encode;
