@@ -118,6 +118,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "the SHA-256 of the cluster's certificate (`pvenode cert info`), trusted instead of a CA",
     ),
     (
+        "proxmox_user",
+        "log in as this user (root@pam) with the password in PROXMOX_VE_PASSWORD, instead of an API token",
+    ),
+    (
         "proxmox_template",
         "the VM id of the cloud-init template Proxmox VMs are cloned from (docs/proxmox.md)",
     ),
@@ -245,6 +249,9 @@ pub struct ConfigFile {
     /// `proxmox_fingerprint`: the pinned certificate's SHA-256.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxmox_fingerprint: Option<String>,
+    /// `proxmox_user`: log in with a password rather than a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_user: Option<String>,
     /// `proxmox_template`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxmox_template: Option<u32>,
@@ -933,6 +940,20 @@ impl ConfigFile {
                 }
             }
             "proxmox_node" => self.proxmox_node = opt(validate_slug(key, value))?,
+            "proxmox_user" => {
+                let ok = value.split_once('@').is_some_and(|(u, realm)| {
+                    crate::validate::slug(u).is_ok() && crate::validate::slug(realm).is_ok()
+                });
+                self.proxmox_user = opt(if ok {
+                    Ok(value.to_string())
+                } else {
+                    Err(Error::Invalid {
+                        key: key.into(),
+                        value: value.into(),
+                        reason: "USER@REALM, such as root@pam".into(),
+                    })
+                })?
+            }
             "proxmox_fingerprint" => {
                 self.proxmox_fingerprint = opt(crate::provider::parse_sha256_fingerprint(value)
                     .map(|_| value.to_string())

@@ -307,3 +307,38 @@ async fn a_pinned_certificate_should_be_trusted_alone() {
     assert!(matches!(e, ProviderError::Tls { .. }), "{e:?}");
     assert!(spuff::provider::parse_sha256_fingerprint("AB:CD").is_err());
 }
+
+#[tokio::test]
+async fn a_user_and_password_should_log_in_once_and_write_with_csrf() {
+    let fake = Server::<State>::start().await;
+    let mut config = proxmox::config(&fake);
+    config.token = "".into();
+    let (user, password) = proxmox::USER;
+    config.proxmox.login = Some((user.into(), password.into()));
+    let p = Proxmox::new(config.clone()).expect("client");
+    assert!(!format!("{p:?}").contains(password));
+    let vm = p
+        .create_instance(&request("spuff-ticket"))
+        .await
+        .expect("create");
+    p.power_off(&vm.id)
+        .await
+        .expect("a write, with the CSRF token");
+    let s = fake.stats();
+    assert_eq!(
+        s.count("POST /api2/json/access/ticket"),
+        1,
+        "one login: {:?}",
+        s.log
+    );
+    assert_eq!(
+        s.log[0], "POST /api2/json/access/ticket",
+        "before anything else"
+    );
+    // A wrong password: Proxmox's words, nothing else sent.
+    config.proxmox.login = Some((user.into(), "wrong".into()));
+    let p = Proxmox::new(config).expect("client");
+    let e = p.list_instances().await.expect_err("401");
+    assert!(matches!(e, ProviderError::Authentication { .. }), "{e:?}");
+    assert!(e.to_string().contains("authentication failure"), "{e}");
+}

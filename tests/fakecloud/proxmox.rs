@@ -21,6 +21,11 @@ use super::server::{Account, Api, Call, Headers, JSON, Paging, Raw, Reply, Serve
 /// The token the fake accepts (after `PVEAPIToken=`).
 pub const TOKEN: &str = "spuff@pve!ci=0b0e2a3c-6d1f-4a2b-9c8d-7e6f5a4b3c2d";
 
+/// A user who logs in with a password (a ticket).
+pub const USER: (&str, &str) = ("ana@pve", "correct horse battery");
+/// The CSRF token that goes with its tickets.
+pub const CSRF: &str = "6789ABCD:Jr0G0R2bq4uHQk1b8y3m1c7lP5x9yT2sW4vA6nE8dKf";
+
 /// The template the fake has, on `pve1`.
 pub const TEMPLATE: u64 = 9000;
 
@@ -62,6 +67,8 @@ pub struct State {
     pub tasks: Vec<Task>,
     /// The next task of this worker type fails with this text.
     pub fail_next: Option<(String, String)>,
+    /// Tickets handed out by `POST /access/ticket`.
+    pub tickets: Vec<String>,
     next_pid: u32,
 }
 
@@ -88,6 +95,7 @@ impl Default for State {
             vms,
             tasks: vec![],
             fail_next: None,
+            tickets: vec![],
             next_pid: 0x3a2f1,
         }
     }
@@ -216,12 +224,28 @@ impl Api for State {
     }
 
     fn authorize(&mut self, raw: &Raw<'_>) -> Option<bool> {
-        let header = raw
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
+        let header = |name: &str| {
+            raw.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        if raw.path == "/api2/json/access/ticket" && raw.method == http::Method::POST {
+            return Some(true);
+        }
+        if header("authorization") == format!("PVEAPIToken={TOKEN}") {
+            return Some(true);
+        }
+        // A ticket: the cookie, and on writes the CSRF token too.
+        let cookie = header("cookie");
+        let ticket = cookie
+            .split(';')
+            .find_map(|c| c.trim().strip_prefix("PVEAuthCookie="))
             .unwrap_or_default();
-        Some(header == format!("PVEAPIToken={TOKEN}"))
+        let known = !ticket.is_empty() && self.tickets.iter().any(|t| t == ticket);
+        let csrf_ok = raw.method == http::Method::GET || header("csrfpreventiontoken") == CSRF;
+        Some(known && csrf_ok)
     }
 
     fn route(&mut self, call: &Call, _paging: &Paging) -> Reply {
@@ -229,6 +253,21 @@ impl Api for State {
         let method = call.method.as_str();
         let body = &call.body;
         match (method, seg.as_slice()) {
+            ("POST", ["access", "ticket"]) => {
+                if body["username"] != USER.0 || body["password"] != USER.1 {
+                    return fail(401, "authentication failure", None);
+                }
+                let ticket = format!(
+                    "PVE:{}:6789ABCD::c2lnbmF0dXJl{}",
+                    USER.0,
+                    self.tickets.len()
+                );
+                self.tickets.push(ticket.clone());
+                ok(
+                    json!({"username": USER.0, "ticket": ticket, "CSRFPreventionToken": CSRF,
+                    "clustername": "lab", "cap": {}}),
+                )
+            }
             ("GET", ["cluster", "resources"]) => ok(json!(self.resources())),
             ("GET", ["cluster", "nextid"]) => {
                 let next = (100..).find(|n| !self.vms.contains_key(n)).unwrap_or(999);

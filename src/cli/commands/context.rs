@@ -155,6 +155,9 @@ pub(crate) fn ttl_warning(name: &str, stop: &spuff::agent::api::PlannedStop) -> 
     )
 }
 
+/// The Proxmox password for `proxmox_user` (never kept in the config).
+const PROXMOX_PASSWORD_VAR: &str = "PROXMOX_VE_PASSWORD";
+
 pub(crate) struct Context {
     pub(crate) ui: Ui,
     pub(crate) settings: Settings,
@@ -240,6 +243,16 @@ impl Context {
                 Some(spuff::provider::parse_sha256_fingerprint(pin).map_err(anyhow::Error::msg)?);
         }
         let p = &mut config.proxmox;
+        if let Some(user) = &file.proxmox_user {
+            // Never in the file: passwords come from the environment.
+            let password = std::env::var(PROXMOX_PASSWORD_VAR)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .with_context(|| {
+                    format!("proxmox_user is {user}: export {PROXMOX_PASSWORD_VAR} with its password (or use an API token)")
+                })?;
+            p.login = Some((user.clone(), spuff::Secret::new(password)));
+        }
         p.template = file.proxmox_template;
         p.node = file.proxmox_node.clone();
         p.full_clone = file.proxmox_full_clone.as_deref() == Some("on");

@@ -54,6 +54,49 @@ pub struct ProxmoxConfig {
     /// How spuff puts a VM's user-data on the node as a snippet; without
     /// it a VM gets no user-data (see docs/proxmox.md).
     pub node_ssh: Option<NodeSsh>,
+    /// Log in with this user and password (a ticket) instead of an API
+    /// token: `root@pam`, `ana@pve`.
+    pub login: Option<(String, crate::util::Secret)>,
+}
+
+/// A ticket from `/access/ticket` and its CSRF token, with when it was
+/// issued (tickets last 2 hours).
+#[derive(Debug, Clone)]
+struct Ticket {
+    ticket: crate::util::Secret,
+    csrf: crate::util::Secret,
+    issued: std::time::Instant,
+}
+
+/// Adds the ticket to each request: the `PVEAuthCookie` cookie, and on
+/// anything but a GET the `CSRFPreventionToken` header Proxmox requires
+/// with tickets. Before the first login there is nothing to add.
+#[derive(Debug, Default)]
+struct TicketAuth(std::sync::Mutex<Option<Ticket>>);
+
+impl crate::provider::RequestSigner for TicketAuth {
+    fn sign(&self, request: crate::provider::SignRequest<'_>) -> Result<(), String> {
+        let held = self
+            .0
+            .lock()
+            .map_err(|_| "the ticket lock is poisoned".to_string())?;
+        let Some(t) = held.as_ref() else {
+            return Ok(());
+        };
+        let value = |s: String| {
+            http::HeaderValue::from_str(&s)
+                .map_err(|_| "a ticket that is not a header value".to_string())
+        };
+        let mut cookie = value(format!("PVEAuthCookie={}", t.ticket.expose()))?;
+        cookie.set_sensitive(true);
+        request.headers.insert(http::header::COOKIE, cookie);
+        if request.method != Method::GET {
+            let mut csrf = value(t.csrf.expose().to_string())?;
+            csrf.set_sensitive(true);
+            request.headers.insert("csrfpreventiontoken", csrf);
+        }
+        Ok(())
+    }
 }
 
 /// SSH to a node, to write user-data snippets there: Proxmox's API cannot
@@ -95,11 +138,15 @@ impl ProviderFactory for Factory {
     }
 }
 
-/// A Proxmox VE cluster, reached with an API token.
+/// A Proxmox VE cluster, reached with an API token or a user's ticket.
 #[derive(Debug)]
 pub struct Proxmox {
     rest: Rest,
     config: ProxmoxConfig,
+    /// Set when logging in with a password.
+    ticket: Option<Arc<TicketAuth>>,
+    /// One login at a time.
+    login_lock: tokio::sync::Mutex<()>,
 }
 
 /// One VM as `/cluster/resources?type=vm` lists it.
@@ -237,16 +284,31 @@ impl Proxmox {
         })?;
         let token = config.token.expose().trim();
         let well_formed = token.contains('@') && token.contains('!') && token.contains('=');
-        if !token.is_empty() && !well_formed {
+        let ticket = config
+            .proxmox
+            .login
+            .is_some()
+            .then(|| Arc::new(TicketAuth::default()));
+        if ticket.is_none() && token.is_empty() {
+            return Err(ProviderError::Authentication {
+                provider: NAME,
+                message: "no credentials: an API token (PROXMOX_VE_API_TOKEN), or proxmox_user with PROXMOX_VE_PASSWORD".into(),
+            });
+        }
+        if ticket.is_none() && !well_formed {
             return Err(ProviderError::Authentication {
                 provider: NAME,
                 message: "the token is not USER@REALM!TOKENID=SECRET".into(),
             });
         }
+        let auth = match &ticket {
+            Some(t) => Auth::Signer(t.clone()),
+            None => Auth::PveApiToken(config.token.clone()),
+        };
         let http = HttpClient::new(
             NAME,
             &base,
-            &Auth::PveApiToken(config.token.clone()),
+            &auth,
             &config.timeouts,
             &config.http,
             ErrorRules::Custom(errors::classify),
@@ -259,7 +321,55 @@ impl Proxmox {
                 retry: config.http.retry.clone(),
             },
             config: config.proxmox.clone(),
+            ticket,
+            login_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Logs in with the password when there is no ticket yet or it is
+    /// more than an hour old (they last two).
+    async fn ensure_ticket(&self) -> ProviderResult<()> {
+        let (Some(auth), Some((user, password))) = (&self.ticket, &self.config.login) else {
+            return Ok(());
+        };
+        let _one = self.login_lock.lock().await;
+        let fresh = |a: &TicketAuth| {
+            a.0.lock().ok().is_some_and(|t| {
+                t.as_ref()
+                    .is_some_and(|t| t.issued.elapsed() < std::time::Duration::from_secs(3600))
+            })
+        };
+        if fresh(auth) {
+            return Ok(());
+        }
+        #[derive(Deserialize)]
+        struct Answer {
+            ticket: String,
+            #[serde(rename = "CSRFPreventionToken")]
+            csrf: String,
+            #[serde(default, rename = "NeedTFA", deserialize_with = "flag")]
+            need_tfa: bool,
+        }
+        if let Ok(mut held) = auth.0.lock() {
+            *held = None;
+        }
+        let req = ApiRequest::new(Method::POST, "access/ticket")
+            .json(&json!({"username": user, "password": password.expose()}));
+        let answer: Answer = self.data(req).await?;
+        if answer.need_tfa {
+            return Err(ProviderError::Authentication {
+                provider: NAME,
+                message: format!("{user} has two-factor authentication: use an API token instead"),
+            });
+        }
+        if let Ok(mut held) = auth.0.lock() {
+            *held = Some(Ticket {
+                ticket: crate::util::Secret::new(answer.ticket),
+                csrf: crate::util::Secret::new(answer.csrf),
+                issued: std::time::Instant::now(),
+            });
+        }
+        Ok(())
     }
 
     /// `data` of the answer to `req`.
@@ -267,6 +377,9 @@ impl Proxmox {
         #[derive(Deserialize)]
         struct Envelope<T> {
             data: T,
+        }
+        if req.target != "access/ticket" {
+            Box::pin(self.ensure_ticket()).await?;
         }
         let resp = self.rest.http.send(req).await?;
         serde_json::from_slice::<Envelope<T>>(&resp.body)
