@@ -342,3 +342,27 @@ async fn a_user_and_password_should_log_in_once_and_write_with_csrf() {
     assert!(matches!(e, ProviderError::Authentication { .. }), "{e:?}");
     assert!(e.to_string().contains("authentication failure"), "{e}");
 }
+
+#[tokio::test]
+async fn nuke_should_find_spuffs_vms_and_their_snapshots_and_leave_the_rest() {
+    use spuff::provider::ResourceKind;
+    let (fake, p) = start().await;
+    let vm = p
+        .create_instance(&request("spuff-n"))
+        .await
+        .expect("create");
+    p.create_snapshot(&vm.id, "keep").await.expect("snapshot");
+    let theirs = fake.seed_vm("not-spuffs", "web");
+    let found = spuff::vm::nuke::survey(&*p, None).await.expect("survey");
+    let kinds: Vec<ResourceKind> = found.iter().map(|r| r.kind).collect();
+    assert_eq!(
+        kinds,
+        [ResourceKind::Vm, ResourceKind::Snapshot],
+        "{found:?}"
+    );
+    let left = spuff::vm::nuke::delete_all(&*p, found, 4, None, &|_, _| {}).await;
+    assert!(left.is_empty(), "{left:?}");
+    let st = fake.state();
+    assert!(st.vms.contains_key(&theirs) && st.vms.contains_key(&TEMPLATE));
+    assert_eq!(st.vms.len(), 2);
+}

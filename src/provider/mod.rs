@@ -216,12 +216,13 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
             })
             .collect();
         // Only where the listing holds spuff's snapshots alone (Hetzner's is
-        // label-selected, the local one is spuff's directory):
+        // label-selected, the local one is spuff's directory, Proxmox's are
+        // those of spuff's VMs):
         // DigitalOcean lists every snapshot of the account, untagged, and
         // a user's own must never be taken for spuff's.
         let own_snapshots = matches!(
             self.info().kind,
-            ProviderType::Hetzner | ProviderType::Local
+            ProviderType::Hetzner | ProviderType::Local | ProviderType::Proxmox
         );
         if own_snapshots {
             match self.list_snapshots().await {
