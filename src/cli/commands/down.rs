@@ -36,6 +36,51 @@ pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
 
     let mut results = Vec::new();
     let mut failed = false;
+    if targets.len() > 1 {
+        // Many VMs (a fleet, --all): several at a time, a line each.
+        use futures::StreamExt as _;
+        let total = targets.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let done = &done;
+        let ends: Vec<(&Instance, anyhow::Result<Outcome>)> = futures::stream::iter(&targets)
+            .map(|instance| async move {
+                let snapshot = args
+                    .snapshot
+                    .then(|| spuff::vm::snapshot::default_name(&instance.name));
+                let result = destroy_quietly(instance, snapshot, ctx).await;
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                let name = terminal_safe(&instance.name);
+                let end = match &result {
+                    Ok(Outcome::AlreadyGone) => "already gone; forgotten".to_string(),
+                    Ok(Outcome::NeverCreated) => "never created; forgotten".to_string(),
+                    Ok(_) => "destroyed and forgotten".to_string(),
+                    Err(e) => format!("not destroyed: {e:#}"),
+                };
+                ctx.ui.info(format!("[{n}/{total}] {name}: {end}"));
+                (instance, result)
+            })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        for (instance, result) in ends {
+            match result {
+                Ok(outcome) => results.push(result_json(&instance.name, &outcome)),
+                Err(e) => {
+                    failed = true;
+                    results.push(serde_json::json!({
+                        "name": instance.name,
+                        "destroyed": false,
+                        "error": format!("{e:#}"),
+                    }));
+                    ctx.ui.report_error(&e);
+                }
+            }
+        }
+        if args.json.json {
+            ctx.ui.json(&serde_json::json!({ "results": results }))?;
+        }
+        return Ok(if failed { crate::cli::EXIT_FAILURE } else { 0 });
+    }
     for instance in &targets {
         let snapshot = args
             .snapshot
@@ -144,6 +189,23 @@ pub(crate) async fn destroy_record(
         _ => {}
     }
     Ok(outcome)
+}
+
+/// How many VMs `down --all`/`--fleet` destroys at a time.
+const PARALLEL: usize = 8;
+
+/// [`destroy_record`] without drawing its steps (many run at once).
+async fn destroy_quietly(
+    record: &Instance,
+    snapshot: Option<String>,
+    ctx: &Context,
+) -> anyhow::Result<Outcome> {
+    let provider = ctx.provider(&record.provider)?;
+    let options = Options {
+        snapshot,
+        ..Options::default()
+    };
+    Ok(down::down(&*provider, &ctx.store, record, &options, &spuff::vm::Ignore).await?)
 }
 
 /// `spuff down NAME` for a name state does not know: destroy every

@@ -740,9 +740,13 @@ impl Provider for Proxmox {
             "newid": new,
             "name": request.name,
             "full": u8::from(self.config.full_clone),
-            "target": node,
             "description": format!("spuff VM {} ({})", request.name, request.spuff_id),
         });
+        // Another node only when asked: Proxmox allows it for templates on
+        // shared storage.
+        if node != template.node {
+            clone["target"] = json!(node);
+        }
         if let Some(s) = &snapshot {
             clone["snapname"] = json!(s);
         }
