@@ -25,7 +25,8 @@ use crate::provider::info::{ProviderInfo, ProviderType};
 use crate::provider::{
     Auth, FLEET_LABEL, HttpStats, ImageSpec, InstanceRequest, InstanceStatus, Listing,
     MANAGED_LABEL, Provider, ProviderConfig, ProviderError, ProviderFactory, ProviderInstance,
-    ProviderResult, RegionInfo, SPUFF_ID_LABEL, SizeInfo, Snapshot, SshKeyInfo,
+    ProviderResult, RegionInfo, SPUFF_ID_LABEL, SSH_PORT_LABEL, SSH_USER_LABEL, SizeInfo, Snapshot,
+    SshKeyInfo,
 };
 
 const NAME: &str = "proxmox";
@@ -237,6 +238,12 @@ fn labels_of(tags: Option<&str>) -> BTreeMap<String, String> {
             labels.insert(SPUFF_ID_LABEL.to_string(), id.to_string());
         } else if let Some(f) = tag.strip_prefix(&format!("{FLEET_LABEL}-")) {
             labels.insert(FLEET_LABEL.to_string(), f.to_string());
+        } else if let Some(port) = tag.strip_prefix(&format!("{SSH_PORT_LABEL}-")) {
+            // A template whose sshd listens elsewhere says so with a tag
+            // (`spuff-ssh-port-2222`); checked where it is used.
+            labels.insert(SSH_PORT_LABEL.to_string(), port.to_string());
+        } else if let Some(user) = tag.strip_prefix(&format!("{SSH_USER_LABEL}-")) {
+            labels.insert(SSH_USER_LABEL.to_string(), user.to_string());
         }
     }
     labels
@@ -1139,6 +1146,14 @@ mod tests {
         );
         assert_eq!(labels.get(FLEET_LABEL).map(String::as_str), Some("batch-1"));
         assert!(labels.contains_key(MANAGED_LABEL));
+        // A template that says where its sshd listens, as on the clouds.
+        let labels = labels_of(Some("spuff;spuff-ssh-port-2222;spuff-ssh-user-ana"));
+        let ip = std::net::IpAddr::from([192, 0, 2, 9]);
+        let ep = crate::provider::SshEndpoint::from_labels(ip, &labels);
+        assert_eq!((ep.port, ep.user.as_deref()), (2222, Some("ana")));
+        let bad = labels_of(Some("spuff-ssh-port-0;spuff-ssh-user-bad+user"));
+        let ep = crate::provider::SshEndpoint::from_labels(ip, &bad);
+        assert_eq!((ep.port, ep.user), (22, None), "bad values are ignored");
     }
 
     #[test]
