@@ -821,27 +821,6 @@ pub fn snippets(value: &str) -> Result<(String, String)> {
     Ok((storage.to_string(), dir.to_string()))
 }
 
-/// An address range (`203.0.113.7/32`, `2001:db8::/64`).
-fn validate_cidr(value: &str) -> Result<String> {
-    let ok = value.split_once('/').is_some_and(|(ip, bits)| {
-        let max = match ip.parse::<std::net::IpAddr>() {
-            Ok(std::net::IpAddr::V4(_)) => 32,
-            Ok(std::net::IpAddr::V6(_)) => 128,
-            Err(_) => return false,
-        };
-        bits.parse::<u8>().is_ok_and(|b| b <= max)
-    });
-    if ok {
-        Ok(value.to_string())
-    } else {
-        Err(Error::Invalid {
-            key: "aws_ssh_cidr".into(),
-            value: value.to_string(),
-            reason: "not an address range such as 203.0.113.7/32".into(),
-        })
-    }
-}
-
 fn validate_repo(value: &str) -> Result<String> {
     checked("dotfiles", value, crate::validate::repo_url)
 }
@@ -920,7 +899,7 @@ impl ConfigFile {
                     .map(|r| validate_slug(key, r))
                     .collect::<Result<_>>()?
             }
-            "aws_ssh_cidr" => self.aws_ssh_cidr = opt(validate_cidr(value))?,
+            "aws_ssh_cidr" => self.aws_ssh_cidr = opt(checked(key, value, crate::validate::cidr))?,
             "proxmox_url" => self.proxmox_url = opt(proxmox_url(value))?,
             "proxmox_template" => {
                 self.proxmox_template = if clear {

@@ -151,6 +151,24 @@ pub fn slug(value: &str) -> Result<(), Reason> {
         .ok_or("expected a slug of letters, digits, '-', '_' and '.'")
 }
 
+/// An address range: an IPv4 or IPv6 address and a prefix length that
+/// fits it (`203.0.113.7/32`, `2001:db8::/64`).
+///
+/// # Errors
+/// Why it is not one.
+pub fn cidr(value: &str) -> Result<(), Reason> {
+    let ok = value.split_once('/').is_some_and(|(ip, bits)| {
+        let max = match ip.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => 32,
+            Ok(std::net::IpAddr::V6(_)) => 128,
+            Err(_) => return false,
+        };
+        bits.parse::<u8>().is_ok_and(|b| b <= max)
+    });
+    ok.then_some(())
+        .ok_or("not an address range such as 203.0.113.7/32")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

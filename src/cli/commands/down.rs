@@ -47,7 +47,7 @@ pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
                 let snapshot = args
                     .snapshot
                     .then(|| spuff::vm::snapshot::default_name(&instance.name));
-                let result = destroy_quietly(instance, snapshot, ctx).await;
+                let result = destroy_with(instance, snapshot, ctx, &spuff::vm::Ignore).await;
                 let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 let name = terminal_safe(&instance.name);
                 let end = match &result {
@@ -166,13 +166,8 @@ pub(crate) async fn destroy_record(
     snapshot: Option<String>,
     ctx: &Context,
 ) -> anyhow::Result<Outcome> {
-    let provider = ctx.provider(&record.provider)?;
-    let options = Options {
-        snapshot,
-        ..Options::default()
-    };
     let drawer = Drawer::new(&ctx.ui);
-    let result = down::down(&*provider, &ctx.store, record, &options, &drawer).await;
+    let result = destroy_with(record, snapshot, ctx, &drawer).await;
     drawer.abandon();
     let outcome = result?;
     let name = &record.name;
@@ -194,18 +189,20 @@ pub(crate) async fn destroy_record(
 /// How many VMs `down --all`/`--fleet` destroys at a time.
 const PARALLEL: usize = 8;
 
-/// [`destroy_record`] without drawing its steps (many run at once).
-async fn destroy_quietly(
+/// `spuff::vm::down` for `record`, its steps reported to `observer`
+/// (a drawer for one VM, nothing when many run at once).
+async fn destroy_with(
     record: &Instance,
     snapshot: Option<String>,
     ctx: &Context,
+    observer: &dyn spuff::vm::Observer,
 ) -> anyhow::Result<Outcome> {
     let provider = ctx.provider(&record.provider)?;
     let options = Options {
         snapshot,
         ..Options::default()
     };
-    Ok(down::down(&*provider, &ctx.store, record, &options, &spuff::vm::Ignore).await?)
+    Ok(down::down(&*provider, &ctx.store, record, &options, observer).await?)
 }
 
 /// `spuff down NAME` for a name state does not know: destroy every

@@ -134,6 +134,8 @@ pub struct Ec2 {
     /// Instances this client created, `region/id`: EC2 may not know them
     /// yet when a destroy follows at once.
     created: Mutex<HashSet<String>>,
+    /// Who may reach port 22, learned once for every region.
+    ssh_source: tokio::sync::OnceCell<String>,
 }
 
 impl Ec2 {
@@ -202,6 +204,7 @@ impl Ec2 {
             keys: Default::default(),
             imported: Default::default(),
             created: Default::default(),
+            ssh_source: Default::default(),
         })
     }
 
@@ -406,7 +409,11 @@ impl Ec2 {
                 }
             }
         };
-        let cidr = self.ssh_source().await;
+        let cidr = self
+            .ssh_source
+            .get_or_init(|| self.learn_ssh_source())
+            .await
+            .clone();
         let range = if cidr.contains(':') {
             "IpPermissions.1.Ipv6Ranges.1.CidrIpv6"
         } else {
@@ -432,7 +439,7 @@ impl Ec2 {
 
     /// Who may reach port 22: the configured range, else this machine's
     /// public address, else anyone (said loudly).
-    async fn ssh_source(&self) -> String {
+    async fn learn_ssh_source(&self) -> String {
         if let Some(cidr) = &self.ssh_cidr {
             return cidr.clone();
         }
@@ -1277,22 +1284,7 @@ fn check_resource_id(id: &str, prefix: &str, what: &str) -> ProviderResult<()> {
 }
 
 fn check_cidr(cidr: &str) -> ProviderResult<()> {
-    let ok = cidr.split_once('/').is_some_and(|(ip, bits)| {
-        let max = match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V4(_)) => 32,
-            Ok(IpAddr::V6(_)) => 128,
-            Err(_) => return false,
-        };
-        bits.parse::<u8>().is_ok_and(|b| b <= max)
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "ssh_cidr",
-            format!("`{cidr}` is not an address range such as 203.0.113.7/32"),
-        ))
-    }
+    crate::validate::cidr(cidr).map_err(|reason| invalid("ssh_cidr", format!("`{cidr}`: {reason}")))
 }
 
 /// Whether an instance type runs on Graviton (arm64): its family has a `g`
