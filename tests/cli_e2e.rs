@@ -86,20 +86,28 @@ impl World {
         self.dir.path().join(rel)
     }
 
+    /// The user's environment: nothing else reaches the binary.
+    fn env(&self) -> Vec<(String, String)> {
+        let path = |rel: &str| self.path(rel).display().to_string();
+        vec![
+            // No ssh, scp or sftp anywhere: spuff must not need them.
+            ("PATH".into(), path("bin")),
+            ("HOME".into(), path("home")),
+            ("SPUFF_CONFIG_DIR".into(), path("config")),
+            ("DIGITALOCEAN_TOKEN".into(), TOKEN.into()),
+            ("SPUFF_API_URL".into(), self.fake.base_url.clone()),
+            ("SPUFF_CA_FILE".into(), path("ca.pem")),
+            ("SPUFF_AGENT_PORT".into(), self.agent_port.to_string()),
+            ("NO_COLOR".into(), "1".into()),
+        ]
+    }
+
     /// `spuff ARGS` as a user on this machine runs it, minus a terminal.
     fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_spuff"));
         cmd.args(args)
             .env_clear()
-            // No ssh, scp or sftp anywhere: spuff must not need them.
-            .env("PATH", self.path("bin"))
-            .env("HOME", self.path("home"))
-            .env("SPUFF_CONFIG_DIR", self.path("config"))
-            .env("DIGITALOCEAN_TOKEN", TOKEN)
-            .env("SPUFF_API_URL", &self.fake.base_url)
-            .env("SPUFF_CA_FILE", self.path("ca.pem"))
-            .env("SPUFF_AGENT_PORT", self.agent_port.to_string())
-            .env("NO_COLOR", "1")
+            .envs(self.env())
             .stdin(Stdio::null());
         if cfg!(windows) {
             // What a Windows program (and Wine's loader) needs to start.
@@ -397,6 +405,18 @@ fn whole_life(w: &World) {
     assert_eq!(status["bootstrap"]["status"], "ready", "{status}");
     assert!(status["bootstrap"]["phase"].is_null(), "{status}");
 
+    // Issue 16: `dash` without a terminal prints its table once (what a
+    // Windows pipe gets too).
+    let out = w.spuff(&["dash"]);
+    assert_success(&out, "dash");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(table_cell(&table, "e2e", "STATE"), "active", "{table}");
+    assert!(
+        table_cell(&table, "e2e", "SEEN").ends_with(" ago"),
+        "{table}"
+    );
+    assert!(table_cell(&table, "e2e", "CPU").ends_with('%'), "{table}");
+
     // exec: output and exit code propagated; stdin forwarded.
     let out = w.spuff(&["exec", "e2e", "--", "echo hello; echo oops >&2; exit 3"]);
     assert_eq!(out.status.code(), Some(3));
@@ -633,6 +653,15 @@ fn whole_life(w: &World) {
             .any(|s| s["id"] == snap_id.as_str()),
         "{listed}"
     );
+    // A cloud's snapshot is an image for new VMs: no rollback in place,
+    // and the way that exists is named.
+    let out = w.spuff(&["snapshot", "rollback", &snap_id, "--force"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("rolling a VM back to a snapshot"),
+        "{stderr}"
+    );
     assert_success(
         &w.spuff(&["snapshot", "delete", &snap_id, "--force"]),
         "snapshot delete",
@@ -688,6 +717,140 @@ async fn cli_should_make_use_and_remove_a_fleet() {
     tokio::task::spawn_blocking(move || fleet_life(&w))
         .await
         .expect("test thread");
+}
+
+/// Issue 16: `spuff dash` in a real terminal (tmux), against two VMs of
+/// the test cloud: the live table with the agents' figures, a snapshot
+/// refused and a destroy confirmed by keys, a shell opened and left, `q`
+/// and Ctrl-C with their exit codes; without a terminal, the same columns
+/// once. Watching never counts as use of the VMs.
+///
+/// The test cloud's VMs share this machine's loopback and so the agent's
+/// port: the first VM's agent answers, the second's cannot listen, and its
+/// SSH channel reaches the first's agent, which refuses its token. So the
+/// second VM is the one whose agent does not answer, as a VM's may not.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn dash_should_watch_and_act_on_vms_in_a_terminal() {
+    let world = Arc::new(World::start(Bootstrap::Installing).await);
+    let w = world.clone();
+    tokio::task::spawn_blocking(move || dash_life(&w))
+        .await
+        .expect("test thread");
+}
+
+/// The text under `column` in the line of a plain table that starts with
+/// `name`.
+fn table_cell(table: &str, name: &str, column: &str) -> String {
+    let mut lines = table.lines();
+    let header = lines.next().expect("header");
+    let start = header.find(column).expect("column");
+    let end = header[start + column.len()..]
+        .find(|c: char| c != ' ')
+        .map_or(usize::MAX, |n| start + column.len() + n);
+    let line = lines
+        .find(|l| l.trim_start_matches('*').starts_with(&format!("{name} ")))
+        .unwrap_or_else(|| panic!("no {name} in\n{table}"));
+    line.get(start..end.min(line.len()))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+#[cfg(unix)]
+fn dash_life(w: &World) {
+    use crate::util::tmux::Tmux;
+
+    for name in ["db", "web"] {
+        assert_success(&w.up(name).output().expect("up"), "up");
+    }
+    // No terminal: the table, once, with the agents' figures and prices.
+    let out = w.spuff(&["dash"]);
+    assert_success(&out, "dash without a terminal");
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(table.starts_with("NAME"), "{table}");
+    for name in ["db", "web"] {
+        assert_eq!(table_cell(&table, name, "STATE"), "active", "{table}");
+        let price: f64 = table_cell(&table, name, "$/H").parse().expect("a price");
+        assert!(price > 0.0, "{table}");
+    }
+    let cpu = table_cell(&table, "db", "CPU");
+    assert!(cpu.ends_with('%'), "cpu {cpu:?}\n{table}");
+    let mem = table_cell(&table, "db", "MEM");
+    assert!(mem.contains("G/"), "mem {mem:?}\n{table}");
+    assert_eq!(table_cell(&table, "db", "SEEN"), "0s ago", "{table}");
+    assert_eq!(table_cell(&table, "web", "SEEN"), "unreachable", "{table}");
+    assert_eq!(table_cell(&table, "web", "CPU"), "-", "{table}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("web: its agent did not answer"), "{stderr}");
+    let watched_from = std::time::SystemTime::now();
+
+    // A terminal: the live view.
+    let spuff = std::path::Path::new(env!("CARGO_BIN_EXE_spuff"));
+    let tmux = Tmux::start(spuff, &["dash", "--interval", "1"], &w.env(), 150, 32);
+    let limit = Duration::from_secs(30);
+    let screen = tmux.wait("db's figures, web unreachable", limit, |s| {
+        s.contains("spuff dash · 2 VMs") && s.contains(" ago") && s.contains("unreachable")
+    });
+    assert!(screen.contains("NEXT STOP"), "{screen}");
+    // The selection is on db (sorted by name): its details.
+    assert!(screen.contains("agent: answered"), "{screen}");
+    // web's agent: why it does not answer, and when it is asked again.
+    tmux.keys(&["Down"]);
+    tmux.wait_for("agent: unreachable for", limit);
+    tmux.wait_for("retrying in", limit);
+    tmux.keys(&["Up"]);
+    // Several refreshes.
+    std::thread::sleep(Duration::from_secs(4));
+    // The selection starts on db (sorted by name): a snapshot, refused.
+    tmux.keys(&["p"]);
+    tmux.wait_for("Snapshot db as", limit);
+    tmux.keys(&["n"]);
+    tmux.wait_for("no snapshot taken", limit);
+    assert_eq!(w.fake.stats().count("POST /v2/droplets/*/actions"), 0);
+    // Watching is not using: nothing the dashboard did counts as activity.
+    let status = json(&w.spuff(&["status", "db", "--json"]), "status");
+    let activity: api::Activity =
+        serde_json::from_value(status["activity"].clone()).expect("activity");
+    let since: Vec<_> = activity
+        .recent
+        .iter()
+        .filter(|e| e.at.0 > watched_from)
+        .collect();
+    assert!(since.is_empty(), "watching counted as use: {since:?}");
+
+    // Destroy web, confirmed.
+    tmux.keys(&["Down", "x"]);
+    tmux.wait_for("Destroy web?", limit);
+    tmux.keys(&["y"]);
+    tmux.wait_for("web is destroyed and forgotten", Duration::from_secs(60));
+    assert_eq!(w.droplet_names(), ["db"]);
+    assert_eq!(w.state_names(), ["db"]);
+    tmux.wait_for("spuff dash · 1 VM ", limit);
+
+    // A shell on db, and back.
+    tmux.keys(&["Enter"]);
+    std::thread::sleep(Duration::from_secs(2));
+    tmux.type_text("echo from-the-shell-$((6*7))");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("from-the-shell-42", limit);
+    tmux.type_text("exit 3");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the shell on db ended (exit 3)", limit);
+
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.wait_exit(limit), 0, "q quits with 0");
+    drop(tmux);
+
+    // Ctrl-C is an interruption, as the documented exit codes say.
+    let tmux = Tmux::start(spuff, &["dash"], &w.env(), 150, 32);
+    tmux.wait_for("spuff dash · 1 VM ", limit);
+    tmux.keys(&["C-c"]);
+    assert_eq!(tmux.wait_exit(limit), 130);
+    // The terminal was handed back: the alternate screen is gone.
+    let screen = tmux.screen();
+    assert!(!screen.contains("NEXT STOP"), "{screen}");
+    assert_success(&w.spuff(&["down", "db", "--force"]), "down");
 }
 
 fn fleet_life(w: &World) {

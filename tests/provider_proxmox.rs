@@ -366,3 +366,86 @@ async fn nuke_should_find_spuffs_vms_and_their_snapshots_and_leave_the_rest() {
     assert!(st.vms.contains_key(&theirs) && st.vms.contains_key(&TEMPLATE));
     assert_eq!(st.vms.len(), 2);
 }
+
+#[tokio::test]
+async fn a_bigger_disk_should_grow_the_clones_boot_disk_before_it_starts() {
+    let (fake, p) = start().await;
+    let mut req = request("spuff-big");
+    req.disk_gb = Some(20);
+    let vm = p.create_instance(&req).await.expect("create");
+    let id: u64 = vm.id.parse().expect("id");
+    {
+        let st = fake.state();
+        let made = &st.vms[&id];
+        assert_eq!(
+            made.config["scsi0"],
+            format!("local-lvm:base-{id}-disk-0,size=20G"),
+            "the clone's own disk, grown"
+        );
+        assert!(made.running);
+    }
+    let log = fake.stats().log;
+    let at = |what: &str| {
+        log.iter()
+            .position(|l| l.contains(what))
+            .unwrap_or_else(|| panic!("no {what} in {log:?}"))
+    };
+    assert!(at(&format!("PUT /api2/json/nodes/pve1/qemu/{id}/resize")) < at("/status/start"));
+
+    // Asking for less than the template has is no change: disks only grow.
+    let mut req = request("spuff-small");
+    req.disk_gb = Some(1);
+    let vm = p.create_instance(&req).await.expect("create");
+    assert_eq!(
+        fake.stats()
+            .count(&format!("PUT /api2/json/nodes/pve1/qemu/{}/resize", vm.id)),
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_rollback_should_restore_the_vm_and_start_it_again() {
+    let (fake, p) = start().await;
+    let vm = p
+        .create_instance(&request("spuff-rb"))
+        .await
+        .expect("create");
+    let id: u64 = vm.id.parse().expect("id");
+    let snap = p
+        .create_snapshot(&vm.id, "before upgrade")
+        .await
+        .expect("snapshot");
+    assert_eq!(snap.id, format!("{id}/before_upgrade"));
+    assert_eq!(
+        p.rollback_snapshot(&snap.id).await.expect("rollback"),
+        vm.id
+    );
+    {
+        let st = fake.state();
+        assert_eq!(st.vms[&id].rolled_back, ["before_upgrade"]);
+        assert!(st.vms[&id].running, "started again after the rollback");
+    }
+    // A snapshot that is not there, ids that are not ids, and VMs that are
+    // not spuff's are refused before anything happens.
+    let e = p
+        .rollback_snapshot(&format!("{id}/nope"))
+        .await
+        .expect_err("no such snapshot");
+    assert!(matches!(e, ProviderError::NotFound { .. }), "{e:?}");
+    for bad in ["nope", "12/a b", "x/y", &format!("{id}/../../x")] {
+        p.rollback_snapshot(bad).await.expect_err(bad);
+    }
+    let theirs = fake.seed_vm("their-db", "prod");
+    fake.state()
+        .vms
+        .get_mut(&theirs)
+        .expect("vm")
+        .snapshots
+        .push("nightly".into());
+    let e = p
+        .rollback_snapshot(&format!("{theirs}/nightly"))
+        .await
+        .expect_err("not a spuff VM");
+    assert!(e.to_string().contains("not a spuff VM"), "{e}");
+    assert!(fake.state().vms[&theirs].rolled_back.is_empty());
+}

@@ -52,6 +52,10 @@ pub(crate) enum Command {
     Status(StatusArgs),
     /// List VMs: the provider's spuff VMs reconciled with local state.
     List(ListArgs),
+    /// A live full-screen view of every VM across providers, with load,
+    /// idle time, next stop and cost; keys open a shell, follow logs,
+    /// snapshot and destroy. Without a terminal: the same table, once.
+    Dash(DashArgs),
     /// Power a stopped VM back on (one its idle stop powered off) and wait
     /// until it answers.
     Start(StartArgs),
@@ -136,6 +140,10 @@ pub(crate) struct UpArgs {
     /// Forward your ssh-agent even with `forward_agent: off`.
     #[arg(long)]
     pub(crate) forward_agent: bool,
+    /// The boot disk's size in GB (Proxmox: the template's disk is grown
+    /// to it; the clouds' disks come with the size, pick a bigger size).
+    #[arg(long, value_name = "GB", value_parser = clap::value_parser!(u64).range(1..=65536))]
+    pub(crate) disk: Option<u64>,
     /// A spot VM (AWS): spare capacity at a discount, which AWS may take
     /// back at two minutes' notice (`list` then shows it as interrupted).
     /// The current price is shown first.
@@ -372,6 +380,25 @@ pub(crate) struct ListArgs {
     pub(crate) json: JsonFlag,
 }
 
+/// `spuff dash`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Keys: up/down (or j/k) select, enter (or s) opens a shell, l follows the \
+bootstrap log (Ctrl-C comes back), p snapshots, x destroys (both ask first), r refreshes now, \
+q or Esc quits (exit 0), Ctrl-C quits (exit 130).\n\
+Watching never counts as use: a VM left on the dashboard still reaches its idle stop."
+)]
+pub(crate) struct DashArgs {
+    /// Seconds between two questions to each VM's agent (providers are
+    /// asked every six, at least every 15 s).
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub(crate) interval: u64,
+    /// Print the table once and exit, even on a terminal (what happens
+    /// anyway when stdout or stdin is not one).
+    #[arg(long)]
+    pub(crate) once: bool,
+}
+
 /// `spuff snapshot`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum SnapshotCommand {
@@ -387,6 +414,17 @@ pub(crate) enum SnapshotCommand {
     },
     /// List spuff's snapshots.
     List(JsonFlag),
+    /// Roll a VM back to one of its snapshots, in place, and start it
+    /// again (Proxmox, where a snapshot belongs to its VM; on the clouds
+    /// `up --snapshot` makes a new VM from one). Everything written on the
+    /// VM since the snapshot is lost.
+    Rollback {
+        /// The snapshot id (`VMID/NAME`, as `snapshot list` shows it).
+        id: String,
+        /// Do not ask for confirmation.
+        #[arg(long, short)]
+        force: bool,
+    },
     /// Delete a snapshot by id.
     Delete {
         /// The snapshot id.

@@ -152,6 +152,11 @@ macro_rules! rest_provider_impl {
                 if request.spot.is_some() {
                     return Err(self.unsupported("spot instances"));
                 }
+                if request.disk_gb.is_some() {
+                    return Err(
+                        self.unsupported("a disk size of its own (pick a size with a bigger disk)")
+                    );
+                }
                 let body = self.create_body(request)?;
                 let find = || self.find_by_spuff_id(&request.spuff_id);
                 self.rest

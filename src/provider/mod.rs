@@ -153,6 +153,16 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         Err(self.unsupported("snapshots"))
     }
 
+    /// Rolls the VM snapshot `id` was taken of back to it, in place
+    /// (everything written since is lost), and starts it again; returns
+    /// that VM's id. Only where a snapshot belongs to its VM (Proxmox); on
+    /// the clouds a snapshot is an image that `up --snapshot` makes new VMs
+    /// from.
+    async fn rollback_snapshot(&self, id: &str) -> ProviderResult<String> {
+        let _ = id;
+        Err(self.unsupported("rolling a VM back to a snapshot"))
+    }
+
     /// The https URL a `DELETE` to which (with a bearer token) deletes
     /// exactly VM `id`: what a VM needs to delete itself when its idle or
     /// lifetime stop comes (`self_destroy: on`). `None` where that is not

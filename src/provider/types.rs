@@ -85,6 +85,10 @@ pub struct InstanceRequest {
     /// Spare capacity at a discount, which the provider may take back
     /// (EC2 spot); providers without it refuse the request.
     pub spot: Option<SpotRequest>,
+    /// The boot disk's size in GB, when more than the size or template
+    /// gives is wanted (Proxmox grows the clone's disk); providers whose
+    /// disk comes with the size refuse it.
+    pub disk_gb: Option<u64>,
 }
 
 /// Something spuff made at a provider, found by its label or tag: what

@@ -273,27 +273,84 @@ mod terminal {
 
     /// Stdin on a thread of its own: tokio's stdin would keep the runtime
     /// from shutting down while a read is pending after the shell ends.
+    ///
+    /// On Unix the thread reads only when input is there, and looks every
+    /// 100 ms whether the shell has ended: a reader left blocked in `read`
+    /// would take the next keystroke meant for whatever uses the terminal
+    /// after the shell (a prompt, `spuff dash`). A Windows console is
+    /// still read blocking: its read can return nothing but a key-up, so
+    /// waiting on its handle is not enough (docs/windows.md).
     pub(super) fn stdin_reader() -> impl AsyncRead + Unpin {
         #[cfg(windows)]
         if let Some(mut console) = windows_console::Input::open() {
-            return spawn_reader(move || console.read());
+            return spawn_reader(|| Ok(true), move || console.read());
         }
         let mut stdin = std::io::stdin();
         let mut buf = vec![0u8; 8192];
-        spawn_reader(move || {
+        spawn_reader(stdin_ready, move || {
             use std::io::Read;
             stdin.read(&mut buf).map(|n| buf[..n].to_vec())
         })
     }
 
+    /// How long the stdin reader waits for input before it looks whether
+    /// it is still wanted.
+    #[cfg(unix)]
+    const STDIN_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+    /// Whether stdin has input (or its end) within [`STDIN_POLL`].
+    #[cfg(unix)]
+    fn stdin_ready() -> std::io::Result<bool> {
+        ready_within(&std::io::stdin(), STDIN_POLL)
+    }
+
+    /// Whether `fd` has input (or its end) within `timeout` (under 1 s).
+    #[cfg(unix)]
+    fn ready_within(
+        fd: &impl std::os::fd::AsFd,
+        timeout: std::time::Duration,
+    ) -> std::io::Result<bool> {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let mut fds = [PollFd::new(fd, PollFlags::IN)];
+        let timeout = Timespec {
+            tv_sec: 0,
+            tv_nsec: i64::from(timeout.subsec_nanos()),
+        };
+        match poll(&mut fds, Some(&timeout)) {
+            Ok(n) => Ok(n > 0),
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Windows without a console (a pipe): read at once.
+    #[cfg(windows)]
+    fn stdin_ready() -> std::io::Result<bool> {
+        Ok(true)
+    }
+
     /// Run `read` on a thread until it returns an error or no bytes (end of
-    /// input), passing what it reads to the returned reader.
+    /// input), or the returned reader is dropped, passing what it reads to
+    /// the returned reader. `ready` says whether a `read` would not block;
+    /// the thread only reads then.
     fn spawn_reader(
+        mut ready: impl FnMut() -> std::io::Result<bool> + Send + 'static,
         mut read: impl FnMut() -> std::io::Result<Vec<u8>> + Send + 'static,
     ) -> ChannelReader {
         let (tx, rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(16);
         std::thread::spawn(move || {
             loop {
+                if tx.is_closed() {
+                    return;
+                }
+                match ready() {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
                 let r = read();
                 let end = matches!(&r, Ok(v) if v.is_empty()) || r.is_err();
                 if tx.blocking_send(r).is_err() || end {
@@ -633,10 +690,39 @@ mod terminal {
         #[tokio::test]
         async fn spawned_reader_should_end_at_empty_read() {
             let mut chunks = vec![Ok(b"ab".to_vec()), Ok(vec![3u8]), Ok(Vec::new())].into_iter();
-            let mut reader = spawn_reader(move || chunks.next().unwrap_or_else(|| Ok(Vec::new())));
+            let mut reader = spawn_reader(
+                || Ok(true),
+                move || chunks.next().unwrap_or_else(|| Ok(Vec::new())),
+            );
             let mut all = Vec::new();
             reader.read_to_end(&mut all).await.expect("read");
             assert_eq!(all, b"ab\x03");
+        }
+
+        /// A shell's reader must stop with the shell: the next input
+        /// belongs to whoever uses the terminal after it.
+        #[cfg(unix)]
+        #[tokio::test]
+        async fn a_dropped_reader_should_leave_later_input_alone() {
+            use std::io::{Read, Write};
+            let (read_end, mut write_end) = std::io::pipe().expect("pipe");
+            let polled = read_end.try_clone().expect("clone");
+            let mut reading = read_end.try_clone().expect("clone");
+            let reader = spawn_reader(
+                move || ready_within(&polled, STDIN_POLL),
+                move || {
+                    let mut buf = [0u8; 64];
+                    reading.read(&mut buf).map(|n| buf[..n].to_vec())
+                },
+            );
+            drop(reader);
+            // Longer than one poll: the thread has seen it is not wanted.
+            tokio::time::sleep(STDIN_POLL * 3).await;
+            write_end.write_all(b"x").expect("write");
+            let mut got = [0u8; 1];
+            let mut read_end = read_end;
+            read_end.read_exact(&mut got).expect("read");
+            assert_eq!(&got, b"x");
         }
     }
 }

@@ -66,6 +66,8 @@ pub struct Plan {
     pub bootstrap_poll: Duration,
     /// A spot VM (EC2), when asked for.
     pub spot: Option<crate::provider::SpotRequest>,
+    /// The boot disk's size in GB, when asked for (`up --disk`).
+    pub disk_gb: Option<u64>,
     /// The fleet it is part of (`up --count`): recorded, and carried as the
     /// [`FLEET_LABEL`](crate::provider::FLEET_LABEL) label.
     pub fleet: Option<String>,
@@ -98,6 +100,7 @@ impl Plan {
             bootstrap_timeout: Duration::from_secs(1200),
             bootstrap_poll: Duration::from_secs(1),
             spot: None,
+            disk_gb: None,
             fleet: None,
         }
     }
@@ -246,6 +249,7 @@ pub async fn up(
         .with_image(plan.image.clone())
         .with_user_data(user_data.as_str());
     request.spot = plan.spot.clone();
+    request.disk_gb = plan.disk_gb;
     if let Some(fleet) = &plan.fleet {
         request = request.with_label(crate::provider::FLEET_LABEL, fleet);
     }

@@ -43,6 +43,8 @@ pub struct Vm {
     /// Agent polls since it started.
     pub agent_polls: u32,
     pub snapshots: Vec<String>,
+    /// The snapshots it was rolled back to, in order.
+    pub rolled_back: Vec<String>,
 }
 
 impl Vm {
@@ -85,9 +87,22 @@ impl Default for State {
                 tags: String::new(),
                 cores: 2,
                 memory_mib: 2048,
-                config: BTreeMap::new(),
+                // As a template made from a cloud image is: its disk, the
+                // cloud-init drive, the boot order.
+                config: BTreeMap::from([
+                    (
+                        "scsi0".to_string(),
+                        json!("local-lvm:base-9000-disk-0,size=2G"),
+                    ),
+                    (
+                        "ide2".to_string(),
+                        json!("local-lvm:vm-9000-cloudinit,media=cdrom"),
+                    ),
+                    ("boot".to_string(), json!("order=scsi0;ide2;net0")),
+                ]),
                 agent_polls: 0,
                 snapshots: vec![],
+                rolled_back: vec![],
             },
         );
         State {
@@ -119,6 +134,7 @@ impl Server<State> {
                 config: BTreeMap::new(),
                 agent_polls: u32::MAX / 2,
                 snapshots: vec![],
+                rolled_back: vec![],
             },
         );
         id
@@ -348,6 +364,17 @@ impl Api for State {
                             return fail(500, &format!("snapshot '{snap}' does not exist"), None);
                         }
                         let target = body["target"].as_str().unwrap_or(&node).to_string();
+                        // The disks come along, as the clone's own volumes.
+                        let config = source
+                            .config
+                            .iter()
+                            .map(|(k, v)| {
+                                let v = v.as_str().map_or(v.clone(), |s| {
+                                    json!(s.replace(&format!("-{vmid}-"), &format!("-{newid}-")))
+                                });
+                                (k.clone(), v)
+                            })
+                            .collect();
                         self.vms.insert(
                             newid,
                             Vm {
@@ -356,9 +383,10 @@ impl Api for State {
                                 running: false,
                                 template: false,
                                 tags: String::new(),
-                                config: BTreeMap::new(),
+                                config,
                                 agent_polls: 0,
                                 snapshots: vec![],
+                                rolled_back: vec![],
                                 ..source
                             },
                         );
@@ -472,6 +500,50 @@ impl Api for State {
                         }
                         vm.snapshots.push(name);
                         self.task(&node, "qmsnapshot", vmid)
+                    }
+                    ("POST", ["snapshot", name, "rollback"]) => {
+                        let vm = self.vms.get_mut(&vmid).expect("exists");
+                        if !vm.snapshots.iter().any(|s| s == name) {
+                            return fail(500, &format!("snapshot '{name}' does not exist"), None);
+                        }
+                        // A snapshot without RAM: the VM is stopped after.
+                        vm.running = false;
+                        vm.agent_polls = 0;
+                        vm.rolled_back.push(name.to_string());
+                        self.task(&node, "qmrollback", vmid)
+                    }
+                    ("PUT", ["resize"]) => {
+                        let disk = body["disk"].as_str().unwrap_or_default().to_string();
+                        let size = body["size"].as_str().unwrap_or_default().to_string();
+                        let vm = self.vms.get_mut(&vmid).expect("exists");
+                        let Some(current) = vm
+                            .config
+                            .get(&disk)
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                        else {
+                            return fail(500, &format!("disk '{disk}' does not exist"), None);
+                        };
+                        let gb = |s: &str| s.trim_end_matches('G').parse::<u64>().ok();
+                        let old = current
+                            .split(',')
+                            .find_map(|p| p.strip_prefix("size="))
+                            .and_then(gb)
+                            .unwrap_or(0);
+                        let Some(new) = gb(&size) else {
+                            return fail(
+                                400,
+                                "Parameter verification failed.",
+                                Some(json!({"size": "value does not match the regex pattern"})),
+                            );
+                        };
+                        if new < old {
+                            return fail(500, "shrinking disks is not supported", None);
+                        }
+                        let updated =
+                            current.replace(&format!("size={old}G"), &format!("size={new}G"));
+                        vm.config.insert(disk, json!(updated));
+                        self.task(&node, "resize", vmid)
                     }
                     ("DELETE", ["snapshot", name]) => {
                         let vm = self.vms.get_mut(&vmid).expect("exists");

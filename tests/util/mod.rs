@@ -14,6 +14,8 @@
 #![allow(dead_code)]
 
 pub mod broker;
+#[cfg(unix)]
+pub mod tmux;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

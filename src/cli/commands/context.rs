@@ -158,6 +158,7 @@ pub(crate) fn ttl_warning(name: &str, stop: &spuff::agent::api::PlannedStop) -> 
 /// The Proxmox password for `proxmox_user` (never kept in the config).
 const PROXMOX_PASSWORD_VAR: &str = "PROXMOX_VE_PASSWORD";
 
+#[derive(Clone)]
 pub(crate) struct Context {
     pub(crate) ui: Ui,
     pub(crate) settings: Settings,

@@ -191,7 +191,7 @@ const PARALLEL: usize = 8;
 
 /// `spuff::vm::down` for `record`, its steps reported to `observer`
 /// (a drawer for one VM, nothing when many run at once).
-async fn destroy_with(
+pub(crate) async fn destroy_with(
     record: &Instance,
     snapshot: Option<String>,
     ctx: &Context,

@@ -286,7 +286,7 @@ fn print_table(
 /// The status to show: what went wrong locally (failed, may exist, being
 /// destroyed) comes first, with the provider's view beside it; otherwise the
 /// provider's status, else the local one.
-fn status(r: &Entry) -> String {
+pub(crate) fn status(r: &Entry) -> String {
     let attention = matches!(
         r.local_status,
         Some(

@@ -3,6 +3,7 @@
 mod config;
 mod context;
 mod cp;
+mod dash;
 mod down;
 mod fleet;
 mod gc;
@@ -31,6 +32,7 @@ pub(crate) async fn run(cli: Cli, ui: Ui) -> anyhow::Result<u8> {
         Command::SshConfig(args) => ssh_config::run(args, &context::Context::load(&ui)?).await,
         Command::Up(args) => up::run(args, &context::Context::load(&ui)?).await,
         Command::List(args) => list::run(args, &context::Context::load(&ui)?).await,
+        Command::Dash(args) => dash::run(args, &context::Context::load(&ui)?).await,
         Command::Gc(args) => gc::run(args, &context::Context::load(&ui)?).await,
         Command::Nuke(args) => nuke::run(args, &context::Context::load(&ui)?).await,
         Command::Start(args) => start::run(args, &context::Context::load(&ui)?).await,

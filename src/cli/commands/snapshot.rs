@@ -53,6 +53,59 @@ pub(crate) async fn run(command: SnapshotCommand, ctx: &Context) -> anyhow::Resu
                 }
             }
         }
+        SnapshotCommand::Rollback { id, force } => {
+            let provider = ctx.default_provider()?;
+            let shown = terminal_safe(&id);
+            if !force {
+                if !ctx.ui.interactive() {
+                    anyhow::bail!(
+                        "refusing to roll back without confirmation: no terminal to ask on (add --force)"
+                    );
+                }
+                let question = format!(
+                    "Roll the VM back to snapshot {shown}? Everything written on it since is lost."
+                );
+                if !ctx.ui.confirm(&question, false)? {
+                    ctx.ui.info("nothing was rolled back");
+                    return Ok(0);
+                }
+            }
+            let step = ctx.ui.spinner(format!("Rolling back to {shown}"));
+            let vm_id = match provider.rollback_snapshot(&id).await {
+                Ok(vm_id) => vm_id,
+                Err(e) => {
+                    step.fail();
+                    let unsupported =
+                        matches!(e, spuff::provider::ProviderError::Unsupported { .. });
+                    let e = anyhow::Error::from(e)
+                        .context(format!("cannot roll back to snapshot {shown}"));
+                    return Err(if unsupported {
+                        e.context(format!(
+                            "{}'s snapshots are images for new VMs: `spuff up --snapshot {shown}` makes one from it",
+                            provider.name()
+                        ))
+                    } else {
+                        e
+                    });
+                }
+            };
+            step.finish(format!(
+                "VM {} is back at {shown} and starting",
+                terminal_safe(&vm_id)
+            ));
+            // This machine's record of it, if it has one: where it answers
+            // now, and that it does.
+            let record = ctx
+                .store
+                .list()?
+                .into_iter()
+                .find(|i| i.provider == provider.name() && i.provider_id == vm_id);
+            if let Some(record) = record {
+                let vm = provider.wait_ready(&vm_id).await?;
+                let record = super::start::record_address(&record, &vm, ctx)?;
+                super::start::wait_for_ssh(&record, ctx).await?;
+            }
+        }
         SnapshotCommand::Delete { id, force } => {
             if !force {
                 if !ctx.ui.interactive() {

@@ -46,23 +46,45 @@ pub(crate) async fn run(args: StartArgs, ctx: &Context) -> anyhow::Result<u8> {
         }
     };
     step.finish(format!("{name} is powered on"));
-    // A local VM gets a new forwarded port: record where it is now.
-    let record = match &vm.ssh {
-        Some(endpoint) => ctx
-            .store
-            .update(&instance.name, |i| {
-                spuff::vm::apply_endpoint(i, &vm, endpoint)
-            })
-            .context("cannot record the VM's address")?,
-        None => instance.clone(),
-    };
+    let record = record_address(&instance, &vm, ctx)?;
+    wait_for_ssh(&record, ctx).await?;
+    Ok(0)
+}
 
+/// Records where `vm` answers now: a local VM gets a new forwarded port on
+/// each start, a VM on DHCP (Proxmox) may get a new address.
+pub(crate) fn record_address(
+    instance: &spuff::state::Instance,
+    vm: &spuff::provider::ProviderInstance,
+    ctx: &Context,
+) -> anyhow::Result<spuff::state::Instance> {
+    if vm.ssh.is_none() && vm.public_ipv4.is_none() && vm.public_ipv6.is_none() {
+        return Ok(instance.clone());
+    }
+    ctx.store
+        .update(&instance.name, |i| match &vm.ssh {
+            Some(endpoint) => spuff::vm::apply_endpoint(i, vm, endpoint),
+            None => {
+                i.ipv4 = vm.public_ipv4.map(std::net::IpAddr::V4);
+                i.ipv6 = vm.public_ipv6.map(std::net::IpAddr::V6);
+            }
+        })
+        .context("cannot record the VM's address")
+}
+
+/// Waits (with a spinner) until `record` answers over SSH with its pinned
+/// host key, after a power-on or a rollback.
+pub(crate) async fn wait_for_ssh(
+    record: &spuff::state::Instance,
+    ctx: &Context,
+) -> anyhow::Result<()> {
+    let name = terminal_safe(&record.name);
     let step = ctx
         .ui
         .spinner(format!("Waiting for {name} to answer over SSH"));
     let started = Instant::now();
     let session = loop {
-        match ctx.connect(&record).await {
+        match ctx.connect(record).await {
             Ok(session) => break session,
             Err(e) if started.elapsed() >= BOOT_TIMEOUT => {
                 step.fail();
@@ -76,5 +98,5 @@ pub(crate) async fn run(args: StartArgs, ctx: &Context) -> anyhow::Result<u8> {
     };
     let _ = session.close().await;
     step.finish(format!("{name} is running again"));
-    Ok(0)
+    Ok(())
 }

@@ -199,6 +199,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         agent_source,
         upload,
         spot,
+        disk_gb: args.disk,
         limit: Limit::of(info),
     };
     if let Some(count) = args.count {
@@ -292,6 +293,7 @@ pub(crate) struct Shared {
     agent_source: AgentSource,
     upload: Option<(PathBuf, AgentInstall)>,
     spot: Option<spuff::provider::SpotRequest>,
+    disk_gb: Option<u64>,
     limit: Limit,
 }
 
@@ -339,6 +341,7 @@ impl Shared {
         );
         plan.upload_agent = self.upload.clone();
         plan.spot = self.spot.clone();
+        plan.disk_gb = self.disk_gb;
         Ok(plan)
     }
 }

@@ -889,6 +889,11 @@ impl Provider for Ec2 {
 
     async fn create_instance(&self, request: &InstanceRequest) -> ProviderResult<ProviderInstance> {
         check_region(&request.region)?;
+        if request.disk_gb.is_some() {
+            return Err(self.unsupported(
+                "a disk size of its own (pick an instance type, the AMI's disk is used)",
+            ));
+        }
         let region = request.region.as_str();
         let query = self.run_query(request).await?;
         let query = &query;

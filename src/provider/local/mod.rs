@@ -329,7 +329,16 @@ impl LocalProvider {
                 "-b".into(),
                 base.clone().into(),
                 dir.disk().into(),
-                info.virtual_size.max(DISK_SIZE).to_string().into(),
+                // Asked for (`up --disk`), else the default; never
+                // smaller than the image.
+                info.virtual_size
+                    .max(
+                        request
+                            .disk_gb
+                            .map_or(DISK_SIZE, |gb| gb.saturating_mul(1 << 30)),
+                    )
+                    .to_string()
+                    .into(),
             ],
             "creating the VM's disk",
         )

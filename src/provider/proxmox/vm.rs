@@ -266,6 +266,74 @@ fn vmid(id: &str) -> ProviderResult<u64> {
 }
 
 /// A node name as it goes into a path.
+/// The VM's boot disk in its config: the first disk in `boot`'s order
+/// (`order=scsi0;ide2;net0`), else the older `bootdisk`, else the first
+/// disk present; never the cloud-init drive or a CD-ROM.
+fn boot_disk(config: &Value) -> Option<String> {
+    let is_disk = |key: &str| {
+        let bus = key.trim_end_matches(|c: char| c.is_ascii_digit());
+        matches!(bus, "scsi" | "virtio" | "sata" | "ide")
+            && bus.len() < key.len()
+            && config[key]
+                .as_str()
+                .is_some_and(|v| !v.contains("media=cdrom") && !v.contains("cloudinit"))
+    };
+    let order = config["boot"]
+        .as_str()
+        .and_then(|b| b.split(',').find_map(|p| p.strip_prefix("order=")))
+        .map(|o| o.split(';').map(str::to_string).collect::<Vec<_>>())
+        .unwrap_or_default();
+    order
+        .into_iter()
+        .chain(config["bootdisk"].as_str().map(str::to_string))
+        .find(|k| is_disk(k))
+        .or_else(|| {
+            ["scsi", "virtio", "sata", "ide"]
+                .iter()
+                .find_map(|bus| (0..31).map(|n| format!("{bus}{n}")).find(|k| is_disk(k)))
+        })
+}
+
+/// The `size=` of a disk's config value (`local-lvm:vm-101-disk-0,size=2G`)
+/// in bytes.
+fn disk_size_bytes(value: &str) -> Option<u64> {
+    let size = value.split(',').find_map(|p| p.strip_prefix("size="))?;
+    let (digits, unit) = size.split_at(
+        size.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(size.len()),
+    );
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
+/// A snapshot id, `VMID/NAME`, taken apart and checked (the name goes
+/// into a URL path).
+fn snapshot_id(id: &str) -> ProviderResult<(u64, &str)> {
+    let (vm, snap) = id
+        .split_once('/')
+        .ok_or_else(|| invalid("snapshot", format!("`{id}` is not VMID/SNAPSHOT")))?;
+    let n = vmid(vm)?;
+    if snap.is_empty()
+        || !snap
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(invalid(
+            "snapshot",
+            format!("`{snap}` is not a snapshot name"),
+        ));
+    }
+    Ok((n, snap))
+}
+
 fn node_name(node: &str) -> ProviderResult<&str> {
     let ok = !node.is_empty()
         && node.len() <= 63
@@ -639,6 +707,32 @@ impl Proxmox {
         Ok(format!("{storage}:snippets/{name}"))
     }
 
+    /// Grows VM `id`'s boot disk (the first disk in its boot order) to
+    /// `gb` GB; one that is that big already is left as it is (disks only
+    /// grow). cloud-init grows the root filesystem at first boot.
+    async fn grow_disk(&self, node: &str, id: u64, gb: u64) -> ProviderResult<()> {
+        let config: Value = self
+            .data(ApiRequest::get(format!("nodes/{node}/qemu/{id}/config")))
+            .await?;
+        let disk = boot_disk(&config).ok_or_else(|| {
+            invalid(
+                "disk",
+                format!("VM {id} has no disk in its boot order to grow (see its template's Options > Boot Order)"),
+            )
+        })?;
+        let current = config[&disk].as_str().and_then(disk_size_bytes);
+        if current.is_some_and(|bytes| bytes >= gb.saturating_mul(1 << 30)) {
+            return Ok(());
+        }
+        let req = ApiRequest::new(Method::PUT, format!("nodes/{node}/qemu/{id}/resize"))
+            .json(&json!({ "disk": disk, "size": format!("{gb}G") }))
+            .resource("VM", id.to_string());
+        // Proxmox VE 8 answers with a task; older versions with null,
+        // once done.
+        self.run(req, &format!("grow VM {id}'s disk {disk} to {gb} GB"))
+            .await
+    }
+
     async fn power(&self, id: &str, on: bool) -> ProviderResult<()> {
         let n = vmid(id)?;
         let r = self.resource(n).await?.ok_or(ProviderError::NotFound {
@@ -838,6 +932,9 @@ impl Provider for Proxmox {
                 config["sshkeys"] = json!(keys);
             }
             configure(config, format!("configure VM {new}")).await?;
+            if let Some(gb) = request.disk_gb {
+                self.grow_disk(&node, new, gb).await?;
+            }
             if let Some(user_data) = &request.user_data {
                 let volume = self.put_snippet(new, user_data).await?;
                 configure(
@@ -1012,20 +1109,7 @@ impl Provider for Proxmox {
     }
 
     async fn delete_snapshot(&self, id: &str) -> ProviderResult<()> {
-        let (vm, snap) = id
-            .split_once('/')
-            .ok_or_else(|| invalid("snapshot", format!("`{id}` is not VMID/SNAPSHOT")))?;
-        let n = vmid(vm)?;
-        if snap.is_empty()
-            || !snap
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        {
-            return Err(invalid(
-                "snapshot",
-                format!("`{snap}` is not a snapshot name"),
-            ));
-        }
+        let (n, snap) = snapshot_id(id)?;
         let Some(r) = self.resource(n).await? else {
             return Ok(());
         };
@@ -1051,6 +1135,55 @@ impl Provider for Proxmox {
             Ok(()) | Err(ProviderError::NotFound { .. }) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    async fn rollback_snapshot(&self, id: &str) -> ProviderResult<String> {
+        let (n, snap) = snapshot_id(id)?;
+        let r = self.resource(n).await?.ok_or(ProviderError::NotFound {
+            provider: NAME,
+            resource: "VM",
+            id: n.to_string(),
+        })?;
+        // Only spuff's own VMs: a snapshot id is easily mistyped, and a
+        // rollback loses everything written since.
+        if !labels_of(r.tags.as_deref()).contains_key(MANAGED_LABEL) {
+            return Err(invalid(
+                "snapshot",
+                format!("VM {n} is not a spuff VM (it has no `{MANAGED_LABEL}` tag)"),
+            ));
+        }
+        let node = node_name(&r.node)?.to_string();
+        let names: Vec<Value> = self
+            .data(ApiRequest::get(format!("nodes/{node}/qemu/{n}/snapshot")))
+            .await?;
+        if !names.iter().any(|s| s["name"] == snap) {
+            return Err(ProviderError::NotFound {
+                provider: NAME,
+                resource: "snapshot",
+                id: id.to_string(),
+            });
+        }
+        // A snapshot without the VM's memory leaves the VM stopped after
+        // the rollback: started again, as it was before.
+        self.run(
+            ApiRequest::new(
+                Method::POST,
+                format!("nodes/{node}/qemu/{n}/snapshot/{snap}/rollback"),
+            )
+            .json(&json!({}))
+            .resource("snapshot", id),
+            &format!("roll VM {n} back to `{snap}`"),
+        )
+        .await?;
+        let running = self
+            .resource(n)
+            .await?
+            .and_then(|r| r.status)
+            .is_some_and(|s| s == "running");
+        if !running {
+            self.power(&n.to_string(), true).await?;
+        }
+        Ok(n.to_string())
     }
 
     async fn power_off(&self, id: &str) -> ProviderResult<()> {
@@ -1122,6 +1255,40 @@ impl Provider for Proxmox {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_boot_disk_should_come_from_the_boot_order() {
+        let config = json!({
+            "boot": "order=ide2;scsi1;net0",
+            "ide2": "local-lvm:vm-101-cloudinit,media=cdrom",
+            "scsi0": "local-lvm:vm-101-disk-0,size=2G",
+            "scsi1": "local-lvm:vm-101-disk-1,size=8G",
+        });
+        assert_eq!(boot_disk(&config).as_deref(), Some("scsi1"));
+        // Older configs: `bootdisk`; none at all: the first disk.
+        let config =
+            json!({"bootdisk": "virtio0", "virtio0": "local:101/vm-101-disk-0.qcow2,size=4G"});
+        assert_eq!(boot_disk(&config).as_deref(), Some("virtio0"));
+        let config = json!({"ide0": "local-lvm:vm-101-cloudinit,media=cdrom", "sata2": "local-lvm:vm-101-disk-0,size=4G"});
+        assert_eq!(boot_disk(&config).as_deref(), Some("sata2"));
+        assert_eq!(boot_disk(&json!({"net0": "virtio=AA:BB"})), None);
+    }
+
+    #[test]
+    fn disk_sizes_should_read_in_their_units() {
+        assert_eq!(
+            disk_size_bytes("local-lvm:vm-1-disk-0,size=2G"),
+            Some(2 << 30)
+        );
+        assert_eq!(
+            disk_size_bytes("local:1/a.qcow2,discard=on,size=512M,ssd=1"),
+            Some(512 << 20)
+        );
+        assert_eq!(disk_size_bytes("x,size=1T"), Some(1 << 40));
+        assert_eq!(disk_size_bytes("x,size=4096"), Some(4096));
+        assert_eq!(disk_size_bytes("x,size=2P"), None);
+        assert_eq!(disk_size_bytes("local-lvm:vm-1-disk-0"), None);
+    }
 
     #[test]
     fn sizes_should_have_names_and_parse_back() {
