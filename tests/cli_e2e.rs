@@ -853,6 +853,80 @@ fn dash_life(w: &World) {
     assert_success(&w.spuff(&["down", "db", "--force"]), "down");
 }
 
+/// Issue 17: `spuff ssh` in a real terminal against a VM that stops
+/// answering (its sshd's session processes stopped, nothing closed): `~.`
+/// leaves at once with 255, as `ssh` does; `~?` lists the escapes; left
+/// alone, the keepalives give up on the VM by themselves and the error
+/// starts a line of its own.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_should_leave_a_stalled_vm_by_escape_or_keepalive() {
+    let world = Arc::new(World::start(Bootstrap::Installing).await);
+    let w = world.clone();
+    tokio::task::spawn_blocking(move || stalled_life(&w))
+        .await
+        .expect("test thread");
+}
+
+#[cfg(unix)]
+fn stalled_life(w: &World) {
+    use crate::util::tmux::Tmux;
+
+    assert_success(&w.up("st").output().expect("up"), "up");
+    let spuff = std::path::Path::new(env!("CARGO_BIN_EXE_spuff"));
+    let limit = Duration::from_secs(30);
+    let stall = |signal: &str| {
+        for vm in w.vms.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            vm.sshd.signal_sessions(signal);
+        }
+    };
+
+    let tmux = Tmux::start(spuff, &["ssh", "st"], &w.env(), 120, 30);
+    tmux.wait_for("@vm", limit);
+    tmux.type_text("echo alive-$((2*3))");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("alive-6", limit);
+    tmux.type_text("~?");
+    tmux.wait_for("Supported escape sequences", limit);
+    // Mid-line, `~.` is text for the VM.
+    tmux.type_text("echo a~.b");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("a~.b\n", limit);
+    stall("STOP");
+    tmux.type_text("echo never-seen");
+    tmux.keys(&["Enter"]);
+    tmux.type_text("~.");
+    assert_eq!(tmux.wait_exit(limit), 255);
+    let screen = tmux.screen();
+    assert!(
+        screen.contains("left the session on st (the VM keeps running)"),
+        "{screen}"
+    );
+    stall("CONT");
+    drop(tmux);
+
+    // Left alone: the keepalives (every 5 s, 3 missed) end it.
+    let tmux = Tmux::start(spuff, &["ssh", "st"], &w.env(), 120, 30);
+    tmux.wait_for("@vm", limit);
+    tmux.type_text("printf 'no newline here'");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("no newline here", limit);
+    stall("STOP");
+    assert_eq!(tmux.wait_exit(Duration::from_secs(90)), 1);
+    let screen = tmux.screen();
+    let error = screen
+        .lines()
+        .find(|l| l.contains("error"))
+        .unwrap_or_else(|| panic!("no error on the screen:\n{screen}"));
+    assert!(
+        error.starts_with("error"),
+        "the error shares a line: {screen}"
+    );
+    stall("CONT");
+    drop(tmux);
+    assert_success(&w.spuff(&["down", "st", "--force"]), "down");
+}
+
 fn fleet_life(w: &World) {
     let agent = fakevm::agent_binary().display().to_string();
     let out = w.spuff(&[

@@ -280,6 +280,26 @@ pub(crate) struct SshArgs {
     /// Forward your ssh-agent even with `forward_agent: off`.
     #[arg(long)]
     pub(crate) forward_agent: bool,
+    #[command(flatten)]
+    pub(crate) escape: EscapeArg,
+}
+
+/// `-e`, as `ssh` has it.
+#[derive(Debug, Args, Clone, Copy)]
+pub(crate) struct EscapeArg {
+    /// The escape character, at the start of a line: `~.` leaves a session
+    /// whose VM stopped answering, `~?` lists the escapes, `~~` sends a
+    /// `~`. One character, `^X` for a control character, or `none`.
+    #[arg(short = 'e', long = "escape-char", value_name = "CHAR", default_value = "~", value_parser = parse_escape)]
+    pub(crate) escape_char: Escape,
+}
+
+/// An escape character, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Escape(pub(crate) Option<u8>);
+
+fn parse_escape(value: &str) -> Result<Escape, String> {
+    spuff::ssh::parse_escape_char(value).map(Escape)
 }
 
 /// `spuff exec`.
@@ -296,6 +316,8 @@ pub(crate) struct ExecArgs {
     /// Allocate a terminal (for interactive programs).
     #[arg(short = 't', long)]
     pub(crate) tty: bool,
+    #[command(flatten)]
+    pub(crate) escape: EscapeArg,
     /// Run the command on every recorded VM at once, one connection each.
     #[arg(long, conflicts_with_all = ["name", "tty"])]
     pub(crate) all: bool,

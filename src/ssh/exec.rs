@@ -27,6 +27,9 @@ pub enum ExitStatus {
         /// The server's message, often empty.
         message: String,
     },
+    /// The user left an interactive session with its escape sequence
+    /// (`~.`) before the remote side ended; how it ended is unknown.
+    Disconnected,
 }
 
 impl ExitStatus {
@@ -39,16 +42,18 @@ impl ExitStatus {
     pub fn code(&self) -> Option<u32> {
         match self {
             ExitStatus::Code(c) => Some(*c),
-            ExitStatus::Signal { .. } => None,
+            ExitStatus::Signal { .. } | ExitStatus::Disconnected => None,
         }
     }
 
     /// The code a shell would report: the exit code, or 128 + the signal
-    /// number for a signal (255 when the signal is not a standard one).
+    /// number for a signal (255 when the signal is not a standard one, and
+    /// after a disconnect, as `ssh` exits then).
     pub fn shell_code(&self) -> i32 {
         match self {
             ExitStatus::Code(c) => i32::try_from(*c).unwrap_or(255),
             ExitStatus::Signal { name, .. } => signal_number(name).map_or(255, |n| 128 + n),
+            ExitStatus::Disconnected => 255,
         }
     }
 }
@@ -64,6 +69,7 @@ impl std::fmt::Display for ExitStatus {
                 "killed by signal {name}{}",
                 if *core_dumped { " (core dumped)" } else { "" }
             ),
+            ExitStatus::Disconnected => f.write_str("disconnected by the user"),
         }
     }
 }

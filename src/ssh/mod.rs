@@ -34,6 +34,7 @@
 mod agent;
 mod auth;
 mod error;
+mod escape;
 mod exec;
 pub mod forward;
 mod handler;
@@ -55,6 +56,7 @@ use russh::keys::Algorithm;
 pub use agent::{AgentLocation, WINDOWS_OPENSSH_AGENT_PIPE};
 pub use auth::{AuthMethod, PassphraseFn, load_private_key};
 pub use error::{AuthAttempt, Error, ExpectedKey, KeySource, Result};
+pub use escape::parse_escape_char;
 pub use exec::{COLLECT_LIMIT, ExecEvent, ExecOutput, ExitStatus, RemoteCommand};
 pub use handler::ForwardedConnection;
 pub use key_pair::HostKeyPair;
@@ -90,10 +92,13 @@ pub struct Config {
     pub host_keys: HostKeyPolicy,
     /// Limit for the TCP connect and, separately, for the SSH handshake (10s).
     pub connect_timeout: Duration,
-    /// Send a keepalive after this long without traffic from the server (15s);
+    /// Send a keepalive after this long without traffic from the server (5s);
     /// `None` turns keepalives off.
     pub keepalive_interval: Option<Duration>,
-    /// Drop the connection after this many unanswered keepalives (3).
+    /// Drop the connection after this many unanswered keepalives (3). With
+    /// the defaults a server that stops answering is given up on about
+    /// 20 s after its last word ([`Error::ConnectionLost`]), where OpenSSH
+    /// without `ServerAliveInterval` waits for TCP (minutes).
     pub keepalive_max: usize,
     /// Ciphers to offer, most preferred first, by SSH name
     /// (`chacha20-poly1305@openssh.com`, `aes256-gcm@openssh.com`, …).
@@ -137,7 +142,7 @@ impl Config {
             passphrase: None,
             host_keys: HostKeyPolicy::default(),
             connect_timeout: Duration::from_secs(10),
-            keepalive_interval: Some(Duration::from_secs(15)),
+            keepalive_interval: Some(Duration::from_secs(5)),
             keepalive_max: 3,
             ciphers: Vec::new(),
             kex: Vec::new(),

@@ -46,6 +46,11 @@ pub struct ShellOptions {
     pub command: Option<String>,
     /// Environment variables to ask for (sshd accepts only those in its `AcceptEnv`).
     pub env: Vec<(String, String)>,
+    /// The escape character (`~`, the default), recognised at the start of
+    /// a line as OpenSSH does: `~.` leaves the session (the shell then
+    /// returns [`ExitStatus::Disconnected`]), `~?` lists the escapes, `~~`
+    /// sends one `~`. `None` passes every byte through.
+    pub escape: Option<u8>,
 }
 
 impl Default for ShellOptions {
@@ -59,6 +64,7 @@ impl Default for ShellOptions {
             forward_agent: None,
             command: None,
             env: Vec::new(),
+            escape: Some(b'~'),
         }
     }
 }
@@ -146,6 +152,7 @@ impl Session {
         self.expect_success(&mut channel, op).await?;
 
         let (mut read, write) = channel.split();
+        let mut escapes = opts.escape.map(super::escape::Escapes::new);
         let mut buf = vec![0u8; 16 * 1024];
         let mut input_open = true;
         let mut resize_open = true;
@@ -158,10 +165,40 @@ impl Session {
                             input_open = false;
                             let _ = write.eof().await;
                         }
-                        Ok(n) => write
-                            .data_bytes(Bytes::copy_from_slice(&buf[..n]))
-                            .await
-                            .map_err(|e| self.op_error(op, e))?,
+                        Ok(n) => {
+                            let (data, action) = match escapes.as_mut() {
+                                Some(e) => {
+                                    let mut data = Vec::with_capacity(n);
+                                    let action = e.feed(&buf[..n], &mut data);
+                                    (data, action)
+                                }
+                                None => (buf[..n].to_vec(), None),
+                            };
+                            if !data.is_empty() {
+                                write
+                                    .data_bytes(Bytes::from(data))
+                                    .await
+                                    .map_err(|e| self.op_error(op, e))?;
+                            }
+                            match action {
+                                Some(super::escape::Action::Disconnect) => {
+                                    // A dead VM may never take the close:
+                                    // leave regardless.
+                                    let _ = tokio::time::timeout(
+                                        std::time::Duration::from_secs(1),
+                                        write.close(),
+                                    )
+                                    .await;
+                                    return Ok(ExitStatus::Disconnected);
+                                }
+                                Some(super::escape::Action::Help) => {
+                                    let help = escapes.as_ref().map(|e| e.help()).unwrap_or_default();
+                                    output.write_all(help.as_bytes()).await.map_err(Error::Terminal)?;
+                                    output.flush().await.map_err(Error::Terminal)?;
+                                }
+                                None => {}
+                            }
+                        }
                     }
                 }
                 size = resize.recv(), if resize_open => {

@@ -375,9 +375,16 @@ LogLevel VERBOSE
     /// SIGKILL every process this sshd forked for connections, as if the VM
     /// vanished, leaving the listener up.
     pub fn kill_sessions(&self) {
+        self.signal_sessions("KILL");
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`) to every process this sshd
+    /// forked for connections: `STOP` is a VM that stops answering without
+    /// closing anything.
+    pub fn signal_sessions(&self, signal: &str) {
         for pid in descendants(self.child.id()) {
             let _ = Command::new("kill")
-                .arg("-KILL")
+                .arg(format!("-{signal}"))
                 .arg(pid.to_string())
                 .status();
         }

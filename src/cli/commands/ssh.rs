@@ -14,15 +14,45 @@ pub(crate) async fn shell(args: SshArgs, ctx: &Context) -> anyhow::Result<u8> {
     let session = ctx.connect(&instance).await?;
     // The VM's agent cannot see this work: tell it the VM is in use.
     let _awake = super::context::keep_awake(&instance, &session, &ctx.ui);
-    let mut opts = ShellOptions::default();
+    let mut opts = ShellOptions {
+        escape: args.escape.escape_char.0,
+        ..ShellOptions::default()
+    };
     if super::context::forward_agent(args.no_agent, args.forward_agent, ctx) {
         opts.forward_agent = Some(AgentLocation::Default);
     }
-    let status = match session.shell(opts).await {
+    interactive(&session, opts, &instance, ctx).await
+}
+
+/// A shell (or a command on a terminal) on `instance` until it ends; its
+/// exit code, 255 after `~.`. The terminal is back to normal and on a line
+/// of its own before anything is said about how it ended.
+pub(crate) async fn interactive(
+    session: &spuff::ssh::Session,
+    opts: ShellOptions,
+    instance: &spuff::state::Instance,
+    ctx: &Context,
+) -> anyhow::Result<u8> {
+    let result = session.shell(opts).await;
+    if !matches!(result, Ok(ref s) if *s != spuff::ssh::ExitStatus::Disconnected) {
+        // The remote side may have left the cursor mid-line (a prompt):
+        // what is said next starts a line of its own.
+        let _ = writeln!(std::io::stderr());
+    }
+    let status = match result {
         Ok(status) => status,
-        Err(e) => return Err(super::context::explain_loss(&instance, ctx, e.into()).await),
+        Err(e) => return Err(super::context::explain_loss(instance, ctx, e.into()).await),
     };
-    let _ = session.close().await;
+    if status == spuff::ssh::ExitStatus::Disconnected {
+        ctx.ui.info(format!(
+            "left the session on {} (the VM keeps running)",
+            spuff::terminal_safe(&instance.name)
+        ));
+        // A VM that stopped answering may never take a clean goodbye.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), session.close()).await;
+    } else {
+        let _ = session.close().await;
+    }
     Ok(exit_code(status.shell_code()))
 }
 
@@ -40,11 +70,10 @@ pub(crate) async fn exec(args: ExecArgs, ctx: &Context) -> anyhow::Result<u8> {
     if args.tty {
         let opts = ShellOptions {
             command: Some(command),
+            escape: args.escape.escape_char.0,
             ..ShellOptions::default()
         };
-        let status = session.shell(opts).await?;
-        let _ = session.close().await;
-        return Ok(exit_code(status.shell_code()));
+        return interactive(&session, opts, &instance, ctx).await;
     }
     let mut cmd = session.spawn(&command).await?;
     // Local stdin goes to the command, read on its own task so that a

@@ -276,9 +276,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
         ..ShellOptions::default()
     };
     let _awake = super::context::keep_awake(&instance, &up.session, &ctx.ui);
-    let status = up.session.shell(opts).await?;
-    let _ = up.session.close().await;
-    Ok(u8::try_from(status.shell_code()).unwrap_or(255))
+    super::ssh::interactive(&up.session, opts, &instance, ctx).await
 }
 
 /// What every VM of one `up` shares; [`Shared::plan`] adds what each VM

@@ -269,6 +269,9 @@ async fn shell(record: Instance, ctx: &Context) -> (String, Tone) {
         name: Some(record.name),
         no_agent: false,
         forward_agent: false,
+        escape: crate::cli::args::EscapeArg {
+            escape_char: crate::cli::args::Escape(Some(b'~')),
+        },
     };
     match super::ssh::shell(args, ctx).await {
         Ok(code) => (
