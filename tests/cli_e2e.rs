@@ -927,6 +927,71 @@ fn stalled_life(w: &World) {
     assert_success(&w.spuff(&["down", "st", "--force"]), "down");
 }
 
+/// Issue 17: `status --watch` in a real terminal across a connection
+/// loss: the figures stay, marked stale with their age and the error, the
+/// connection is made again once the VM answers, and the view says so;
+/// `q` quits with 0, Ctrl-C with 130.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn status_watch_should_mark_stale_figures_and_recover() {
+    let world = Arc::new(World::start(Bootstrap::Installing).await);
+    let w = world.clone();
+    tokio::task::spawn_blocking(move || watch_life(&w))
+        .await
+        .expect("test thread");
+}
+
+#[cfg(unix)]
+fn watch_life(w: &World) {
+    use crate::util::tmux::Tmux;
+
+    assert_success(&w.up("wa").output().expect("up"), "up");
+    let spuff = std::path::Path::new(env!("CARGO_BIN_EXE_spuff"));
+    let limit = Duration::from_secs(30);
+    let stall = |signal: &str| {
+        for vm in w.vms.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            vm.sshd.signal_sessions(signal);
+        }
+    };
+    let tmux = Tmux::start(spuff, &["status", "wa", "--watch"], &w.env(), 120, 40);
+    let screen = tmux.wait_for("Updated ", limit);
+    assert!(screen.contains("load      cpu"), "{screen}");
+    stall("STOP");
+    let screen = tmux.wait_for("STALE: the figures below are", Duration::from_secs(90));
+    assert!(screen.contains("trying again in"), "{screen}");
+    // The last figures are still shown.
+    assert!(screen.contains("load      cpu"), "{screen}");
+    stall("CONT");
+    tmux.wait_for("reconnected", Duration::from_secs(90));
+    tmux.keys(&["q"]);
+    assert_eq!(tmux.wait_exit(limit), 0);
+    drop(tmux);
+
+    let tmux = Tmux::start(spuff, &["status", "wa", "--watch"], &w.env(), 120, 40);
+    tmux.wait_for("Updated ", limit);
+    tmux.keys(&["C-c"]);
+    assert_eq!(tmux.wait_exit(limit), 130);
+    drop(tmux);
+    // `logs -f` interrupted: 130 too (no terminal needed for that).
+    let tmux = Tmux::start(spuff, &["logs", "wa", "-f"], &w.env(), 120, 20);
+    std::thread::sleep(Duration::from_secs(3));
+    tmux.keys(&["C-c"]);
+    assert_eq!(tmux.wait_exit(limit), 130);
+    drop(tmux);
+    // "No" to `down` is a choice: said plainly, exit 0, nothing destroyed.
+    let tmux = Tmux::start(spuff, &["down", "wa"], &w.env(), 120, 20);
+    tmux.wait_for("Destroy wa?", limit);
+    tmux.type_text("n");
+    tmux.keys(&["Enter"]);
+    assert_eq!(tmux.wait_exit(limit), 0);
+    let screen = tmux.screen();
+    assert!(screen.contains("Nothing was destroyed."), "{screen}");
+    assert!(!screen.contains("error"), "{screen}");
+    drop(tmux);
+    assert_eq!(w.state_names(), ["wa"]);
+    assert_success(&w.spuff(&["down", "wa", "--force"]), "down");
+}
+
 fn fleet_life(w: &World) {
     let agent = fakevm::agent_binary().display().to_string();
     let out = w.spuff(&[

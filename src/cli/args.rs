@@ -18,8 +18,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     max_term_width = 100
 )]
 #[command(
-    after_help = "Exit codes: 0 success, 1 error, 2 usage error, 130 interrupted; \
-                        `spuff exec` and `spuff ssh` exit with the remote command's code.\n\
+    after_help = "Exit codes: 0 success (a \"no\" to a confirmation included: nothing is done), \
+                        1 error, 2 usage error, 130 interrupted (Ctrl-C, live views too); \
+                        `spuff exec` and `spuff ssh` exit with the remote command's code (255 after `~.`).\n\
                         Environment: SPUFF_API_TOKEN, SPUFF_CONFIG_DIR, SPUFF_API_TIMEOUT, RUST_LOG, NO_COLOR."
 )]
 pub(crate) struct Cli {

@@ -2,8 +2,11 @@
 //! in a temporary directory) running one program in a pane of a fixed
 //! size, driven as a person drives it (keys in, screen out).
 //!
-//! The pane stays after the program exits (`remain-on-exit`), so the exit
-//! status can be read. The server is killed when the [`Tmux`] is dropped.
+//! The program runs under a small `sh` that writes its exit status to a
+//! file (tmux learns a pane's status only once it has reaped the process,
+//! which it does not always do promptly); the pane stays after the exit
+//! (`remain-on-exit`) to be read. The server is killed when the [`Tmux`]
+//! is dropped.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -27,6 +30,17 @@ impl Tmux {
         let conf = dir.path().join("tmux.conf");
         std::fs::write(&conf, "set -g remain-on-exit on\nset -g history-limit 0\n")
             .expect("tmux.conf");
+        // A trap, not an ignored signal: the program gets SIGINT's default
+        // (which exec resets a handler to), the shell waits for it.
+        let wrapper = dir.path().join("run.sh");
+        std::fs::write(
+            &wrapper,
+            format!(
+                "trap : INT\n\"$@\"\necho $? > '{}'\n",
+                dir.path().join("status").display()
+            ),
+        )
+        .expect("run.sh");
         let tmux = Tmux { dir };
         let mut cmd = tmux.command();
         cmd.arg("-f").arg(&conf).args([
@@ -42,7 +56,11 @@ impl Tmux {
         for (k, v) in env {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
-        cmd.arg("--").arg(program).args(args);
+        cmd.arg("--")
+            .arg("/bin/sh")
+            .arg(&wrapper)
+            .arg(program)
+            .args(args);
         let out = cmd.output().expect("run tmux");
         assert!(
             out.status.success(),
@@ -121,20 +139,11 @@ impl Tmux {
 
     /// The program's exit status once it has exited.
     pub fn exit_status(&self) -> Option<i32> {
-        let out = self
-            .command()
-            .args([
-                "display-message",
-                "-p",
-                "-t",
-                "t",
-                "#{pane_dead} #{pane_dead_status}",
-            ])
-            .output()
-            .expect("tmux display-message");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let mut words = text.split_whitespace();
-        (words.next() == Some("1")).then(|| words.next().and_then(|c| c.parse().ok()))?
+        std::fs::read_to_string(self.dir.path().join("status"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
     }
 
     /// Waits for the program to exit and returns its status.

@@ -32,7 +32,9 @@ pub(crate) async fn run(args: DownArgs, ctx: &Context) -> anyhow::Result<u8> {
         return Ok(0);
     }
     let names: Vec<&str> = targets.iter().map(|i| i.name.as_str()).collect();
-    confirm(&format!("Destroy {}?", names.join(", ")), &args, ctx)?;
+    if !confirm(&format!("Destroy {}?", names.join(", ")), &args, ctx)? {
+        return Ok(0);
+    }
 
     let mut results = Vec::new();
     let mut failed = false;
@@ -113,7 +115,9 @@ fn forget_damaged(name: &str, why: &str, args: &DownArgs, ctx: &Context) -> anyh
         "the state record {shown} cannot be read ({}); spuff cannot tell which VM it stood for",
         terminal_safe(why)
     ));
-    confirm(&format!("Forget the damaged record {shown}?"), args, ctx)?;
+    if !confirm(&format!("Forget the damaged record {shown}?"), args, ctx)? {
+        return Ok(0);
+    }
     ctx.store.forget_damaged(name)?;
     ctx.ui.success(format!(
         "forgot {shown}; if it had a VM, `spuff list` shows it as an orphan and `spuff down {shown}` destroys it"
@@ -121,19 +125,22 @@ fn forget_damaged(name: &str, why: &str, args: &DownArgs, ctx: &Context) -> anyh
     Ok(0)
 }
 
-fn confirm(question: &str, args: &DownArgs, ctx: &Context) -> anyhow::Result<()> {
+/// Whether to go on: `--force`, or the user said yes. A no is a choice,
+/// not a failure: the caller says nothing was destroyed and exits 0.
+fn confirm(question: &str, args: &DownArgs, ctx: &Context) -> anyhow::Result<bool> {
     if args.force {
-        return Ok(());
+        return Ok(true);
     }
     if !ctx.ui.interactive() {
         anyhow::bail!(
             "refusing to destroy without confirmation: no terminal to ask on (add --force)"
         );
     }
-    if !ctx.ui.confirm(question, false)? {
-        anyhow::bail!("cancelled; nothing was destroyed");
+    let yes = ctx.ui.confirm(question, false)?;
+    if !yes {
+        ctx.ui.info("Nothing was destroyed.");
     }
-    Ok(())
+    Ok(yes)
 }
 
 fn result_json(name: &str, outcome: &Outcome) -> serde_json::Value {
@@ -219,7 +226,7 @@ async fn destroy_orphans(name: &str, args: &DownArgs, ctx: &Context) -> anyhow::
     }
     let ids: Vec<&str> = orphans.iter().map(|vm| vm.id.as_str()).collect();
     let shown = terminal_safe(name);
-    confirm(
+    if !confirm(
         &format!(
             "Destroy {} orphan VM{} named {shown} ({} {})?",
             orphans.len(),
@@ -229,7 +236,9 @@ async fn destroy_orphans(name: &str, args: &DownArgs, ctx: &Context) -> anyhow::
         ),
         args,
         ctx,
-    )?;
+    )? {
+        return Ok(0);
+    }
     let options = Options {
         snapshot: args
             .snapshot

@@ -57,7 +57,8 @@ pub(crate) async fn run(args: GcArgs, ctx: &Context) -> anyhow::Result<u8> {
             );
         }
         if !ctx.ui.confirm(&question(&candidates), false)? {
-            anyhow::bail!("cancelled; nothing was destroyed");
+            ctx.ui.info("Nothing was destroyed.");
+            return Ok(0);
         }
     }
     let (results, failed) = destroy(&candidates, ctx).await;

@@ -41,7 +41,11 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Context) -> anyhow::Result<u8> {
     loop {
         let event = tokio::select! {
             event = cmd.next_event() => event?,
-            _ = tokio::signal::ctrl_c() => break,
+            _ = tokio::signal::ctrl_c() => {
+                // Interrupted, as the documented exit codes say.
+                code = i32::from(crate::cli::EXIT_INTERRUPTED);
+                break;
+            }
         };
         match event {
             Some(ExecEvent::Stdout(b)) => {

@@ -114,7 +114,8 @@ pub(crate) async fn run(command: SnapshotCommand, ctx: &Context) -> anyhow::Resu
                     );
                 }
                 if !ctx.ui.confirm(&format!("Delete snapshot {id}?"), false)? {
-                    anyhow::bail!("cancelled");
+                    ctx.ui.info("Nothing was deleted.");
+                    return Ok(0);
                 }
             }
             let provider = ctx.default_provider()?;

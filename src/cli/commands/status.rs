@@ -21,9 +21,12 @@ pub(crate) async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<u8> {
         return super::fleet::status(fleet, args.json.json, ctx).await;
     }
     let instance = ctx.store.resolve(args.name.as_deref())?;
+    if args.watch {
+        return watch(&instance, args.json.json, ctx).await;
+    }
     let session = match ctx.connect(&instance).await {
-        Ok(session) => Some(session),
-        Err(e) if !args.watch => {
+        Ok(session) => session,
+        Err(e) => {
             // A VM its idle or lifetime stop powered off (or one gone) is
             // news, not a connection error (issue 12).
             if let Some(w) = super::context::whereabouts(&instance, ctx).await {
@@ -31,34 +34,224 @@ pub(crate) async fn run(args: StatusArgs, ctx: &Context) -> anyhow::Result<u8> {
                 return Ok(0);
             }
             // State alone is still worth showing.
-            report(&instance, None, args.json.json, ctx)?;
+            report(
+                &instance,
+                None,
+                args.json.json,
+                ctx,
+                &mut std::io::stdout().lock(),
+            )?;
             return Err(e);
         }
-        Err(e) => return Err(e),
     };
-    let client = session.map(|s| {
-        let mut config = ClientConfig::new(instance.agent_token.clone());
-        config.port = super::context::agent_port();
-        Client::new(s, config)
-    });
+    let agent = fetch(&agent_client(&instance, session, None), true).await;
+    report(
+        &instance,
+        Some(&agent),
+        args.json.json,
+        ctx,
+        &mut std::io::stdout().lock(),
+    )?;
+    Ok(0)
+}
+
+/// The agent of `instance` through `session`.
+fn agent_client(
+    instance: &Instance,
+    session: spuff::ssh::Session,
+    timeout: Option<Duration>,
+) -> Client {
+    let mut config = ClientConfig::new(instance.agent_token.clone());
+    config.port = super::context::agent_port();
+    if let Some(timeout) = timeout {
+        config.request_timeout = timeout;
+    }
+    Client::new(session, config)
+}
+
+/// How often `--watch` asks the agent.
+const WATCH_EVERY: Duration = Duration::from_secs(2);
+/// The longest wait between reconnection attempts.
+const WATCH_MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// How long one connection or request may take before it counts as failed.
+const WATCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `status --watch`: the report redrawn every [`WATCH_EVERY`], with when
+/// its figures were taken. When the VM stops answering the last figures
+/// stay, marked stale with their age and the error, and the connection is
+/// made again with a growing wait until the VM answers. `q` quits (0),
+/// Ctrl-C interrupts (130). With `--json`, one document per answer (or
+/// per failed attempt, with the error).
+async fn watch(instance: &Instance, json: bool, ctx: &Context) -> anyhow::Result<u8> {
+    use std::io::IsTerminal;
+    let terminal = !json && std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    let _raw = if terminal {
+        Some(super::dash::term::Raw::enable()?)
+    } else {
+        None
+    };
+    let mut keys = terminal.then(super::dash::term::Keys::start);
+    let mut client: Option<Client> = None;
+    let mut last: Option<(AgentView, std::time::Instant)> = None;
+    let mut trouble: Option<(String, std::time::Instant)> = None;
+    let mut recovered: Option<std::time::Instant> = None;
+    let mut failures = 0u32;
+    let mut next_try = std::time::Instant::now();
     let mut first = true;
     loop {
-        let agent = match &client {
-            Some(c) => Some(fetch(c, first).await),
-            None => None,
-        };
-        first = false;
-        if args.watch && !args.json.json {
-            // Clear the screen and home the cursor for a live redraw.
-            print!("\x1b[2J\x1b[H");
+        let now = std::time::Instant::now();
+        let mut answered = false;
+        if now >= next_try {
+            let mut failed: Option<String> = None;
+            if client.is_none() {
+                match tokio::time::timeout(WATCH_TIMEOUT, ctx.connect(instance)).await {
+                    Ok(Ok(session)) => {
+                        client = Some(agent_client(instance, session, Some(WATCH_TIMEOUT)))
+                    }
+                    Ok(Err(e)) => failed = Some(format!("{e:#}")),
+                    Err(_) => {
+                        failed = Some(format!("no SSH answer in {}s", WATCH_TIMEOUT.as_secs()))
+                    }
+                }
+            }
+            if let Some(c) = &client {
+                let view = fetch(c, first).await;
+                match &view.status {
+                    Ok(_) => {
+                        first = false;
+                        answered = true;
+                        if trouble.take().is_some() {
+                            recovered = Some(std::time::Instant::now());
+                        }
+                        failures = 0;
+                        next_try = now + WATCH_EVERY;
+                        last = Some((view, std::time::Instant::now()));
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        client = None;
+                    }
+                }
+            }
+            if let Some(error) = failed {
+                failures = failures.saturating_add(1);
+                let wait = WATCH_EVERY
+                    .saturating_mul(1 << failures.min(5).saturating_sub(1))
+                    .min(WATCH_MAX_BACKOFF);
+                next_try = std::time::Instant::now() + wait;
+                let since = trouble.as_ref().map_or(now, |(_, since)| *since);
+                trouble = Some((error, since));
+            }
+            if json {
+                match (&trouble, &last) {
+                    (None, Some((view, _))) if answered => report(instance, Some(view), true, ctx, &mut std::io::stdout().lock())?,
+                    (Some((error, _)), _) => ctx.ui.json(&serde_json::json!({
+                        "instance": { "name": instance.name },
+                        "agent_error": error,
+                        "stale_seconds": last.as_ref().map(|(_, at)| at.elapsed().as_secs()),
+                        "retry_in_seconds": next_try.saturating_duration_since(std::time::Instant::now()).as_secs(),
+                    }))?,
+                    _ => {}
+                }
+            }
         }
-        report(&instance, agent, args.json.json, ctx)?;
-        if !args.watch {
-            return Ok(0);
+        if !json {
+            let mut screen: Vec<u8> = Vec::new();
+            let now = std::time::Instant::now();
+            let ago = |at: std::time::Instant| {
+                super::dash::short_duration(now.saturating_duration_since(at))
+            };
+            match (&trouble, &last) {
+                (None, Some((_, at))) => {
+                    write!(
+                        screen,
+                        "Updated {} ago, every {}s",
+                        ago(*at),
+                        WATCH_EVERY.as_secs()
+                    )?;
+                    if let Some(r) = recovered
+                        .filter(|r| now.saturating_duration_since(*r) < Duration::from_secs(10))
+                    {
+                        write!(screen, "; reconnected {} ago", ago(r))?;
+                    }
+                }
+                (Some((error, since)), at) => {
+                    match at {
+                        Some((_, at)) => {
+                            write!(screen, "STALE: the figures below are {} old. ", ago(*at))?
+                        }
+                        None => write!(
+                            screen,
+                            "Connecting to {}: ",
+                            spuff::terminal_safe(&instance.name)
+                        )?,
+                    }
+                    write!(
+                        screen,
+                        "No answer for {} ({}); trying again in {} (attempt {})",
+                        ago(*since),
+                        spuff::terminal_safe(error),
+                        super::dash::short_duration(next_try.saturating_duration_since(now)),
+                        failures + 1
+                    )?;
+                }
+                (None, None) => write!(
+                    screen,
+                    "Connecting to {}…",
+                    spuff::terminal_safe(&instance.name)
+                )?,
+            }
+            writeln!(screen, " · q quits")?;
+            report(
+                instance,
+                last.as_ref().map(|(v, _)| v),
+                false,
+                ctx,
+                &mut screen,
+            )?;
+            let mut text = String::from_utf8_lossy(&screen).into_owned();
+            if terminal {
+                // Raw mode: a line feed does not return the carriage.
+                text = text.replace('\n', "\r\n");
+            }
+            let mut out = std::io::stdout().lock();
+            // Home, draw, clear what an older, longer screen left below.
+            write!(out, "\x1b[H\x1b[2J{text}")?;
+            out.flush()?;
         }
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => return Ok(0),
-            _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+            key = next_key(&mut keys) => match key {
+                Some(Quit::Quit) => return Ok(0),
+                Some(Quit::Interrupt) | None => return Ok(crate::cli::EXIT_INTERRUPTED),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(crate::cli::EXIT_INTERRUPTED),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+enum Quit {
+    Quit,
+    Interrupt,
+}
+
+/// The next key that ends a live view: `q`/Esc, or Ctrl-C (raw mode
+/// turns it into a key). Without a terminal, never.
+async fn next_key(keys: &mut Option<super::dash::term::Keys>) -> Option<Quit> {
+    use crossterm::event::{Event, KeyCode, KeyEventKind, KeyModifiers};
+    let Some(keys) = keys else {
+        return std::future::pending().await;
+    };
+    loop {
+        match keys.next().await? {
+            Event::Key(k) if k.kind != KeyEventKind::Release => match k.code {
+                KeyCode::Char('c') if k.modifiers.contains(KeyModifiers::CONTROL) => {
+                    return Some(Quit::Interrupt);
+                }
+                KeyCode::Char('q') | KeyCode::Esc => return Some(Quit::Quit),
+                _ => {}
+            },
+            _ => {}
         }
     }
 }
@@ -205,26 +398,33 @@ fn cloud_init_view(s: &api::Status) -> CloudInitView {
 
 fn report(
     instance: &Instance,
-    agent: Option<AgentView>,
+    agent: Option<&AgentView>,
     json: bool,
     ctx: &Context,
+    out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     if json {
         let (status, error, metrics, activity, progress) = match agent {
-            Some(a) => match a.status {
-                Ok(s) => (Some(s), None, a.metrics, a.activity, a.progress),
+            Some(a) => match &a.status {
+                Ok(s) => (
+                    Some(s),
+                    None,
+                    a.metrics.as_ref(),
+                    a.activity.as_ref(),
+                    a.progress.as_ref(),
+                ),
                 Err(e) => (
                     None,
                     Some(format!("{e}")),
-                    a.metrics,
-                    a.activity,
-                    a.progress,
+                    a.metrics.as_ref(),
+                    a.activity.as_ref(),
+                    a.progress.as_ref(),
                 ),
             },
             None => (None, Some("not connected".to_string()), None, None, None),
         };
-        let bootstrap = bootstrap_view(progress.as_ref(), status.as_ref());
-        let cloud_init = status.as_ref().map(cloud_init_view);
+        let bootstrap = bootstrap_view(progress, status);
+        let cloud_init = status.map(cloud_init_view);
         return ctx.ui.json(&serde_json::json!({
             "instance": {
                 "name": instance.name,
@@ -246,7 +446,6 @@ fn report(
             "activity": activity,
         }));
     }
-    let mut out = std::io::stdout().lock();
     writeln!(out, "{}", title_line(instance))?;
     writeln!(
         out,
@@ -276,7 +475,7 @@ fn report(
             writeln!(out, "            {}", spuff::terminal_safe(line))?;
         }
     }
-    match agent.status {
+    match &agent.status {
         Ok(s) => {
             writeln!(
                 out,
@@ -288,7 +487,7 @@ fn report(
             writeln!(
                 out,
                 "  cloud-init {}",
-                spuff::terminal_safe(&cloud_init_view(&s).summary)
+                spuff::terminal_safe(&cloud_init_view(s).summary)
             )?;
         }
         Err(e) => {
@@ -297,12 +496,12 @@ fn report(
                 "  agent     unavailable: {}",
                 spuff::terminal_safe(&e.to_string())
             )?;
-            if let Some(hint) = spuff::Hint::hint(&e) {
+            if let Some(hint) = spuff::Hint::hint(e) {
                 writeln!(out, "            try: {}", spuff::terminal_safe(&hint))?;
             }
         }
     }
-    if let Some(m) = agent.metrics {
+    if let Some(m) = &agent.metrics {
         writeln!(
             out,
             "  load      cpu {:.0}%, mem {}/{} MiB, disk {}/{} GiB, load {:.2} {:.2} {:.2}",
@@ -316,10 +515,10 @@ fn report(
             m.load_average[2]
         )?;
     }
-    if let Some(a) = agent.activity {
+    if let Some(a) = &agent.activity {
         let bills = spuff::provider::ProviderInfo::by_name(&instance.provider)
             .is_some_and(|p| p.stopped_vm_bills);
-        for line in activity_lines(&a, bills) {
+        for line in activity_lines(a, bills) {
             writeln!(out, "{line}")?;
         }
     }

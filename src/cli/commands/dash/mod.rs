@@ -12,8 +12,10 @@
 //! prints the same columns once as a plain table.
 
 mod model;
-mod term;
+pub(crate) mod term;
 mod view;
+
+pub(crate) use model::short as short_duration;
 
 use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};

@@ -73,6 +73,24 @@ impl Drop for Screen {
     }
 }
 
+/// Raw mode (keys one by one, no echo) for as long as this lives, for a
+/// live view that stays on the normal screen (`status --watch`).
+pub(crate) struct Raw(());
+
+impl Raw {
+    /// Enters raw mode.
+    pub(crate) fn enable() -> io::Result<Raw> {
+        terminal::enable_raw_mode()?;
+        Ok(Raw(()))
+    }
+}
+
+impl Drop for Raw {
+    fn drop(&mut self) {
+        let _ = terminal::disable_raw_mode();
+    }
+}
+
 /// The terminal's input events, read on a thread that can be parked.
 pub(crate) struct Keys {
     events: mpsc::UnboundedReceiver<Event>,
