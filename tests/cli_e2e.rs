@@ -945,9 +945,36 @@ async fn status_watch_should_mark_stale_figures_and_recover() {
 fn watch_life(w: &World) {
     use crate::util::tmux::Tmux;
 
-    assert_success(&w.up("wa").output().expect("up"), "up");
     let spuff = std::path::Path::new(env!("CARGO_BIN_EXE_spuff"));
     let limit = Duration::from_secs(30);
+    // `up` on a terminal: spinners, and lines printed while they spin
+    // (the uploaded agent) leave no frozen spinner behind.
+    let agent = fakevm::agent_binary().display().to_string();
+    let up_args = [
+        "up",
+        "--name",
+        "wa",
+        "--dev",
+        "--agent-binary",
+        &agent,
+        "--no-connect",
+    ];
+    let tmux = Tmux::start(spuff, &up_args, &w.env(), 160, 40);
+    assert_eq!(
+        tmux.wait_exit(Duration::from_secs(120)),
+        0,
+        "{}",
+        tmux.screen()
+    );
+    let screen = tmux.screen();
+    assert!(screen.contains("agent uploaded and started"), "{screen}");
+    assert!(screen.contains("✓ created"), "{screen}");
+    let spinners = ['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'];
+    assert!(
+        !screen.contains(|c| spinners.contains(&c)),
+        "a spinner was left on the screen:\n{screen}"
+    );
+    drop(tmux);
     let stall = |signal: &str| {
         for vm in w.vms.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             vm.sshd.signal_sessions(signal);

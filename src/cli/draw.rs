@@ -88,10 +88,22 @@ impl spuff::vm::Observer for Drawer {
                 Some("Bootstrapping".into()),
             ),
             Event::AgentInstalled => self.ui.info("agent uploaded and started"),
-            Event::Bootstrap { status, line } => self.set_message(match line {
-                Some(line) => format!("Bootstrapping ({status}): {}", terminal_safe(&line)),
-                None => format!("Bootstrapping ({status})"),
-            }),
+            Event::Bootstrap { status, line } => {
+                use spuff::agent::api::BootstrapStatus as B;
+                // The step the VM is in, in words, from its own status
+                // file; its log's last line when there is one.
+                let step = match status {
+                    B::Unknown => "Waiting for cloud-init to start the bootstrap",
+                    B::Running => "Bootstrapping, phase 1 (user, agent)",
+                    B::Installing => "Bootstrapping, phase 2 (packages, dotfiles)",
+                    B::Ready => "Bootstrap finished",
+                    B::Failed => "Bootstrap failed",
+                };
+                self.set_message(match line {
+                    Some(line) => format!("{step}: {}", terminal_safe(&line)),
+                    None => step.to_string(),
+                })
+            }
             Event::ShellReady { phase_2 } => {
                 use spuff::agent::api::BootstrapStatus;
                 match phase_2 {

@@ -18,6 +18,10 @@ struct Inner {
     color: bool,
     stderr_tty: bool,
     stdin_tty: bool,
+    /// Every spinner and progress bar on screen: lines of text are printed
+    /// through it, with the bars taken off the screen meanwhile, so no bar
+    /// is left frozen above a message.
+    bars: indicatif::MultiProgress,
 }
 
 impl Ui {
@@ -31,6 +35,7 @@ impl Ui {
                 color: stderr_tty && !no_color,
                 stderr_tty,
                 stdin_tty: std::io::stdin().is_terminal(),
+                bars: indicatif::MultiProgress::new(),
             }),
         }
     }
@@ -58,14 +63,24 @@ impl Ui {
         }
     }
 
+    /// Prints `text` and a newline on stderr, with any bar or spinner off
+    /// the screen meanwhile (they are drawn again below it).
+    fn line(&self, text: &str) {
+        self.inner.bars.suspend(|| eprintln!("{text}"));
+    }
+
     /// A line of status on stderr.
     pub(crate) fn info(&self, message: impl AsRef<str>) {
-        eprintln!("{}", message.as_ref());
+        self.line(message.as_ref());
     }
 
     /// A warning on stderr.
     pub(crate) fn warn(&self, message: impl AsRef<str>) {
-        eprintln!("{} {}", self.paint("33;1", "warning:"), message.as_ref());
+        self.line(&format!(
+            "{} {}",
+            self.paint("33;1", "warning:"),
+            message.as_ref()
+        ));
     }
 
     /// A warning on stderr that reads right even while a remote shell has
@@ -81,7 +96,7 @@ impl Ui {
 
     /// A finished step on stderr.
     pub(crate) fn success(&self, message: impl AsRef<str>) {
-        eprintln!("{} {}", self.paint("32;1", "✓"), message.as_ref());
+        self.line(&format!("{} {}", self.paint("32;1", "✓"), message.as_ref()));
     }
 
     /// Prints an error, its causes and the first hint any of them offers.
@@ -108,7 +123,7 @@ impl Ui {
                 safe(hint)
             ));
         }
-        eprintln!("{out}");
+        self.line(&out);
     }
 
     /// A spinner with elapsed time for a step; hidden when stderr is not a
@@ -116,7 +131,7 @@ impl Ui {
     pub(crate) fn spinner(&self, message: impl Into<String>) -> Step {
         let message = message.into();
         let bar = if self.inner.stderr_tty {
-            let bar = ProgressBar::new_spinner();
+            let bar = self.inner.bars.add(ProgressBar::new_spinner());
             let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
                 .unwrap_or_else(|_| ProgressStyle::default_spinner());
             bar.set_style(style);
@@ -124,7 +139,7 @@ impl Ui {
             bar.set_message(message.clone());
             Some(bar)
         } else {
-            eprintln!("{message}…");
+            self.line(&format!("{message}…"));
             None
         };
         Step {
@@ -140,7 +155,7 @@ impl Ui {
         if !self.inner.stderr_tty {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::new(0);
+        let bar = self.inner.bars.add(ProgressBar::new(0));
         let style = ProgressStyle::with_template(
             "{bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta} {wide_msg}",
         )
@@ -241,21 +256,32 @@ impl Step {
         }
     }
 
-    /// Ends the step as done.
-    pub(crate) fn finish(self, message: impl AsRef<str>) {
+    /// Takes the spinner off the screen for good.
+    fn clear(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
+            self.ui.inner.bars.remove(bar);
         }
+    }
+
+    /// Ends the step as done.
+    pub(crate) fn finish(self, message: impl AsRef<str>) {
+        self.clear();
         let secs = self.started.elapsed().as_secs_f64();
         self.ui
             .success(format!("{} ({secs:.1}s)", message.as_ref()));
     }
 
-    /// Ends the step as failed (the error is reported by the caller).
+    /// Ends the step as failed (the error is reported by the caller): one
+    /// plain line, no spinner left behind.
     pub(crate) fn fail(self) {
-        if let Some(bar) = &self.bar {
-            bar.abandon_with_message(format!("{} failed", self.message));
-        }
+        self.clear();
+        let secs = self.started.elapsed().as_secs_f64();
+        self.ui.line(&format!(
+            "{} {} failed ({secs:.1}s)",
+            self.ui.paint("31;1", "✗"),
+            self.message
+        ));
     }
 }
 
