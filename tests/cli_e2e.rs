@@ -1019,6 +1019,37 @@ fn watch_life(w: &World) {
     assert_success(&w.spuff(&["down", "wa", "--force"]), "down");
 }
 
+/// Issue 17: `config init` in a real terminal offers the defaults
+/// `config show` knows: the region, size and image of the provider just
+/// chosen, and the key spuff would use; Enter keeps them unset.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn config_init_should_offer_the_providers_defaults() {
+    let world = Arc::new(World::start(Bootstrap::Installing).await);
+    let w = world.clone();
+    tokio::task::spawn_blocking(move || {
+        use crate::util::tmux::Tmux;
+        let spuff = std::path::Path::new(env!("CARGO_BIN_EXE_spuff"));
+        let limit = Duration::from_secs(30);
+        let tmux = Tmux::start(spuff, &["config", "init", "--force"], &w.env(), 200, 40);
+        tmux.wait_for("provider (", limit);
+        tmux.type_text("hetzner");
+        tmux.keys(&["Enter"]);
+        tmux.wait_for("api_token", limit);
+        tmux.keys(&["Enter"]);
+        let screen = tmux.wait_for("[nbg1]", limit);
+        assert!(screen.contains("region ("), "{screen}");
+        tmux.keys(&["Enter"]);
+        tmux.wait_for("[cx22]", limit);
+        tmux.keys(&["Enter"]);
+        tmux.wait_for("[ubuntu 24.04]", limit);
+        tmux.keys(&["C-c"]);
+        tmux.wait_exit(limit);
+    })
+    .await
+    .expect("test thread");
+}
+
 fn fleet_life(w: &World) {
     let agent = fakevm::agent_binary().display().to_string();
     let out = w.spuff(&[

@@ -330,10 +330,26 @@ fn init(path: &std::path::Path, force: bool, ui: &Ui) -> anyhow::Result<()> {
         if *key == "agent_token" {
             continue;
         }
-        let default = match *key {
-            "provider" => Some(config::DEFAULT_PROVIDER.name()),
-            "idle_timeout" => Some("2h"),
-            "ssh_user" => Some(config::DEFAULT_SSH_USER),
+        // What spuff uses when the key is left unset, as `config show`
+        // knows it: the region, size and image follow the provider chosen
+        // above.
+        let chosen = file
+            .provider
+            .as_deref()
+            .and_then(|p| p.parse::<spuff::provider::ProviderType>().ok())
+            .unwrap_or(config::DEFAULT_PROVIDER);
+        let defaults = chosen.info().defaults;
+        let default: Option<String> = match *key {
+            "provider" => Some(config::DEFAULT_PROVIDER.name().to_string()),
+            "idle_timeout" => Some("2h".to_string()),
+            "ssh_user" => Some(config::DEFAULT_SSH_USER.to_string()),
+            "region" => defaults.map(|d| d.region.to_string()),
+            "size" => defaults.map(|d| d.size.to_string()),
+            "image" => defaults.map(|d| d.image.spec().to_string()),
+            "ssh_key_path" => spuff::paths::default_identity_files()
+                .ok()
+                .and_then(|keys| keys.into_iter().next())
+                .map(|p| p.display().to_string()),
             _ => None,
         };
         loop {
@@ -341,9 +357,11 @@ fn init(path: &std::path::Path, force: bool, ui: &Ui) -> anyhow::Result<()> {
             let answer = if key.ends_with("_token") {
                 ui.prompt_secret(&question)?
             } else {
-                ui.prompt(&question, default)?
+                ui.prompt(&question, default.as_deref())?
             };
-            if answer.is_empty() {
+            // The default kept: left unset, so it follows spuff's (and the
+            // provider's) defaults rather than freezing today's.
+            if answer.is_empty() || (Some(&answer) == default.as_ref() && *key != "provider") {
                 break;
             }
             match file.set(key, &answer) {
