@@ -243,7 +243,8 @@ pub(crate) struct BoardLine {
 
 impl Board {
     pub(crate) fn new(ui: &Ui, names: &[String], provider: &str, region: &str) -> Board {
-        let multi = ui.stderr_tty().then(indicatif::MultiProgress::new);
+        // The Ui's own: its lines then print above the table, not into it.
+        let multi = ui.stderr_tty().then(|| ui.bars());
         let width = names.iter().map(String::len).max().unwrap_or(4);
         let rows = names
             .iter()
@@ -386,9 +387,9 @@ impl Board {
         for bar in self.rows.iter().filter_map(|r| r.bar.as_ref()) {
             bar.disable_steady_tick();
             bar.abandon();
-        }
-        if let Some(m) = &self.multi {
-            let _ = m.clear();
+            if let Some(m) = &self.multi {
+                m.remove(bar);
+            }
         }
     }
 }

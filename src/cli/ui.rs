@@ -69,6 +69,11 @@ impl Ui {
         self.inner.bars.suspend(|| eprintln!("{text}"));
     }
 
+    /// The bars on screen, for a live table of its own (`up --count`).
+    pub(crate) fn bars(&self) -> indicatif::MultiProgress {
+        self.inner.bars.clone()
+    }
+
     /// A line of status on stderr.
     pub(crate) fn info(&self, message: impl AsRef<str>) {
         self.line(message.as_ref());
