@@ -189,6 +189,15 @@ impl World {
         vms[0].path(path)
     }
 
+    /// Sends `signal` to the sessions of every VM's sshd: `STOP` is a VM
+    /// that stops answering without closing anything, `CONT` its return.
+    #[cfg(unix)]
+    fn signal_sessions(&self, signal: &str) {
+        for vm in self.vms.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            vm.sshd.signal_sessions(signal);
+        }
+    }
+
     fn droplet_names(&self) -> Vec<String> {
         self.fake
             .state()
@@ -875,11 +884,7 @@ fn stalled_life(w: &World) {
     assert_success(&w.up("st").output().expect("up"), "up");
     let spuff = std::path::Path::new(env!("CARGO_BIN_EXE_spuff"));
     let limit = Duration::from_secs(30);
-    let stall = |signal: &str| {
-        for vm in w.vms.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            vm.sshd.signal_sessions(signal);
-        }
-    };
+    let stall = |signal: &str| w.signal_sessions(signal);
 
     let tmux = Tmux::start(spuff, &["ssh", "st"], &w.env(), 120, 30);
     tmux.wait_for("@vm", limit);
@@ -975,11 +980,7 @@ fn watch_life(w: &World) {
         "a spinner was left on the screen:\n{screen}"
     );
     drop(tmux);
-    let stall = |signal: &str| {
-        for vm in w.vms.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            vm.sshd.signal_sessions(signal);
-        }
-    };
+    let stall = |signal: &str| w.signal_sessions(signal);
     let tmux = Tmux::start(spuff, &["status", "wa", "--watch"], &w.env(), 120, 40);
     let screen = tmux.wait_for("Updated ", limit);
     assert!(screen.contains("load      cpu"), "{screen}");
