@@ -20,6 +20,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use sha2::Digest;
+use spuff::agent::api;
 
 use crate::cli_e2e::{assert_success, eventually, http_get, json};
 use crate::util::{free_port, keys};
@@ -245,6 +246,34 @@ fn a_real_vm_should_run_the_whole_product() {
     });
     assert_eq!(ci["status"], "done", "{ci}");
     assert_eq!(ci["errors"], serde_json::json!([]), "{ci}");
+
+    // Issue 17: the login banner, from the real profile script in a real
+    // interactive shell, points to the bootstrap log when it exists and
+    // says how to follow it before it does (the status file and the log
+    // are put aside for a moment to play a bootstrap that has not begun,
+    // once phase 2 has ended and writes neither).
+    let status = api::BOOTSTRAP_STATUS_PATH;
+    let log = api::BOOTSTRAP_LOG_PATH;
+    let banners = m.exec(&format!(
+        "timeout 600 sh -c 'until grep -qxE \"ready|failed\" {status}; do sleep 1; done'; \
+         sudo sh -c 'cp {status} /tmp/st.bak && echo running > {status} && mv {log} /tmp/log.bak'; \
+         before=$(sh -ic '. /etc/profile.d/spuff.sh' 2>/dev/null); \
+         sudo mv /tmp/log.bak {log}; \
+         after=$(sh -ic '. /etc/profile.d/spuff.sh' 2>/dev/null); \
+         sudo cp /tmp/st.bak {status}; \
+         printf '%s\\n---\\n%s\\n' \"$before\" \"$after\""
+    ));
+    let (before, after) = banners.split_once("---").expect("two banners");
+    assert!(
+        before.contains(&format!(
+            "tail -F {log} (it starts shortly), or spuff logs -f"
+        )),
+        "{banners}"
+    );
+    assert!(
+        after.contains(&format!("follow it with: tail -f {log}")),
+        "{banners}"
+    );
 
     // The agent: the systemd unit from the user-data, on 127.0.0.1 only.
     assert_eq!(
@@ -567,7 +596,11 @@ async fn a_vm_that_never_answers_should_show_its_console() {
     let Some(image) = image() else {
         return;
     };
-    // The real kernel, told to run an init that exits: it panics at once.
+    // The real kernel, told to run an init that exits: it panics at once,
+    // and stays there (`panic=0`), so the console ends with the panic
+    // however long the login took to give up (a guest that rebooted would
+    // leave the next boot, or on a busy machine its stall reports, at the
+    // end).
     let work = tempfile::Builder::new()
         .prefix("spuff-vm")
         .tempdir_in("/tmp")
@@ -580,7 +613,7 @@ async fn a_vm_that_never_answers_should_show_its_console() {
     }
     std::fs::write(
         broken.join("cmdline"),
-        "root=/dev/vda rw console=ttyS0 panic=-1 init=/bin/false\n",
+        "root=/dev/vda rw console=ttyS0 panic=0 init=/bin/false\n",
     )
     .expect("write");
 

@@ -59,17 +59,25 @@ impl Progress {
     }
 }
 
+/// cloud-init's own output log: root's (and group adm's) to read.
+const CLOUD_INIT_OUTPUT: &str = "/var/log/cloud-init-output.log";
+
 /// One shell command that prints the three facts, one per line: the status
 /// file, whether the log has phase 1's last line, the log's last line.
+/// Before the bootstrap's log exists, the last line of cloud-init's output
+/// stands in for it (which stage cloud-init is in), read with `sudo -n` by
+/// a login user who cannot read it.
 fn command() -> String {
-    let (status, log) = (
+    let (status, log, ci) = (
         sh_quote(BOOTSTRAP_STATUS_PATH),
         sh_quote(BOOTSTRAP_LOG_PATH),
+        sh_quote(CLOUD_INIT_OUTPUT),
     );
     format!(
         "head -n 1 {status} 2>/dev/null; echo; \
          if grep -q {marker} {log} 2>/dev/null; then echo 1; else echo 0; fi; \
-         tail -n 1 {log} 2>/dev/null",
+         if [ -e {log} ]; then tail -n 1 {log} 2>/dev/null; \
+         else tail -n 1 {ci} 2>/dev/null || sudo -n tail -n 1 {ci} 2>/dev/null; fi",
         marker = sh_quote(PHASE_1_DONE)
     )
 }
