@@ -919,7 +919,11 @@ fn stalled_life(w: &World) {
     tmux.keys(&["Enter"]);
     tmux.wait_for("no newline here", limit);
     stall("STOP");
+    let stalled = std::time::Instant::now();
     assert_eq!(tmux.wait_exit(Duration::from_secs(90)), 1);
+    // A figure for the docs, not a threshold: 5 s × 3 keepalives plus one
+    // question to the provider.
+    eprintln!("stall to exit: {:.1}s", stalled.elapsed().as_secs_f64());
     let screen = tmux.screen();
     let error = screen
         .lines()
@@ -928,6 +932,10 @@ fn stalled_life(w: &World) {
     assert!(
         error.starts_with("error"),
         "the error shares a line: {screen}"
+    );
+    assert!(
+        screen.contains("stopped answering keepalives"),
+        "the error does not say the VM stopped answering: {screen}"
     );
     stall("CONT");
     drop(tmux);
@@ -954,9 +962,39 @@ fn watch_life(w: &World) {
 
     let spuff = std::path::Path::new(env!("CARGO_BIN_EXE_spuff"));
     let limit = Duration::from_secs(30);
+    let agent = fakevm::agent_binary().display().to_string();
+    let spinners = ['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'];
+    // Ctrl-C during the bootstrap: the step says it was interrupted (not
+    // failed), no spinner stays, the half-made VM is destroyed when the
+    // user says so, and the exit code is 130.
+    let up_args = [
+        "up",
+        "--name",
+        "ic",
+        "--dev",
+        "--agent-binary",
+        &agent,
+        "--no-connect",
+    ];
+    let tmux = Tmux::start(spuff, &up_args, &w.env(), 160, 40);
+    tmux.wait_for("Bootstrapping (", Duration::from_secs(120));
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("Destroy ic, which was being created?", limit);
+    tmux.type_text("y");
+    tmux.keys(&["Enter"]);
+    assert_eq!(tmux.wait_exit(Duration::from_secs(120)), 130);
+    let screen = tmux.screen();
+    assert!(screen.contains("✗ Bootstrapping interrupted ("), "{screen}");
+    assert!(!screen.contains("failed"), "{screen}");
+    assert!(
+        !screen.contains(|c| spinners.contains(&c)),
+        "a spinner was left on the screen:\n{screen}"
+    );
+    drop(tmux);
+    assert!(w.state_names().is_empty(), "{:?}", w.state_names());
+
     // `up` on a terminal: spinners, and lines printed while they spin
     // (the uploaded agent) leave no frozen spinner behind.
-    let agent = fakevm::agent_binary().display().to_string();
     let up_args = [
         "up",
         "--name",
@@ -976,7 +1014,6 @@ fn watch_life(w: &World) {
     let screen = tmux.screen();
     assert!(screen.contains("agent uploaded and started"), "{screen}");
     assert!(screen.contains("✓ created"), "{screen}");
-    let spinners = ['⠁', '⠂', '⠄', '⡀', '⢀', '⠠', '⠐', '⠈'];
     assert!(
         !screen.contains(|c| spinners.contains(&c)),
         "a spinner was left on the screen:\n{screen}"

@@ -50,12 +50,21 @@ impl Drawer {
         }
     }
 
-    /// Ends a step left open by a failure or an interruption.
+    /// Ends a step left open by a failure.
     pub(crate) fn abandon(&self) {
         if let Ok(mut step) = self.step.lock()
             && let Some(current) = step.take()
         {
             current.fail();
+        }
+    }
+
+    /// Ends a step left open by Ctrl-C: it did not fail, it was stopped.
+    pub(crate) fn interrupt(&self) {
+        if let Ok(mut step) = self.step.lock()
+            && let Some(current) = step.take()
+        {
+            current.interrupted();
         }
     }
 }

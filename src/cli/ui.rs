@@ -261,8 +261,9 @@ impl Step {
         }
     }
 
-    /// Takes the spinner off the screen for good.
-    fn clear(&self) {
+    /// Takes the spinner off the screen for good, saying nothing (a
+    /// question whose answer is reported elsewhere).
+    pub(crate) fn clear(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
             self.ui.inner.bars.remove(bar);
@@ -280,10 +281,19 @@ impl Step {
     /// Ends the step as failed (the error is reported by the caller): one
     /// plain line, no spinner left behind.
     pub(crate) fn fail(self) {
+        self.end("failed");
+    }
+
+    /// Ends the step as stopped by the user (Ctrl-C).
+    pub(crate) fn interrupted(self) {
+        self.end("interrupted");
+    }
+
+    fn end(self, how: &str) {
         self.clear();
         let secs = self.started.elapsed().as_secs_f64();
         self.ui.line(&format!(
-            "{} {} failed ({secs:.1}s)",
+            "{} {} {how} ({secs:.1}s)",
             self.ui.paint("31;1", "✗"),
             self.message
         ));

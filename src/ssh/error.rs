@@ -189,6 +189,11 @@ pub enum Error {
         port: u16,
         /// What we were doing (`"exec `make`"`, `"sftp upload"`, …).
         operation: String,
+        /// The server stopped answering (its keepalives went unanswered)
+        /// rather than closing the connection: the VM hangs or the network
+        /// between is down. A VM that shuts down closes its connections
+        /// instead, so a caller need not wait for its provider to say "off".
+        unanswered: bool,
     },
 
     /// A command's collected output passed its limit: the server sent more
@@ -383,6 +388,10 @@ impl crate::Hint for Error {
             Error::OutputTooLarge { .. } => {
                 "stream the output instead (`Session::spawn`), or ask the command for less".into()
             }
+            Error::ConnectionLost {
+                unanswered: true, ..
+            } => "the VM hangs or the network to it is down; `spuff status` shows whether it answers again"
+                .into(),
             Error::ConnectionLost { .. } => {
                 "the VM may have been stopped or lost network; run `spuff status`".into()
             }
@@ -444,6 +453,20 @@ mod tests {
             "{s}"
         );
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn a_silent_server_should_get_another_hint_than_a_closed_connection() {
+        let lost = |unanswered| Error::ConnectionLost {
+            host: "h".into(),
+            port: 22,
+            operation: "shell".into(),
+            unanswered,
+        };
+        let silent = lost(true).hint().expect("hint");
+        let closed = lost(false).hint().expect("hint");
+        assert!(silent.contains("hangs"), "{silent}");
+        assert!(closed.contains("stopped"), "{closed}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) disconnected: AtomicBool,
     /// Why it went, when known.
     pub(crate) disconnect_reason: Mutex<Option<String>>,
+    /// It went because the server stopped answering keepalives.
+    pub(crate) unanswered: AtomicBool,
 }
 
 impl Shared {
@@ -179,7 +181,14 @@ impl client::Handler for ClientHandler {
             client::DisconnectReason::ReceivedDisconnect(info) => {
                 format!("server disconnected: {}", info.message)
             }
-            client::DisconnectReason::Error(e) => e.to_string(),
+            client::DisconnectReason::Error(e) => {
+                if matches!(e, Error::Protocol(russh::Error::KeepaliveTimeout)) {
+                    self.shared.unanswered.store(true, Ordering::SeqCst);
+                    "the server stopped answering keepalives".to_string()
+                } else {
+                    e.to_string()
+                }
+            }
         };
         if let Ok(mut r) = self.shared.disconnect_reason.lock() {
             *r = Some(text);

@@ -124,6 +124,15 @@ impl Tmux {
             if test(&screen) {
                 return screen;
             }
+            // A program that has ended will not show it any more.
+            if let Some(code) = self.exit_status() {
+                let screen = self.screen();
+                assert!(
+                    test(&screen),
+                    "exited with {code} while waiting for {what}; the screen:\n{screen}"
+                );
+                return screen;
+            }
             assert!(
                 start.elapsed() < limit,
                 "timed out after {limit:?} waiting for {what}; the screen:\n{screen}"

@@ -230,7 +230,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     let result = tokio::select! {
         result = flow => result,
         _ = tokio::signal::ctrl_c() => {
-            drawer.abandon();
+            drawer.interrupt();
             return interrupted(&name, ctx).await;
         }
     };
