@@ -320,7 +320,7 @@ mod terminal {
     pub(super) fn stdin_reader() -> impl AsyncRead + Unpin {
         #[cfg(windows)]
         if let Some(mut console) = windows_console::Input::open() {
-            return spawn_reader(|| Ok(true), move || console.read());
+            return spawn_reader(windows_console::ready, move || console.read());
         }
         let mut stdin = std::io::stdin();
         let mut buf = vec![0u8; 8192];
@@ -505,6 +505,36 @@ mod terminal {
         }
     }
 
+    /// What the stdin reader needs to know of a console input event.
+    #[cfg(any(windows, test))]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(super) enum ConsoleEvent {
+        /// A key went down: its virtual key code.
+        KeyDown(u16),
+        /// A key went up, the mouse moved, the window was resized or
+        /// focused: nothing `ReadConsoleW` returns.
+        Other,
+    }
+
+    /// Whether `ReadConsoleW` would return at once for the waiting
+    /// `events`: some key went down other than a lone modifier (Shift,
+    /// Ctrl, Alt, Caps Lock, the Windows keys), which give no characters.
+    /// Arrow and function keys count: in VT input mode they arrive as
+    /// sequences. When this is false the events can be dropped and the
+    /// reader waits on, so it never sits in a read the shell's end cannot
+    /// stop (the same reason the Unix reader polls).
+    #[cfg(any(windows, test))]
+    pub(super) fn console_would_read(events: &[ConsoleEvent]) -> bool {
+        // VK_SHIFT, VK_CONTROL, VK_MENU, VK_CAPITAL, VK_LWIN, VK_RWIN,
+        // VK_LSHIFT..VK_RMENU (winuser.h).
+        const MODIFIERS: [u16; 12] = [
+            0x10, 0x11, 0x12, 0x14, 0x5B, 0x5C, 0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5,
+        ];
+        events
+            .iter()
+            .any(|e| matches!(e, ConsoleEvent::KeyDown(vk) if !MODIFIERS.contains(vk)))
+    }
+
     /// Console input arrives as UTF-16; the remote side wants UTF-8. A
     /// surrogate pair may be split across two reads, so the high half waits
     /// for the next read; unpaired surrogates become U+FFFD rather than an
@@ -535,13 +565,15 @@ mod terminal {
 
     #[cfg(windows)]
     mod windows_console {
+        use windows_sys::Win32::Foundation::{WAIT_OBJECT_0, WAIT_TIMEOUT};
         use windows_sys::Win32::System::Console::{
-            CONSOLE_MODE, GetConsoleMode, GetStdHandle, ReadConsoleW, STD_INPUT_HANDLE,
-            STD_OUTPUT_HANDLE, SetConsoleMode,
+            CONSOLE_MODE, GetConsoleMode, GetStdHandle, INPUT_RECORD, KEY_EVENT, PeekConsoleInputW,
+            ReadConsoleInputW, ReadConsoleW, STD_INPUT_HANDLE, STD_OUTPUT_HANDLE, SetConsoleMode,
         };
+        use windows_sys::Win32::System::Threading::WaitForSingleObject;
 
-        use super::Utf16Decoder;
         use super::console_mode::{self, *};
+        use super::{ConsoleEvent, Utf16Decoder, console_would_read};
 
         // The hand-written values in `console_mode` are the real ones.
         const _: () = {
@@ -598,6 +630,51 @@ mod terminal {
             if let Some(m) = saved.output {
                 set(STD_OUTPUT_HANDLE, m);
             }
+        }
+
+        /// Whether the console has keys for `ReadConsoleW` within 100 ms.
+        /// Events that give no characters (key releases, mouse, focus,
+        /// resizes, a lone Shift) are taken off the queue, so the console
+        /// handle does not stay signalled for them.
+        pub(crate) fn ready() -> std::io::Result<bool> {
+            const WAIT_MS: u32 = 100;
+            // SAFETY: this process's own stdin handle, a console here.
+            let handle = unsafe { GetStdHandle(STD_INPUT_HANDLE) };
+            // SAFETY: waiting on a valid handle with a bounded timeout.
+            match unsafe { WaitForSingleObject(handle, WAIT_MS) } {
+                WAIT_OBJECT_0 => {}
+                WAIT_TIMEOUT => return Ok(false),
+                _ => return Err(std::io::Error::last_os_error()),
+            }
+            let mut records = [INPUT_RECORD::default(); 32];
+            let mut seen: u32 = 0;
+            // SAFETY: `records` is valid for 32 writes, `seen` for one.
+            let ok = unsafe { PeekConsoleInputW(handle, records.as_mut_ptr(), 32, &mut seen) };
+            if ok == 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let seen_records = &records[..usize::try_from(seen).unwrap_or(0).min(32)];
+            let events: Vec<ConsoleEvent> = seen_records
+                .iter()
+                .map(|r| {
+                    if u32::from(r.EventType) == KEY_EVENT {
+                        // SAFETY: `EventType` says which union member is set.
+                        let key = unsafe { r.Event.KeyEvent };
+                        if key.bKeyDown != 0 {
+                            return ConsoleEvent::KeyDown(key.wVirtualKeyCode);
+                        }
+                    }
+                    ConsoleEvent::Other
+                })
+                .collect();
+            if console_would_read(&events) {
+                return Ok(true);
+            }
+            // The queue is first in, first out: these are the events peeked.
+            let mut dropped: u32 = 0;
+            // SAFETY: as for the peek, for at most `seen` records.
+            unsafe { ReadConsoleInputW(handle, records.as_mut_ptr(), seen, &mut dropped) };
+            Ok(false)
         }
 
         /// Stdin when it is a console, read as UTF-16 and passed on as UTF-8
@@ -692,6 +769,18 @@ mod terminal {
             let without = vt_output(plain, false);
             assert_eq!(without, plain | ENABLE_VIRTUAL_TERMINAL_PROCESSING);
             assert_ne!(vt_output(0, false) & ENABLE_PROCESSED_OUTPUT, 0);
+        }
+
+        #[test]
+        fn console_should_be_read_only_for_keys_that_give_characters() {
+            use ConsoleEvent::{KeyDown, Other};
+            assert!(!console_would_read(&[]));
+            // Key releases, focus and mouse events, a lone Shift or Ctrl.
+            assert!(!console_would_read(&[Other, KeyDown(0x10), KeyDown(0xA2)]));
+            // A letter, Enter, an arrow key (a VT sequence), after noise.
+            assert!(console_would_read(&[Other, KeyDown(0x41)]));
+            assert!(console_would_read(&[KeyDown(0x0D)]));
+            assert!(console_would_read(&[KeyDown(0x10), KeyDown(0x26)]));
         }
 
         fn utf16(s: &str) -> Vec<u16> {
