@@ -327,6 +327,97 @@ fn every_variant_should_be_ascii_yaml_within_hetzners_limit() {
     }
 }
 
+/// The files a first-login script writes: (path, owner, mode, content).
+fn script_files(script: &str) -> Vec<(String, String, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut lines = script.lines();
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.strip_prefix("put ") else {
+            continue;
+        };
+        let words: Vec<String> = rest
+            .trim_end_matches(" <<'SPUFF_FILE'")
+            .split(' ')
+            .map(|w| w.trim_matches('\'').to_string())
+            .collect();
+        let body: String = lines.by_ref().take_while(|l| *l != "SPUFF_FILE").collect();
+        let content = data_encoding::BASE64
+            .decode(body.as_bytes())
+            .expect("base64");
+        out.push((
+            words[0].clone(),
+            words[1].clone(),
+            words[2].clone(),
+            content,
+        ));
+    }
+    out
+}
+
+/// Proxmox without node SSH (docs/proxmox.md): the script applied at the
+/// first login writes exactly the user-data's files, with their owners and
+/// modes, plus spuff's host key, and runs the same bootcmd and runcmd.
+#[test]
+fn first_login_script_should_do_what_the_user_data_does() {
+    let mut config = base_config(download());
+    config.hostname = Some("box-1".into());
+    config.timezone = Some("Europe/Berlin".into());
+    let doc = parse(&cloudinit::render(&config).expect("render"));
+    let script = cloudinit::first_login_script(&config).expect("script");
+    let script = script.as_str();
+    let files = script_files(script);
+    let entries = doc["write_files"].as_sequence().expect("write_files");
+    assert_eq!(files.len(), entries.len() + 2, "{script}");
+    for entry in entries {
+        let path = entry["path"].as_str().expect("path");
+        let (_, owner, mode, content) = files
+            .iter()
+            .find(|f| f.0 == path)
+            .unwrap_or_else(|| panic!("{path} is not written"));
+        assert_eq!(Some(owner.as_str()), entry["owner"].as_str(), "{path}");
+        assert_eq!(Some(mode.as_str()), entry["permissions"].as_str(), "{path}");
+        assert_eq!(
+            String::from_utf8_lossy(content),
+            file_content(&doc, path),
+            "{path}"
+        );
+    }
+    let key = files
+        .iter()
+        .find(|f| f.0 == "/etc/ssh/ssh_host_ed25519_key")
+        .expect("host key");
+    assert_eq!(key.2, "0600");
+    assert_eq!(
+        String::from_utf8_lossy(&key.3),
+        doc["ssh_keys"]["ed25519_private"].as_str().expect("key")
+    );
+    // The host key is in place before sshd is reloaded, and the bootstrap
+    // is queued last.
+    let reload = script.find("systemctl reload ssh").expect("reload");
+    assert!(script.find("ssh_host_ed25519_key").expect("key") < reload);
+    for cmd in doc["bootcmd"]
+        .as_sequence()
+        .into_iter()
+        .chain(doc["runcmd"].as_sequence())
+        .flatten()
+    {
+        let last = cmd.as_sequence().expect("argv").last().expect("arg");
+        // As one single-quoted shell word.
+        let word = format!("'{}'", last.as_str().expect("text").replace('\'', "'\\''"));
+        let at = script
+            .find(&word)
+            .unwrap_or_else(|| panic!("{word} is not run:\n{script}"));
+        assert!(at > reload, "{word} runs before sshd is reloaded");
+    }
+    assert!(
+        script.contains("hostnamectl set-hostname 'box-1'"),
+        "{script}"
+    );
+    assert!(script.contains("set-timezone 'Europe/Berlin'"), "{script}");
+    // The secrets are there only as base64 (it goes on stdin, not argv).
+    assert!(!script.contains("token-0123456789"));
+}
+
 #[cfg(not(windows))]
 mod with_linux_tools {
     use std::path::Path;
@@ -421,6 +512,33 @@ mod with_linux_tools {
             std::fs::write(&file, guard).expect("write");
             let out = run(Command::new("shellcheck").args(["-s", "sh"]).arg(&file));
             assert!(out.status.success(), "{name} guard:\n{}", text(&out));
+        }
+    }
+
+    /// The script applied at a Proxmox VM's first login, with hostile
+    /// values where they can go: POSIX sh, as `sh -s` runs it (dash).
+    #[test]
+    fn first_login_script_should_pass_shellcheck() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut configs = vec![base_config(download()), base_config(AgentSource::Upload)];
+        for v in HOSTILE {
+            configs.push(hostile_config(v).0);
+        }
+        configs[0].hostname = Some("box-1".into());
+        configs[0].timezone = Some("America/Argentina/Buenos_Aires".into());
+        for (i, config) in configs.iter().enumerate() {
+            let script = cloudinit::first_login_script(config).expect("script");
+            let file = dir.path().join(format!("first-login-{i}.sh"));
+            std::fs::write(&file, script.as_str()).expect("write");
+            let out = run(Command::new("shellcheck").args(["-s", "sh"]).arg(&file));
+            assert!(
+                out.status.success(),
+                "{i}:\n{}\n{}",
+                text(&out),
+                script.as_str()
+            );
+            let out = run(Command::new("dash").arg("-n").arg(&file));
+            assert!(out.status.success(), "{i}: {}", text(&out));
         }
     }
 

@@ -929,3 +929,230 @@ fn a_real_vm_should_end_with_its_lifetime_even_in_use() {
     let list = json(&m.spuff(&["list", "--json"]), "list at the end");
     assert_eq!(list["instances"], serde_json::json!([]), "{list}");
 }
+
+/// What Proxmox VE gives a VM without a snippet, played by the local
+/// provider on a real VM: the VM's cloud-init gets only the login user
+/// (`ciuser`) with the keys (`sshkeys`), in the document Proxmox generates
+/// for them (`user:` renames the image's default user, which keeps its
+/// passwordless sudo), never spuff's user-data; and it says so
+/// (`delivers_user_data`). Everything else is the local provider's.
+/// (Proxmox also writes `package_upgrade: true`; offline that would only
+/// fail apt, so it is left out.)
+#[derive(Debug)]
+struct ProxmoxLike(spuff::provider::local::LocalProvider);
+
+#[async_trait::async_trait]
+impl spuff::provider::Provider for ProxmoxLike {
+    fn info(&self) -> &'static spuff::provider::ProviderInfo {
+        self.0.info()
+    }
+
+    fn delivers_user_data(&self) -> bool {
+        false
+    }
+
+    async fn create_instance(
+        &self,
+        request: &spuff::provider::InstanceRequest,
+    ) -> spuff::provider::ProviderResult<spuff::provider::ProviderInstance> {
+        assert!(
+            request.user_data.is_none(),
+            "user-data sent to a provider that cannot deliver it"
+        );
+        let user = request.login_user.as_deref().expect("a login user");
+        let mut doc = format!(
+            "#cloud-config\nhostname: {}\nmanage_etc_hosts: true\nuser: {user}\nssh_authorized_keys:\n",
+            request.name
+        );
+        for key in &request.ssh_keys {
+            doc.push_str(&format!("  - {key}\n"));
+        }
+        doc.push_str("chpasswd:\n  expire: False\nusers:\n  - default\n");
+        let mut request = request.clone();
+        request.user_data = Some(doc);
+        self.0.create_instance(&request).await
+    }
+
+    async fn destroy_instance(&self, id: &str) -> spuff::provider::ProviderResult<()> {
+        self.0.destroy_instance(id).await
+    }
+
+    async fn get_instance(
+        &self,
+        id: &str,
+    ) -> spuff::provider::ProviderResult<Option<spuff::provider::ProviderInstance>> {
+        self.0.get_instance(id).await
+    }
+
+    async fn list_instances(&self) -> spuff::provider::ProviderResult<spuff::provider::Listing> {
+        self.0.list_instances().await
+    }
+
+    async fn wait_ready(
+        &self,
+        id: &str,
+    ) -> spuff::provider::ProviderResult<spuff::provider::ProviderInstance> {
+        self.0.wait_ready(id).await
+    }
+
+    async fn list_ssh_keys(
+        &self,
+    ) -> spuff::provider::ProviderResult<Vec<spuff::provider::SshKeyInfo>> {
+        self.0.list_ssh_keys().await
+    }
+
+    async fn ensure_ssh_key(
+        &self,
+        name: &str,
+        public_key: &str,
+    ) -> spuff::provider::ProviderResult<spuff::provider::SshKeyInfo> {
+        self.0.ensure_ssh_key(name, public_key).await
+    }
+
+    async fn list_sizes(&self) -> spuff::provider::ProviderResult<Vec<spuff::provider::SizeInfo>> {
+        self.0.list_sizes().await
+    }
+
+    async fn list_regions(
+        &self,
+    ) -> spuff::provider::ProviderResult<Vec<spuff::provider::RegionInfo>> {
+        self.0.list_regions().await
+    }
+
+    async fn console_tail(&self, id: &str) -> Option<(String, PathBuf)> {
+        self.0.console_tail(id).await
+    }
+}
+
+/// Issue 16, Proxmox without node SSH, on a real VM (real cloud-init, sshd,
+/// sudo and systemd): `up` logs in once trusting the VM's own host key (and
+/// says so), applies spuff's user-data as root over that connection, and
+/// from then on the VM shows only the key spuff generated: the next login
+/// is pinned, the agent runs under the unit the script wrote, the
+/// bootstrap finished phase 1, and the image's other host keys are gone.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vm_without_spuffs_user_data_should_get_it_at_the_first_login() {
+    use spuff::agent::api::AgentConfig;
+    use spuff::cloudinit::{self, AgentSource, Limit};
+    use spuff::provider::local::{LocalConfig, LocalNetwork, LocalProvider};
+    use spuff::provider::{HttpConfig, ImageSpec, ProviderType};
+    use spuff::ssh::{self, AuthMethod, HostKeyPair, RetryPolicy};
+    use spuff::vm::Event;
+
+    let Some(image) = image() else {
+        return;
+    };
+    let work = tempfile::Builder::new()
+        .prefix("spuff-vm")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    let _guard = KillGuard(work.path().to_path_buf());
+    let mut config = LocalConfig::new();
+    config.dir = Some(work.path().join("local"));
+    config.network = LocalNetwork::Isolated;
+    let provider = std::sync::Arc::new(ProxmoxLike(
+        LocalProvider::new(config, HttpConfig::default()).expect("provider"),
+    ));
+    let store = spuff::state::Store::open(work.path().join("state.redb")).expect("store");
+    let client_key = std::fs::read_to_string(keys().ed25519.with_extension("pub")).expect("pub");
+    let host_key = HostKeyPair::generate().expect("host key");
+    let mut user_data = cloudinit::Config {
+        authorized_keys: vec![client_key.trim().to_string()],
+        ..cloudinit::Config::new(
+            host_key.clone(),
+            AgentConfig::new("agent-token-0123456789"),
+            AgentSource::Upload,
+        )
+    };
+    user_data.base_packages.clear();
+    let ssh = ssh::Config {
+        auth: vec![AuthMethod::KeyFile(keys().ed25519.clone())],
+        ..ssh::Config::new("", "dev")
+    };
+    let mut plan = spuff::vm::up::Plan::new(
+        "firstlogin",
+        "local",
+        "medium",
+        ImageSpec::Custom(image.display().to_string()),
+        user_data,
+        Limit::of(ProviderType::Local.info()),
+        ssh.clone(),
+    );
+    plan.upload_agent = Some((
+        crate::fakevm::agent_binary(),
+        spuff::vm::AgentInstall::default(),
+    ));
+    plan.login = RetryPolicy {
+        timeout: Duration::from_secs(600),
+        min_delay: Duration::from_millis(500),
+        max_delay: Duration::from_secs(2),
+    };
+    let events = std::sync::Mutex::new(Vec::new());
+    let observer = |e: Event| events.lock().expect("events").push(e);
+    let up = spuff::vm::up(provider.clone(), &store, plan, &observer)
+        .await
+        .unwrap_or_else(|e| panic!("up: {:?}", anyhow::Error::new(e)));
+    let events = events.into_inner().expect("events");
+    let at = |pred: &dyn Fn(&Event) -> bool| {
+        events
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("missing event in {events:?}"))
+    };
+    let tofu = at(
+        &|e| matches!(e, Event::TrustedOnFirstUse { fingerprint } if fingerprint.starts_with("SHA256:")),
+    );
+    let applied = at(&|e| matches!(e, Event::UserDataApplied));
+    let pinned = at(&|e| matches!(e, Event::LoggedIn { .. }));
+    assert!(tofu < applied && applied < pinned, "{events:?}");
+    // The key trusted at first was the VM's own, not spuff's.
+    let Event::TrustedOnFirstUse { fingerprint } = &events[tofu] else {
+        unreachable!()
+    };
+    assert_ne!(fingerprint, &host_key.fingerprint(), "{events:?}");
+
+    let run = |session: &ssh::Session, cmd: &'static str| {
+        let session = session.clone();
+        async move {
+            let out = session.exec(cmd).await.expect(cmd);
+            assert!(
+                out.status.success(),
+                "{cmd}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let keys_left = run(&up.session, "ls /etc/ssh/ | grep ssh_host_").await;
+    assert_eq!(
+        keys_left.split_whitespace().collect::<Vec<_>>(),
+        ["ssh_host_ed25519_key", "ssh_host_ed25519_key.pub"]
+    );
+    let config_mode = run(&up.session, "sudo -n stat -c '%a %U' /etc/spuff/agent.json").await;
+    assert_eq!(config_mode.trim(), "600 root");
+    let active = run(&up.session, "systemctl is-active spuff-agent").await;
+    assert_eq!(active.trim(), "active");
+    // A new connection sees spuff's key and nothing else passes: pinned
+    // to it, the login works; pinned to another, it is refused.
+    let record = store.get("firstlogin").expect("state").expect("recorded");
+    let mut again = ssh.clone();
+    again.host = record.address().expect("address").to_string();
+    again.port = record.ssh_port;
+    again.host_keys = ssh::HostKeyPolicy::pinned([host_key.public_key().clone()]);
+    let second = ssh::Session::connect(again.clone())
+        .await
+        .expect("pinned login");
+    assert_eq!(run(&second, "id -un").await.trim(), "dev");
+    let _ = second.close().await;
+    let other = HostKeyPair::generate().expect("key");
+    again.host_keys = ssh::HostKeyPolicy::pinned([other.public_key().clone()]);
+    assert!(
+        ssh::Session::connect(again).await.is_err(),
+        "another key passed"
+    );
+
+    let _ = up.session.close().await;
+    spuff::provider::Provider::destroy_instance(provider.as_ref(), &record.provider_id)
+        .await
+        .expect("destroy");
+}

@@ -84,6 +84,16 @@ async fn a_vm_should_be_cloned_configured_started_and_reached() {
         ready.labels.get(FLEET_LABEL).map(String::as_str),
         Some("batch")
     );
+    // `list` asks the guest agent too: a VM with no record here still
+    // shows where it is.
+    let listed = p.list_instances().await.expect("list");
+    let listed = listed
+        .instances
+        .iter()
+        .find(|i| i.id == vm.id)
+        .expect("listed");
+    assert_eq!(listed.public_ipv4, ready.public_ipv4);
+    assert!(listed.ssh.is_some());
     // Running, so it is stopped first, then destroyed with its disks.
     p.destroy_instance(&vm.id).await.expect("destroy");
     assert!(!fake.state().vms.contains_key(&id));
@@ -251,6 +261,37 @@ async fn user_data_should_reach_the_node_as_a_private_snippet_and_go_with_the_vm
         .expect_err("no node ssh");
     assert!(e.to_string().contains("proxmox_node_ssh"), "{e}");
     assert_eq!(fake.state().vms.len(), 1, "only the template");
+}
+
+/// Without node SSH (docs/proxmox.md): the provider says it cannot deliver
+/// user-data, and a request with a login user instead gets Proxmox's own
+/// cloud-init options, `ciuser` and `sshkeys`, and no `cicustom`; `up`
+/// applies spuff's user-data at the first login (tests/local_vm.rs, on a
+/// real VM). A login user Proxmox would not take is refused first.
+#[tokio::test]
+async fn without_node_ssh_the_vm_should_get_its_user_and_keys_from_proxmox() {
+    let (fake, p) = start().await;
+    assert!(!p.delivers_user_data());
+    let mut req = request("spuff-ciuser");
+    req.login_user = Some("dev".into());
+    let vm = p.create_instance(&req).await.expect("create");
+    let id: u64 = vm.id.parse().expect("id");
+    {
+        let st = fake.state();
+        let config = &st.vms[&id].config;
+        assert_eq!(config["ciuser"], "dev");
+        assert!(
+            config["sshkeys"]
+                .as_str()
+                .is_some_and(|k| k.starts_with("ssh-ed25519%20")),
+            "{config:?}"
+        );
+        assert!(config.get("cicustom").is_none(), "{config:?}");
+    }
+    let mut bad = request("spuff-bad-user");
+    bad.login_user = Some("dev\nroot".into());
+    let e = p.create_instance(&bad).await.expect_err("bad user");
+    assert!(e.to_string().contains("login_user"), "{e}");
 }
 
 /// The SHA-256 of the certificate `fake` serves, as a user reads it from

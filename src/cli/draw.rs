@@ -92,6 +92,25 @@ impl spuff::vm::Observer for Drawer {
                 Some(format!("address {ip}")),
                 Some("Waiting for SSH (pinned host key)".into()),
             ),
+            Event::TrustedOnFirstUse { fingerprint } => {
+                self.next(
+                    Some(format!(
+                        "logged in, trusting the VM's own host key {} on first use",
+                        terminal_safe(&fingerprint)
+                    )),
+                    None,
+                );
+                self.ui.warn(
+                    "the provider could not give the VM spuff's user-data, so this first login \
+                     could not be verified; spuff's own host key replaces the VM's now and is \
+                     pinned from the next login on (docs/proxmox.md)",
+                );
+                self.next(None, Some("Applying spuff's user-data over SSH".into()));
+            }
+            Event::UserDataApplied => self.next(
+                Some("user-data applied, spuff's host key installed".into()),
+                Some("Waiting for SSH (pinned host key)".into()),
+            ),
             Event::LoggedIn { .. } => self.next(
                 Some("logged in with the pinned host key".into()),
                 Some("Bootstrapping".into()),
@@ -419,6 +438,7 @@ impl spuff::vm::Observer for RowObserver<'_> {
                 self.board.update(self.index, |s| s.ip = Some(ip));
                 "waiting for SSH".to_string()
             }
+            Event::TrustedOnFirstUse { .. } => "applying user-data".to_string(),
             Event::LoggedIn { .. } => "bootstrapping".to_string(),
             Event::AgentInstalled => "agent started".to_string(),
             Event::Bootstrap { status, .. } => format!("bootstrapping ({status})"),

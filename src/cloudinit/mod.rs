@@ -53,6 +53,7 @@
 
 mod error;
 pub(crate) mod escape;
+mod first_login;
 pub mod nocloud;
 
 use std::io::Write as _;
@@ -68,6 +69,7 @@ use spuff_agent_api::{
 use zeroize::Zeroizing;
 
 pub use error::{Error, Result};
+pub use first_login::{FirstLoginScript, first_login_script};
 
 /// The directory spuff's scripts and the agent binary live in on the VM.
 pub const SPUFF_DIR: &str = "/opt/spuff";
@@ -541,7 +543,38 @@ struct DocContext<'a> {
     runcmd: Vec<Vec<String>>,
 }
 
+/// What the user-data does, apart from the user: its files (compressed
+/// when asked and worth it), and the commands of `bootcmd` and `runcmd`.
+struct Parts {
+    files: Vec<FileEntry>,
+    compressed: bool,
+    bootcmd: Vec<Vec<String>>,
+    runcmd: Vec<Vec<String>>,
+}
+
 fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<UserData> {
+    let Parts {
+        files,
+        compressed,
+        bootcmd,
+        runcmd,
+    } = parts(config, compress)?;
+    let doc = DocContext {
+        hostname: config.hostname.as_deref(),
+        timezone: config.timezone.as_deref(),
+        username: &config.username,
+        authorized_keys: &checked.authorized_keys,
+        host_key_private: config.host_key.private_key_openssh().as_str(),
+        host_key_public: config.host_key.public_key_openssh(),
+        files,
+        bootcmd,
+        runcmd,
+    };
+    let text = Zeroizing::new(render_template(TEMPLATE_DOC, &doc)?);
+    Ok(UserData { text, compressed })
+}
+
+fn parts(config: &Config, compress: bool) -> Result<Parts> {
     let scripts = ScriptContext {
         status_path: BOOTSTRAP_STATUS_PATH,
         agent_unit: AGENT_UNIT,
@@ -653,19 +686,12 @@ fn render_checked(config: &Config, checked: &Checked, compress: bool) -> Result<
         format!("[ -e {BOOTSTRAP_LAUNCHED_PATH} ] || {}", launch("")),
     ]];
 
-    let doc = DocContext {
-        hostname: config.hostname.as_deref(),
-        timezone: config.timezone.as_deref(),
-        username: &config.username,
-        authorized_keys: &checked.authorized_keys,
-        host_key_private: config.host_key.private_key_openssh().as_str(),
-        host_key_public: config.host_key.public_key_openssh(),
+    Ok(Parts {
         files,
+        compressed,
         bootcmd,
         runcmd,
-    };
-    let text = Zeroizing::new(render_template(TEMPLATE_DOC, &doc)?);
-    Ok(UserData { text, compressed })
+    })
 }
 
 /// The base packages, then the extra ones, without repeats: one

@@ -264,6 +264,16 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// Whether a VM boots with the request's user-data. When false, `up`
+    /// sends none: the provider makes [`InstanceRequest::login_user`] with
+    /// [`InstanceRequest::ssh_keys`] (key lines) through its own cloud-init,
+    /// and spuff applies its user-data over SSH at the first login, with
+    /// the VM's own host key trusted on first use (Proxmox without
+    /// `proxmox_node_ssh`).
+    fn delivers_user_data(&self) -> bool {
+        true
+    }
+
     /// Where new VMs go when the user names no region, if the account says
     /// (an AWS profile's region); `None` leaves it to spuff's defaults.
     fn default_region(&self) -> Option<String> {

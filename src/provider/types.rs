@@ -89,6 +89,12 @@ pub struct InstanceRequest {
     /// gives is wanted (Proxmox grows the clone's disk); providers whose
     /// disk comes with the size refuse it.
     pub disk_gb: Option<u64>,
+    /// The user to create for [`ssh_keys`](Self::ssh_keys), for providers
+    /// that cannot boot a VM with spuff's user-data and make the login user
+    /// themselves (Proxmox's `ciuser`; see
+    /// [`Provider::delivers_user_data`](crate::provider::Provider::delivers_user_data)).
+    /// Others ignore it: the user-data makes the user.
+    pub login_user: Option<String>,
 }
 
 /// Something spuff made at a provider, found by its label or tag: what

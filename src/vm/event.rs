@@ -37,6 +37,17 @@ pub enum Event {
         /// The address.
         ip: std::net::IpAddr,
     },
+    /// The provider could not give the VM spuff's user-data (Proxmox
+    /// without node SSH): the first login trusted the VM's own host key on
+    /// first use, and spuff's user-data is being applied over that
+    /// connection. The next login is verified against the pinned key.
+    TrustedOnFirstUse {
+        /// The fingerprint of the key that was trusted (`SHA256:…`).
+        fingerprint: String,
+    },
+    /// spuff's user-data was applied over SSH at the first login (after
+    /// [`Event::TrustedOnFirstUse`]); the VM now shows the pinned key.
+    UserDataApplied,
     /// Logged in over SSH with the pinned host key.
     LoggedIn {
         /// Time from the address to the login.

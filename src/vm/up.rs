@@ -245,9 +245,22 @@ pub async fn up(
         ImageSpec::Custom(v) | ImageSpec::Snapshot(v) => v.clone(),
     };
 
-    let mut request = InstanceRequest::new(&plan.name, &plan.region, &plan.size)
-        .with_image(plan.image.clone())
-        .with_user_data(user_data.as_str());
+    // A provider that cannot boot the VM with spuff's user-data makes the
+    // login user with the keys; the rest is applied at the first login.
+    // Rendered now, so bad input is refused before anything exists.
+    let first_login = if provider.delivers_user_data() {
+        None
+    } else {
+        Some(cloudinit::first_login_script(&plan.user_data).map_err(Error::UserData)?)
+    };
+    let mut request =
+        InstanceRequest::new(&plan.name, &plan.region, &plan.size).with_image(plan.image.clone());
+    if first_login.is_some() {
+        request.login_user = Some(plan.user_data.username.clone());
+        request.ssh_keys = plan.user_data.authorized_keys.clone();
+    } else {
+        request = request.with_user_data(user_data.as_str());
+    }
     request.spot = plan.spot.clone();
     request.disk_gb = plan.disk_gb;
     if let Some(fleet) = &plan.fleet {
@@ -346,6 +359,11 @@ pub async fn up(
     ssh_config.host = endpoint.host.to_string();
     ssh_config.port = record.ssh_port;
     ssh_config.user = record.ssh_user.clone();
+    if let Some(script) = &first_login {
+        apply_at_first_login(&ssh_config, &plan.login, script, observer)
+            .await
+            .map_err(|e| after_create("applying spuff's user-data at the first login", e))?;
+    }
     ssh_config.host_keys = ssh::HostKeyPolicy::pinned([host_key]);
     let session = match ssh::wait_for_login(ssh_config, &plan.login).await {
         Ok(session) => session,
@@ -389,6 +407,58 @@ pub async fn up(
         session,
         bootstrap,
     })
+}
+
+/// For a VM that booted without spuff's user-data: logs in trusting the
+/// VM's own host key on first use (there is nothing to pin yet, and the
+/// [`Event::TrustedOnFirstUse`] says so), runs the user-data as a script
+/// as root, and leaves; the script installs spuff's host key and reloads
+/// sshd, so the caller's next login is pinned like any other.
+async fn apply_at_first_login(
+    config: &ssh::Config,
+    login: &RetryPolicy,
+    script: &cloudinit::FirstLoginScript,
+    observer: &dyn Observer,
+) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    // The trusted key lives only as long as this login.
+    let dir = tempfile::tempdir()?;
+    let mut config = config.clone();
+    config.host_keys = ssh::HostKeyPolicy::accept_new(dir.path().join("known_hosts"));
+    let session = ssh::wait_for_login(config.clone(), login).await?;
+    let fingerprint = config
+        .host_keys
+        .known_keys(&config.host, config.port)?
+        .first()
+        .map(|(key, _)| ssh::fingerprint(key))
+        .unwrap_or_default();
+    observer.event(Event::TrustedOnFirstUse { fingerprint });
+    // On stdin: the script holds the host's private key and the agent's
+    // token, which a command line would show to every user of the VM.
+    let sudo = if session.user() == "root" {
+        ""
+    } else {
+        "sudo -n "
+    };
+    let command = session.spawn(&format!("{sudo}sh -s")).await?;
+    command.write_stdin(script.as_str().as_bytes()).await?;
+    command.close_stdin().await?;
+    let output = command.collect_limited(64 * 1024).await?;
+    let _ = session.close().await;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last: Vec<&str> = stderr.lines().rev().take(5).collect();
+        let last: Vec<&str> = last.into_iter().rev().collect();
+        return Err(format!(
+            "the first-login script {} (as {}{}): {}",
+            output.status,
+            session.user(),
+            if sudo.is_empty() { "" } else { " with sudo" },
+            crate::terminal_safe(&last.join(" / "))
+        )
+        .into());
+    }
+    observer.event(Event::UserDataApplied);
+    Ok(())
 }
 
 /// Polls the bootstrap over SSH until phase 1 is done, and returns the

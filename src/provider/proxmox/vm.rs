@@ -815,7 +815,7 @@ impl Provider for Proxmox {
             if self.config.node_ssh.is_none() {
                 return Err(invalid(
                     "node_ssh",
-                    "spuff's user-data reaches a Proxmox VM as a snippet written over SSH: `spuff config set proxmox_node_ssh root@NODE` (docs/proxmox.md)",
+                    "spuff's user-data reaches a Proxmox VM as a snippet written over SSH: `spuff config set proxmox_node_ssh root@NODE` (docs/proxmox.md); without it, send none and set `login_user` (spuff applies the user-data at the first login)",
                 ));
             }
         }
@@ -921,6 +921,12 @@ impl Provider for Proxmox {
                 "agent": "enabled=1",
                 "ipconfig0": "ip=dhcp,ip6=auto",
             });
+            // Without a snippet, Proxmox's own cloud-init makes the login
+            // user (with the image's default sudo rights) and its keys.
+            if let Some(user) = &request.login_user {
+                crate::validate::username(user).map_err(|why| invalid("login_user", why))?;
+                config["ciuser"] = json!(user);
+            }
             if !request.ssh_keys.is_empty() {
                 let keys = super::encode::sshkeys(&request.ssh_keys);
                 if !super::encode::is_urlencoded(&keys) {
@@ -1014,13 +1020,25 @@ impl Provider for Proxmox {
     }
 
     async fn list_instances(&self) -> ProviderResult<Listing> {
-        let instances = self
+        // The address is the guest agent's, asked per running VM (at once):
+        // without it, a VM this machine has no record of would be listed
+        // without one. A VM whose agent cannot say is listed without.
+        let asked = self
             .resources()
             .await?
             .into_iter()
             .filter(|r| !r.template)
-            .map(|r| self.to_instance(r))
-            .filter(|vm| vm.is_managed())
+            .map(|r| async move {
+                let plain = self.to_instance(r.clone());
+                if !plain.is_managed() {
+                    return None;
+                }
+                Some(self.with_address(r).await.unwrap_or(plain))
+            });
+        let instances = futures::future::join_all(asked)
+            .await
+            .into_iter()
+            .flatten()
             .collect();
         Ok(Listing {
             instances,
@@ -1241,6 +1259,11 @@ impl Provider for Proxmox {
                 slug: n.node,
             })
             .collect())
+    }
+
+    /// Only through a snippet on the node, which takes node SSH.
+    fn delivers_user_data(&self) -> bool {
+        self.config.node_ssh.is_some()
     }
 
     fn default_region(&self) -> Option<String> {
