@@ -146,6 +146,10 @@ pub const KEYS: &[(&str, &str)] = &[
         "STORAGE:DIR for those snippets (default local:/var/lib/vz/snippets)",
     ),
     (
+        "proxmox_ipconfig",
+        "ipconfig0 of new Proxmox VMs: ip=dhcp,ip6=auto (default) or ip=ADDR/PREFIX,gw=GW (found without the guest agent)",
+    ),
+    (
         "base_packages",
         "packages every VM gets, comma-separated, or none; `config show` lists the default",
     ),
@@ -270,6 +274,9 @@ pub struct ConfigFile {
     /// `proxmox_snippets`: `STORAGE:DIR`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxmox_snippets: Option<String>,
+    /// `proxmox_ipconfig`: Proxmox's `ipconfig0` format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxmox_ipconfig: Option<String>,
     /// `base_packages`: replaces [`DEFAULT_PACKAGES`](crate::cloudinit::DEFAULT_PACKAGES)
     /// when set; `Some(vec![])` installs none, for an image that already has
     /// them or a VM without network. [`ConfigFile::base_packages`] applies
@@ -954,6 +961,15 @@ impl ConfigFile {
             "proxmox_snippets" => {
                 self.proxmox_snippets = opt(snippets(value).map(|_| value.to_string()))?
             }
+            "proxmox_ipconfig" => {
+                self.proxmox_ipconfig = opt(crate::provider::proxmox::ipconfig::parse(value)
+                    .map(|_| value.to_string())
+                    .map_err(|reason| Error::Invalid {
+                        key: key.into(),
+                        value: value.into(),
+                        reason,
+                    }))?
+            }
             "packages" => self.packages = package_list(key, value)?,
             "base_packages" => {
                 self.base_packages = if clear {
@@ -1367,5 +1383,13 @@ mod proxmox_tests {
         assert!(file.set("proxmox_template", "12").is_err());
         file.set("proxmox_full_clone", "on").expect("on");
         assert_eq!(file.proxmox_full_clone.as_deref(), Some("on"));
+        file.set("proxmox_ipconfig", "ip=10.0.0.9/24,gw=10.0.0.1")
+            .expect("static");
+        assert!(file.set("proxmox_ipconfig", "ip=10.0.0.9").is_err());
+        assert!(file.set("proxmox_ipconfig", "ip=dhcp;x").is_err());
+        assert_eq!(
+            file.proxmox_ipconfig.as_deref(),
+            Some("ip=10.0.0.9/24,gw=10.0.0.1")
+        );
     }
 }

@@ -490,3 +490,51 @@ async fn a_rollback_should_restore_the_vm_and_start_it_again() {
     assert!(e.to_string().contains("not a spuff VM"), "{e}");
     assert!(fake.state().vms[&theirs].rolled_back.is_empty());
 }
+
+/// `proxmox_ipconfig` with a static address (docs/proxmox.md): the VM gets
+/// it as `ipconfig0`, is found there without its guest agent being asked,
+/// and a second VM with that address is refused before anything is made.
+#[tokio::test]
+async fn a_static_address_should_be_used_without_the_guest_agent_and_only_once() {
+    let fake = Server::<State>::start().await;
+    let mut config = proxmox::config(&fake);
+    config.proxmox.ipconfig = Some("ip=192.168.7.50/24,gw=192.168.7.1".into());
+    let p = Proxmox::new(config).expect("client");
+    let vm = p
+        .create_instance(&request("spuff-static"))
+        .await
+        .expect("create");
+    let id: u64 = vm.id.parse().expect("id");
+    assert_eq!(
+        fake.state().vms[&id].config["ipconfig0"],
+        "ip=192.168.7.50/24,gw=192.168.7.1"
+    );
+    let ready = p.wait_ready(&vm.id).await.expect("ready");
+    assert_eq!(ready.public_ipv4, Some("192.168.7.50".parse().expect("ip")));
+    assert_eq!(
+        ready.ssh.as_ref().map(|s| s.host),
+        Some("192.168.7.50".parse().expect("ip"))
+    );
+    assert_eq!(
+        fake.stats()
+            .count_prefix(&format!("GET /api2/json/nodes/pve1/qemu/{id}/agent")),
+        0,
+        "the guest agent was asked"
+    );
+    let before = fake.state().vms.len();
+    let e = p
+        .create_instance(&request("spuff-static-2"))
+        .await
+        .expect_err("the address is taken");
+    assert!(e.to_string().contains(&format!("VM {id}")), "{e}");
+    assert_eq!(fake.state().vms.len(), before, "nothing was made");
+    // Refused when set, not by Proxmox after a clone exists.
+    let mut bad = proxmox::config(&fake);
+    bad.proxmox.ipconfig = Some("ip=192.168.7.50".into());
+    let p = Proxmox::new(bad).expect("client");
+    let e = p
+        .create_instance(&request("spuff-bad-ip"))
+        .await
+        .expect_err("no prefix");
+    assert!(e.to_string().contains("ADDRESS/PREFIX"), "{e}");
+}

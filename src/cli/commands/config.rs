@@ -214,6 +214,13 @@ fn show(settings: &Settings, json: bool, ui: &Ui) -> anyhow::Result<()> {
             "proxmox_node_ssh: {}",
             file.proxmox_node_ssh.clone().unwrap_or_else(unset)
         )?;
+        writeln!(
+            out,
+            "proxmox_ipconfig: {}",
+            file.proxmox_ipconfig.clone().unwrap_or_else(|| {
+                format!("{} (default)", spuff::provider::proxmox::ipconfig::DEFAULT)
+            })
+        )?;
     }
     if let Some(a) = aws {
         writeln!(out, "aws credentials: {}", a.credentials)?;

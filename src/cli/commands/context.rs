@@ -287,6 +287,7 @@ impl Context {
         p.node = file.proxmox_node.clone();
         p.full_clone = file.proxmox_full_clone.as_deref() == Some("on");
         p.storage = file.proxmox_storage.clone();
+        p.ipconfig = file.proxmox_ipconfig.clone();
         if let Some(text) = &file.proxmox_node_ssh {
             let (user, host, port) = spuff::config::node_ssh(text)?;
             let mut ssh = ssh::Config::new(host, user);

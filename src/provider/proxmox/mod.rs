@@ -14,6 +14,7 @@
 pub(crate) mod agent;
 pub(crate) mod encode;
 pub(crate) mod errors;
+pub mod ipconfig;
 pub(crate) mod task;
 mod vm;
 

@@ -58,6 +58,11 @@ pub struct ProxmoxConfig {
     /// Log in with this user and password (a ticket) instead of an API
     /// token: `root@pam`, `ana@pve`.
     pub login: Option<(String, crate::util::Secret)>,
+    /// `ipconfig0` for new VMs ([`ipconfig::DEFAULT`](super::ipconfig::DEFAULT),
+    /// DHCP, when `None`). A static `ip=` is where spuff finds the VM, with
+    /// no guest agent needed; it suits one VM at a time, so a second VM
+    /// with an address a spuff VM already has is refused.
+    pub ipconfig: Option<String>,
 }
 
 /// A ticket from `/access/ticket` and its CSRF token, with when it was
@@ -604,6 +609,21 @@ impl Proxmox {
         }
         let base = format!("nodes/{}/qemu/{id}", node_name(&node)?);
         let config: Value = self.data(ApiRequest::get(format!("{base}/config"))).await?;
+        // A static address is known without the guest agent.
+        let fixed = config["ipconfig0"]
+            .as_str()
+            .and_then(|v| super::ipconfig::parse(v).ok())
+            .unwrap_or_default();
+        if fixed.ipv4.is_some() || fixed.ipv6.is_some() {
+            vm.public_ipv4 = fixed.ipv4;
+            vm.public_ipv6 = fixed.ipv6;
+            vm.ssh = fixed
+                .ipv4
+                .map(std::net::IpAddr::V4)
+                .or(fixed.ipv6.map(std::net::IpAddr::V6))
+                .map(|ip| crate::provider::SshEndpoint::from_labels(ip, &vm.labels));
+            return Ok(vm);
+        }
         let mac = config["net0"].as_str().and_then(agent::net0_mac);
         let asked: ProviderResult<Value> = self
             .data(ApiRequest::get(format!(
@@ -636,6 +656,43 @@ impl Proxmox {
             }
         }
         Ok(vm)
+    }
+
+    /// Refuses a static address a spuff VM already has: two VMs with one
+    /// address make neither reachable.
+    async fn refuse_taken_address(&self, wanted: super::ipconfig::Static) -> ProviderResult<()> {
+        let spuffs: Vec<Resource> = self
+            .resources()
+            .await?
+            .into_iter()
+            .filter(|r| !r.template && self.to_instance(r.clone()).is_managed())
+            .collect();
+        for r in spuffs {
+            let base = format!("nodes/{}/qemu/{}", node_name(&r.node)?, r.vmid);
+            let config: Value = match self.data(ApiRequest::get(format!("{base}/config"))).await {
+                Ok(c) => c,
+                Err(ProviderError::NotFound { .. }) => continue,
+                Err(e) => return Err(e),
+            };
+            let has = config["ipconfig0"]
+                .as_str()
+                .and_then(|v| super::ipconfig::parse(v).ok())
+                .unwrap_or_default();
+            let clash = (wanted.ipv4.is_some() && has.ipv4 == wanted.ipv4)
+                || (wanted.ipv6.is_some() && has.ipv6 == wanted.ipv6);
+            if clash {
+                return Err(invalid(
+                    "ipconfig",
+                    format!(
+                        "VM {} ({}) already has this static address; remove it first \
+                         (`spuff down`) or set another with `spuff config set proxmox_ipconfig`",
+                        r.vmid,
+                        crate::util::terminal_safe(r.name.as_deref().unwrap_or("unnamed"))
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Runs `command` on the node with `stdin`; its failure in words.
@@ -819,6 +876,15 @@ impl Provider for Proxmox {
                 ));
             }
         }
+        let ipconfig = self
+            .config
+            .ipconfig
+            .clone()
+            .unwrap_or_else(|| super::ipconfig::DEFAULT.to_string());
+        let fixed = super::ipconfig::parse(&ipconfig).map_err(|why| invalid("ipconfig", why))?;
+        if fixed.ipv4.is_some() || fixed.ipv6.is_some() {
+            self.refuse_taken_address(fixed).await?;
+        }
         let (template, snapshot) = self.template(&request.image).await?;
         let node = if request.region.is_empty() {
             self.config.node.clone().unwrap_or(template.node.clone())
@@ -919,7 +985,7 @@ impl Provider for Proxmox {
                 "cores": cores,
                 "memory": memory.to_string(),
                 "agent": "enabled=1",
-                "ipconfig0": "ip=dhcp,ip6=auto",
+                "ipconfig0": ipconfig,
             });
             // Without a snippet, Proxmox's own cloud-init makes the login
             // user (with the image's default sudo rights) and its keys.
