@@ -1561,3 +1561,130 @@ pub(crate) fn assert_kept_awake_not_watched(status: &serde_json::Value) {
         "status counted as activity: {kinds:?}"
     );
 }
+
+/// Issue 16 through the binary: `spuff up` on a Proxmox cluster, as a user
+/// sets it up (docs/proxmox.md): an API token, the cluster's CA, the
+/// template, node SSH for the snippet (the node's host key in the user's
+/// known_hosts) and a static `proxmox_ipconfig`. The fake Proxmox boots a
+/// fake VM from the snippet its `cicustom` names when the VM starts, so
+/// spuff logs in with its pinned host key, uploads the agent and follows
+/// the bootstrap as on a real cluster; then `list`, `exec`, `status`,
+/// `snapshot create` and `down`, which removes the VM and its snippet.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn proxmox_should_run_a_vm_through_the_binary() {
+    use crate::fakecloud::proxmox::{self, State};
+    use crate::fakecloud::server::Server;
+
+    let fake = Server::<State>::start().await;
+    let node = crate::util::Sshd::start();
+    let snippets = node.remote("snippets");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for sub in ["config", "home/.ssh", "bin"] {
+        std::fs::create_dir_all(dir.path().join(sub)).expect("mkdir");
+    }
+    std::fs::write(dir.path().join("ca.pem"), &fake.ca_pem).expect("ca");
+    // The user ssh'd to the node once: its key is known.
+    std::fs::write(
+        dir.path().join("home/.ssh/known_hosts"),
+        format!(
+            "[127.0.0.1]:{} {}\n",
+            node.port,
+            node.host_key.to_openssh().expect("key")
+        ),
+    )
+    .expect("known_hosts");
+    let agent_port = free_port();
+    let vms = Arc::new(Mutex::new(Vec::<FakeVm>::new()));
+    {
+        let vms = vms.clone();
+        let snippets = snippets.clone();
+        fake.on_start(move |id, _vm| {
+            let user_data = std::fs::read_to_string(format!("{snippets}/spuff-{id}-user.yaml"))
+                .expect("the VM's snippet");
+            let vm = boot_user_data(&user_data, agent_port, Bootstrap::Installing);
+            let booted = vm.booted();
+            vms.lock().unwrap_or_else(|p| p.into_inner()).push(vm);
+            booted
+        });
+    }
+    let path = |rel: &str| dir.path().join(rel).display().to_string();
+    let run = |args: &[&str]| -> Output {
+        Command::new(env!("CARGO_BIN_EXE_spuff"))
+            .args(args)
+            .env_clear()
+            .env("PATH", path("bin"))
+            .env("HOME", path("home"))
+            .env("SPUFF_CONFIG_DIR", path("config"))
+            .env("PROXMOX_VE_API_TOKEN", proxmox::TOKEN)
+            .env("SPUFF_CA_FILE", path("ca.pem"))
+            .env("SPUFF_AGENT_PORT", agent_port.to_string())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run spuff")
+    };
+    let url = format!("https://127.0.0.1:{}", fake.addr.port());
+    let node_ssh = format!("{}@127.0.0.1:{}", node.user, node.port);
+    let snippet_store = format!("local:{snippets}");
+    let key = keys().ed25519.display().to_string();
+    for (k, v) in [
+        ("provider", "proxmox"),
+        ("proxmox_url", url.as_str()),
+        ("proxmox_template", "9000"),
+        ("proxmox_node_ssh", node_ssh.as_str()),
+        ("proxmox_snippets", snippet_store.as_str()),
+        // Where the fake VM's sshd is (every fake VM shares loopback).
+        ("proxmox_ipconfig", "ip=127.0.0.1/8"),
+        ("ssh_key_path", key.as_str()),
+        ("region", "pve1"),
+        ("size", "small"),
+    ] {
+        assert_success(&run(&["config", "set", k, v]), &format!("config set {k}"));
+    }
+    let agent = fakevm::agent_binary().display().to_string();
+    let up = run(&[
+        "up",
+        "--name",
+        "pve",
+        "--dev",
+        "--agent-binary",
+        &agent,
+        "--no-connect",
+    ]);
+    assert_success(&up, "up");
+    let said = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        said.contains("logged in with the pinned host key"),
+        "{said}"
+    );
+    let listed = json(&run(&["list", "--json"]), "list");
+    let vm = &listed["instances"][0];
+    assert_eq!(vm["name"], "pve", "{listed}");
+    assert_eq!(vm["provider"], "proxmox", "{listed}");
+    let id = vm["provider_id"].as_str().expect("id").to_string();
+    let out = run(&["exec", "pve", "--", "echo", "hello-from-pve"]);
+    assert_success(&out, "exec");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello-from-pve"
+    );
+    let status = json(&run(&["status", "pve", "--json"]), "status");
+    assert!(status["agent"].is_object(), "{status}");
+    assert_success(&run(&["snapshot", "create", "pve"]), "snapshot create");
+    let snaps = run(&["snapshot", "list"]);
+    assert_success(&snaps, "snapshot list");
+    let snaps = String::from_utf8_lossy(&snaps.stdout);
+    assert!(snaps.contains(&format!("{id}/")), "{snaps}");
+    let snippet = std::path::PathBuf::from(format!("{snippets}/spuff-{id}-user.yaml"));
+    assert!(snippet.exists());
+    assert_success(&run(&["down", "pve", "--force"]), "down");
+    assert!(
+        !fake
+            .state()
+            .vms
+            .contains_key(&id.parse::<u64>().expect("vmid")),
+        "the VM is gone"
+    );
+    assert!(!snippet.exists(), "the snippet goes with its VM");
+}

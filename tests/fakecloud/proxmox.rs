@@ -13,10 +13,12 @@
 //! snapshot list ending with `current`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::server::{Account, Api, Call, Headers, JSON, Paging, Raw, Reply, Server};
+use super::BootedVm;
+use super::server::{Account, Api, Call, Headers, JSON, Job, Paging, Raw, Reply, Server};
 
 /// The token the fake accepts (after `PVEAPIToken=`).
 pub const TOKEN: &str = "spuff@pve!ci=0b0e2a3c-6d1f-4a2b-9c8d-7e6f5a4b3c2d";
@@ -45,6 +47,24 @@ pub struct Vm {
     pub snapshots: Vec<String>,
     /// The snapshots it was rolled back to, in order.
     pub rolled_back: Vec<String>,
+    /// The VM a [`StartHook`] stood up for it.
+    pub booted: Option<BootedVm>,
+}
+
+/// Stands a VM up when one is started for the first time (from the
+/// snippet its `cicustom` names, as Proxmox's cloud-init drive would carry
+/// it), and says where its sshd listens; the VM then carries the tags
+/// `spuff-ssh-port-PORT` and `spuff-ssh-user-USER`. It runs on a blocking
+/// thread before the start is answered.
+#[derive(Clone)]
+pub struct StartHook(Arc<StartFn>);
+
+type StartFn = dyn Fn(u64, &Vm) -> BootedVm + Send + Sync;
+
+impl std::fmt::Debug for StartHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StartHook")
+    }
 }
 
 impl Vm {
@@ -71,6 +91,8 @@ pub struct State {
     pub fail_next: Option<(String, String)>,
     /// Tickets handed out by `POST /access/ticket`.
     pub tickets: Vec<String>,
+    /// Boots VMs when they start ([`Server::on_start`]).
+    pub boot: Option<StartHook>,
     next_pid: u32,
 }
 
@@ -103,6 +125,7 @@ impl Default for State {
                 agent_polls: 0,
                 snapshots: vec![],
                 rolled_back: vec![],
+                booted: None,
             },
         );
         State {
@@ -111,12 +134,19 @@ impl Default for State {
             tasks: vec![],
             fail_next: None,
             tickets: vec![],
+            boot: None,
             next_pid: 0x3a2f1,
         }
     }
 }
 
 impl Server<State> {
+    /// Boots a VM with `hook` whenever a VM starts for the first time (see
+    /// [`StartHook`]).
+    pub fn on_start(&self, hook: impl Fn(u64, &Vm) -> BootedVm + Send + Sync + 'static) {
+        self.state().boot = Some(StartHook(Arc::new(hook)));
+    }
+
     /// Adds a running VM with these tags on pve1; its id.
     pub fn seed_vm(&self, name: &str, tags: &str) -> u64 {
         let mut s = self.state();
@@ -135,6 +165,7 @@ impl Server<State> {
                 agent_polls: u32::MAX / 2,
                 snapshots: vec![],
                 rolled_back: vec![],
+                booted: None,
             },
         );
         id
@@ -264,6 +295,36 @@ impl Api for State {
         Some(known && csrf_ok)
     }
 
+    /// Boots a VM started for the first time, when a [`StartHook`] is set.
+    fn after(&mut self, call: &Call, reply: &Reply) -> Option<Job<Self>> {
+        let seg = call.segments::<Self>();
+        let ["nodes", _, "qemu", id, "status", "start"] = seg.as_slice() else {
+            return None;
+        };
+        if call.method != http::Method::POST || reply.status != 200 {
+            return None;
+        }
+        let id: u64 = id.parse().ok()?;
+        let hook = self.boot.clone()?;
+        let vm = self.vms.get(&id).filter(|vm| vm.booted.is_none())?.clone();
+        Some(Box::new(move || {
+            let booted = (hook.0)(id, &vm);
+            Box::new(move |s: &mut State| {
+                if let Some(vm) = s.vms.get_mut(&id) {
+                    vm.tags = format!(
+                        "{};{}-{};{}-{}",
+                        vm.tags,
+                        spuff::provider::SSH_PORT_LABEL,
+                        booted.ssh_port,
+                        spuff::provider::SSH_USER_LABEL,
+                        booted.ssh_user
+                    );
+                    vm.booted = Some(booted);
+                }
+            })
+        }))
+    }
+
     fn route(&mut self, call: &Call, _paging: &Paging) -> Reply {
         let seg = call.segments::<Self>();
         let method = call.method.as_str();
@@ -387,6 +448,7 @@ impl Api for State {
                                 agent_polls: 0,
                                 snapshots: vec![],
                                 rolled_back: vec![],
+                                booted: None,
                                 ..source
                             },
                         );
