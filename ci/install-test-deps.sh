@@ -9,7 +9,9 @@
 # as cloud-init would; QEMU (qemu-system-x86_64, from bookworm-backports on
 # Debian 12) for the local provider's tests, and debootstrap, qemu-img and
 # mkfs.ext4 for the real-VM test's base image (ci/build-image.sh); tmux,
-# the real terminal the full-screen views are driven in; with --windows also clang, llvm, mingw-w64 headers
+# the real terminal the full-screen views are driven in; qemu-user-static,
+# which runs the arm64 agent spuff carries (its tests and a fake arm64 VM);
+# with --windows also clang, llvm, mingw-w64 headers
 # and Wine for the Windows cross build (ci/windows-cross/setup.sh then finds
 # them present).
 #
@@ -23,7 +25,8 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 pairs=(sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client ssh-agent:openssh-client
        cloud-init:cloud-init shellcheck:shellcheck curl:curl mtype:mtools blkid:util-linux
-       debootstrap:debootstrap qemu-img:qemu-utils mkfs.ext4:e2fsprogs tmux:tmux)
+       debootstrap:debootstrap qemu-img:qemu-utils mkfs.ext4:e2fsprogs tmux:tmux
+       qemu-aarch64-static:qemu-user-static)
 if $windows; then
   pairs+=(clang:clang llvm-lib:llvm llvm-dlltool:llvm)
   [ -d /usr/x86_64-w64-mingw32/include ] || need+=(mingw-w64-x86-64-dev)

@@ -19,6 +19,10 @@ if [ ! -d "$(rustc --print sysroot)/lib/rustlib/$TARGET/lib" ]; then
   rustup target add "$TARGET"
 fi
 
+# spuff.exe carries the same Linux agents as the Linux build (cached when
+# ci/test.sh built them already).
+bash ci/build-agents.sh
+
 # The broker is the Linux integration-test binary (the ignored test
 # `sshd_broker`): build it, or find it if `cargo test --workspace` already did.
 broker_bin=$(cargo test --test tests --no-run --message-format=json \

@@ -26,6 +26,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod agent;
+pub mod agent_bin;
 pub mod cloudinit;
 pub mod config;
 pub mod fleet;

@@ -977,6 +977,8 @@ fn watch_life(w: &World) {
         "--no-connect",
     ];
     let tmux = Tmux::start(spuff, &up_args, &w.env(), 160, 40);
+    // The terminal echoes `^C` where the cursor is: it must not push the
+    // spinner's line out of indicatif's reach (src/cli/ui.rs, `bars`).
     tmux.wait_for("Bootstrapping (", Duration::from_secs(120));
     tmux.keys(&["C-c"]);
     tmux.wait_for("Destroy ic, which was being created?", limit);
@@ -1012,7 +1014,10 @@ fn watch_life(w: &World) {
         tmux.screen()
     );
     let screen = tmux.screen();
-    assert!(screen.contains("agent uploaded and started"), "{screen}");
+    assert!(
+        screen.contains("agent uploaded, SHA-256 checked on the VM, and started"),
+        "{screen}"
+    );
     assert!(screen.contains("✓ created"), "{screen}");
     assert!(
         !screen.contains(|c| spinners.contains(&c)),

@@ -1079,7 +1079,7 @@ async fn a_vm_without_spuffs_user_data_should_get_it_at_the_first_login() {
         ssh.clone(),
     );
     plan.upload_agent = Some((
-        crate::fakevm::agent_binary(),
+        spuff::vm::up::AgentBinary::File(crate::fakevm::agent_binary()),
         spuff::vm::AgentInstall::default(),
     ));
     plan.login = RetryPolicy {

@@ -497,3 +497,15 @@ async fn nuke_should_keep_a_group_whose_vm_could_not_be_deleted_and_say_so() {
     assert_eq!(fake.state().groups.len(), 1);
     assert_eq!(fake.stats().count_prefix("DELETE /ec2/security-groups"), 0);
 }
+
+/// Issue 18: Graviton types are arm64 (the AMI and the agent follow), the
+/// rest x86_64.
+#[tokio::test]
+async fn instance_types_should_say_their_architecture() {
+    use spuff::agent_bin::Arch;
+    let (_fake, p) = start().await;
+    assert_eq!(p.arch_of_size("t4g.small"), Some(Arch::Aarch64));
+    assert_eq!(p.arch_of_size("c7gn.large"), Some(Arch::Aarch64));
+    assert_eq!(p.arch_of_size("t3.small"), Some(Arch::X86_64));
+    assert_eq!(p.arch_of_size("g5.xlarge"), Some(Arch::X86_64));
+}

@@ -325,3 +325,16 @@ async fn real_error_bodies_should_map_to_variants() {
     let e = h.ensure_ssh_key("dup", KEY).await.expect_err("conflict");
     assert!(matches!(e, ProviderError::Api { status: 409, .. }), "{e}");
 }
+
+/// Issue 18: the `cax` server types are arm64 (Ampere), the rest x86_64:
+/// `up` picks the agent spuff carries by this before the VM exists.
+#[tokio::test]
+async fn server_types_should_say_their_architecture() {
+    use spuff::agent_bin::Arch;
+    let fake = FakeHetzner::start().await;
+    let h = Hetzner::provider(fake.config());
+    assert_eq!(h.arch_of_size("cax11"), Some(Arch::Aarch64));
+    assert_eq!(h.arch_of_size("cax41"), Some(Arch::Aarch64));
+    assert_eq!(h.arch_of_size("cx22"), Some(Arch::X86_64));
+    assert_eq!(h.arch_of_size("ccx13"), Some(Arch::X86_64));
+}

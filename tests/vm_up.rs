@@ -22,13 +22,14 @@ use std::time::{Duration, Instant};
 
 use http::Method;
 use spuff::agent::api::{self, AgentConfig, BootstrapStatus};
+use spuff::agent_bin::Arch;
 use spuff::cloudinit::{self, AgentSource, Limit};
 use spuff::provider::{ImageSpec, MANAGED_LABEL, Provider, ProviderRegistry};
 use spuff::ssh::HostKeyPair;
 use spuff::ssh::{self, AuthMethod, RetryPolicy};
 use spuff::state::{self, Instance, Lifecycle, Store};
 use spuff::vm::AgentInstall;
-use spuff::vm::up::{Error, Plan};
+use spuff::vm::up::{AgentBinary, Error, Plan};
 use spuff::vm::{self, Tracking};
 use spuff::vm::{Event, Observer};
 
@@ -293,7 +294,7 @@ fn kind(e: &Event) -> &'static str {
         Event::Created { .. } => "Created",
         Event::Address { .. } => "Address",
         Event::LoggedIn { .. } => "LoggedIn",
-        Event::AgentInstalled => "AgentInstalled",
+        Event::AgentInstalled { .. } => "AgentInstalled",
         Event::Bootstrap { .. } => "Bootstrap",
         Event::ShellReady { .. } => "ShellReady",
         Event::Ready => "Ready",
@@ -873,28 +874,17 @@ async fn up_should_refuse_a_taken_name_before_creating_anything() {
     assert_eq!(lab.record("vm-taken"), before, "left as it was");
 }
 
-/// `--dev`: the agent goes up over SFTP and is installed and started as on
-/// a real VM (`install -D -m 0755 … /opt/spuff/spuff-agent`, then systemd):
-/// the fake VM's start runs it with the config cloud-init wrote.
+/// `--agent-binary`: a file goes up, its SHA-256 checked on the VM, and is
+/// installed and started as on a real VM (mode 0755 at
+/// /opt/spuff/spuff-agent, then systemd): the fake VM's start runs it with
+/// the config cloud-init wrote, and it answers. A file that is no Linux
+/// program for the VM is refused before it is sent.
 #[tokio::test]
-async fn up_should_upload_and_start_the_agent_in_dev_mode() {
-    use std::os::unix::fs::PermissionsExt;
-
+async fn up_should_upload_check_and_start_an_agent_file() {
     let lab = Lab::start(Boot::Ready).await;
-    let work = tempfile::tempdir().expect("tempdir");
-    let binary = work.path().join("spuff-agent");
-    let started = work.path().join("agent-started");
-    std::fs::write(
-        &binary,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$@\" > '{}'\n",
-            started.display()
-        ),
-    )
-    .expect("binary");
-    std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let binary = fakevm::agent_binary();
     let mut plan = lab.plan("vm-dev");
-    plan.upload_agent = Some((binary.clone(), AgentInstall::default()));
+    plan.upload_agent = Some((AgentBinary::File(binary.clone()), AgentInstall::default()));
     let up = match lab.up(plan).await {
         Ok(up) => up,
         Err(e) => panic!("up failed: {e:?}\n--- sshd ---\n{}", lab.vm_log()),
@@ -902,26 +892,17 @@ async fn up_should_upload_and_start_the_agent_in_dev_mode() {
 
     let (_, root) = lab.vm();
     let dest = root.join(api::BINARY_PATH.trim_start_matches('/'));
-    assert_eq!(
-        std::fs::read(&dest).expect("installed"),
-        std::fs::read(&binary).expect("binary")
-    );
-    let mode = std::fs::metadata(&dest).expect("dest").permissions().mode();
-    assert_eq!(mode & 0o7777, 0o755);
-    // Started in the background, with the VM's config.
-    let config = root.join(api::CONFIG_PATH.trim_start_matches('/'));
-    assert!(config.is_file(), "cloud-init wrote the agent's config");
-    let args = format!("--config\n{}\n", config.display());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::fs::read_to_string(&started).unwrap_or_default() != args {
-        assert!(
-            Instant::now() < deadline,
-            "started with {:?}",
-            std::fs::read_to_string(&started)
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let sent = std::fs::read(&binary).expect("binary");
+    assert!(std::fs::read(&dest).expect("installed") == sent);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&dest).expect("dest").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755);
     }
-    assert!(up.instance.dev);
+    // Started in the background, with the VM's config: it answers.
+    let port = lock(&lab.vms)[0].agent_port;
+    agent_answers(port);
     assert_eq!(up.instance.status, Lifecycle::Ready);
     let events = lab.recorder.events();
     assert_eq!(
@@ -939,4 +920,155 @@ async fn up_should_upload_and_start_the_agent_in_dev_mode() {
         ],
         "{events:?}"
     );
+    let installed = events
+        .iter()
+        .find_map(|e| match e {
+            Event::AgentInstalled {
+                arch,
+                sha256,
+                embedded,
+            } => Some((*arch, sha256.clone(), *embedded)),
+            _ => None,
+        })
+        .expect("installed");
+    let sum = spuff::agent_bin::sha256_hex(&sent);
+    assert_eq!(installed, (Arch::X86_64, sum, false));
+
+    // A script is no agent: refused, nothing installed in its place.
+    let work = tempfile::tempdir().expect("tempdir");
+    let script = work.path().join("spuff-agent");
+    std::fs::write(&script, "#!/bin/sh\necho pwned\n").expect("script");
+    let mut plan = lab.plan("vm-script");
+    plan.upload_agent = Some((AgentBinary::File(script), AgentInstall::default()));
+    let e = lab.up(plan).await.err().expect("refused");
+    let chain = format!("{:?}", anyhow::Error::new(e));
+    assert!(chain.contains("it is a script"), "{chain}");
+}
+
+/// Polls the agent's health on `port` until it answers (30 s).
+fn agent_answers(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match crate::cli_e2e::http_get(port, "/health") {
+            Ok(reply) if reply.starts_with("HTTP/1.1 200") => return,
+            other => assert!(
+                Instant::now() < deadline,
+                "the agent does not answer: {other:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The provider's sizes are arm64 (as Hetzner's `cax*` and EC2's Graviton
+/// types are): everything else is the fake cloud's.
+#[derive(Debug)]
+struct Arm64Sizes(Arc<dyn Provider>);
+
+#[async_trait::async_trait]
+impl Provider for Arm64Sizes {
+    fn info(&self) -> &'static spuff::provider::ProviderInfo {
+        self.0.info()
+    }
+
+    fn arch_of_size(&self, _size: &str) -> Option<Arch> {
+        Some(Arch::Aarch64)
+    }
+
+    async fn create_instance(
+        &self,
+        request: &spuff::provider::InstanceRequest,
+    ) -> spuff::provider::ProviderResult<spuff::provider::ProviderInstance> {
+        self.0.create_instance(request).await
+    }
+
+    async fn destroy_instance(&self, id: &str) -> spuff::provider::ProviderResult<()> {
+        self.0.destroy_instance(id).await
+    }
+
+    async fn get_instance(
+        &self,
+        id: &str,
+    ) -> spuff::provider::ProviderResult<Option<spuff::provider::ProviderInstance>> {
+        self.0.get_instance(id).await
+    }
+
+    async fn list_instances(&self) -> spuff::provider::ProviderResult<spuff::provider::Listing> {
+        self.0.list_instances().await
+    }
+
+    async fn wait_ready(
+        &self,
+        id: &str,
+    ) -> spuff::provider::ProviderResult<spuff::provider::ProviderInstance> {
+        self.0.wait_ready(id).await
+    }
+
+    async fn list_ssh_keys(
+        &self,
+    ) -> spuff::provider::ProviderResult<Vec<spuff::provider::SshKeyInfo>> {
+        self.0.list_ssh_keys().await
+    }
+
+    async fn ensure_ssh_key(
+        &self,
+        name: &str,
+        public_key: &str,
+    ) -> spuff::provider::ProviderResult<spuff::provider::SshKeyInfo> {
+        self.0.ensure_ssh_key(name, public_key).await
+    }
+
+    async fn list_sizes(&self) -> spuff::provider::ProviderResult<Vec<spuff::provider::SizeInfo>> {
+        self.0.list_sizes().await
+    }
+
+    async fn list_regions(
+        &self,
+    ) -> spuff::provider::ProviderResult<Vec<spuff::provider::RegionInfo>> {
+        self.0.list_regions().await
+    }
+}
+
+/// Issue 18: an arm64 size gets the arm64 agent spuff carries, sent
+/// compressed, checked on the VM against the SHA-256 recorded at build
+/// time, and started; on this x86_64 machine the fake VM runs it under
+/// qemu-aarch64-static, so this is also the arm64 agent's smoke run: it
+/// must answer its health check. The x86_64 size gets the x86_64 one.
+#[tokio::test]
+async fn up_should_upload_the_embedded_agent_for_the_vms_architecture() {
+    if spuff::agent_bin::all().is_empty() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must build spuff with its agents (ci/build-agents.sh)"
+        );
+        eprintln!("skipped: this spuff carries no agents (run ci/build-agents.sh)");
+        return;
+    }
+    for arch in [Arch::Aarch64, Arch::X86_64] {
+        let mut lab = Lab::start(Boot::Ready).await;
+        if arch == Arch::Aarch64 {
+            lab.provider = Arc::new(Arm64Sizes(lab.provider.clone()));
+        }
+        let mut plan = lab.plan("vm-arch");
+        plan.upload_agent = Some((AgentBinary::Embedded, AgentInstall::default()));
+        if let Err(e) = lab.up(plan).await {
+            panic!("up failed: {e:?}\n--- sshd ---\n{}", lab.vm_log());
+        }
+        let carried = spuff::agent_bin::embedded(arch).expect("carried");
+        let (_, root) = lab.vm();
+        let installed =
+            std::fs::read(root.join(api::BINARY_PATH.trim_start_matches('/'))).expect("installed");
+        assert_eq!(spuff::agent_bin::sha256_hex(&installed), carried.sha256);
+        assert_eq!(
+            spuff::agent_bin::check_elf(&installed, "installed", arch),
+            Ok(())
+        );
+        let said = lab.recorder.events().into_iter().find_map(|e| match e {
+            Event::AgentInstalled { arch, embedded, .. } => Some((arch, embedded)),
+            _ => None,
+        });
+        assert_eq!(said, Some((arch, true)));
+        let port = lock(&lab.vms)[0].agent_port;
+        agent_answers(port);
+    }
 }

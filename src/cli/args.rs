@@ -79,7 +79,7 @@ pub(crate) enum Command {
     Config(ConfigCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
-    /// Print spuff's version.
+    /// Print spuff's version and the VM agents it carries (SHA-256).
     Version(JsonFlag),
 }
 
@@ -112,13 +112,14 @@ pub(crate) struct UpArgs {
     /// Create the VM from this snapshot id instead of an image.
     #[arg(long)]
     pub(crate) snapshot: Option<String>,
-    /// Upload this machine's spuff-agent build over SFTP instead of
-    /// downloading a release.
+    /// Upload the agent (the one spuff carries, or --agent-binary), never
+    /// a release download; uploading is the default when spuff carries
+    /// agents.
     #[arg(long)]
     pub(crate) dev: bool,
-    /// The agent binary to upload with --dev (default: next to spuff, or
-    /// target/release/spuff-agent).
-    #[arg(long, requires = "dev", value_name = "PATH")]
+    /// Upload this agent instead of the one spuff carries: a static Linux
+    /// build for the VM's architecture (checked before it is sent).
+    #[arg(long, value_name = "PATH")]
     pub(crate) agent_binary: Option<PathBuf>,
     /// Do not open a shell when the VM is ready.
     #[arg(long)]

@@ -115,7 +115,15 @@ impl spuff::vm::Observer for Drawer {
                 Some("logged in with the pinned host key".into()),
                 Some("Bootstrapping".into()),
             ),
-            Event::AgentInstalled => self.ui.info("agent uploaded and started"),
+            Event::AgentInstalled {
+                arch,
+                sha256,
+                embedded,
+            } => self.ui.info(format!(
+                "agent uploaded, SHA-256 checked on the VM, and started ({}{arch}, {}…)",
+                if embedded { "spuff's own, " } else { "" },
+                sha256.get(..16).unwrap_or(&sha256)
+            )),
             Event::Bootstrap { status, line } => {
                 use spuff::agent::api::BootstrapStatus as B;
                 // The step the VM is in, in words, from its own status
@@ -440,7 +448,7 @@ impl spuff::vm::Observer for RowObserver<'_> {
             }
             Event::TrustedOnFirstUse { .. } => "applying user-data".to_string(),
             Event::LoggedIn { .. } => "bootstrapping".to_string(),
-            Event::AgentInstalled => "agent started".to_string(),
+            Event::AgentInstalled { .. } => "agent started".to_string(),
             Event::Bootstrap { status, .. } => format!("bootstrapping ({status})"),
             Event::ShellReady { .. } | Event::Ready => "ready".to_string(),
             _ => return,

@@ -35,7 +35,7 @@ impl Ui {
                 color: stderr_tty && !no_color,
                 stderr_tty,
                 stdin_tty: std::io::stdin().is_terminal(),
-                bars: indicatif::MultiProgress::new(),
+                bars: bars(stderr_tty),
             }),
         }
     }
@@ -265,6 +265,10 @@ impl Step {
     /// question whose answer is reported elsewhere).
     pub(crate) fn clear(&self) {
         if let Some(bar) = &self.bar {
+            // The ticker thread first: a tick racing the clear could draw
+            // the spinner again after it was taken off (seen after Ctrl-C
+            // at the first tick), and nothing would clear it then.
+            bar.disable_steady_tick();
             bar.finish_and_clear();
             self.ui.inner.bars.remove(bar);
         }
@@ -304,4 +308,94 @@ impl Step {
 /// first (each chooses by its variant; see [`spuff::Hint`]).
 pub(crate) fn hint_for(error: &anyhow::Error) -> Option<String> {
     error.chain().find_map(spuff::hint_of)
+}
+
+/// The bars' drawing target: stderr, on a terminal drawn two columns short
+/// of its width (Unix).
+///
+/// indicatif pads each line to the terminal's width so that the cursor
+/// waits at the right margin; a `^C` the terminal echoes there wraps to a
+/// new line, indicatif then clears that line instead of the spinner's, and
+/// the spinner stays on screen above "interrupted" (issue 17, seen in the
+/// raw pane output of `status_watch_should_mark_stale_figures_and_recover`).
+/// Two spare columns hold the echo on the spinner's own line.
+fn bars(stderr_tty: bool) -> indicatif::MultiProgress {
+    #[cfg(unix)]
+    if stderr_tty {
+        return indicatif::MultiProgress::with_draw_target(
+            indicatif::ProgressDrawTarget::term_like(Box::new(Narrow)),
+        );
+    }
+    let _ = stderr_tty;
+    indicatif::MultiProgress::new()
+}
+
+/// stderr as a terminal two columns narrower than it is (see [`bars`]).
+#[cfg(unix)]
+#[derive(Debug)]
+struct Narrow;
+
+#[cfg(unix)]
+impl Narrow {
+    fn write(&self, text: &str) -> std::io::Result<()> {
+        use std::io::Write as _;
+        std::io::stderr().lock().write_all(text.as_bytes())
+    }
+}
+
+#[cfg(unix)]
+impl indicatif::TermLike for Narrow {
+    fn width(&self) -> u16 {
+        let width = crossterm::terminal::size().map_or(80, |(w, _)| w);
+        width.saturating_sub(2).max(10)
+    }
+
+    fn height(&self) -> u16 {
+        crossterm::terminal::size().map_or(24, |(_, h)| h)
+    }
+
+    fn move_cursor_up(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}A"))
+    }
+
+    fn move_cursor_down(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}B"))
+    }
+
+    fn move_cursor_right(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}C"))
+    }
+
+    fn move_cursor_left(&self, n: usize) -> std::io::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.write(&format!("\x1b[{n}D"))
+    }
+
+    fn write_line(&self, s: &str) -> std::io::Result<()> {
+        self.write(&format!("{s}\n"))
+    }
+
+    fn write_str(&self, s: &str) -> std::io::Result<()> {
+        self.write(s)
+    }
+
+    fn clear_line(&self) -> std::io::Result<()> {
+        self.write("\r\x1b[2K")
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        use std::io::Write as _;
+        std::io::stderr().flush()
+    }
 }

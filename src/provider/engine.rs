@@ -144,6 +144,11 @@ macro_rules! rest_provider_impl {
                 info()
             }
 
+            fn arch_of_size(&self, size: &str) -> Option<$crate::agent_bin::Arch> {
+                use $crate::provider::engine::Extras as _;
+                self.size_arch(size)
+            }
+
             async fn create_instance(
                 &self,
                 request: &$crate::provider::InstanceRequest,
@@ -310,6 +315,12 @@ pub(crate) struct VmResource {
 pub(crate) trait Extras {
     /// An id checked for use in a URL path.
     fn check_id<'a>(&self, id: &'a str) -> ProviderResult<&'a str>;
+    /// [`Provider::arch_of_size`](super::Provider::arch_of_size): x86_64
+    /// unless the provider has arm64 sizes.
+    fn size_arch(&self, size: &str) -> Option<crate::agent_bin::Arch> {
+        let _ = size;
+        Some(crate::agent_bin::Arch::X86_64)
+    }
     /// The create request's JSON body, labels included.
     fn create_body(&self, request: &InstanceRequest) -> ProviderResult<Value>;
     /// The listing path and query for `selector`.

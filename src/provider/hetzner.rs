@@ -61,6 +61,15 @@ impl Client {
 
 #[async_trait::async_trait]
 impl Extras for Client {
+    /// The `cax` server types are Ampere (arm64); the rest are x86_64.
+    fn size_arch(&self, size: &str) -> Option<crate::agent_bin::Arch> {
+        Some(if size.starts_with("cax") {
+            crate::agent_bin::Arch::Aarch64
+        } else {
+            crate::agent_bin::Arch::X86_64
+        })
+    }
+
     /// An id that goes into a URL path: digits only (Hetzner ids are integers).
     fn check_id<'a>(&self, id: &'a str) -> ProviderResult<&'a str> {
         path_id(self.rest.name(), id).and_then(|id| {

@@ -264,6 +264,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
         }
     }
 
+    /// The CPU architecture of VMs of `size`, where the size says it
+    /// (Hetzner's `cax*` and EC2's Graviton types are arm64); `None` where
+    /// only the VM can tell (`uname -m`), as on Proxmox.
+    fn arch_of_size(&self, size: &str) -> Option<crate::agent_bin::Arch> {
+        let _ = size;
+        None
+    }
+
     /// Whether a VM boots with the request's user-data. When false, `up`
     /// sends none: the provider makes [`InstanceRequest::login_user`] with
     /// [`InstanceRequest::ssh_keys`] (key lines) through its own cloud-init,

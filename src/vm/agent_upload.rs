@@ -80,13 +80,105 @@ pub async fn install_uploaded_agent(
             source: e,
         })
     })?;
-    let packed = tokio::task::spawn_blocking({
-        let raw = raw.clone();
-        move || gzip(&raw)
-    })
-    .await
-    .unwrap_or_default();
+    install_agent(session, AgentPayload::hashed(raw).await, opts).await
+}
 
+/// An agent binary on its way to a VM: its bytes, compressed or not, and
+/// the SHA-256 the VM checks before installing it.
+#[derive(Clone)]
+pub struct AgentPayload {
+    raw: Option<std::sync::Arc<Vec<u8>>>,
+    gz: Option<std::borrow::Cow<'static, [u8]>>,
+    embedded: Option<&'static crate::agent_bin::Embedded>,
+    sha256: String,
+}
+
+impl std::fmt::Debug for AgentPayload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentPayload")
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentPayload {
+    /// [`AgentPayload::raw`], hashed on a blocking thread (a debug build
+    /// of the agent is hundreds of megabytes; the runtime must not stall).
+    pub async fn hashed(bytes: Vec<u8>) -> Self {
+        match tokio::task::spawn_blocking(move || AgentPayload::raw(bytes)).await {
+            Ok(payload) => payload,
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+
+    /// A binary read from a file.
+    pub fn raw(bytes: Vec<u8>) -> Self {
+        let sha256 = crate::agent_bin::sha256_hex(&bytes);
+        AgentPayload {
+            raw: Some(std::sync::Arc::new(bytes)),
+            gz: None,
+            embedded: None,
+            sha256,
+        }
+    }
+
+    /// An agent spuff carries: sent as it is carried (compressed), checked
+    /// on the VM against the SHA-256 recorded when spuff was built.
+    pub fn embedded(agent: &'static crate::agent_bin::Embedded) -> Self {
+        AgentPayload {
+            raw: None,
+            gz: Some(std::borrow::Cow::Borrowed(agent.compressed())),
+            embedded: Some(agent),
+            sha256: agent.sha256.to_string(),
+        }
+    }
+
+    /// The SHA-256 the VM checks, lowercase hex.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    async fn gz(&self) -> Option<std::borrow::Cow<'static, [u8]>> {
+        if let Some(gz) = &self.gz {
+            return Some(gz.clone());
+        }
+        let raw = self.raw.clone()?;
+        tokio::task::spawn_blocking(move || gzip(&raw))
+            .await
+            .ok()
+            .flatten()
+            .map(std::borrow::Cow::Owned)
+    }
+
+    fn raw_bytes(&self) -> Result<std::sync::Arc<Vec<u8>>> {
+        if let Some(raw) = &self.raw {
+            return Ok(raw.clone());
+        }
+        match self.embedded.map(crate::agent_bin::Embedded::binary) {
+            Some(Ok(bytes)) => Ok(std::sync::Arc::new(bytes)),
+            Some(Err(e)) => Err(Error::Invalid {
+                field: "agent".into(),
+                value: None,
+                reason: e.to_string(),
+            }),
+            None => Ok(std::sync::Arc::new(Vec::new())),
+        }
+    }
+}
+
+/// Installs `payload` on the VM as [`install_uploaded_agent`] does, the
+/// VM checking its SHA-256 (`sha256sum`) before it replaces anything: a
+/// binary that arrives other than it left is never installed.
+///
+/// # Errors
+/// As [`install_uploaded_agent`]; a hash that does not match is an
+/// [`Error::RemoteCommand`] saying so.
+pub async fn install_agent(
+    session: &Session,
+    payload: AgentPayload,
+    opts: &AgentInstall,
+) -> Result<()> {
+    let packed = payload.gz().await;
     let sudo = if opts.sudo.unwrap_or(session.user() != "root") {
         "sudo -n "
     } else {
@@ -95,11 +187,16 @@ pub async fn install_uploaded_agent(
     // Random, so that two uploads to one VM do not share a file.
     let nonce = getrandom::u64().unwrap_or_else(|_| u64::from(std::process::id()));
     let dest = sh_quote(&opts.dest);
+    let sha = sh_quote(payload.sha256());
     let install = |unpack: &str| {
         let script = format!(
             "set -e; umask 022; t={dest}.upload-{nonce:016x}; \
              trap 'rm -f \"$t\"' EXIT; mkdir -p \"$(dirname \"$t\")\"; \
-             {unpack} > \"$t\"; chmod 0755 \"$t\"; mv -f \"$t\" {dest}"
+             {unpack} > \"$t\"; \
+             got=$(sha256sum \"$t\" | cut -d' ' -f1); \
+             if [ \"$got\" != {sha} ]; then \
+             echo \"spuff: the agent's SHA-256 on the VM is $got, not \"{sha} >&2; exit 98; fi; \
+             chmod 0755 \"$t\"; mv -f \"$t\" {dest}"
         );
         format!("{sudo}sh -c {}", sh_quote(&script))
     };
@@ -109,13 +206,17 @@ pub async fn install_uploaded_agent(
     let gunzip = install(&format!(
         "if command -v gzip >/dev/null; then gzip -dc; else cat >/dev/null; exit {NO_GZIP}; fi"
     ));
-    let out = match packed {
-        Some(packed) => send(session, &gunzip, &packed).await?,
-        None => send(session, &install("cat"), &raw).await?,
+    let out = match &packed {
+        Some(packed) => send(session, &gunzip, packed).await?,
+        None => send(session, &install("cat"), &payload.raw_bytes()?).await?,
     };
-    let (command, out) = if out.status.code() == Some(NO_GZIP) {
+    let (command, out) = if packed.is_none() || out.status.code() == Some(NO_GZIP) {
         let plain = install("cat");
-        let out = send(session, &plain, &raw).await?;
+        let out = if packed.is_none() {
+            out
+        } else {
+            send(session, &plain, &payload.raw_bytes()?).await?
+        };
         (plain, out)
     } else {
         (gunzip, out)

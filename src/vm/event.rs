@@ -53,8 +53,16 @@ pub enum Event {
         /// Time from the address to the login.
         after: Duration,
     },
-    /// The agent binary was uploaded and started (`--dev`).
-    AgentInstalled,
+    /// The agent binary was uploaded, its SHA-256 checked on the VM, and
+    /// started.
+    AgentInstalled {
+        /// The VM's architecture, which the binary is for.
+        arch: crate::agent_bin::Arch,
+        /// The binary's SHA-256, lowercase hex.
+        sha256: String,
+        /// Whether it was the one spuff carries (else a file).
+        embedded: bool,
+    },
     /// The bootstrap's state and latest log line.
     Bootstrap {
         /// The status file's state.

@@ -38,7 +38,9 @@ use crate::provider::{InstanceStatus, MANAGED_LABEL, ProviderInstance};
 use crate::state::{Instance, Lifecycle};
 
 #[doc(inline)]
-pub use agent_upload::{AgentInstall, arm_self_destroy, install_uploaded_agent};
+pub use agent_upload::{
+    AgentInstall, AgentPayload, arm_self_destroy, install_agent, install_uploaded_agent,
+};
 #[doc(inline)]
 pub use down::down;
 #[doc(inline)]

@@ -53,8 +53,9 @@ pub struct Plan {
     /// `host_keys` are filled in by `up` from the provider's
     /// [`SshEndpoint`](crate::provider::SshEndpoint) and the pinned key.
     pub ssh: ssh::Config,
-    /// The agent binary to upload (`--dev`), with how to install it.
-    pub upload_agent: Option<(PathBuf, AgentInstall)>,
+    /// The agent binary to upload, with how to install it; `None` when
+    /// the VM downloads it itself (a release URL in the user-data).
+    pub upload_agent: Option<(AgentBinary, AgentInstall)>,
     /// How long to wait for the provider to report the VM running.
     pub ready_timeout: Duration,
     /// How to wait for the first login.
@@ -104,6 +105,19 @@ impl Plan {
             fleet: None,
         }
     }
+}
+
+/// Which agent binary `up` uploads to the VM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AgentBinary {
+    /// The one spuff carries for the VM's architecture
+    /// ([`agent_bin::embedded`](crate::agent_bin::embedded)).
+    Embedded,
+    /// A file, which must be a Linux executable for the VM's architecture
+    /// ([`agent_bin::check_elf`](crate::agent_bin::check_elf)); it is
+    /// checked before it is sent.
+    File(PathBuf),
 }
 
 /// What `up` hands back: the record and a live session.
@@ -386,10 +400,19 @@ pub async fn up(
     });
 
     if let Some((binary, install)) = &plan.upload_agent {
-        super::install_uploaded_agent(&session, binary, install)
+        let hint = provider.arch_of_size(&plan.size);
+        let (payload, arch) = agent_for_vm(&session, hint, binary)
+            .await
+            .map_err(|e| after_create("choosing the agent for the VM", e))?;
+        let sha256 = payload.sha256().to_string();
+        super::install_agent(&session, payload, install)
             .await
             .map_err(|e| after_create("uploading the agent", Box::new(e)))?;
-        observer.event(Event::AgentInstalled);
+        observer.event(Event::AgentInstalled {
+            arch,
+            sha256,
+            embedded: *binary == AgentBinary::Embedded,
+        });
     }
 
     let bootstrap = follow_bootstrap(&session, &plan, observer)
@@ -407,6 +430,62 @@ pub async fn up(
         session,
         bootstrap,
     })
+}
+
+/// The VM's architecture: the provider's word for its size when it has
+/// one, else the VM's own (`uname -m`).
+///
+/// # Errors
+/// When the VM cannot be asked, or is neither x86_64 nor aarch64.
+pub async fn vm_arch(
+    session: &ssh::Session,
+    hint: Option<crate::agent_bin::Arch>,
+) -> std::result::Result<crate::agent_bin::Arch, Box<dyn std::error::Error + Send + Sync>> {
+    if let Some(arch) = hint {
+        return Ok(arch);
+    }
+    let out = session.exec("uname -m").await?;
+    let machine = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    crate::agent_bin::Arch::from_name(&machine).ok_or_else(|| {
+        format!(
+            "the VM is a {} machine (`uname -m`); spuff has agents for x86_64 and aarch64",
+            crate::terminal_safe(&machine)
+        )
+        .into()
+    })
+}
+
+/// The agent to upload for the VM behind `session`, checked: the embedded
+/// one for its architecture, or the file, which must be a Linux executable
+/// for it.
+async fn agent_for_vm(
+    session: &ssh::Session,
+    hint: Option<crate::agent_bin::Arch>,
+    binary: &AgentBinary,
+) -> std::result::Result<
+    (super::AgentPayload, crate::agent_bin::Arch),
+    Box<dyn std::error::Error + Send + Sync>,
+> {
+    let arch = vm_arch(session, hint).await?;
+    let payload = match binary {
+        AgentBinary::Embedded => {
+            let agent = crate::agent_bin::embedded(arch)
+                .ok_or(crate::agent_bin::AgentError::NoneEmbedded { arch })?;
+            super::AgentPayload::embedded(agent)
+        }
+        AgentBinary::File(path) => {
+            let bytes = tokio::fs::read(path)
+                .await
+                .map_err(|e| ssh::Error::LocalIo {
+                    operation: "reading the agent binary",
+                    path: path.clone(),
+                    source: e,
+                })?;
+            crate::agent_bin::check_elf(&bytes, &path.display().to_string(), arch)?;
+            super::AgentPayload::hashed(bytes).await
+        }
+    };
+    Ok((payload, arch))
 }
 
 /// For a VM that booted without spuff's user-data: logs in trusting the

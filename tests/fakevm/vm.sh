@@ -11,7 +11,8 @@
 #   - /opt/spuff/, /etc/spuff/ and /var/log/ are ROOT/opt/spuff/, ...;
 #   - `systemctl ... enable --now|start|restart|stop spuff-agent...` starts or
 #     stops ROOT/opt/spuff/spuff-agent with ROOT/etc/spuff/agent.json, in the
-#     background, logging to ROOT/var/log/spuff-agent.log (its "journal");
+#     background (an arm64 agent under qemu-aarch64-static), logging to
+#     ROOT/var/log/spuff-agent.log (its "journal");
 #     any other systemctl fails (it would act on the test machine);
 #   - `journalctl -u spuff-agent [-n N] [-f]` tails that log.
 # The home directory is ROOT$HOME, and the working directory of every command.
@@ -60,9 +61,18 @@ agent_running() {
     [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null
 }
 
+# An arm64 agent (ELF e_machine 183) on another machine runs under QEMU's
+# user-mode emulator, as a real arm64 VM would run it natively.
 start_agent() {
     mkdir -p "$root/run" "$root/var/log"
-    nohup "$agent" --config "$root/etc/spuff/agent.json" \
+    runner=
+    machine=$(od -An -j18 -N2 -tu2 "$agent" | tr -d ' ')
+    if [ "$machine" = 183 ] && [ "$(uname -m)" != aarch64 ]; then
+        runner=qemu-aarch64-static
+    fi
+    # $runner is empty or one word.
+    # shellcheck disable=SC2086
+    nohup $runner "$agent" --config "$root/etc/spuff/agent.json" \
         >>"$journal" 2>&1 </dev/null &
     echo "$!" >"$pidfile"
 }

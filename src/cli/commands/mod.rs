@@ -68,17 +68,46 @@ fn completions(args: CompletionsArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// spuff's version, and the agents it carries for VMs (what `up` would
+/// install as root there, by SHA-256).
 fn version(args: JsonFlag, ui: &Ui) -> anyhow::Result<u8> {
     let version = env!("CARGO_PKG_VERSION");
+    let agents = spuff::agent_bin::all();
     if args.json {
+        let agents: Vec<_> = agents
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "arch": a.arch.name(),
+                    "sha256": a.sha256,
+                    "size": a.size,
+                    "compressed_size": a.compressed().len(),
+                })
+            })
+            .collect();
         ui.json(&serde_json::json!({
             "version": version,
             "agent_api": spuff::agent::api::DEFAULT_PORT,
             "target": std::env::consts::OS,
             "arch": std::env::consts::ARCH,
+            "agents": agents,
         }))?;
     } else {
-        writeln!(std::io::stdout().lock(), "spuff {version}")?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "spuff {version}")?;
+        if agents.is_empty() {
+            writeln!(
+                out,
+                "agents: none carried (a developer build; `bash ci/build-agents.sh` and build again)"
+            )?;
+        }
+        for a in agents {
+            writeln!(
+                out,
+                "agent {}: {} bytes, SHA-256 {}",
+                a.arch, a.size, a.sha256
+            )?;
+        }
     }
     Ok(0)
 }

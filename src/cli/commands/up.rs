@@ -12,7 +12,7 @@ use spuff::provider::{ImageSpec, ProviderType};
 use spuff::ssh::HostKeyPair;
 use spuff::ssh::{AgentLocation, ShellOptions};
 use spuff::vm::AgentInstall;
-use spuff::vm::up::Plan;
+use spuff::vm::up::{AgentBinary, Plan};
 
 use super::context::Context;
 use crate::cli::args::UpArgs;
@@ -180,7 +180,7 @@ pub(crate) async fn run(args: UpArgs, ctx: &Context) -> anyhow::Result<u8> {
     };
     // Decided before anything exists: a refusal must not leave a VM behind.
     let self_destroy = self_destroy_token(info, ctx)?;
-    let (agent_source, upload) = agent_delivery(&args, ctx)?;
+    let (agent_source, upload) = agent_delivery(&args, &*provider, &size, ctx)?;
     let cheapest_zone = args.cheapest_zone || args.cheapest_region;
     let spot = args.spot.then(|| spuff::provider::SpotRequest {
         max_price: args.max_price.clone(),
@@ -289,7 +289,7 @@ pub(crate) struct Shared {
     pub(crate) ttl: Option<std::time::Duration>,
     destroy_when_idle: bool,
     agent_source: AgentSource,
-    upload: Option<(PathBuf, AgentInstall)>,
+    upload: Option<(AgentBinary, AgentInstall)>,
     spot: Option<spuff::provider::SpotRequest>,
     disk_gb: Option<u64>,
     limit: Limit,
@@ -661,12 +661,70 @@ fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// How the agent reaches the VM: a configured release download, else an
-/// upload of a local build (`--dev`, or found next to spuff).
+/// How the agent reaches the VM, first that applies: `--agent-binary
+/// PATH`, the agent spuff carries for the VM's architecture, a release the
+/// VM downloads and checks (SPUFF_AGENT_URL and SPUFF_AGENT_SHA256). Never
+/// a file found in the working directory or beside spuff: that is how a
+/// planted binary would become root on the VM (issue 18). What can be
+/// checked before the VM exists is: a file that is no Linux program, or
+/// for another architecture than the size's, and an architecture this
+/// spuff carries no agent for.
 fn agent_delivery(
     args: &UpArgs,
+    provider: &dyn spuff::provider::Provider,
+    size: &str,
     ctx: &Context,
-) -> anyhow::Result<(AgentSource, Option<(PathBuf, AgentInstall)>)> {
+) -> anyhow::Result<(AgentSource, Option<(AgentBinary, AgentInstall)>)> {
+    use spuff::agent_bin::{self, Arch};
+    let hint = provider.arch_of_size(size);
+    if let Some(path) = &args.agent_binary {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read the agent binary {}", path.display()))?;
+        let what = path.display().to_string();
+        let checked = match hint {
+            Some(arch) => agent_bin::check_elf(&bytes, &what, arch),
+            // Some Linux architecture now; the VM's own when it answers.
+            None => Arch::ALL
+                .into_iter()
+                .map(|a| agent_bin::check_elf(&bytes, &what, a))
+                .find(Result::is_ok)
+                .unwrap_or_else(|| agent_bin::check_elf(&bytes, &what, Arch::X86_64)),
+        };
+        checked?;
+        // Which binary becomes root on the VM is worth a line, always.
+        ctx.ui.info(format!(
+            "Uploading the agent {} (--agent-binary, SHA-256 {})",
+            path.display(),
+            short_sha(&spuff::agent_bin::sha256_hex(&bytes))
+        ));
+        return Ok((
+            AgentSource::Upload,
+            Some((AgentBinary::File(path.clone()), AgentInstall::default())),
+        ));
+    }
+    let carried = match hint {
+        Some(arch) => agent_bin::embedded(arch).map(|a| vec![a]),
+        None => Some(agent_bin::all().iter().collect()).filter(|v: &Vec<_>| !v.is_empty()),
+    };
+    if let Some(agents) = carried {
+        let which: Vec<String> = agents
+            .iter()
+            .map(|a| format!("{} build, SHA-256 {}", a.arch, short_sha(a.sha256)))
+            .collect();
+        ctx.ui.info(format!(
+            "Uploading the agent spuff carries ({}{})",
+            which.join("; "),
+            if hint.is_none() {
+                "; the VM's `uname -m` picks"
+            } else {
+                ""
+            }
+        ));
+        return Ok((
+            AgentSource::Upload,
+            Some((AgentBinary::Embedded, AgentInstall::default())),
+        ));
+    }
     let release = (
         std::env::var(AGENT_URL_VAR).ok().filter(|v| !v.is_empty()),
         std::env::var(AGENT_SHA_VAR).ok().filter(|v| !v.is_empty()),
@@ -674,43 +732,17 @@ fn agent_delivery(
     if !args.dev
         && let (Some(url), Some(sha256)) = release
     {
+        ctx.ui.info(format!(
+            "The VM downloads the agent from {} and checks its SHA-256",
+            spuff::terminal_safe(&url)
+        ));
         return Ok((AgentSource::Download { url, sha256 }, None));
     }
-    let binary = match &args.agent_binary {
-        Some(path) => path.clone(),
-        None => find_local_agent().with_context(|| {
-            format!(
-                "no spuff-agent beside spuff to upload: install it (`cargo install --path agent`), \
-                 pass --agent-binary PATH, or set {AGENT_URL_VAR} and {AGENT_SHA_VAR} to a release"
-            )
-        })?,
-    };
-    if !binary.is_file() {
-        anyhow::bail!("the agent binary {} does not exist", binary.display());
-    }
-    // Which binary becomes root on the VM is worth a line, always.
-    ctx.ui.info(format!(
-        "Uploading the agent {}{}",
-        binary.display(),
-        if args.agent_binary.is_some() {
-            " (--agent-binary)"
-        } else {
-            " (installed beside spuff)"
-        }
-    ));
-    Ok((AgentSource::Upload, Some((binary, AgentInstall::default()))))
+    let arch = hint.unwrap_or(Arch::X86_64);
+    Err(agent_bin::AgentError::NoneEmbedded { arch }.into())
 }
 
-/// The agent installed beside the `spuff` executable (`cargo install --path
-/// agent` puts it there). Never one found relative to the current
-/// directory: a repository the user merely `cd`s into could plant a binary
-/// that `up` would install as root on the VM (issue 13).
-fn find_local_agent() -> Option<PathBuf> {
-    let name = if cfg!(windows) {
-        "spuff-agent.exe"
-    } else {
-        "spuff-agent"
-    };
-    let beside = std::env::current_exe().ok()?.parent()?.join(name);
-    beside.is_file().then_some(beside)
+/// The first 16 hex digits of a SHA-256, enough to compare by eye.
+fn short_sha(hex: &str) -> String {
+    format!("{}…", hex.get(..16).unwrap_or(hex))
 }

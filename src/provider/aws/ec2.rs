@@ -883,6 +883,14 @@ impl Ec2 {
 
 #[async_trait::async_trait]
 impl Provider for Ec2 {
+    fn arch_of_size(&self, size: &str) -> Option<crate::agent_bin::Arch> {
+        Some(if arm64(size) {
+            crate::agent_bin::Arch::Aarch64
+        } else {
+            crate::agent_bin::Arch::X86_64
+        })
+    }
+
     fn info(&self) -> &'static ProviderInfo {
         info()
     }

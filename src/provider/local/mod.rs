@@ -497,6 +497,11 @@ fn read_dir_names(dir: &Path) -> ProviderResult<Vec<String>> {
 
 #[async_trait::async_trait]
 impl Provider for LocalProvider {
+    /// The VM is `qemu-system-x86_64`'s, whatever this machine is.
+    fn arch_of_size(&self, _size: &str) -> Option<crate::agent_bin::Arch> {
+        Some(crate::agent_bin::Arch::X86_64)
+    }
+
     fn info(&self) -> &'static ProviderInfo {
         ProviderType::Local.info()
     }
