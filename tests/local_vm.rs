@@ -930,31 +930,17 @@ fn a_real_vm_should_end_with_its_lifetime_even_in_use() {
     assert_eq!(list["instances"], serde_json::json!([]), "{list}");
 }
 
-/// What Proxmox VE gives a VM without a snippet, played by the local
+/// What Proxmox VE gives a VM without a snippet, played over the local
 /// provider on a real VM: the VM's cloud-init gets only the login user
 /// (`ciuser`) with the keys (`sshkeys`), in the document Proxmox generates
 /// for them (`user:` renames the image's default user, which keeps its
 /// passwordless sudo), never spuff's user-data; and it says so
-/// (`delivers_user_data`). Everything else is the local provider's.
-/// (Proxmox also writes `package_upgrade: true`; offline that would only
-/// fail apt, so it is left out.)
-#[derive(Debug)]
-struct ProxmoxLike(spuff::provider::local::LocalProvider);
-
-#[async_trait::async_trait]
-impl spuff::provider::Provider for ProxmoxLike {
-    fn info(&self) -> &'static spuff::provider::ProviderInfo {
-        self.0.info()
-    }
-
-    fn delivers_user_data(&self) -> bool {
-        false
-    }
-
-    async fn create_instance(
-        &self,
-        request: &spuff::provider::InstanceRequest,
-    ) -> spuff::provider::ProviderResult<spuff::provider::ProviderInstance> {
+/// (`delivers_user_data`). (Proxmox also writes `package_upgrade: true`;
+/// offline that would only fail apt, so it is left out.)
+fn proxmox_like(local: spuff::provider::local::LocalProvider) -> crate::util::tweaked::Tweaked {
+    let mut p = crate::util::tweaked::Tweaked::new(std::sync::Arc::new(local));
+    p.delivers_user_data = Some(false);
+    p.rewrite = Some(Box::new(|request| {
         assert!(
             request.user_data.is_none(),
             "user-data sent to a provider that cannot deliver it"
@@ -970,58 +956,9 @@ impl spuff::provider::Provider for ProxmoxLike {
         doc.push_str("chpasswd:\n  expire: False\nusers:\n  - default\n");
         let mut request = request.clone();
         request.user_data = Some(doc);
-        self.0.create_instance(&request).await
-    }
-
-    async fn destroy_instance(&self, id: &str) -> spuff::provider::ProviderResult<()> {
-        self.0.destroy_instance(id).await
-    }
-
-    async fn get_instance(
-        &self,
-        id: &str,
-    ) -> spuff::provider::ProviderResult<Option<spuff::provider::ProviderInstance>> {
-        self.0.get_instance(id).await
-    }
-
-    async fn list_instances(&self) -> spuff::provider::ProviderResult<spuff::provider::Listing> {
-        self.0.list_instances().await
-    }
-
-    async fn wait_ready(
-        &self,
-        id: &str,
-    ) -> spuff::provider::ProviderResult<spuff::provider::ProviderInstance> {
-        self.0.wait_ready(id).await
-    }
-
-    async fn list_ssh_keys(
-        &self,
-    ) -> spuff::provider::ProviderResult<Vec<spuff::provider::SshKeyInfo>> {
-        self.0.list_ssh_keys().await
-    }
-
-    async fn ensure_ssh_key(
-        &self,
-        name: &str,
-        public_key: &str,
-    ) -> spuff::provider::ProviderResult<spuff::provider::SshKeyInfo> {
-        self.0.ensure_ssh_key(name, public_key).await
-    }
-
-    async fn list_sizes(&self) -> spuff::provider::ProviderResult<Vec<spuff::provider::SizeInfo>> {
-        self.0.list_sizes().await
-    }
-
-    async fn list_regions(
-        &self,
-    ) -> spuff::provider::ProviderResult<Vec<spuff::provider::RegionInfo>> {
-        self.0.list_regions().await
-    }
-
-    async fn console_tail(&self, id: &str) -> Option<(String, PathBuf)> {
-        self.0.console_tail(id).await
-    }
+        request
+    }));
+    p
 }
 
 /// Issue 16, Proxmox without node SSH, on a real VM (real cloud-init, sshd,
@@ -1050,7 +987,7 @@ async fn a_vm_without_spuffs_user_data_should_get_it_at_the_first_login() {
     let mut config = LocalConfig::new();
     config.dir = Some(work.path().join("local"));
     config.network = LocalNetwork::Isolated;
-    let provider = std::sync::Arc::new(ProxmoxLike(
+    let provider = std::sync::Arc::new(proxmox_like(
         LocalProvider::new(config, HttpConfig::default()).expect("provider"),
     ));
     let store = spuff::state::Store::open(work.path().join("state.redb")).expect("store");

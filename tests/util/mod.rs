@@ -16,6 +16,7 @@
 pub mod broker;
 #[cfg(unix)]
 pub mod tmux;
+pub mod tweaked;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
