@@ -65,6 +65,21 @@ pub struct ProxmoxConfig {
     pub ipconfig: Option<String>,
 }
 
+/// The VM's addresses and where SSH reaches it: IPv4 first, with the
+/// port and user its tags name.
+fn set_address(
+    vm: &mut ProviderInstance,
+    ipv4: Option<std::net::Ipv4Addr>,
+    ipv6: Option<std::net::Ipv6Addr>,
+) {
+    vm.public_ipv4 = ipv4;
+    vm.public_ipv6 = ipv6;
+    vm.ssh = ipv4
+        .map(std::net::IpAddr::V4)
+        .or(ipv6.map(std::net::IpAddr::V6))
+        .map(|ip| crate::provider::SshEndpoint::from_labels(ip, &vm.labels));
+}
+
 /// A ticket from `/access/ticket` and its CSRF token, with when it was
 /// issued (tickets last 2 hours).
 #[derive(Debug, Clone)]
@@ -615,13 +630,7 @@ impl Proxmox {
             .and_then(|v| super::ipconfig::parse(v).ok())
             .unwrap_or_default();
         if fixed.ipv4.is_some() || fixed.ipv6.is_some() {
-            vm.public_ipv4 = fixed.ipv4;
-            vm.public_ipv6 = fixed.ipv6;
-            vm.ssh = fixed
-                .ipv4
-                .map(std::net::IpAddr::V4)
-                .or(fixed.ipv6.map(std::net::IpAddr::V6))
-                .map(|ip| crate::provider::SshEndpoint::from_labels(ip, &vm.labels));
+            set_address(&mut vm, fixed.ipv4, fixed.ipv6);
             return Ok(vm);
         }
         let mac = config["net0"].as_str().and_then(agent::net0_mac);
@@ -637,15 +646,7 @@ impl Proxmox {
             Err(e) => return Err(e),
         };
         match found {
-            Ok(a) => {
-                vm.public_ipv4 = a.ipv4;
-                vm.public_ipv6 = a.ipv6;
-                vm.ssh = a
-                    .ipv4
-                    .map(std::net::IpAddr::V4)
-                    .or(a.ipv6.map(std::net::IpAddr::V6))
-                    .map(|ip| crate::provider::SshEndpoint::from_labels(ip, &vm.labels));
-            }
+            Ok(a) => set_address(&mut vm, a.ipv4, a.ipv6),
             Err(NoAddress::NotYet) => {}
             Err(NoAddress::Refused(why) | NoAddress::Malformed(why)) => {
                 return Err(ProviderError::InvalidResponse {
