@@ -304,7 +304,7 @@ async fn served_cert_sha256(fake: &Server<State>) -> [u8; 32] {
         roots.add(cert.expect("ca")).expect("add");
     }
     let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .expect("versions")

@@ -1,8 +1,8 @@
 //! The HTTP client every provider talks through.
 //!
 //! Hand-tuned rather than reqwest (see docs/adr/0010-provider-http-client.md):
-//! hyper 1 with hyper-util's pooled client, rustls on ring (the crate's one
-//! crypto backend, ADR 0001), HTTP/2 by ALPN with HTTP/1.1 fallback, CONNECT
+//! hyper 1 with hyper-util's pooled client, rustls on aws-lc-rs (the crate's one
+//! crypto backend, ADR 0021), HTTP/2 by ALPN with HTTP/1.1 fallback, CONNECT
 //! tunnelling through `HTTPS_PROXY` (honouring `NO_PROXY`), gzip, a body size
 //! cap, connect and whole-request timeouts, and retries that are safe:
 //!
@@ -1086,7 +1086,7 @@ pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// rustls with ring, trusting webpki roots, the platform's roots and any extra CA.
+/// rustls with aws-lc-rs, trusting webpki roots, the platform's roots and any extra CA.
 fn tls_config(provider: &'static str, config: &HttpConfig) -> ProviderResult<rustls::ClientConfig> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
@@ -1097,7 +1097,7 @@ fn tls_config(provider: &'static str, config: &HttpConfig) -> ProviderResult<rus
         message,
     };
     if let Some(pin) = config.pinned_cert_sha256 {
-        let crypto = Arc::new(rustls::crypto::ring::default_provider());
+        let crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let verifier = Arc::new(PinnedCert {
             sha256: pin,
             crypto: crypto.clone(),
@@ -1152,7 +1152,7 @@ fn tls_config(provider: &'static str, config: &HttpConfig) -> ProviderResult<rus
             "no trusted root certificates: enable webpki or native roots, or give a CA file".into(),
         ));
     }
-    let provider_crypto = Arc::new(rustls::crypto::ring::default_provider());
+    let provider_crypto = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let tls = rustls::ClientConfig::builder_with_provider(provider_crypto)
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid("tls", e.to_string()))?
