@@ -8,7 +8,9 @@
 //! connect, key exchange, authentication, the copy, close. spuff's side is
 //! this bench binary re-run as `copy-child`, a program that does exactly
 //! that through the SDK (`Session::connect`, `Session::sftp`, then
-//! `upload_*`/`download_*`) with the host key pinned. The peers are
+//! `upload_*`/`download_*`) with the host key pinned, on a current-thread
+//! runtime as the `spuff` binary runs (SPUFF_BENCH_MULTI_THREAD=1 for
+//! tokio's default of a worker per core). The peers are
 //! OpenSSH's `sftp -b`, `scp` and, for trees, `tar c | ssh tar x`, against
 //! the same sshd on 127.0.0.1, with the same cipher and key exchange. The
 //! data lives on tmpfs (/dev/shm) so that a disk does not set the pace.
@@ -446,10 +448,16 @@ fn copy_child(args: &[String]) {
     let [port, user, key, host_key, cipher, op, from, to] = args else {
         panic!("copy-child PORT USER KEY HOSTKEY CIPHER OP FROM TO");
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // The runtime the `spuff` binary uses (src/cli/mod.rs);
+    // SPUFF_BENCH_MULTI_THREAD=1 measures tokio's default instead.
+    let rt = if std::env::var_os("SPUFF_BENCH_MULTI_THREAD").is_some() {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    }
+    .enable_all()
+    .build()
+    .expect("runtime");
     rt.block_on(async {
         let cfg = openssh::spuff_config(port, user, key, host_key, cipher);
         // SPUFF_BENCH_WINDOW, _CHUNK and _IN_FLIGHT explore the settings.
@@ -483,9 +491,15 @@ struct Busy(Child);
 
 impl Busy {
     fn start() -> Busy {
+        // It looks for the bench now and then, so that a bench stopped by a
+        // signal (no Drop) does not leave a core spinning under the next run.
+        let script = format!(
+            "i=0; while :; do i=$((i+1)); if [ $i -ge 200000 ]; then kill -0 {} 2>/dev/null || exit 0; i=0; fi; done",
+            std::process::id()
+        );
         Busy(
             Command::new("sh")
-                .args(["-c", "while :; do :; done"])
+                .args(["-c", &script])
                 .spawn()
                 .expect("busy loop"),
         )

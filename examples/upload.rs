@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use spuff::sftp::TransferOptions;
 use spuff::ssh::{AuthMethod, Config, HostKeyPolicy, Session};
 
-#[tokio::main]
+// One thread is cheaper for a copy than a worker per core (see the `sftp`
+// module's "Runtime" section).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [host, port, user, key, local, remote] = args.as_slice() else {

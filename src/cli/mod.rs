@@ -31,7 +31,12 @@ pub(crate) fn main() -> ExitCode {
     };
     let ui = Ui::new();
     init_tracing(cli.verbose, &ui);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread runs everything but blocking file work (tokio's blocking
+    // pool): a copy then costs 10-15% less CPU than with a worker per core,
+    // whose hand-offs between threads cost more than the parallelism gives
+    // an SSH session, which decrypts on one task anyway (docs/performance.md,
+    // 2026-12-02). Nothing here may block that thread for long.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -377,9 +377,31 @@ impl Session {
     ///
     /// A non-zero exit is not an error: look at [`ExecOutput::status`].
     pub async fn exec(&self, command: &str) -> Result<ExecOutput> {
+        self.exec_with_input(command, &[], COLLECT_LIMIT).await
+    }
+
+    /// Run `command` with `input` as its standard input, then EOF, and
+    /// return its output (at most `limit` bytes, stdout and stderr together)
+    /// and exit status. The way to hand a command a secret or a payload:
+    /// a command line is visible to every user of the machine.
+    ///
+    /// A non-zero exit is not an error: look at [`ExecOutput::status`].
+    ///
+    /// # Errors
+    /// As for [`Session::spawn`] and [`RemoteCommand::collect`].
+    pub async fn exec_with_input(
+        &self,
+        command: &str,
+        input: &[u8],
+        limit: usize,
+    ) -> Result<ExecOutput> {
         let cmd = self.spawn(command).await?;
+        // In pieces, so no one message holds the whole payload twice.
+        for chunk in input.chunks(256 * 1024) {
+            cmd.write_stdin(chunk).await?;
+        }
         cmd.close_stdin().await?;
-        cmd.collect().await
+        cmd.collect_limited(limit).await
     }
 }
 

@@ -518,10 +518,13 @@ async fn apply_at_first_login(
     } else {
         "sudo -n "
     };
-    let command = session.spawn(&format!("{sudo}sh -s")).await?;
-    command.write_stdin(script.as_str().as_bytes()).await?;
-    command.close_stdin().await?;
-    let output = command.collect_limited(64 * 1024).await?;
+    let output = session
+        .exec_with_input(
+            &format!("{sudo}sh -s"),
+            script.as_str().as_bytes(),
+            64 * 1024,
+        )
+        .await?;
     let _ = session.close().await;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);

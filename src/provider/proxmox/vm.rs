@@ -718,13 +718,10 @@ impl Proxmox {
         let session = crate::ssh::Session::connect(node.ssh.clone())
             .await
             .map_err(|e| failed(e.to_string()))?;
-        let run = async {
-            let child = session.spawn(command).await?;
-            child.write_stdin(stdin).await?;
-            child.close_stdin().await?;
-            child.collect_limited(64 * 1024).await
-        };
-        let out = run.await.map_err(|e| failed(e.to_string()));
+        let out = session
+            .exec_with_input(command, stdin, 64 * 1024)
+            .await
+            .map_err(|e| failed(e.to_string()));
         let _ = session.close().await;
         let out = out?;
         if out.status.success() {
