@@ -194,3 +194,32 @@ async fn collect_should_stop_at_its_limit() {
     assert_eq!(s.exec("echo ok").await.expect("exec").stdout, b"ok\n");
     const { assert!(spuff::ssh::COLLECT_LIMIT >= 1 << 20) };
 }
+
+/// A payload or a secret goes on stdin, whole, in order, and ends with EOF;
+/// the command's output is held to the caller's limit.
+#[tokio::test]
+async fn exec_with_input_should_deliver_all_of_the_input_then_eof() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    // Larger than one write, with no two pieces alike.
+    let input: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+    let out = s
+        .exec_with_input("wc -c; cksum", &input, 4096)
+        .await
+        .expect("exec");
+    assert!(out.status.success(), "{:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    assert_eq!(lines.next().map(str::trim), Some("700000"), "{text}");
+    // `wc` read up to EOF, so `cksum` saw nothing after it.
+    assert_eq!(lines.next(), Some("4294967295 0"), "{text}");
+    // `cat` echoes it back: more than the limit is refused, not collected.
+    let err = s
+        .exec_with_input("cat", &input, 4096)
+        .await
+        .expect_err("over the limit");
+    assert!(
+        matches!(err, Error::OutputTooLarge { limit: 4096, .. }),
+        "{err}"
+    );
+}

@@ -387,6 +387,12 @@ impl Session {
     ///
     /// A non-zero exit is not an error: look at [`ExecOutput::status`].
     ///
+    /// All of `input` is sent before any output is read, so a command that
+    /// prints more than the channel's window
+    /// ([`Config::window_size`](super::Config::window_size)) before
+    /// it has read its input would wait for ever; stream such a command with
+    /// [`Session::spawn`].
+    ///
     /// # Errors
     /// As for [`Session::spawn`] and [`RemoteCommand::collect`].
     pub async fn exec_with_input(
