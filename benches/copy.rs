@@ -15,6 +15,10 @@
 //! the same sshd on 127.0.0.1, with the same cipher and key exchange. The
 //! data lives on tmpfs (/dev/shm) so that a disk does not set the pace.
 //!
+//! That sshd is set up as a VM's is (see [`start_sshd`]): SFTP through the
+//! `sftp-server` program, and commands whose login shell reads no rc file;
+//! SPUFF_BENCH_SERVER=harness gives the test harness's sshd instead.
+//!
 //! Each case runs SPUFF_BENCH_RUNS rounds (default 5), each round every
 //! side once, in turn, so that drifts in machine load hit all sides alike.
 //! A line per case and peer:
@@ -62,8 +66,12 @@ fn main() {
         .unwrap_or(5)
         .max(1);
 
-    let sshd = Sshd::start();
-    eprintln!("sshd on 127.0.0.1:{} ({})", sshd.port, ssh_version());
+    let (sshd, server) = start_sshd();
+    eprintln!(
+        "sshd on 127.0.0.1:{} ({}; {server})",
+        sshd.port,
+        ssh_version()
+    );
     let shm = Path::new("/dev/shm");
     let work = if shm.is_dir() {
         tempfile::tempdir_in(shm)
@@ -119,6 +127,41 @@ fn main() {
                 }
             }
         }
+    }
+}
+
+/// The bench's sshd, and a word on how it is set up.
+///
+/// Like a VM's, unless SPUFF_BENCH_SERVER=harness:
+/// - `Subsystem sftp` runs the `sftp-server` program, as in the sshd_config
+///   of the Debian, Ubuntu, Fedora and Amazon Linux images spuff boots (the
+///   harness's `internal-sftp` starts no process, so `sftp` would be spared
+///   the login shell that every command, spuff's streams among them, pays);
+/// - the login shell reads no rc file. A VM user's `~/.bashrc` (Debian's
+///   and Ubuntu's skeleton) returns at once when not interactive, but the
+///   user running this bench may have one that does real work: root's on
+///   our build machine runs `pyenv init`, 175 ms for every command. bash
+///   reads `~/.bashrc` for an ssh command only at shell level 1, so
+///   `SetEnv SHLVL=1` skips it, for every side alike.
+fn start_sshd() -> (Sshd, &'static str) {
+    if std::env::var("SPUFF_BENCH_SERVER").as_deref() == Ok("harness") {
+        return (Sshd::start(), "the test harness's sshd: internal-sftp");
+    }
+    let program = [
+        "/usr/lib/openssh/sftp-server",
+        "/usr/libexec/openssh/sftp-server",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_file());
+    match program {
+        Some(p) => (
+            Sshd::start_with(&format!("Subsystem sftp {p}\nSetEnv SHLVL=1\n")),
+            "as a VM's: sftp-server, no rc file",
+        ),
+        None => (
+            Sshd::start_with("SetEnv SHLVL=1\n"),
+            "no sftp-server program found: internal-sftp, no rc file",
+        ),
     }
 }
 
@@ -227,7 +270,16 @@ fn run_case(
     if kind == Kind::Tree {
         peers.push("tar");
     }
+    // One untimed copy first: memory this machine's host took back (pages
+    // freed a while ago) is slow to touch again, and made whichever side
+    // went first pay for it (one round of a 1 GiB download took 3.7 s
+    // against 1.3-1.9 s, its time in the kernel's copy into tmpfs).
+    clear(&dst);
+    copy_all(&from, &dst);
+    clear(&dst);
     let mut results: Vec<Vec<Run>> = peers.iter().map(|_| Vec::new()).collect();
+    // SPUFF_BENCH_VERBOSE=1 prints every run, to see a spread's outliers.
+    let verbose = std::env::var_os("SPUFF_BENCH_VERBOSE").is_some();
     for round in 0..runs {
         // Rotate who goes first, so no side always follows another.
         for k in 0..peers.len() {
@@ -251,7 +303,17 @@ fn run_case(
                 "scp" => scp_cmd(sshd, cipher, kind, dir, &from, &to),
                 _ => tar_cmd(sshd, cipher, dir, &from, &to),
             };
-            results[i].push(timed(cmd));
+            let run = timed(cmd);
+            if verbose {
+                eprintln!(
+                    "round {round} {case} {}: {:.3} s, client CPU {:.2} s, peak RSS {:.1} MiB",
+                    peers[i],
+                    run.time.as_secs_f64(),
+                    run.cpu.as_secs_f64(),
+                    run.rss_kib as f64 / 1024.0
+                );
+            }
+            results[i].push(run);
             verify(kind, &from, &tree_target(kind, &from, &to), bytes, peers[i]);
         }
     }

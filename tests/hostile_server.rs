@@ -345,6 +345,63 @@ async fn a_hostile_tar_stream_should_be_refused() {
     }
 }
 
+/// A single file's download through `cat` (issue 14) believes the line
+/// before the bytes only as an upper bound and a promise: more bytes than
+/// it said, fewer, or a `cat` that fails end the copy with an error saying
+/// so, and nothing is left beside the target. A login banner before the
+/// line is passed over.
+#[tokio::test]
+async fn a_hostile_cat_download_should_be_refused() {
+    for (mode, says) in [
+        ("catlong", "more than the 5 bytes"),
+        ("catshort", "received 5 bytes of a file that held 10"),
+        ("catfails", "Input/output error"),
+    ] {
+        let scratch = tempfile::tempdir().expect("tempdir");
+        let sshd = hostile_tar_sshd(mode, scratch.path());
+        let session = sshd.connect().await;
+        let sftp = session.sftp().await.expect("sftp");
+        // The server answers for any path.
+        let remote = crate::util::server_path(&sshd.dir.path().join("f"));
+        let err = sftp
+            .download_file(
+                &remote,
+                scratch.path().join("got"),
+                &TransferOptions::default(),
+            )
+            .await
+            .expect_err(mode)
+            .to_string();
+        assert!(err.contains(says), "{mode}: {err}");
+        assert!(err.contains(&remote), "{mode}: {err}");
+        assert_eq!(files_under(scratch.path()), Vec::<String>::new(), "{mode}");
+    }
+
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let sshd = hostile_tar_sshd("catnoise", scratch.path());
+    let session = sshd.connect().await;
+    let sftp = session.sftp().await.expect("sftp");
+    let remote = crate::util::server_path(&sshd.dir.path().join("f"));
+    let got = scratch.path().join("got");
+    let n = sftp
+        .download_file(&remote, &got, &TransferOptions::default())
+        .await
+        .expect("catnoise");
+    assert_eq!(n, 5);
+    assert_eq!(std::fs::read(&got).expect("read"), b"hello");
+    let meta = std::fs::metadata(&got).expect("stat");
+    assert_eq!(
+        meta.modified().expect("mtime"),
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_500_000_000)
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
+    }
+    assert_eq!(files_under(scratch.path()), ["got"]);
+}
+
 /// An upload through a tar that reads the archive and writes nothing, yet
 /// exits 0: the check after the copy finds out and says which file.
 #[tokio::test]

@@ -115,14 +115,14 @@ async fn tar_streams_should_copy_trees_keeping_modes_mtimes_and_symlinks() {
     copy_trees_keeping_modes_mtimes_and_symlinks("", true).await;
 }
 
-/// A server without tar (a PATH that has everything of /usr/bin but tar)
-/// still gets the tree, over SFTP.
+/// A server without tar and mv (a PATH that has everything of /usr/bin but
+/// those) still gets the tree and a file, over SFTP.
 #[cfg(not(windows))]
 #[tokio::test]
-async fn trees_should_fall_back_to_sftp_without_tar_on_the_server() {
+async fn copies_should_fall_back_to_sftp_without_gnu_tools_on_the_server() {
     let bin = tempfile::tempdir().expect("tempdir");
     for e in std::fs::read_dir("/usr/bin").expect("/usr/bin").flatten() {
-        if e.file_name() != "tar" {
+        if e.file_name() != "tar" && e.file_name() != "mv" {
             std::os::unix::fs::symlink(e.path(), bin.path().join(e.file_name())).expect("symlink");
         }
     }
@@ -464,7 +464,7 @@ async fn progress_should_grow_monotonically_to_the_total() {
         max_in_flight: 8,
         ..TransferOptions::default()
     };
-    for (download, stream) in [(false, false), (false, true), (true, false)] {
+    for (download, stream) in [(false, false), (false, true), (true, false), (true, true)] {
         let opts = TransferOptions {
             stream,
             ..opts.clone()
@@ -521,6 +521,22 @@ async fn sftp_errors_should_name_the_path_and_the_reason() {
         0,
         "no temp file left"
     );
+
+    // Through a stream, a missing file or a directory is left to SFTP,
+    // which says why in its words.
+    let streamed = TransferOptions::default();
+    for (path, says) in [
+        (missing.clone(), "No such file"),
+        (remote(&sshd, ""), "is a directory"),
+    ] {
+        let err = sftp
+            .download_file(&path, &dst, &streamed)
+            .await
+            .expect_err(&path);
+        let msg = err.to_string();
+        assert!(msg.contains(&path) && msg.contains(says), "{msg}");
+        assert_eq!(std::fs::read_dir(local.path()).expect("ls").count(), 0);
+    }
 
     let src = local.path().join("src");
     std::fs::write(&src, "data").expect("write");

@@ -20,10 +20,18 @@
 //!   times, never owners. Then one `stat` over every file checks its size,
 //!   mode and mtime against the local file.
 //!
-//! The stream is only used with `preserve` set (tar keeps modes and times;
-//! SFTP's other semantics would differ), when the caller did not turn it off,
-//! and when a probe (once per [`Sftp`]) finds GNU tar, find, stat and awk on
-//! the VM; otherwise the tree goes over SFTP as before.
+//! A single file goes the same way when the VM has GNU coreutils, for the
+//! sshd and `sftp-server` work it saves: up through `cat` into the hidden
+//! temporary file SFTP would use, its size checked before it is renamed
+//! into place and `stat` checked here after; down from `cat` of the file
+//! opened once, after a line with its size, mode and mtime, into a local
+//! temporary file renamed into place once exactly that many bytes came.
+//!
+//! The streams are only used with `preserve` set (tar keeps modes and
+//! times; SFTP's other semantics would differ), when the caller did not
+//! turn them off, and when the command's own check finds the GNU tools on
+//! the VM (remembered once per [`Sftp`] when they are missing); otherwise
+//! the copy goes over SFTP as before.
 //!
 //! The archive is produced or consumed on a blocking thread, handed over
 //! in chunks through a short queue, so memory stays bounded by the queue
@@ -40,7 +48,9 @@ use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
-use super::transfer::{LocalAttrs, ProgressFn, Reader, Transfer, temp_file_name};
+use super::transfer::{
+    LocalAttrs, ProgressFn, Reader, Transfer, joined, set_file_attrs, temp_file_name,
+};
 use super::tree::{
     LocalEntry, LocalKind, MAX_DEPTH, MAX_TREE_ENTRIES, TransferSummary, local_component,
     make_local_symlink, set_local_dir_attrs,
@@ -89,6 +99,21 @@ const NO_TOOLS: u32 = 97;
 const NEEDS_GNU: &str = "gnu() { \"$1\" --version 2>/dev/null | head -n 1 | grep -q \"$2\"; }\n\
 gnu tar 'GNU tar' && gnu find 'GNU findutils' && gnu stat 'GNU coreutils' && \
 gnu head 'GNU coreutils' && command -v awk >/dev/null && command -v mktemp >/dev/null || exit 97\n";
+
+/// The start of the single-file upload: GNU coreutils, which brings all
+/// it runs (`cat`, `stat -c`, `chmod`, `touch -d @`, `mv -T`), or
+/// [`NO_TOOLS`]. One program started where [`NEEDS_GNU`] starts a dozen:
+/// about 10 ms less on every upload (a 256 MiB copy takes 0.7 s here).
+const NEEDS_COREUTILS: &str =
+    "case $(mv --version 2>/dev/null) in *'GNU coreutils'*) ;; *) exit 97 ;; esac\n";
+
+/// The line the single-file download prints before the file: its size,
+/// mode (decimal) and mtime.
+const CAT_MARK: &[u8] = b"spuff-cat ";
+
+/// Exit code of the single-file download when the path is not a readable
+/// regular file: SFTP then says what it is, in its own words.
+const NOT_A_FILE: u32 = 98;
 
 /// The line the upload command prints once tar has finished, before the
 /// check's `stat` lines.
@@ -270,7 +295,7 @@ impl Sftp {
         // before it gets its mode and time and replaces the target (`-T`:
         // never into a directory of that name), and the result is shown.
         let script = format!(
-            "{NEEDS_GNU}tmp={tmp}; dst={dst}
+            "{NEEDS_COREUTILS}tmp={tmp}; dst={dst}
              (umask 077 && exec cat > \"$tmp\") || {{ rm -f -- \"$tmp\"; exit 2; }}
              size=$(stat -c %s -- \"$tmp\") && [ \"$size\" = {size} ] || {{ echo \"the file holds $size bytes, not {size}\" >&2; rm -f -- \"$tmp\"; exit 3; }}
              chmod {mode:o} -- \"$tmp\" && touch -m -d @{mtime} -- \"$tmp\" && mv -f -T -- \"$tmp\" \"$dst\" || {{ rm -f -- \"$tmp\"; exit 2; }}
@@ -354,6 +379,182 @@ impl Sftp {
         Ok(Some(sent))
     }
 
+    /// [`Sftp::download_file`] through `cat` on one exec channel. The VM
+    /// opens the file once, prints its size, mode and mtime (`stat` of the
+    /// open file), then `cat`s it. Here the bytes go to the temporary file
+    /// SFTP would use, renamed into place only once exactly that many came
+    /// and `cat` exited 0; more than that is refused as it arrives. `None`
+    /// when the VM lacks the tools or `remote` is not a readable regular
+    /// file (nothing was written then: SFTP goes on, and says why).
+    pub(super) async fn download_file_stream(
+        &self,
+        remote: &str,
+        local: &Path,
+        t: &Transfer<'_>,
+    ) -> Result<Option<u64>> {
+        // `-f` follows a symlink, as SFTP's open does. The mode goes out in
+        // decimal (`$((0644))` is octal in sh), an mtime before 1970 as 0
+        // (SFTP's times cannot say it either).
+        let script = format!(
+            "{NEEDS_COREUTILS}src={src}\n\
+             [ -f \"$src\" ] && [ -r \"$src\" ] || exit {NOT_A_FILE}\n\
+             exec < \"$src\" || exit 2\n\
+             set -- $(stat -c '%s %a %Y' -) && [ $# = 3 ] || exit 2\n\
+             [ \"$3\" -ge 0 ] 2>/dev/null || set -- \"$1\" \"$2\" 0\n\
+             echo \"spuff-cat $1 $((0$2)) $3\"\n\
+             exec cat",
+            src = sh_quote(remote),
+        );
+        let mut cmd = self
+            .inner
+            .session
+            .spawn_with_window(&sh(&script), Some(STREAM_WINDOW))
+            .await?;
+        cmd.close_stdin().await?;
+        let (mut stderr, mut status) = (Vec::new(), None);
+        // Up to the header: a noisy login's output, then our line.
+        let mut head = Vec::new();
+        let header = loop {
+            match cmd.next_event().await? {
+                None => break None,
+                Some(ExecEvent::Stdout(b)) => {
+                    head.extend_from_slice(&b);
+                    match find_numbers(&head, CAT_MARK) {
+                        Numbers::More => {}
+                        Numbers::Found(n, at) => break Some((n, at)),
+                        Numbers::Missing => {
+                            let _ = cmd.close().await;
+                            return Err(not_ours(remote));
+                        }
+                    }
+                }
+                Some(ExecEvent::Stderr(b)) => keep_stderr(&mut stderr, &b),
+                Some(ExecEvent::Exit(s)) => status = Some(s),
+            }
+        };
+        let Some((numbers, at)) = header else {
+            return match status {
+                Some(s) if matches!(s.code(), Some(NO_TOOLS | 127)) => {
+                    self.tools_missing(&s);
+                    Ok(None)
+                }
+                Some(s) if s.code() == Some(NOT_A_FILE) => Ok(None),
+                Some(s) => Err(tar_failed("download", "cat", remote, &s, &stderr)),
+                None => Err(self.inner.session.lost("cat download")),
+            };
+        };
+        let [size, mode, mtime] = numbers[..] else {
+            let _ = cmd.close().await;
+            return Err(not_ours(remote));
+        };
+        t.add_total(size);
+        let name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = local.with_file_name(temp_file_name(&name));
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(local_err("create", local));
+        let file = match file {
+            Ok(f) => f,
+            Err(e) => {
+                let _ = cmd.close().await;
+                return Err(e);
+            }
+        };
+        // The file is written on a blocking thread; packets queue for it
+        // (about 1 MiB), then the channel's window holds the VM back.
+        let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE * 8);
+        let writer = tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            while let Some(b) = rx.blocking_recv() {
+                file.write_all(&b)?;
+            }
+            Ok::<_, std::io::Error>(file)
+        });
+        let mut data = Bytes::copy_from_slice(&head[at..]);
+        drop(head);
+        let copied = async {
+            let mut got = 0u64;
+            loop {
+                if !data.is_empty() {
+                    let n = data.len() as u64;
+                    got += n;
+                    // An empty file may be /proc-like: read to its end.
+                    if size > 0 && got > size {
+                        return Err(Error::Stream {
+                            operation: "download",
+                            path: remote.to_string(),
+                            message: format!(
+                                "the VM sent more than the {size} bytes the file held when the copy began (did it change while it was read?)"
+                            ),
+                        });
+                    }
+                    if tx.send(data).await.is_err() {
+                        // The writer stopped: its error says why.
+                        break;
+                    }
+                    t.report(remote, n, false);
+                }
+                data = match cmd.next_event().await? {
+                    None => break,
+                    Some(ExecEvent::Stdout(b)) => b,
+                    Some(ExecEvent::Stderr(b)) => {
+                        keep_stderr(&mut stderr, &b);
+                        Bytes::new()
+                    }
+                    Some(ExecEvent::Exit(s)) => {
+                        status = Some(s);
+                        Bytes::new()
+                    }
+                };
+            }
+            Ok(got)
+        }
+        .await;
+        drop(tx);
+        let written = joined(writer.await).map_err(local_err("write", local));
+        let result = (|| {
+            // A local write error comes first: the VM then only lost its reader.
+            let file = written?;
+            let got = copied?;
+            match &status {
+                Some(s) if s.success() => {}
+                Some(s) => return Err(tar_failed("download", "cat", remote, s, &stderr)),
+                None => return Err(self.inner.session.lost("cat download")),
+            }
+            if size > 0 && got != size {
+                return Err(Error::Stream {
+                    operation: "download",
+                    path: remote.to_string(),
+                    message: format!(
+                        "received {got} bytes of a file that held {size} when the copy began (did it change while it was read?)"
+                    ),
+                });
+            }
+            if t.opts.preserve {
+                let mtime = UNIX_EPOCH + Duration::from_secs(mtime);
+                set_file_attrs(&file, &tmp, (mode as u32) & 0o7777, mtime)
+                    .map_err(local_err("set attributes of", local))?;
+            }
+            drop(file);
+            std::fs::rename(&tmp, local).map_err(local_err("rename", local))?;
+            Ok(got)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            let _ = cmd.close().await;
+        }
+        if let Ok(n) = result {
+            t.report(remote, 0, true);
+            tracing::debug!(remote, local = %local.display(), bytes = n, "downloaded through cat");
+        }
+        result.map(Some)
+    }
+
     /// [`Sftp::download_dir`] through one tar stream; `None` when the
     /// server lacks the tools (nothing was written then). `remote_dir` is
     /// known to be a directory.
@@ -427,6 +628,15 @@ impl Sftp {
                 message: "the archive ended, but tar on the VM did not".into(),
             }),
         }
+    }
+}
+
+/// The error for output that is not what our command prints.
+fn not_ours(path: &str) -> Error {
+    Error::Stream {
+        operation: "download",
+        path: path.to_string(),
+        message: "the VM's output does not start with the line our command prints".into(),
     }
 }
 
@@ -620,29 +830,52 @@ enum Totals {
 /// Find the `spuff-tar FILES BYTES` line in the first bytes of the output
 /// (after whatever a noisy login script printed).
 fn split_totals(head: &[u8]) -> Totals {
+    match find_numbers(head, TOTALS_MARK) {
+        Numbers::More => Totals::More,
+        Numbers::Found(n, at) => match n[..] {
+            [files, bytes] => Totals::Found(files, bytes, at),
+            _ => Totals::Missing,
+        },
+        Numbers::Missing => Totals::Missing,
+    }
+}
+
+/// What [`find_numbers`] saw.
+enum Numbers {
+    /// Not yet: read more.
+    More,
+    /// The numbers after the mark, and where the line after it starts.
+    Found(Vec<u64>, usize),
+    /// Not in the first 64 KiB: not our command's output.
+    Missing,
+}
+
+/// Find the first line starting with `mark` in the first bytes of a
+/// command's output (after whatever a noisy login script printed), and
+/// read the space-separated decimal numbers after it; a line with
+/// anything else after the mark is not ours and is passed over.
+fn find_numbers(head: &[u8], mark: &[u8]) -> Numbers {
     const LOOK: usize = 64 * 1024;
     let mut start = 0;
     while let Some(nl) = head[start..].iter().position(|&b| b == b'\n') {
         let line = &head[start..start + nl];
-        if let Some(rest) = line.strip_prefix(TOTALS_MARK) {
-            let nums: Vec<u64> = std::str::from_utf8(rest)
-                .unwrap_or("")
-                .split(' ')
-                .filter_map(|n| n.parse().ok())
-                .collect();
-            if let [files, bytes] = nums[..] {
-                return Totals::Found(files, bytes, start + nl + 1);
+        if let Some(rest) = line.strip_prefix(mark) {
+            let nums: Option<Vec<u64>> = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|r| r.split(' ').map(|n| n.parse().ok()).collect());
+            if let Some(nums) = nums {
+                return Numbers::Found(nums, start + nl + 1);
             }
         }
         start += nl + 1;
         if start > LOOK {
-            return Totals::Missing;
+            return Numbers::Missing;
         }
     }
     if head.len() > LOOK {
-        Totals::Missing
+        Numbers::Missing
     } else {
-        Totals::More
+        Numbers::More
     }
 }
 

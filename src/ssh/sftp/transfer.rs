@@ -184,6 +184,12 @@ impl<'a> Transfer<'a> {
     }
 
     /// Count `bytes` more (and a finished file) and tell the caller.
+    /// Count `bytes` more towards the total, for a file whose size was
+    /// learnt once the call had started.
+    pub(super) fn add_total(&self, bytes: u64) {
+        self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     pub(super) fn report(&self, path: &str, bytes: u64, file_done: bool) {
         let bytes_done = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let files_done = self
@@ -516,7 +522,13 @@ impl Sftp {
         opts: &TransferOptions,
     ) -> Result<u64> {
         let t = Transfer::new(opts, self.max_chunk(opts), DOWNLOAD_BYTES_IN_FLIGHT, 0, 1);
-        self.download_one(remote, local.as_ref(), &t, true).await
+        let local = local.as_ref();
+        if self.may_stream(opts)
+            && let Some(n) = self.download_file_stream(remote, local, &t).await?
+        {
+            return Ok(n);
+        }
+        self.download_one(remote, local, &t, true).await
     }
 
     /// [`Sftp::download_file`] within a call's [`Transfer`]; `add_total`

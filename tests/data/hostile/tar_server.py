@@ -21,6 +21,14 @@ archive whose entries MODE chooses:
   drop      (an upload) `tar -x` reads the archive, writes nothing and
             says it succeeded
 
+and for a single file's download through `cat` (spuff's `spuff-cat SIZE
+MODE MTIME` line, then the bytes):
+
+  catnoise  a login banner first, then an honest line and "hello"
+  catlong   says 5 bytes, sends 10
+  catshort  says 10 bytes, sends 5, exits 0
+  catfails  says 5 bytes, sends them, then exits 1 with cat's message
+
 ELSEWHERE is the second argument (the test's directory outside the target).
 """
 
@@ -62,7 +70,30 @@ def add_file(tar, name, data=b"evil\n"):
     tar.addfile(info(name, size=len(data)), io.BytesIO(data))
 
 
+def cat():
+    """The single-file download: a header line, then the bytes."""
+    out = sys.stdout.buffer
+    code = 0
+    if MODE == "catnoise":
+        out.write(b"Welcome to the VM!\nspuff-cat 5 416 1500000000\nhello")
+    elif MODE == "catlong":
+        out.write(b"spuff-cat 5 420 1500000000\n" + b"x" * 10)
+    elif MODE == "catshort":
+        out.write(b"spuff-cat 10 420 1500000000\nhello")
+    elif MODE == "catfails":
+        out.write(b"spuff-cat 5 420 1500000000\nhello")
+        code = 1
+    else:
+        sys.exit(f"unknown mode {MODE}")
+    out.flush()
+    if code:
+        sys.stderr.write("cat: -: Input/output error\n")
+    sys.exit(code)
+
+
 def main():
+    if MODE.startswith("cat") and "spuff-cat" in COMMAND:
+        cat()
     if MODE == "drop" and "tar -x -f -" in COMMAND:
         # The real command, with tar's extraction swapped for a sink.
         fake = COMMAND.replace("tar -x -f -", "cat >/dev/null; : ", 1)
