@@ -477,8 +477,14 @@ impl Sftp {
         });
         let mut data = Bytes::copy_from_slice(&head[at..]);
         drop(head);
+        // Packets are at most 32 KiB: progress goes out per `chunk` (the
+        // caller's chunk size, if any), not per packet.
+        let chunk = t
+            .opts
+            .chunk_size
+            .map_or(CHUNK, |c| (c as usize).clamp(512, CHUNK)) as u64;
         let copied = async {
-            let mut got = 0u64;
+            let (mut got, mut unreported) = (0u64, 0u64);
             loop {
                 if !data.is_empty() {
                     let n = data.len() as u64;
@@ -497,7 +503,11 @@ impl Sftp {
                         // The writer stopped: its error says why.
                         break;
                     }
-                    t.report(remote, n, false);
+                    unreported += n;
+                    if unreported >= chunk {
+                        t.report(remote, unreported, false);
+                        unreported = 0;
+                    }
                 }
                 data = match cmd.next_event().await? {
                     None => break,
@@ -511,6 +521,9 @@ impl Sftp {
                         Bytes::new()
                     }
                 };
+            }
+            if unreported > 0 {
+                t.report(remote, unreported, false);
             }
             Ok(got)
         }
