@@ -49,7 +49,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
 use super::transfer::{
-    LocalAttrs, ProgressFn, Reader, Transfer, joined, set_file_attrs, temp_file_name,
+    LocalAttrs, ProgressFn, Reader, Transfer, joined, local_temp, set_file_attrs, temp_file_name,
 };
 use super::tree::{
     LocalEntry, LocalKind, MAX_DEPTH, MAX_TREE_ENTRIES, TransferSummary, local_component,
@@ -153,6 +153,18 @@ impl Sftp {
         if !self.inner.lacks_stream_tools.swap(true, Ordering::Relaxed) {
             tracing::debug!(%status, "no GNU tar on the server: copies go over SFTP");
         }
+    }
+
+    /// Start a download command: no input, and the stream's own receive
+    /// window (see [`STREAM_WINDOW`]).
+    async fn spawn_download(&self, script: &str) -> Result<RemoteCommand> {
+        let cmd = self
+            .inner
+            .session
+            .spawn_with_window(&sh(script), Some(STREAM_WINDOW))
+            .await?;
+        cmd.close_stdin().await?;
+        Ok(cmd)
     }
 
     /// [`Sftp::upload_dir`] through one tar stream; `None` when the server
@@ -405,12 +417,7 @@ impl Sftp {
              exec cat",
             src = sh_quote(remote),
         );
-        let mut cmd = self
-            .inner
-            .session
-            .spawn_with_window(&sh(&script), Some(STREAM_WINDOW))
-            .await?;
-        cmd.close_stdin().await?;
+        let mut cmd = self.spawn_download(&script).await?;
         let (mut stderr, mut status) = (Vec::new(), None);
         // Up to the header: a noisy login's output, then our line.
         let mut head = Vec::new();
@@ -448,11 +455,7 @@ impl Sftp {
             return Err(not_ours(remote));
         };
         t.add_total(size);
-        let name = local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = local.with_file_name(temp_file_name(&name));
+        let tmp = local_temp(local);
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -586,12 +589,7 @@ impl Sftp {
              exec tar -c -f - --format=gnu --hard-dereference .",
             sh_quote(remote_dir)
         );
-        let mut cmd = self
-            .inner
-            .session
-            .spawn_with_window(&sh(&script), Some(STREAM_WINDOW))
-            .await?;
-        cmd.close_stdin().await?;
+        let mut cmd = self.spawn_download(&script).await?;
         // Channel packets (OpenSSH sends at most 32 KiB each): about 1 MiB.
         let (tx, rx) = mpsc::channel::<Bytes>(QUEUE * 8);
         let (totals_tx, totals_rx) = std::sync::mpsc::channel::<(u64, u64)>();

@@ -17,7 +17,7 @@
 //!   rename it over the target once complete.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -294,6 +294,16 @@ pub(super) fn temp_file_name(name: &str) -> String {
         end -= 1;
     }
     format!(".{}.spuff-tmp-{}", &name[..end], random_suffix())
+}
+
+/// Where a download into `local` is written until it is complete: a
+/// hidden temporary file beside it.
+pub(super) fn local_temp(local: &Path) -> PathBuf {
+    let name = local
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    local.with_file_name(temp_file_name(&name))
 }
 
 impl Sftp {
@@ -582,13 +592,9 @@ impl Sftp {
             });
         }
         if add_total {
-            t.bytes_total.fetch_add(meta.size, Ordering::Relaxed);
+            t.add_total(meta.size);
         }
-        let name = local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let tmp = local.with_file_name(temp_file_name(&name));
+        let tmp = local_temp(local);
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
