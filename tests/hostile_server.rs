@@ -400,6 +400,19 @@ async fn a_hostile_cat_download_should_be_refused() {
         assert_eq!(meta.permissions().mode() & 0o7777, 0o640);
     }
     assert_eq!(files_under(scratch.path()), ["got"]);
+
+    // A time no clock can hold is not believed (it used to overflow, which
+    // panics): the bytes still come.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let sshd = hostile_tar_sshd("cattime", scratch.path());
+    let session = sshd.connect().await;
+    let sftp = session.sftp().await.expect("sftp");
+    let remote = crate::util::server_path(&sshd.dir.path().join("f"));
+    let got = scratch.path().join("got");
+    sftp.download_file(&remote, &got, &TransferOptions::default())
+        .await
+        .expect("cattime");
+    assert_eq!(std::fs::read(&got).expect("read"), b"hello");
 }
 
 /// An upload through a tar that reads the archive and writes nothing, yet
@@ -445,6 +458,17 @@ async fn an_honest_or_odd_tar_stream_should_download() {
     }
     assert_eq!(
         std::fs::read_to_string(target.join("sub/fine.txt")).expect("read"),
+        "evil\n"
+    );
+
+    // An mtime of 2^64 - 1 seconds in a base-256 header field: the file
+    // comes, with no overflow (which panics) on the way.
+    let scratch = tempfile::tempdir().expect("tempdir");
+    download_tar("bigtime", scratch.path())
+        .await
+        .expect("bigtime");
+    assert_eq!(
+        std::fs::read_to_string(scratch.path().join("inside/target/fine.txt")).expect("read"),
         "evil\n"
     );
 

@@ -95,8 +95,17 @@ impl Metadata {
 
     /// Modification time.
     pub fn modified(&self) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(self.mtime)
+        time_from_secs(self.mtime)
     }
+}
+
+/// `secs` after the epoch, or the epoch itself where `SystemTime` cannot
+/// hold that: a time the VM sends (an SFTP reply, a tar header, a stream's
+/// line) must not overflow the addition, which panics.
+pub(super) fn time_from_secs(secs: u64) -> SystemTime {
+    UNIX_EPOCH
+        .checked_add(Duration::from_secs(secs))
+        .unwrap_or(UNIX_EPOCH)
 }
 
 /// One entry of a remote directory, from [`Sftp::read_dir`](super::Sftp::read_dir).

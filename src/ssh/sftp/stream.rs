@@ -42,12 +42,13 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 
+use super::metadata::time_from_secs;
 use super::transfer::{
     LocalAttrs, ProgressFn, Reader, Transfer, joined, local_temp, set_file_attrs, temp_file_name,
 };
@@ -552,7 +553,7 @@ impl Sftp {
                 });
             }
             if t.opts.preserve {
-                let mtime = UNIX_EPOCH + Duration::from_secs(mtime);
+                let mtime = time_from_secs(mtime);
                 set_file_attrs(&file, &tmp, (mode as u32) & 0o7777, mtime)
                     .map_err(local_err("set attributes of", local))?;
             }
@@ -1233,7 +1234,7 @@ fn read_archive(
     // Deepest first, so children do not change a parent's time again; the
     // stream lists parents before their children.
     for (dir, mode, mtime) in dir_attrs.iter().rev() {
-        let mtime = UNIX_EPOCH + Duration::from_secs(*mtime);
+        let mtime = time_from_secs(*mtime);
         set_local_dir_attrs(dir, *mode, mtime).map_err(local_err("set attributes of", dir))?;
     }
     Ok(summary)
@@ -1307,7 +1308,7 @@ fn write_entry<R: Read>(
     mut progress: impl FnMut(u64),
 ) -> std::result::Result<(), WriteError> {
     let mode = mode_of(entry);
-    let mtime = UNIX_EPOCH + Duration::from_secs(mtime_of(entry));
+    let mtime = time_from_secs(mtime_of(entry));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -18,6 +18,7 @@ archive whose entries MODE chooses:
   pax       a PAX header before "./fine.txt"
   special   a FIFO, a hard link and a character device, then "./fine.txt"
   fails     "./fine.txt", then exit 2 with tar's message on stderr
+  bigtime   "./fine.txt" with an mtime of 2**64 - 1 seconds (base-256)
   drop      (an upload) `tar -x` reads the archive, writes nothing and
             says it succeeded
 
@@ -28,6 +29,7 @@ MODE MTIME` line, then the bytes):
   catlong   says 5 bytes, sends 10
   catshort  says 10 bytes, sends 5, exits 0
   catfails  says 5 bytes, sends them, then exits 1 with cat's message
+  cattime   an mtime of 2**64 - 1 seconds, then "hello"
 
 ELSEWHERE is the second argument (the test's directory outside the target).
 """
@@ -80,6 +82,8 @@ def cat():
         out.write(b"spuff-cat 5 420 1500000000\n" + b"x" * 10)
     elif MODE == "catshort":
         out.write(b"spuff-cat 10 420 1500000000\nhello")
+    elif MODE == "cattime":
+        out.write(b"spuff-cat 5 420 18446744073709551615\nhello")
     elif MODE == "catfails":
         out.write(b"spuff-cat 5 420 1500000000\nhello")
         code = 1
@@ -138,6 +142,10 @@ def main():
     elif MODE == "fails":
         add_file(tar, "./fine.txt")
         code = 2
+    elif MODE == "bigtime":
+        t = info("./fine.txt", size=5)
+        t.mtime = 2**64 - 1
+        tar.addfile(t, io.BytesIO(b"evil\n"))
     else:
         sys.exit(f"unknown mode {MODE}")
     if not tar.closed:
