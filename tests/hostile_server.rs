@@ -358,36 +358,17 @@ async fn a_hostile_cat_download_should_be_refused() {
         ("catfails", "Input/output error"),
     ] {
         let scratch = tempfile::tempdir().expect("tempdir");
-        let sshd = hostile_tar_sshd(mode, scratch.path());
-        let session = sshd.connect().await;
-        let sftp = session.sftp().await.expect("sftp");
-        // The server answers for any path.
-        let remote = crate::util::server_path(&sshd.dir.path().join("f"));
-        let err = sftp
-            .download_file(
-                &remote,
-                scratch.path().join("got"),
-                &TransferOptions::default(),
-            )
-            .await
-            .expect_err(mode)
-            .to_string();
+        let (got, remote) = download_cat(mode, scratch.path()).await;
+        let err = got.expect_err(mode).to_string();
         assert!(err.contains(says), "{mode}: {err}");
         assert!(err.contains(&remote), "{mode}: {err}");
         assert_eq!(files_under(scratch.path()), Vec::<String>::new(), "{mode}");
     }
 
     let scratch = tempfile::tempdir().expect("tempdir");
-    let sshd = hostile_tar_sshd("catnoise", scratch.path());
-    let session = sshd.connect().await;
-    let sftp = session.sftp().await.expect("sftp");
-    let remote = crate::util::server_path(&sshd.dir.path().join("f"));
+    let (n, _) = download_cat("catnoise", scratch.path()).await;
+    assert_eq!(n.expect("catnoise"), 5);
     let got = scratch.path().join("got");
-    let n = sftp
-        .download_file(&remote, &got, &TransferOptions::default())
-        .await
-        .expect("catnoise");
-    assert_eq!(n, 5);
     assert_eq!(std::fs::read(&got).expect("read"), b"hello");
     let meta = std::fs::metadata(&got).expect("stat");
     assert_eq!(
@@ -404,15 +385,24 @@ async fn a_hostile_cat_download_should_be_refused() {
     // A time no clock can hold is not believed (it used to overflow, which
     // panics): the bytes still come.
     let scratch = tempfile::tempdir().expect("tempdir");
-    let sshd = hostile_tar_sshd("cattime", scratch.path());
+    let (n, _) = download_cat("cattime", scratch.path()).await;
+    n.expect("cattime");
+    let got = std::fs::read(scratch.path().join("got")).expect("read");
+    assert_eq!(got, b"hello");
+}
+
+/// Download one file from the hostile server in `mode` into
+/// `scratch/got`; also returns the remote path asked for (the server
+/// answers for any).
+async fn download_cat(mode: &str, scratch: &Path) -> (Result<u64, Error>, String) {
+    let sshd = hostile_tar_sshd(mode, scratch);
     let session = sshd.connect().await;
     let sftp = session.sftp().await.expect("sftp");
     let remote = crate::util::server_path(&sshd.dir.path().join("f"));
-    let got = scratch.path().join("got");
-    sftp.download_file(&remote, &got, &TransferOptions::default())
-        .await
-        .expect("cattime");
-    assert_eq!(std::fs::read(&got).expect("read"), b"hello");
+    let got = sftp
+        .download_file(&remote, scratch.join("got"), &TransferOptions::default())
+        .await;
+    (got, remote)
 }
 
 /// An upload through a tar that reads the archive and writes nothing, yet
