@@ -381,6 +381,10 @@ mod terminal {
                     return;
                 }
                 match ready() {
+                    // Input came while the shell was ending: it belongs to
+                    // whoever reads the terminal next (`spuff dash` lost
+                    // the `q` typed right after a shell under load).
+                    Ok(true) if tx.is_closed() => return,
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {
@@ -849,6 +853,37 @@ mod terminal {
             let mut read_end = read_end;
             read_end.read_exact(&mut got).expect("read");
             assert_eq!(&got, b"x");
+        }
+
+        /// Input that arrives while the reader waits in its poll, just
+        /// after the shell ended, is left alone too.
+        #[cfg(unix)]
+        #[tokio::test]
+        async fn input_right_after_the_drop_should_be_left_alone() {
+            use std::io::{Read, Write};
+            let (read_end, mut write_end) = std::io::pipe().expect("pipe");
+            let polled = read_end.try_clone().expect("clone");
+            let mut reading = read_end.try_clone().expect("clone");
+            let reader = spawn_reader(
+                move || ready_within(&polled, STDIN_POLL),
+                move || {
+                    let mut buf = [0u8; 64];
+                    reading.read(&mut buf).map(|n| buf[..n].to_vec())
+                },
+            );
+            // The thread is in its poll by now.
+            tokio::time::sleep(STDIN_POLL / 2).await;
+            drop(reader);
+            write_end.write_all(b"q").expect("write");
+            tokio::time::sleep(STDIN_POLL * 3).await;
+            assert!(
+                ready_within(&read_end, STDIN_POLL).expect("poll"),
+                "the reader took the key"
+            );
+            let mut got = [0u8; 1];
+            let mut read_end = read_end;
+            read_end.read_exact(&mut got).expect("read");
+            assert_eq!(&got, b"q");
         }
     }
 }
