@@ -120,8 +120,12 @@ pub struct TransferOptions {
     /// [`Sftp::download_dir`]) through `tar`, 1.1-1.7x `tar c | ssh tar x`
     /// and several times SFTP for many small files, with the same name
     /// checks; single uploads ([`Sftp::upload_file`]) through `cat` into
-    /// the same hidden temporary file, about 1.3x SFTP. Every uploaded
-    /// file's size, mode and mtime is checked afterwards. `false`, or a
+    /// the same hidden temporary file, about 1.1-1.5x SFTP; single
+    /// downloads ([`Sftp::download_file`]) from `cat` of the file after a
+    /// line with its size, mode and mtime, into the same local temporary
+    /// file, 1.3-2.3x SFTP (docs/performance.md). Every uploaded file's
+    /// size, mode and mtime is checked afterwards, and a download must
+    /// bring exactly the size announced. `false`, or a
     /// server without the tools, uses SFTP. One difference: a tree upload
     /// cut off by a lost connection can leave the file tar was writing
     /// partly written (over SFTP and for single files it stays in a hidden
@@ -183,13 +187,13 @@ impl<'a> Transfer<'a> {
         }
     }
 
-    /// Count `bytes` more (and a finished file) and tell the caller.
     /// Count `bytes` more towards the total, for a file whose size was
     /// learnt once the call had started.
     pub(super) fn add_total(&self, bytes: u64) {
         self.bytes_total.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Count `bytes` more (and a finished file) and tell the caller.
     pub(super) fn report(&self, path: &str, bytes: u64, file_done: bool) {
         let bytes_done = self.bytes_done.fetch_add(bytes, Ordering::Relaxed) + bytes;
         let files_done = self
@@ -329,7 +333,9 @@ impl Sftp {
     /// # Errors
     /// [`Error::LocalIo`] when `local` cannot be read or is not a regular
     /// file, [`Error::Sftp`] naming `remote` and the server's reason,
-    /// [`Error::ConnectionLost`]. On error the temporary file is removed and
+    /// [`Error::ConnectionLost`], and when streamed
+    /// ([`TransferOptions::stream`]) [`Error::Stream`] with the VM's reason
+    /// or what its check found. On error the temporary file is removed and
     /// `remote` is untouched; only when the connection is lost can the
     /// temporary file (`.<name>.spuff-tmp-<random>`) stay behind.
     ///
@@ -512,8 +518,10 @@ impl Sftp {
     /// # Errors
     /// [`Error::Sftp`] naming `remote` and the server's reason ("No such
     /// file"; also when it is a directory), [`Error::LocalIo`] when `local`
-    /// cannot be written, [`Error::ConnectionLost`]. On error `local` is
-    /// untouched and the temporary file removed.
+    /// cannot be written, [`Error::ConnectionLost`], and when streamed
+    /// ([`TransferOptions::stream`]) [`Error::Stream`] saying what the VM's
+    /// `cat` did wrong (more or fewer bytes than announced, a failed
+    /// status). On error `local` is untouched and the temporary file removed.
     ///
     /// # Examples
     ///
