@@ -669,6 +669,24 @@ async fn a_damaged_state_record_should_be_reported_and_skipped() {
     assert_eq!(v["damaged"], serde_json::json!([]), "{v}");
 }
 
+/// Run a binary this process has just copied. Linux refuses to run a file
+/// that any process holds open for writing, and the copy's descriptor can
+/// be inherited by a child another test thread forks while the copy is
+/// open (until that child's own exec; rust-lang/rust#114554): "Text file
+/// busy" then only means "not yet", so it is waited out, briefly.
+fn output_of_a_fresh_copy(cmd: &mut Command) -> Output {
+    let mut tries = 0;
+    loop {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            out => return out.expect("run the copied spuff"),
+        }
+    }
+}
+
 /// Issue 13 (and 18): `up` never installs an agent binary found relative
 /// to the current directory (a repository the user `cd`s into could plant
 /// one): it takes the agent spuff carries, or, in a build that carries
@@ -712,7 +730,7 @@ async fn up_should_never_upload_an_agent_from_the_current_directory() {
             code: "unprocessable_entity",
         },
     ));
-    let out = tokio::task::spawn_blocking(move || cmd.output().expect("up"))
+    let out = tokio::task::spawn_blocking(move || output_of_a_fresh_copy(&mut cmd))
         .await
         .expect("up thread");
     let (_, stderr) = text(&out);

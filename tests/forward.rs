@@ -3,6 +3,8 @@
 //! users meet.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use spuff::forward::{ForwardEvent, LocalForwardSpec, RemoteForwardSpec};
@@ -470,17 +472,22 @@ fn forward_spec_should_fail_to_parse_with_a_clear_message() {
 async fn tunnel_stream_should_not_stall_the_session_when_unread() {
     let sshd = Sshd::start();
     let s = sshd.connect().await;
-    // A server that pours data at whoever connects.
+    // A server that pours data at whoever connects, counting what the
+    // kernel took, so that a stall can say which side stopped.
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    let written = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&written);
     tokio::spawn(async move {
         while let Ok((mut c, _)) = listener.accept().await {
+            let counter = Arc::clone(&counter);
             tokio::spawn(async move {
                 let chunk = vec![b'x'; 1 << 20];
                 for _ in 0..64 {
                     if c.write_all(&chunk).await.is_err() {
                         break;
                     }
+                    counter.fetch_add(chunk.len(), Ordering::SeqCst);
                 }
             });
         }
@@ -488,20 +495,39 @@ async fn tunnel_stream_should_not_stall_the_session_when_unread() {
     let unread = s.open_tcp_stream("127.0.0.1", port).await.expect("open");
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Everything else on the connection still works while nobody reads it.
-    let out = tokio::time::timeout(Duration::from_secs(10), s.exec("echo alive"))
+    // The bound only turns a hang into a failure: the bug this guards
+    // against stalled the session for good, while a loaded CI machine
+    // (Wine's full suite) has been seen to take over 10 s for one step.
+    let out = tokio::time::timeout(Duration::from_secs(60), s.exec("echo alive"))
         .await
         .expect("session stalled by an unread tunnel")
         .expect("exec");
     assert_eq!(out.stdout, b"alive\n");
-    // Once read, every byte that was held back arrives.
+    // Once read, every byte that was held back arrives. A lost wake-up
+    // stops the data for good; a busy machine only slows it, hence the
+    // long bound on each read.
     let mut unread = unread;
     let mut total = 0usize;
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = tokio::time::timeout(Duration::from_secs(30), unread.read(&mut buf))
-            .await
-            .expect("data resumes once read")
-            .expect("read");
+        let read = tokio::time::timeout(Duration::from_secs(120), unread.read(&mut buf)).await;
+        let Ok(read) = read else {
+            // Which side stopped: the server's writes, the tunnel, or
+            // the whole connection.
+            let session = match tokio::time::timeout(Duration::from_secs(30), s.exec("true")).await
+            {
+                Ok(Ok(_)) => "still runs commands",
+                Ok(Err(_)) => "fails commands",
+                Err(_) => "stalled too",
+            };
+            panic!(
+                "data stopped after {total} of {} bytes read; the server had written {}; \
+                 the session {session}",
+                64 << 20,
+                written.load(Ordering::SeqCst),
+            );
+        };
+        let n = read.expect("read");
         if n == 0 {
             break;
         }

@@ -427,6 +427,47 @@ async fn a_tar_upload_that_did_not_land_should_be_caught() {
     assert!(err.contains("(streamed)"), "{err}");
 }
 
+/// A big upload whose second half the VM claims to have written: when it
+/// wrote nothing (and said it succeeded) the size check before the rename
+/// catches it; when it failed, its own message is reported. Either way the
+/// target is untouched and no temporary file is left beside it.
+#[tokio::test]
+async fn a_split_upload_whose_second_half_did_not_land_should_be_caught() {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let src = scratch.path().join("big.bin");
+    let len = 64 * 1024 * 1024 + 3;
+    crate::util::write_pattern_file(&src, len);
+    for (mode, says) in [
+        ("splitdrop", "bytes, not 67108867"),
+        ("splitfails", "No space left on device"),
+    ] {
+        let sshd = hostile_tar_sshd(mode, scratch.path());
+        let session = sshd.connect().await;
+        let sftp = session.sftp().await.expect("sftp");
+        let dir = sshd.dir.path().join("up");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("big.bin"), "old\n").expect("write");
+        let remote = crate::util::server_path(&dir.join("big.bin"));
+        let err = sftp
+            .upload_file(&src, &remote, &TransferOptions::default())
+            .await
+            .expect_err(mode)
+            .to_string();
+        assert!(err.contains("big.bin"), "{mode}: {err}");
+        assert!(err.contains(says), "{mode}: {err}");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .expect("list")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert_eq!(left, ["big.bin"], "{mode}");
+        assert_eq!(
+            std::fs::read_to_string(dir.join("big.bin")).expect("read"),
+            "old\n",
+            "{mode}"
+        );
+    }
+}
+
 /// The same hostile-tar server, answering honestly or with entries that
 /// are skipped as over SFTP: the copy works and counts what it did.
 #[tokio::test]

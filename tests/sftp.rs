@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use spuff::sftp::{Progress, TransferOptions};
-use spuff::ssh::{Error, Session};
+use spuff::ssh::{Error, RemoteCommand, Session};
 
 use crate::util::{Sshd, local_path, sha256_file, write_pattern_file};
 
@@ -60,6 +60,9 @@ fn mtime(path: &Path) -> u64 {
         .as_secs()
 }
 
+/// 64 MiB and a bit: uploaded over two channels (each half at its offset;
+/// a half that landed in the wrong place or not at all changes the sum),
+/// downloaded through one.
 #[tokio::test]
 async fn sftp_should_round_trip_a_64_mib_file_intact() {
     let sshd = Sshd::start();
@@ -67,7 +70,7 @@ async fn sftp_should_round_trip_a_64_mib_file_intact() {
     let sftp = s.sftp().await.expect("sftp");
     let local = tempfile::tempdir().expect("tempdir");
     let src = local.path().join("big.bin");
-    let len = 64 * 1024 * 1024;
+    let len = 64 * 1024 * 1024 + 12_345;
     write_pattern_file(&src, len);
     let want = sha256_file(&src);
 
@@ -91,11 +94,136 @@ async fn sftp_should_round_trip_a_64_mib_file_intact() {
     let down = started.elapsed();
     assert_eq!(got, len);
     assert_eq!(sha256_file(&back), want);
-    let mib = |d: Duration| 64.0 / d.as_secs_f64();
+    let mib = |d: Duration| len as f64 / (1024.0 * 1024.0) / d.as_secs_f64();
     eprintln!(
-        "64 MiB: upload {:.0} MiB/s, download {:.0} MiB/s",
+        "64 MiB and a bit: upload {:.0} MiB/s, download {:.0} MiB/s",
         mib(up),
         mib(down)
+    );
+}
+
+/// A connection to `sshd` (started with `MaxSessions 2`) whose every
+/// channel is taken: SFTP's and a running command's. A third is refused.
+async fn sftp_with_no_channel_left(sshd: &Sshd) -> (Session, spuff::sftp::Sftp, RemoteCommand) {
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let busy = s.spawn("sleep 60").await.expect("a second channel");
+    s.exec("true")
+        .await
+        .expect_err("a third channel should be refused");
+    (s, sftp, busy)
+}
+
+/// A server that allows the SFTP channel and one more (`MaxSessions 2`)
+/// refuses the second channel of a big upload: the file goes whole over
+/// the first, as it does when it is small.
+#[tokio::test]
+async fn a_big_upload_should_use_one_channel_when_a_second_is_refused() {
+    let sshd = Sshd::start_with("MaxSessions 2\n");
+    // The limit is real (on a connection of its own, so that the
+    // upload's does not wait for these channels to be freed).
+    drop(sftp_with_no_channel_left(&sshd).await);
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+
+    let local = tempfile::tempdir().expect("tempdir");
+    let src = local.path().join("big.bin");
+    let len = 64 * 1024 * 1024 + 1;
+    write_pattern_file(&src, len);
+    set_mtime(&src, 1_234_567_890);
+    let dst = remote(&sshd, "big.bin");
+    let sent = sftp
+        .upload_file(&src, &dst, &TransferOptions::default())
+        .await
+        .expect("upload over one channel");
+    assert_eq!(sent, len);
+    assert_eq!(sha256_file(&local_path(&dst)), sha256_file(&src));
+    assert_eq!(mtime(&local_path(&dst)), 1_234_567_890);
+}
+
+/// With every channel of the connection taken (SFTP's, and a command
+/// beside it, under `MaxSessions 2`), copies that would stream over a
+/// channel of their own go over SFTP instead of failing: files of both
+/// sizes and trees, both ways.
+#[tokio::test]
+async fn copies_should_go_over_sftp_when_no_channel_is_left() {
+    let sshd = Sshd::start_with("MaxSessions 2\n");
+    let (_s, sftp, _busy) = sftp_with_no_channel_left(&sshd).await;
+    let local = tempfile::tempdir().expect("tempdir");
+    let opts = TransferOptions::default();
+    for (name, len) in [("small.bin", 100_000), ("big.bin", 64 * 1024 * 1024 + 3)] {
+        let src = local.path().join(name);
+        write_pattern_file(&src, len);
+        set_mtime(&src, 1_234_567_890);
+        let dst = remote(&sshd, name);
+        let sent = sftp.upload_file(&src, &dst, &opts).await.expect("upload");
+        assert_eq!(sent, len, "{name}");
+        assert_eq!(sha256_file(&local_path(&dst)), sha256_file(&src), "{name}");
+        assert_eq!(mtime(&local_path(&dst)), 1_234_567_890, "{name}");
+        let back = local.path().join(format!("{name}.back"));
+        let got = sftp
+            .download_file(&dst, &back, &opts)
+            .await
+            .expect("download");
+        assert_eq!(got, len, "{name}");
+        assert_eq!(sha256_file(&back), sha256_file(&src), "{name}");
+    }
+
+    let tree = local.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).expect("mkdir");
+    write_pattern_file(&tree.join("a.bin"), 5_000);
+    write_pattern_file(&tree.join("sub").join("b.bin"), 70_000);
+    let dst = remote(&sshd, "tree");
+    let summary = sftp
+        .upload_dir(&tree, &dst, &opts)
+        .await
+        .expect("upload_dir");
+    assert_eq!((summary.files, summary.bytes), (2, 75_000));
+    assert_eq!(
+        sha256_file(&local_path(&format!("{dst}/sub/b.bin"))),
+        sha256_file(&tree.join("sub").join("b.bin"))
+    );
+    let back = local.path().join("tree.back");
+    let summary = sftp
+        .download_dir(&dst, &back, &opts)
+        .await
+        .expect("download_dir");
+    assert_eq!((summary.files, summary.bytes), (2, 75_000));
+    assert_eq!(
+        sha256_file(&back.join("sub").join("b.bin")),
+        sha256_file(&tree.join("sub").join("b.bin"))
+    );
+}
+
+/// A local file that cannot be read (a write-only sysctl: even root may
+/// not open it) fails the upload with the file's name, promptly: the
+/// command on the VM hears its input end rather than waiting for ever.
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn an_unreadable_local_file_should_fail_the_upload_promptly() {
+    let sshd = Sshd::start();
+    let s = sshd.connect().await;
+    let sftp = s.sftp().await.expect("sftp");
+    let unreadable = Path::new("/proc/sys/net/ipv4/route/flush");
+    if std::fs::File::open(unreadable).is_ok() {
+        eprintln!("skipped: {} can be read here", unreadable.display());
+        return;
+    }
+    std::fs::create_dir(sshd.dir.path().join("up")).expect("mkdir");
+    let dst = remote(&sshd, "up/flush");
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        sftp.upload_file(unreadable, &dst, &TransferOptions::default()),
+    )
+    .await
+    .expect("the upload hung")
+    .expect_err("an unreadable file");
+    assert!(matches!(err, Error::LocalIo { .. }), "{err:?}");
+    assert!(err.to_string().contains("flush"), "{err}");
+    assert_eq!(
+        sh(&s, &format!("ls -A {}", sshd.remote("up"))).await,
+        "",
+        "nothing is left on the server"
     );
 }
 
@@ -129,25 +257,28 @@ async fn copies_should_fall_back_to_sftp_without_gnu_tools_on_the_server() {
     let config = format!("SetEnv PATH={}\n", bin.path().display());
     copy_trees_keeping_modes_mtimes_and_symlinks(&config, true).await;
 
-    // A single file larger than sshd's 2 MiB window: the stream command
-    // exits before reading any of it, and the copy must not wait for a
-    // window that will never open (it hung before `feed`).
+    // Single files larger than sshd's 2 MiB window: the stream commands
+    // exit before reading any of it, and the copy must not wait for a
+    // window that will never open (it hung before `feed`). The second is
+    // big enough to go over two channels.
     let sshd = Sshd::start_with(&config);
     let s = sshd.connect().await;
     let sftp = s.sftp().await.expect("sftp");
     let local = tempfile::tempdir().expect("tempdir");
-    let big = local.path().join("big");
-    write_pattern_file(&big, 5 * 1024 * 1024);
-    let dst = remote(&sshd, "big");
-    let n = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
-        sftp.upload_file(&big, &dst, &TransferOptions::default()),
-    )
-    .await
-    .expect("the upload hung")
-    .expect("upload");
-    assert_eq!(n, 5 * 1024 * 1024);
-    assert_eq!(sha256_file(&local_path(&dst)), sha256_file(&big));
+    for (name, len) in [("big", 5 * 1024 * 1024), ("huge", 64 * 1024 * 1024 + 7)] {
+        let src = local.path().join(name);
+        write_pattern_file(&src, len);
+        let dst = remote(&sshd, name);
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            sftp.upload_file(&src, &dst, &TransferOptions::default()),
+        )
+        .await
+        .expect("the upload hung")
+        .expect("upload");
+        assert_eq!(n, len);
+        assert_eq!(sha256_file(&local_path(&dst)), sha256_file(&src));
+    }
 }
 
 #[cfg(not(windows))]

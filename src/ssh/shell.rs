@@ -829,13 +829,12 @@ mod terminal {
             assert_eq!(all, b"ab\x03");
         }
 
-        /// A shell's reader must stop with the shell: the next input
-        /// belongs to whoever uses the terminal after it.
+        /// A pipe's two ends, and a reader polling and reading it as a
+        /// shell's does the terminal.
         #[cfg(unix)]
-        #[tokio::test]
-        async fn a_dropped_reader_should_leave_later_input_alone() {
-            use std::io::{Read, Write};
-            let (read_end, mut write_end) = std::io::pipe().expect("pipe");
+        fn reader_over_a_pipe() -> (std::io::PipeReader, std::io::PipeWriter, ChannelReader) {
+            use std::io::Read;
+            let (read_end, write_end) = std::io::pipe().expect("pipe");
             let polled = read_end.try_clone().expect("clone");
             let mut reading = read_end.try_clone().expect("clone");
             let reader = spawn_reader(
@@ -845,6 +844,16 @@ mod terminal {
                     reading.read(&mut buf).map(|n| buf[..n].to_vec())
                 },
             );
+            (read_end, write_end, reader)
+        }
+
+        /// A shell's reader must stop with the shell: the next input
+        /// belongs to whoever uses the terminal after it.
+        #[cfg(unix)]
+        #[tokio::test]
+        async fn a_dropped_reader_should_leave_later_input_alone() {
+            use std::io::{Read, Write};
+            let (read_end, mut write_end, reader) = reader_over_a_pipe();
             drop(reader);
             // Longer than one poll: the thread has seen it is not wanted.
             tokio::time::sleep(STDIN_POLL * 3).await;
@@ -861,16 +870,7 @@ mod terminal {
         #[tokio::test]
         async fn input_right_after_the_drop_should_be_left_alone() {
             use std::io::{Read, Write};
-            let (read_end, mut write_end) = std::io::pipe().expect("pipe");
-            let polled = read_end.try_clone().expect("clone");
-            let mut reading = read_end.try_clone().expect("clone");
-            let reader = spawn_reader(
-                move || ready_within(&polled, STDIN_POLL),
-                move || {
-                    let mut buf = [0u8; 64];
-                    reading.read(&mut buf).map(|n| buf[..n].to_vec())
-                },
-            );
+            let (read_end, mut write_end, reader) = reader_over_a_pipe();
             // The thread is in its poll by now.
             tokio::time::sleep(STDIN_POLL / 2).await;
             drop(reader);

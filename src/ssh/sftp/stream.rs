@@ -23,7 +23,9 @@
 //! A single file goes the same way when the VM has GNU coreutils, for the
 //! sshd and `sftp-server` work it saves: up through `cat` into the hidden
 //! temporary file SFTP would use, its size checked before it is renamed
-//! into place and `stat` checked here after; down from `cat` of the file
+//! into place and `stat` checked here after (a file of [`SPLIT_AT`] or
+//! more as two halves on two channels at once, written at their offsets by
+//! `dd`, for the overlap); down from `cat` of the file
 //! opened once, after a line with its size, mode and mtime, into a local
 //! temporary file renamed into place once exactly that many bytes came.
 //!
@@ -50,7 +52,7 @@ use tokio::sync::mpsc;
 
 use super::metadata::time_from_secs;
 use super::transfer::{
-    LocalAttrs, ProgressFn, Reader, Transfer, joined, local_temp, set_file_attrs, temp_file_name,
+    LocalAttrs, ProgressFn, Reader, Transfer, joined, local_temp, settle_local, temp_file_name,
 };
 use super::tree::{
     LocalEntry, LocalKind, MAX_DEPTH, MAX_TREE_ENTRIES, TransferSummary, local_component,
@@ -116,6 +118,11 @@ const CAT_MARK: &[u8] = b"spuff-cat ";
 /// regular file: SFTP then says what it is, in its own words.
 const NOT_A_FILE: u32 = 98;
 
+/// Files this big or bigger are uploaded over two channels at once
+/// ([`Sftp::upload_file_split`]); below it the extra command's start
+/// costs more than the overlap saves.
+const SPLIT_AT: u64 = 64 * 1024 * 1024;
+
 /// The line the upload command prints once tar has finished, before the
 /// check's `stat` lines.
 const EXTRACTED_MARK: &str = "spuff-tar-extracted";
@@ -157,19 +164,23 @@ impl Sftp {
     }
 
     /// Start a download command: no input, and the stream's own receive
-    /// window (see [`STREAM_WINDOW`]).
-    async fn spawn_download(&self, script: &str) -> Result<RemoteCommand> {
-        let cmd = self
+    /// window (see [`STREAM_WINDOW`]); `None` when the server refused the
+    /// channel (see [`granted`]).
+    async fn spawn_download(&self, script: &str) -> Result<Option<RemoteCommand>> {
+        let spawned = self
             .inner
             .session
             .spawn_with_window(&sh(script), Some(STREAM_WINDOW))
-            .await?;
+            .await;
+        let Some(cmd) = granted(spawned)? else {
+            return Ok(None);
+        };
         cmd.close_stdin().await?;
-        Ok(cmd)
+        Ok(Some(cmd))
     }
 
     /// [`Sftp::upload_dir`] through one tar stream; `None` when the server
-    /// lacks the tools (nothing was written then).
+    /// lacks the tools or refused the channel (nothing was written then).
     pub(super) async fn upload_stream(
         &self,
         plan: Arc<Vec<LocalEntry>>,
@@ -214,7 +225,9 @@ impl Sftp {
              xargs -0 -r stat --printf '%s %a %Y\\n' -- < \"$list\"",
             n = names.len()
         );
-        let mut cmd = session.spawn(&sh(&script)).await?;
+        let Some(mut cmd) = granted(session.spawn(&sh(&script)).await)? else {
+            return Ok(None);
+        };
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let producer = tokio::task::spawn_blocking({
             let plan = plan.clone();
@@ -288,7 +301,9 @@ impl Sftp {
     /// [`Sftp::upload_file`] through `cat` on one exec channel, into a
     /// hidden temporary file given its mode and mtime, checked by `stat`
     /// and renamed over `remote` (as over SFTP); `None` when the server
-    /// lacks the tools (nothing was written then).
+    /// lacks the tools or refused the channel (nothing was written then).
+    /// A file of [`SPLIT_AT`] bytes or more goes over two channels at once
+    /// (see [`Sftp::upload_file_split`]).
     pub(super) async fn upload_file_stream(
         &self,
         local: &Path,
@@ -296,99 +311,144 @@ impl Sftp {
         attrs: LocalAttrs,
         t: &Transfer<'_>,
     ) -> Result<Option<u64>> {
-        let file = tokio::fs::File::open(local)
-            .await
-            .map_err(local_err("open", local))?
-            .into_std()
-            .await;
         let (dir, name) = super::remote_fs::split_remote(remote);
         let tmp = super::remote_fs::join_remote(dir, &temp_file_name(name));
-        let mode = attrs.mode & 0o7777;
-        // `cat` into a file only we can read; then its size is checked
-        // before it gets its mode and time and replaces the target (`-T`:
-        // never into a directory of that name), and the result is shown.
+        if attrs.size >= SPLIT_AT {
+            return self.upload_file_split(local, remote, &tmp, &attrs, t).await;
+        }
+        // `cat` into a file only we can read; then the finishing step.
         let script = format!(
-            "{NEEDS_COREUTILS}tmp={tmp}; dst={dst}
+            "{NEEDS_COREUTILS}tmp={tmp}
              (umask 077 && exec cat > \"$tmp\") || {{ rm -f -- \"$tmp\"; exit 2; }}
-             size=$(stat -c %s -- \"$tmp\") && [ \"$size\" = {size} ] || {{ echo \"the file holds $size bytes, not {size}\" >&2; rm -f -- \"$tmp\"; exit 3; }}
-             chmod {mode:o} -- \"$tmp\" && touch -m -d @{mtime} -- \"$tmp\" && mv -f -T -- \"$tmp\" \"$dst\" || {{ rm -f -- \"$tmp\"; exit 2; }}
-             echo {EXTRACTED_MARK}
-             exec stat -c '%s %a %Y' -- \"$dst\"",
+             {finish}",
             tmp = sh_quote(&tmp),
-            dst = sh_quote(remote),
-            size = attrs.size,
-            mtime = attrs.mtime,
+            finish = finish_script(&tmp, remote, &attrs),
         );
-        let mut cmd = self.inner.session.spawn(&sh(&script)).await?;
-        let mut stdin = cmd.stdin();
-        // The caller's chunk size, if any, sets how often progress reports.
-        let chunk = t
-            .opts
-            .chunk_size
-            .map_or(CHUNK, |c| (c as usize).clamp(512, CHUNK));
-        let written = AtomicU64::new(0);
-        let all_written = AtomicBool::new(false);
-        let send = async {
-            let mut reader = Reader::start(file, chunk);
-            loop {
-                let buf = reader.next(chunk, local).await?;
-                if buf.is_empty() {
-                    break;
-                }
-                if stdin.write_all(&buf).await.is_err() {
-                    // The command stopped reading; its status says why.
-                    return Ok(());
-                }
-                written.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                t.report(remote, buf.len() as u64, false);
-                if buf.len() < chunk {
-                    break;
-                }
-            }
-            all_written.store(true, Ordering::Relaxed);
-            let _ = stdin.shutdown().await;
-            Ok::<_, Error>(())
-        };
-        let output = collect_stdout(&mut cmd, 64 * 1024, "upload", remote);
-        let (read, ended) = feed(send, output).await;
-        let (sent, all_sent) = (
-            written.load(Ordering::Relaxed),
-            all_written.load(Ordering::Relaxed),
-        );
-        let Some(end) = self.upload_ended(ended)? else {
+        // Opened before the command starts: a file that cannot be read
+        // must not leave the VM waiting for it.
+        let file = open_at(local, 0).await?;
+        let Some(cmd) = granted(self.inner.session.spawn(&sh(&script)).await)? else {
             return Ok(None);
         };
-        // A local read error comes first: the command then only saw its
-        // input end early.
-        read.unwrap_or(Ok(()))?;
-        let Some(after) = end.after.filter(|_| all_sent && end.status.success()) else {
-            return Err(tar_failed(
-                "upload",
-                "cat",
-                remote,
-                &end.status,
-                &end.stderr,
-            ));
+        let part = send_part(cmd, file, local, 0..u64::MAX, remote, t, None).await;
+        self.upload_checked(local, remote, &attrs, t, part, None)
+    }
+
+    /// A big [`Sftp::upload_file_stream`]: each half of the file through
+    /// `dd` on its own exec channel, written at its offset into the same
+    /// temporary file; the first command then waits for a word that the
+    /// second half landed and does the finishing step. Two channels keep
+    /// the VM's sshd, its writers and this side busy together where one
+    /// stalls on the channel's window (sshd opens 2 MiB at a time), and on
+    /// a real link they double what one round trip carries.
+    ///
+    /// When the server refuses the second channel (sshd's `MaxSessions`,
+    /// 10 by default, counts every channel), the first command is told to
+    /// take the whole file instead, as the one-channel upload does.
+    async fn upload_file_split(
+        &self,
+        local: &Path,
+        remote: &str,
+        tmp: &str,
+        attrs: &LocalAttrs,
+        t: &Transfer<'_>,
+    ) -> Result<Option<u64>> {
+        let half = attrs.size / 2 / CHUNK as u64 * CHUNK as u64;
+        // The first line says which: `all` (the second channel was
+        // refused) or `half`. `conv=notrunc`: whichever `dd` starts first
+        // creates the file, and neither cuts off what the other wrote;
+        // `count` with `fullblock` reads exactly the first half, so the
+        // word after it is left for `read`.
+        let first = format!(
+            "{NEEDS_COREUTILS}tmp={tmp}
+             read -r part || exit 4
+             case $part in
+             all) (umask 077 && exec cat > \"$tmp\") || {{ rm -f -- \"$tmp\"; exit 2; }} ;;
+             *) (umask 077 && exec dd of=\"$tmp\" bs=128K count={half} iflag=count_bytes,fullblock conv=notrunc status=none) || {{ rm -f -- \"$tmp\"; exit 2; }}
+                read -r word && [ \"$word\" = landed ] || {{ rm -f -- \"$tmp\"; exit 4; }} ;;
+             esac
+             {finish}",
+            tmp = sh_quote(tmp),
+            finish = finish_script(tmp, remote, attrs),
+        );
+        let second = format!(
+            "{NEEDS_COREUTILS}umask 077 && exec dd of={tmp} bs=128K seek={half} oflag=seek_bytes conv=notrunc status=none",
+            tmp = sh_quote(tmp),
+        );
+        let (file, file2) = (open_at(local, 0).await?, open_at(local, half).await?);
+        let Some(cmd) = granted(self.inner.session.spawn(&sh(&first)).await)? else {
+            return Ok(None);
         };
-        if sent != attrs.size {
-            return Err(Error::Stream {
-                operation: "upload",
-                path: remote.to_string(),
-                message: format!(
-                    "sent {sent} bytes of a file that held {} when the copy began (did it change while it was read?)",
-                    attrs.size
-                ),
-            });
+        let (part, other) = match self.inner.session.spawn(&sh(&second)).await {
+            Err(e) => {
+                tracing::debug!(error = %e, "a second channel was refused: uploading over one");
+                // Were it to fail, the command's status says why.
+                let _ = cmd.write_stdin(b"all\n").await;
+                let part = send_part(cmd, file, local, 0..u64::MAX, remote, t, None).await;
+                (part, None)
+            }
+            Ok(cmd2) => {
+                let (landed, word) = tokio::sync::oneshot::channel();
+                let _ = cmd.write_stdin(b"half\n").await;
+                let rest = async {
+                    let p = send_part(cmd2, file2, local, half..u64::MAX, remote, t, None).await;
+                    let ok =
+                        p.all_sent && matches!(&p.ended, Ok((status, _, _)) if status.success());
+                    let _ = landed.send(ok);
+                    p
+                };
+                let (part, other) = tokio::join!(
+                    send_part(cmd, file, local, 0..half, remote, t, Some(word)),
+                    rest,
+                );
+                (part, Some(other))
+            }
+        };
+        self.upload_checked(local, remote, attrs, t, part, other)
+    }
+
+    /// The end of an upload over one channel (`other` is `None`) or two:
+    /// `None` when the server lacks the tools, else the bytes sent, once
+    /// both commands succeeded and the size and `stat` checks passed.
+    fn upload_checked(
+        &self,
+        local: &Path,
+        remote: &str,
+        attrs: &LocalAttrs,
+        t: &Transfer<'_>,
+        part: Part,
+        other: Option<Part>,
+    ) -> Result<Option<u64>> {
+        let mut sent = part.sent;
+        let tool = if other.is_some() { "dd" } else { "cat" };
+        let Some(end) = self.upload_ended(part.ended)? else {
+            return Ok(None);
+        };
+        // A local read error comes first (the command then only saw its
+        // input end early), then what the second half's `dd` said (the
+        // first only heard that it failed).
+        part.read.unwrap_or(Ok(()))?;
+        if let Some(other) = other {
+            sent += other.sent;
+            let (status, _, stderr) = other.ended?;
+            other.read.unwrap_or(Ok(()))?;
+            if !(other.all_sent && status.success()) {
+                return Err(tar_failed("upload", "dd", remote, &status, &stderr));
+            }
         }
+        let Some(after) = end.after.filter(|_| part.all_sent && end.status.success()) else {
+            return Err(tar_failed("upload", tool, remote, &end.status, &end.stderr));
+        };
+        check_sent(remote, sent, attrs)?;
         check_landed(
             remote,
             after.into_iter().next(),
-            &attrs,
+            attrs,
             &end.status,
             &end.stderr,
         )?;
         t.report(remote, 0, true);
-        tracing::debug!(local = %local.display(), remote, bytes = sent, "uploaded through cat");
+        tracing::debug!(local = %local.display(), remote, bytes = sent, tool, "uploaded");
         Ok(Some(sent))
     }
 
@@ -397,8 +457,9 @@ impl Sftp {
     /// open file), then `cat`s it. Here the bytes go to the temporary file
     /// SFTP would use, renamed into place only once exactly that many came
     /// and `cat` exited 0; more than that is refused as it arrives. `None`
-    /// when the VM lacks the tools or `remote` is not a readable regular
-    /// file (nothing was written then: SFTP goes on, and says why).
+    /// when the VM lacks the tools, refused the channel, or `remote` is not
+    /// a readable regular file (nothing was written then: SFTP goes on,
+    /// and says why).
     pub(super) async fn download_file_stream(
         &self,
         remote: &str,
@@ -418,7 +479,9 @@ impl Sftp {
              exec cat",
             src = sh_quote(remote),
         );
-        let mut cmd = self.spawn_download(&script).await?;
+        let Some(mut cmd) = self.spawn_download(&script).await? else {
+            return Ok(None);
+        };
         let (mut stderr, mut status) = (Vec::new(), None);
         // Up to the header: a noisy login's output, then our line.
         let mut head = Vec::new();
@@ -457,13 +520,14 @@ impl Sftp {
         };
         t.add_total(size);
         let tmp = local_temp(local);
-        let file = std::fs::OpenOptions::new()
+        let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&tmp)
+            .await
             .map_err(local_err("create", local));
         let file = match file {
-            Ok(f) => f,
+            Ok(f) => f.into_std().await,
             Err(e) => {
                 let _ = cmd.close().await;
                 return Err(e);
@@ -552,13 +616,11 @@ impl Sftp {
                     ),
                 });
             }
-            if t.opts.preserve {
-                let mtime = time_from_secs(mtime);
-                set_file_attrs(&file, &tmp, (mode as u32) & 0o7777, mtime)
-                    .map_err(local_err("set attributes of", local))?;
-            }
-            drop(file);
-            std::fs::rename(&tmp, local).map_err(local_err("rename", local))?;
+            let attrs = t
+                .opts
+                .preserve
+                .then(|| ((mode as u32) & 0o7777, time_from_secs(mtime)));
+            settle_local(file, &tmp, local, attrs)?;
             Ok(got)
         })();
         if result.is_err() {
@@ -573,8 +635,8 @@ impl Sftp {
     }
 
     /// [`Sftp::download_dir`] through one tar stream; `None` when the
-    /// server lacks the tools (nothing was written then). `remote_dir` is
-    /// known to be a directory.
+    /// server lacks the tools or refused the channel (nothing was written
+    /// then). `remote_dir` is known to be a directory.
     pub(super) async fn download_stream(
         &self,
         remote_dir: &str,
@@ -590,7 +652,9 @@ impl Sftp {
              exec tar -c -f - --format=gnu --hard-dereference .",
             sh_quote(remote_dir)
         );
-        let mut cmd = self.spawn_download(&script).await?;
+        let Some(mut cmd) = self.spawn_download(&script).await? else {
+            return Ok(None);
+        };
         // Channel packets (OpenSSH sends at most 32 KiB each): about 1 MiB.
         let (tx, rx) = mpsc::channel::<Bytes>(QUEUE * 8);
         let (totals_tx, totals_rx) = std::sync::mpsc::channel::<(u64, u64)>();
@@ -643,6 +707,22 @@ impl Sftp {
     }
 }
 
+/// A stream's command, or `None` when the server refused its channel or
+/// the command: the copy then goes over SFTP, whose channel is already
+/// open. sshd's `MaxSessions` (10 by default) counts every channel of a
+/// connection, so an SDK user running commands beside a copy could
+/// otherwise see a copy fail that SFTP alone would have made.
+fn granted(spawned: Result<RemoteCommand>) -> Result<Option<RemoteCommand>> {
+    match spawned {
+        Ok(cmd) => Ok(Some(cmd)),
+        Err(Error::ChannelRefused { reason, .. }) => {
+            tracing::debug!(%reason, "no channel for a stream: copying over SFTP");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// The error for output that is not what our command prints.
 fn not_ours(path: &str) -> Error {
     Error::Stream {
@@ -664,6 +744,141 @@ fn task_result<T>(
         path: path.to_path_buf(),
         source: std::io::Error::other(e.to_string()),
     })?
+}
+
+/// Feed `cmd` the bytes of `local` (open as `file`, at `range.start`) in
+/// `range` (fewer when the file ends first), collecting its output
+/// meanwhile; progress is reported as the bytes go. With `word`, once
+/// every byte went, a line follows that says whether the other half
+/// landed (`landed` or `failed`), when it is known.
+async fn send_part(
+    mut cmd: RemoteCommand,
+    file: std::fs::File,
+    local: &Path,
+    range: std::ops::Range<u64>,
+    remote: &str,
+    t: &Transfer<'_>,
+    word: Option<tokio::sync::oneshot::Receiver<bool>>,
+) -> Part {
+    let mut stdin = cmd.stdin();
+    // The caller's chunk size, if any, sets how often progress reports.
+    let chunk = t
+        .opts
+        .chunk_size
+        .map_or(CHUNK, |c| (c as usize).clamp(512, CHUNK));
+    let written = AtomicU64::new(0);
+    let all_written = AtomicBool::new(false);
+    let send = async {
+        let copied = async {
+            let mut reader = Reader::start(file, chunk);
+            let mut left = range.end - range.start;
+            while left > 0 {
+                let mut buf = reader.next(chunk, local).await?;
+                let short = buf.len() < chunk;
+                buf.truncate(buf.len().min(usize::try_from(left).unwrap_or(usize::MAX)));
+                if buf.is_empty() {
+                    break;
+                }
+                if stdin.write_all(&buf).await.is_err() {
+                    // The command stopped reading; its status says why.
+                    return Ok(());
+                }
+                left -= buf.len() as u64;
+                written.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                t.report(remote, buf.len() as u64, false);
+                if short {
+                    break;
+                }
+            }
+            // Only after every byte: anything more would be read as data.
+            if let Some(word) = word.filter(|_| left == 0) {
+                let line: &[u8] = match word.await {
+                    Ok(true) => b"landed\n",
+                    _ => b"failed\n",
+                };
+                if stdin.write_all(line).await.is_err() {
+                    return Ok(());
+                }
+            }
+            all_written.store(true, Ordering::Relaxed);
+            let _ = stdin.shutdown().await;
+            Ok::<_, Error>(())
+        }
+        .await;
+        // A local file that cannot be opened or read: the command must
+        // still see its input end, or it would wait for ever (and its
+        // own checks then fail and remove its temporary file).
+        if copied.is_err() {
+            let _ = stdin.shutdown().await;
+        }
+        copied
+    };
+    let output = collect_stdout(&mut cmd, 64 * 1024, "upload", remote);
+    let (read, ended) = feed(send, output).await;
+    Part {
+        read,
+        sent: written.load(Ordering::Relaxed),
+        all_sent: all_written.load(Ordering::Relaxed),
+        ended,
+    }
+}
+
+/// `local` opened for reading at `offset`.
+async fn open_at(local: &Path, offset: u64) -> Result<std::fs::File> {
+    let mut file = tokio::fs::File::open(local)
+        .await
+        .map_err(local_err("open", local))?
+        .into_std()
+        .await;
+    if offset > 0 {
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(offset))
+            .map_err(local_err("read", local))?;
+    }
+    Ok(file)
+}
+
+/// One command fed part of a file; see [`send_part`].
+struct Part {
+    /// The local read's result, `None` when the command ended first.
+    read: Option<Result<()>>,
+    sent: u64,
+    /// Whether the input was sent to its end and closed.
+    all_sent: bool,
+    ended: Result<(ExitStatus, Vec<u8>, Vec<u8>)>,
+}
+
+/// The finishing step of a single-file upload, once `tmp` holds the bytes:
+/// its size is checked before it gets its mode and time and replaces the
+/// target (`-T`: never into a directory of that name), and the result is
+/// shown after [`EXTRACTED_MARK`].
+fn finish_script(tmp: &str, remote: &str, attrs: &LocalAttrs) -> String {
+    format!(
+        "tmp={tmp}; dst={dst}
+         size=$(stat -c %s -- \"$tmp\") && [ \"$size\" = {size} ] || {{ echo \"the file holds $size bytes, not {size}\" >&2; rm -f -- \"$tmp\"; exit 3; }}
+         chmod {mode:o} -- \"$tmp\" && touch -m -d @{mtime} -- \"$tmp\" && mv -f -T -- \"$tmp\" \"$dst\" || {{ rm -f -- \"$tmp\"; exit 2; }}
+         echo {EXTRACTED_MARK}
+         exec stat -c '%s %a %Y' -- \"$dst\"",
+        tmp = sh_quote(tmp),
+        dst = sh_quote(remote),
+        size = attrs.size,
+        mode = attrs.mode & 0o7777,
+        mtime = attrs.mtime,
+    )
+}
+
+/// The bytes sent must be the size the file had when the copy began.
+fn check_sent(remote: &str, sent: u64, attrs: &LocalAttrs) -> Result<()> {
+    if sent == attrs.size {
+        return Ok(());
+    }
+    Err(Error::Stream {
+        operation: "upload",
+        path: remote.to_string(),
+        message: format!(
+            "sent {sent} bytes of a file that held {} when the copy began (did it change while it was read?)",
+            attrs.size
+        ),
+    })
 }
 
 /// An upload command that got past its start; see [`Sftp::upload_ended`].
@@ -1330,10 +1545,7 @@ fn write_entry<R: Read>(
     if got != size {
         return Err(Short(got));
     }
-    super::transfer::set_file_attrs(&file, tmp, mode, mtime)
-        .map_err(|e| Local(local_err("set attributes of", local)(e)))?;
-    drop(file);
-    std::fs::rename(tmp, local).map_err(|e| Local(local_err("rename", local)(e)))
+    settle_local(file, tmp, local, Some((mode, mtime))).map_err(Local)
 }
 
 /// An error for a `tool` that ended badly, with what it said.

@@ -120,13 +120,15 @@ pub struct TransferOptions {
     /// [`Sftp::download_dir`]) through `tar`, 1.1-1.7x `tar c | ssh tar x`
     /// and several times SFTP for many small files, with the same name
     /// checks; single uploads ([`Sftp::upload_file`]) through `cat` into
-    /// the same hidden temporary file, about 1.1-1.5x SFTP; single
-    /// downloads ([`Sftp::download_file`]) from `cat` of the file after a
-    /// line with its size, mode and mtime, into the same local temporary
-    /// file, 1.3-2.3x SFTP (docs/performance.md). Every uploaded file's
-    /// size, mode and mtime is checked afterwards, and a download must
-    /// bring exactly the size announced. `false`, or a
-    /// server without the tools, uses SFTP. One difference: a tree upload
+    /// the same hidden temporary file (64 MiB and more as two halves over
+    /// two channels at once, or one if the server refuses a second),
+    /// 1.2-1.5x SFTP; single downloads ([`Sftp::download_file`]) from
+    /// `cat` of the file after a line with its size, mode and mtime, into
+    /// the same local temporary file, 1.2-2.3x SFTP (docs/performance.md).
+    /// Every uploaded file's size, mode and mtime is checked afterwards,
+    /// and a download must bring exactly the size announced. `false`, a
+    /// server without the tools, or one that refuses the stream's channel
+    /// (sshd's `MaxSessions`) uses SFTP. One difference: a tree upload
     /// cut off by a lost connection can leave the file tar was writing
     /// partly written (over SFTP and for single files it stays in a hidden
     /// temporary file).
@@ -618,12 +620,11 @@ impl Sftp {
             let (n, std_file) = self
                 .read_chunks(handle, remote, file, local, size, t)
                 .await?;
-            if t.opts.preserve {
-                set_local_attrs(&std_file, &tmp, &meta)
-                    .map_err(local_err("set attributes of", local))?;
-            }
-            drop(std_file);
-            std::fs::rename(&tmp, local).map_err(local_err("rename", local))?;
+            let attrs = t
+                .opts
+                .preserve
+                .then(|| (meta.permissions(), meta.modified()));
+            settle_local(std_file, &tmp, local, attrs)?;
             Ok(n)
         }
         .await;
@@ -830,15 +831,25 @@ impl Writer {
     }
 }
 
-/// Give a downloaded file the remote mode and mtime (on Windows only the
-/// read-only flag follows the mode).
-fn set_local_attrs(file: &std::fs::File, path: &Path, meta: &Metadata) -> std::io::Result<()> {
-    set_file_attrs(file, path, meta.permissions(), meta.modified())
+/// The last step of every download (SFTP's, `cat`'s, and each file of a
+/// tar stream): give the complete temporary file `tmp` its mode and mtime
+/// when `attrs` has them, close it, and rename it over `local`.
+pub(super) fn settle_local(
+    file: std::fs::File,
+    tmp: &Path,
+    local: &Path,
+    attrs: Option<(u32, SystemTime)>,
+) -> Result<()> {
+    if let Some((mode, mtime)) = attrs {
+        set_file_attrs(&file, tmp, mode, mtime).map_err(local_err("set attributes of", local))?;
+    }
+    drop(file);
+    std::fs::rename(tmp, local).map_err(local_err("rename", local))
 }
 
 /// Give a local file `mode` and `mtime` (on Windows only the read-only flag
 /// follows the mode).
-pub(super) fn set_file_attrs(
+fn set_file_attrs(
     file: &std::fs::File,
     path: &Path,
     mode: u32,

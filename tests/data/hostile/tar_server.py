@@ -22,6 +22,12 @@ archive whose entries MODE chooses:
   drop      (an upload) `tar -x` reads the archive, writes nothing and
             says it succeeded
 
+and for the second half of a big file's upload over two channels (the
+`dd` that writes at an offset; the first half is written for real):
+
+  splitdrop   reads its half, writes nothing and exits 0
+  splitfails  reads its half, writes nothing, exits 1 with dd's message
+
 and for a single file's download through `cat` (spuff's `spuff-cat SIZE
 MODE MTIME` line, then the bytes):
 
@@ -101,6 +107,13 @@ def main():
     if MODE == "drop" and "tar -x -f -" in COMMAND:
         # The real command, with tar's extraction swapped for a sink.
         fake = COMMAND.replace("tar -x -f -", "cat >/dev/null; : ", 1)
+        os.execv("/bin/sh", ["sh", "-c", fake])
+    if MODE.startswith("split") and "oflag=seek_bytes" in COMMAND:
+        # The real command up to its `dd`, which becomes a sink.
+        sink = "cat >/dev/null; "
+        if MODE == "splitfails":
+            sink += 'echo "dd: error writing: No space left on device" >&2; exit 1; '
+        fake = COMMAND.replace("exec dd ", sink + ": ", 1)
         os.execv("/bin/sh", ["sh", "-c", fake])
     if "exec tar -c" not in COMMAND:
         real()
